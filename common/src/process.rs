@@ -1,0 +1,180 @@
+//! Is a pid a live uwsgid or uWSGI master, started before its pidfile was written?
+//!
+//! Read from `/proc`: the process name and parent (`stat`), its start time (`stat` field 22, in
+//! clock ticks since boot, turned into wall time with `btime` from `/proc/stat`) and its
+//! executable. A master is a process named `uwsgid` (or `uwsgi`) whose parent is not itself such
+//! a process; workers are named `uwsgid:wN` and are never masters.
+
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What kind of master a pid is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKind {
+    Uwsgid,
+    Uwsgi,
+}
+
+/// Facts about one live process.
+#[derive(Clone, Debug)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: i32,
+    pub started: SystemTime,
+    pub exe: Option<PathBuf>,
+}
+
+/// Why a pid is not the master we were asked to manage.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MasterError {
+    /// No such process (or a zombie): the pidfile is stale.
+    Dead { pid: i32 },
+    /// Alive, but not a uwsgid/uWSGI master.
+    NotAMaster { pid: i32, comm: String },
+    /// Started after the pidfile was written: the pid was reused.
+    Younger { pid: i32, started_after: Duration },
+}
+
+impl fmt::Display for MasterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterError::Dead { pid } => write!(f, "pid {pid} is not running (stale pidfile)"),
+            MasterError::NotAMaster { pid, comm } => {
+                write!(f, "pid {pid} is {comm:?}, not a uwsgid or uWSGI master")
+            }
+            MasterError::Younger { pid, started_after } => write!(
+                f,
+                "pid {pid} started {:.1}s after the pidfile was written (pid reused)",
+                started_after.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MasterError {}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
+fn boot_time() -> Option<SystemTime> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+impl ProcessInfo {
+    /// Read a process from `/proc`; `None` if it does not exist.
+    pub fn read(pid: i32) -> Option<ProcessInfo> {
+        if pid <= 0 {
+            return None;
+        }
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // comm is in parentheses and may itself contain ") ": split at the last one.
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat[open + 1..close].to_string();
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let state = rest.first()?.chars().next()?;
+        let ppid = rest.get(1)?.parse().ok()?;
+        let start_ticks: u64 = rest.get(19)?.parse().ok()?;
+        let ticks = clock_ticks();
+        let started = boot_time()?
+            + Duration::from_secs(start_ticks / ticks)
+            + Duration::from_nanos((start_ticks % ticks) * 1_000_000_000 / ticks);
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+        Some(ProcessInfo {
+            pid,
+            comm,
+            state,
+            ppid,
+            started,
+            exe,
+        })
+    }
+
+    fn kind(&self) -> Option<MasterKind> {
+        match self.comm.as_str() {
+            "uwsgid" => Some(MasterKind::Uwsgid),
+            "uwsgi" | "uWSGI master" => Some(MasterKind::Uwsgi),
+            _ => None,
+        }
+    }
+}
+
+/// Check that `pid` is a live master that started no later than `written` (the pidfile's mtime).
+/// Start times are compared with one second of slack: `btime` has a one-second resolution.
+pub fn check_master(pid: i32, written: Option<SystemTime>) -> Result<MasterKind, MasterError> {
+    let info = match ProcessInfo::read(pid) {
+        Some(info) if info.state != 'Z' && info.state != 'X' => info,
+        _ => return Err(MasterError::Dead { pid }),
+    };
+    let kind = info.kind().ok_or_else(|| MasterError::NotAMaster {
+        pid,
+        comm: info.comm.clone(),
+    })?;
+    if let Some(parent) = ProcessInfo::read(info.ppid) {
+        if parent.kind() == Some(kind) {
+            return Err(MasterError::NotAMaster {
+                pid,
+                comm: format!("{} worker", info.comm),
+            });
+        }
+    }
+    if let Some(written) = written {
+        if let Ok(after) = info.started.duration_since(written) {
+            if after > Duration::from_secs(1) {
+                return Err(MasterError::Younger {
+                    pid,
+                    started_after: after,
+                });
+            }
+        }
+    }
+    Ok(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_itself() {
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        assert_ne!(me.state, 'Z');
+        assert!(me.started <= SystemTime::now() + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_test_binary_is_not_a_master() {
+        let pid = std::process::id() as i32;
+        assert!(matches!(
+            check_master(pid, None),
+            Err(MasterError::NotAMaster { .. })
+        ));
+    }
+
+    #[test]
+    fn a_dead_pid_is_stale() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert_eq!(check_master(pid, None), Err(MasterError::Dead { pid }));
+    }
+}

@@ -1,0 +1,189 @@
+//! The stats document: one JSON object per connection to `--stats`.
+//!
+//! Every key uWSGI 2.0 emits is here with uWSGI's name and type, in uWSGI's order, so uwsgitop,
+//! exporters and scripts written for uWSGI read a uwsgid instance unchanged. uwsgid's own facts
+//! live under one extra key, `uwsgid`, at the top level and in each worker; its absence tells a
+//! reader it is talking to real uWSGI. Every struct defaults missing keys when reading, so an
+//! older reader accepts a newer document and uWSGI's documents parse too.
+//!
+//! Units follow uWSGI: `rss`/`vsz` bytes, `running_time`/`avg_rt` microseconds, `last_spawn`
+//! epoch seconds, `tx` bytes. uwsgid's additions say their unit in their name (`_ms`, `_unix`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsDocument {
+    pub version: String,
+    pub listen_queue: u64,
+    pub listen_queue_errors: u64,
+    pub signal_queue: u64,
+    pub load: u64,
+    pub pid: i64,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: String,
+    pub locks: Vec<BTreeMap<String, i64>>,
+    pub sockets: Vec<Socket>,
+    pub workers: Vec<Worker>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uwsgid: Option<Instance>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Socket {
+    pub name: String,
+    pub proto: String,
+    pub queue: u64,
+    pub max_queue: u64,
+    pub shared: u8,
+    pub can_offload: u8,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Worker {
+    pub id: u32,
+    pub pid: i64,
+    pub accepting: u8,
+    pub requests: u64,
+    pub delta_requests: u64,
+    pub exceptions: u64,
+    pub harakiri_count: u64,
+    pub signals: u64,
+    pub signal_queue: u64,
+    /// `idle`, `busy`, `pause`, `cheap`, `sigN`; uwsgid also says `starting` and `dead`
+    /// instead of uWSGI's misleading `idle` for slots without a ready worker.
+    pub status: String,
+    pub rss: u64,
+    pub vsz: u64,
+    pub running_time: u64,
+    pub last_spawn: u64,
+    pub respawn_count: u64,
+    pub tx: u64,
+    pub avg_rt: u64,
+    pub apps: Vec<App>,
+    pub cores: Vec<Core>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uwsgid: Option<WorkerExt>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct App {
+    pub id: u32,
+    pub modifier1: u32,
+    pub mountpoint: String,
+    pub startup_time: u64,
+    pub requests: u64,
+    pub exceptions: u64,
+    pub chdir: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Core {
+    pub id: u32,
+    pub requests: u64,
+    pub static_requests: u64,
+    pub routed_requests: u64,
+    pub offloaded_requests: u64,
+    pub write_errors: u64,
+    pub read_errors: u64,
+    pub in_request: u8,
+    pub vars: Vec<String>,
+    pub req_info: BTreeMap<String, u64>,
+}
+
+/// uwsgid's instance facts (top-level key `uwsgid`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Instance {
+    pub version: String,
+    /// `starting`, `running`, `reloading`, `paused`, `stopping`.
+    pub state: String,
+    pub paused: bool,
+    pub generation: u64,
+    /// Worker slots configured now.
+    pub processes: u32,
+    /// `builtin` or `exec`.
+    pub worker_kind: String,
+    pub started_unix: u64,
+    /// A reload under way.
+    pub reload: Option<ReloadProgress>,
+    /// The last reload that ended, complete or failed.
+    pub last_reload: Option<ReloadOutcome>,
+    /// The last error the master survived (bad reload configuration, failed execve, ...).
+    pub last_error: Option<String>,
+    /// Generation parked as a snapshot for rollback, if any.
+    pub snapshot: Option<u64>,
+    /// Workers of older generations still alive (draining their last requests).
+    pub draining: Vec<Draining>,
+    /// FIFO paths, slot order, and the active slot.
+    pub fifo: Vec<String>,
+    pub fifo_slot: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadProgress {
+    /// `graceful`, `brutal`, `chain`, `workers`, `brutal-workers`.
+    pub kind: String,
+    pub generation: u64,
+    pub started_unix_ms: u64,
+    /// Slots holding a ready worker of `generation`.
+    pub ready: u32,
+    pub total: u32,
+    /// Workers of older generations still alive.
+    pub old_alive: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadOutcome {
+    pub kind: String,
+    pub generation: u64,
+    /// `complete` or `failed`.
+    pub result: String,
+    pub reason: Option<String>,
+    pub duration_ms: f64,
+    pub finished_unix_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Draining {
+    pub pid: i64,
+    pub generation: u64,
+    pub id: u32,
+    pub since_unix_ms: u64,
+}
+
+/// uwsgid's per-worker facts (key `uwsgid` in each worker).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerExt {
+    pub generation: u64,
+    pub ready: bool,
+    /// `starting`, `ready`, `backoff`, `dead`, `stopping`.
+    pub state: String,
+    /// Exec workers' last `STATUS=` line.
+    pub status_text: Option<String>,
+    /// `known` for built-in workers; `unknown` for exec workers, whose request counters are 0.
+    pub counters: String,
+    /// Consecutive failed starts, and when the next attempt is due.
+    pub failed_starts: u32,
+    pub next_spawn_unix_ms: Option<u64>,
+    pub last_exit: Option<String>,
+}
+
+/// Parse a stats document, with an error that says where it broke.
+pub fn parse(text: &str) -> Result<StatsDocument, String> {
+    if text.trim().is_empty() {
+        return Err("stats document is empty".into());
+    }
+    serde_json::from_str(text).map_err(|e| format!("stats document is not valid: {e}"))
+}
