@@ -1,0 +1,937 @@
+"""uwsgid's bundled WSGI runner: serve one WSGI application on inherited listeners.
+
+uwsgid runs this file as an exec worker (``--wsgi-file`` / ``--module``). The listening
+sockets arrive by the systemd protocol (LISTEN_FDS, LISTEN_PID, fds from 3); readiness is
+reported with ``READY=1`` on NOTIFY_SOCKET once the application is loaded and the accept loop
+runs. Standard library only, Python 3.8 or newer.
+
+Design: the main thread owns a selector over the listeners, the idle keep-alive connections
+and a wake-up pipe. A connection with bytes to read is handed to a bounded thread pool, whose
+thread reads one request, runs the application and writes the response, then gives the
+connection back to the selector (or keeps going while pipelined requests are buffered). Idle
+connections therefore hold no thread, and a slow request holds exactly one. When every thread
+is busy the worker stops accepting, so other workers sharing the listeners take new clients.
+
+SIGTERM and SIGHUP drain: stop accepting, close idle connections, let requests in flight
+finish (their responses say ``Connection: close``), then exit 0. uwsgid bounds the drain with
+its mercy. SIGINT and SIGQUIT exit at once. Startup errors print one clear line (and the
+traceback when there is one) and exit 1 before READY.
+"""
+
+import argparse
+import importlib
+import importlib.util
+import os
+import queue
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
+from urllib.parse import unquote_to_bytes
+
+PROG = "uwsgid-wsgi"
+LISTEN_FDS_START = 3
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+# Unread request bodies up to this size are discarded to keep the connection; beyond it the
+# connection is closed instead.
+MAX_DISCARD_BYTES = 1024 * 1024
+RECV_SIZE = 64 * 1024
+TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+HOP_BY_HOP = frozenset(
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"]
+)
+REASONS = {
+    100: "Continue", 400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 505: "HTTP Version Not Supported",
+}
+
+
+class StartupError(Exception):
+    """A problem that stops the worker before it reports READY (exit code 1)."""
+
+
+class BadRequest(Exception):
+    """The client sent something that is not HTTP/1.x; answered with `status` and closed."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+class ClientGone(Exception):
+    """The peer closed or reset the connection, or stopped sending within the timeout."""
+
+
+def log(message):
+    sys.stderr.write("%s[%d]: %s\n" % (PROG, os.getpid(), message))
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Startup: options, inherited listeners, the application
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog=PROG, description="Serve a WSGI application on the "
+                                "listeners inherited by the systemd protocol (LISTEN_FDS).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wsgi-file", metavar="FILE", help="Python file defining the callable")
+    src.add_argument("--module", metavar="PKG.MOD[:CALLABLE]", help="module to import")
+    p.add_argument("--callable", metavar="NAME", default=None,
+                   help="name of the WSGI callable (default: application)")
+    p.add_argument("--pythonpath", metavar="DIR", action="append", default=[],
+                   help="prepend DIR to sys.path (repeatable)")
+    p.add_argument("--chdir", metavar="DIR", help="change directory before loading the app")
+    p.add_argument("--threads", type=int, default=8, metavar="N",
+                   help="requests served concurrently by this worker (default 8)")
+    p.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                   help="open connections before the worker stops accepting (default 1000)")
+    p.add_argument("--keepalive-timeout", type=float, default=15.0, metavar="SECS",
+                   help="close idle keep-alive connections after SECS (default 15)")
+    p.add_argument("--socket-timeout", type=float, default=30.0, metavar="SECS",
+                   help="give up on a client silent for SECS mid-request (default 30)")
+    p.add_argument("--log-requests", action="store_true", help="one line per request on stderr")
+    args = p.parse_args(argv)
+    if args.threads < 1 or args.max_connections < 1:
+        p.error("--threads and --max-connections must be at least 1")
+    return args
+
+
+def inherited_listeners():
+    """Take the listeners passed by the systemd protocol, then unset its variables."""
+    fds = os.environ.get("LISTEN_FDS")
+    pid = os.environ.get("LISTEN_PID")
+    names = os.environ.get("LISTEN_FDNAMES", "")
+    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "LISTEN_FDS_FIRST_FD"):
+        os.environ.pop(key, None)
+    if fds is None:
+        raise StartupError("LISTEN_FDS is not set: run me under uwsgid (or systemd socket "
+                           "activation) so that listening sockets are passed as fds 3 and up")
+    if pid is None or not pid.isdigit() or int(pid) != os.getpid():
+        raise StartupError("LISTEN_PID=%s is not my pid %d: the listeners were meant for "
+                           "another process" % (pid, os.getpid()))
+    if not fds.isdigit() or int(fds) < 1:
+        raise StartupError("LISTEN_FDS=%r: expected a positive number of listeners" % fds)
+    name_list = names.split(":") if names else []
+    listeners = []
+    for i in range(int(fds)):
+        fd = LISTEN_FDS_START + i
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as e:
+            raise StartupError("inherited fd %d is not a socket: %s" % (fd, e))
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise StartupError("inherited fd %d is not a listening stream socket" % fd)
+        # Non-blocking accept: several workers share each listener, so a connection this
+        # worker was woken for may already be taken by another one.
+        sock.setblocking(False)
+        name = name_list[i] if i < len(name_list) else "fd%d" % fd
+        listeners.append((sock, name))
+    return listeners
+
+
+def load_application(args):
+    if args.chdir:
+        try:
+            os.chdir(args.chdir)
+        except OSError as e:
+            raise StartupError("--chdir %s: %s" % (args.chdir, e.strerror))
+    for d in reversed(args.pythonpath):
+        sys.path.insert(0, os.path.abspath(d))
+    if args.wsgi_file:
+        path = os.path.abspath(args.wsgi_file)
+        if not os.path.isfile(path):
+            raise StartupError("--wsgi-file %s: no such file" % args.wsgi_file)
+        # Sibling modules of the file are importable, as when running it as a script.
+        sys.path.insert(0, os.path.dirname(path))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        modname = "uwsgi_file_" + "".join(c if c.isalnum() else "_" for c in stem)
+        spec = importlib.util.spec_from_file_location(modname, path)
+        if spec is None or spec.loader is None:
+            raise StartupError("--wsgi-file %s: not loadable as Python source" % args.wsgi_file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        what = "--wsgi-file %s" % args.wsgi_file
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            raise StartupError("%s: syntax error at %s line %s: %s"
+                               % (what, e.filename, e.lineno, e.msg))
+        except BaseException as e:
+            traceback.print_exc()
+            raise StartupError("%s: %s raised while loading: %s" % (what, type(e).__name__, e))
+        name = args.callable or "application"
+    else:
+        modname, _, name = args.module.partition(":")
+        name = name or args.callable or "application"
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        what = "--module %s" % modname
+        try:
+            module = importlib.import_module(modname)
+        except SyntaxError as e:
+            raise StartupError("%s: syntax error at %s line %s: %s"
+                               % (what, e.filename, e.lineno, e.msg))
+        except ModuleNotFoundError as e:
+            if e.name and modname.startswith(e.name):
+                raise StartupError("%s: no module named %r (sys.path[0] is %s)"
+                                   % (what, e.name, sys.path[0]))
+            traceback.print_exc()
+            raise StartupError("%s: %s" % (what, e))
+        except BaseException as e:
+            traceback.print_exc()
+            raise StartupError("%s: %s raised while importing: %s" % (what, type(e).__name__, e))
+    app = getattr(module, name, None)
+    if app is None:
+        raise StartupError("%s defines no callable named %r (choose one with --callable)"
+                           % (what, name))
+    if not callable(app):
+        raise StartupError("%s: %r is a %s, not a callable" % (what, name, type(app).__name__))
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness
+
+
+def notify(message):
+    """Send one sd_notify datagram if NOTIFY_SOCKET is set; failures are logged, not fatal."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(address)
+            s.sendall(message.encode("utf-8", "replace"))
+    except OSError as e:
+        log("cannot notify %s: %s" % (os.environ.get("NOTIFY_SOCKET"), e))
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP/1.1
+
+
+class Connection:
+    """One client socket with its own receive buffer (so pipelined bytes are never lost)."""
+
+    def __init__(self, sock, peer, server_addr):
+        self.sock = sock
+        self.peer = peer
+        self.server_addr = server_addr
+        self.buf = bytearray()
+        self.idle_since = time.monotonic()
+
+    def fill(self):
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except socket.timeout:
+            raise ClientGone("timed out")
+        except OSError as e:
+            raise ClientGone(str(e))
+        if not data:
+            raise ClientGone("closed")
+        self.buf += data
+
+    def read_head(self):
+        """Bytes of one request head (without the blank line), or None on a clean EOF."""
+        while True:
+            # Tolerate stray empty lines before a request (RFC 9112 section 2.2).
+            while self.buf[:2] == b"\r\n" or self.buf[:1] == b"\n":
+                del self.buf[: 2 if self.buf[:1] == b"\r" else 1]
+            end = self.buf.find(b"\n\r\n")
+            end_lf = self.buf.find(b"\n\n")
+            cut = None
+            if end >= 0 and (end_lf < 0 or end < end_lf):
+                cut, skip = end, 3
+            elif end_lf >= 0:
+                cut, skip = end_lf, 2
+            if cut is not None:
+                head = bytes(self.buf[:cut])
+                del self.buf[: cut + skip]
+                return head
+            if len(self.buf) > MAX_HEADER_BYTES:
+                raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+            try:
+                self.fill()
+            except ClientGone:
+                if not self.buf:
+                    return None
+                raise
+
+    def read_line(self, limit):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[: i + 1])
+                del self.buf[: i + 1]
+                return line
+            if len(self.buf) > limit:
+                raise BadRequest("line too long in chunked body")
+            self.fill()
+
+    def sendall(self, data):
+        try:
+            self.sock.sendall(data)
+        except (OSError, socket.timeout) as e:
+            raise ClientGone(str(e))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Request:
+    def __init__(self, method, target, version, headers):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers  # list of (lowercase name, value)
+
+    def header(self, name):
+        values = [v for k, v in self.headers if k == name]
+        return ", ".join(values) if values else None
+
+
+def parse_head(head):
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise BadRequest("undecodable request head")
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if any("\r" in line for line in lines):
+        raise BadRequest("stray CR in the request head")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise BadRequest("malformed request line %r" % lines[0][:100])
+    method, target, version = parts
+    if not method or not set(method) <= TOKEN_CHARS:
+        raise BadRequest("malformed method %r" % method[:20])
+    if not target or any(ord(c) <= 32 or ord(c) == 127 for c in target):
+        raise BadRequest("malformed request target")
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if version.startswith("HTTP/") and version[5:6].isdigit():
+            raise BadRequest("unsupported protocol %s" % version[:20], 505)
+        raise BadRequest("malformed protocol %r" % version[:20])
+    headers = []
+    if len(lines) - 1 > MAX_HEADERS:
+        raise BadRequest("more than %d header fields" % MAX_HEADERS, 431)
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            raise BadRequest("obsolete header line folding")
+        name, sep, value = line.partition(":")
+        if not sep or not name or not set(name) <= TOKEN_CHARS:
+            raise BadRequest("malformed header line %r" % line[:100])
+        headers.append((name.lower(), value.strip(" \t")))
+    return Request(method, target, version, headers)
+
+
+class Body:
+    """`wsgi.input`: the request body, Content-Length bounded or chunked, read on demand."""
+
+    def __init__(self, conn, length, chunked, expect_continue):
+        self.conn = conn
+        self.remaining = length  # bytes left (identity) or in the current chunk (chunked)
+        self.chunked = chunked
+        self.done = length == 0 and not chunked
+        self.expect_continue = expect_continue
+        self.in_chunk = False  # chunk data was read, so a CRLF precedes the next size line
+
+    def _continue(self):
+        if self.expect_continue:
+            self.expect_continue = False
+            self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _next_chunk(self):
+        line = self.conn.read_line(4096)
+        size = line.split(b";", 1)[0].strip()
+        try:
+            n = int(size, 16)
+        except ValueError:
+            raise BadRequest("bad chunk size %r" % size[:20])
+        if n < 0:
+            raise BadRequest("bad chunk size")
+        if n == 0:
+            while self.conn.read_line(4096).strip():  # trailer fields, ignored
+                pass
+            self.done = True
+        self.remaining = n
+
+    def _read_chunk(self, limit, until_newline=False):
+        """Up to `limit` (> 0) buffered-or-received body bytes; b'' at the end of the body."""
+        if self.done:
+            return b""
+        self._continue()
+        conn = self.conn
+        try:
+            if self.chunked and self.remaining == 0:
+                if self.in_chunk:
+                    if conn.read_line(4).strip():
+                        raise BadRequest("missing CRLF after chunk data")
+                self._next_chunk()
+                if self.done:
+                    return b""
+                self.in_chunk = True
+            if not conn.buf:
+                conn.fill()
+        except ClientGone:
+            raise ClientGone("client closed mid-body")
+        n = min(limit, self.remaining, len(conn.buf))
+        if until_newline:
+            nl = conn.buf.find(b"\n", 0, n)
+            if nl >= 0:
+                n = nl + 1
+        data = bytes(conn.buf[:n])
+        del conn.buf[:n]
+        self.remaining -= n
+        if not self.chunked and self.remaining == 0:
+            self.done = True
+        return data
+
+    def read(self, size=-1):
+        out = bytearray()
+        while size is None or size < 0 or len(out) < size:
+            want = RECV_SIZE if size is None or size < 0 else size - len(out)
+            data = self._read_chunk(want)
+            if not data:
+                break
+            out += data
+        return bytes(out)
+
+    def readline(self, size=-1):
+        out = bytearray()
+        while size is None or size < 0 or len(out) < size:
+            want = RECV_SIZE if size is None or size < 0 else size - len(out)
+            data = self._read_chunk(want, until_newline=True)
+            if not data:
+                break
+            out += data
+            if out.endswith(b"\n"):
+                break
+        return bytes(out)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def discard(self):
+        """Skip what the application left unread; False if too much to keep the connection."""
+        if self.expect_continue:
+            return False  # the client is waiting for 100 before sending: just close
+        skipped = 0
+        while not self.done:
+            data = self._read_chunk(RECV_SIZE)
+            skipped += len(data)
+            if not data or skipped > MAX_DISCARD_BYTES:
+                return self.done
+        return True
+
+
+class FileWrapper:
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        while True:
+            data = self.filelike.read(self.blksize)
+            if not data:
+                return
+            yield data
+
+
+_date_cache = [0, ""]
+
+
+def http_date():
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+def simple_response(conn, status, message):
+    body = ("%d %s\n%s\n" % (status, REASONS.get(status, ""), message)).encode("utf-8")
+    head = ("HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: %d\r\nConnection: close\r\n\r\n"
+            % (status, REASONS.get(status, ""), http_date(), len(body)))
+    conn.sendall(head.encode("latin-1") + body)
+
+
+class Server:
+    def __init__(self, app, listeners, args):
+        self.app = app
+        self.args = args
+        self.listeners = listeners
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.returned = queue.SimpleQueue()  # connections handed back by pool threads
+        self.pool = ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="request")
+        self.lock = threading.Lock()
+        self.busy = 0  # connections owned by pool threads
+        self.idle = {}  # socket fd -> Connection waiting in the selector
+        self.accepting = False
+        self.draining = False
+        self.drain_started = False
+        self.drain_reason = None
+
+    # -- main thread ------------------------------------------------------------------------
+
+    def wake(self):
+        try:
+            os.write(self.wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def on_signal(self, signum, _frame):
+        if signum in (signal.SIGINT, signal.SIGQUIT):
+            os._exit(128 + signum)
+        if not self.draining:
+            self.draining = True
+            self.drain_reason = signal.Signals(signum).name
+        self.wake()
+
+    def set_accepting(self, on):
+        if on == self.accepting:
+            return
+        for sock, name in self.listeners:
+            if on:
+                self.selector.register(sock, selectors.EVENT_READ, ("listener", name))
+            else:
+                self.selector.unregister(sock)
+        self.accepting = on
+
+    def open_connections(self):
+        return self.busy + len(self.idle)
+
+    def run(self):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self.on_signal)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        self.set_accepting(True)
+        names = ", ".join(name for _, name in self.listeners)
+        notify("READY=1\nSTATUS=serving on %s with %d threads" % (names, self.args.threads))
+        log("ready: serving on %s with %d threads" % (names, self.args.threads))
+        while True:
+            if self.draining:
+                if not self.drain_started or self.idle:
+                    self.start_drain()
+                with self.lock:
+                    busy = self.busy
+                self.take_returned()
+                if busy == 0 and self.returned.empty() and not self.idle:
+                    break
+            else:
+                with self.lock:
+                    saturated = self.busy >= self.args.threads
+                self.set_accepting(not saturated and
+                                   self.open_connections() < self.args.max_connections)
+            timeout = self.close_expired()
+            for key, _ in self.selector.select(timeout):
+                kind, data = key.data
+                if kind == "wake":
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.take_returned()
+                elif kind == "listener":
+                    self.accept(key.fileobj)
+                elif kind == "idle":
+                    self.selector.unregister(key.fileobj)
+                    del self.idle[key.fd]
+                    self.submit(data)
+        self.pool.shutdown(wait=True)
+        log("drained after %s, exiting" % self.drain_reason)
+
+    def accept(self, listener):
+        for _ in range(16):
+            if self.busy >= self.args.threads:
+                return
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log("accept: %s" % e)
+                return
+            sock.setblocking(True)
+            sock.settimeout(self.args.socket_timeout)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.submit(Connection(sock, peer, listener.getsockname()))
+
+    def submit(self, conn):
+        with self.lock:
+            self.busy += 1
+        self.pool.submit(self.serve, conn)
+
+    def take_returned(self):
+        while True:
+            try:
+                conn = self.returned.get_nowait()
+            except queue.Empty:
+                return
+            if self.draining and not conn.buf:
+                conn.close()
+                continue
+            if conn.buf:  # pipelined bytes arrived meanwhile: straight back to a thread
+                self.submit(conn)
+                continue
+            conn.idle_since = time.monotonic()
+            self.idle[conn.sock.fileno()] = conn
+            self.selector.register(conn.sock, selectors.EVENT_READ, ("idle", conn))
+
+    def close_expired(self):
+        """Close connections idle past the keep-alive timeout; the next select timeout."""
+        if not self.idle:
+            return None
+        now = time.monotonic()
+        limit = self.args.keepalive_timeout
+        next_deadline = None
+        for fd, conn in list(self.idle.items()):
+            deadline = conn.idle_since + limit
+            if deadline <= now:
+                self.selector.unregister(conn.sock)
+                del self.idle[fd]
+                conn.close()
+            elif next_deadline is None or deadline < next_deadline:
+                next_deadline = deadline
+        return None if next_deadline is None else max(0.0, next_deadline - now)
+
+    def start_drain(self):
+        if not self.drain_started:
+            self.drain_started = True
+            self.set_accepting(False)
+            notify("STOPPING=1\nSTATUS=draining after %s" % self.drain_reason)
+            log("%s: draining, %d requests in flight" % (self.drain_reason, self.busy))
+            for sock, _ in self.listeners:
+                sock.close()  # our copy only: other workers keep the listeners open
+        # An idle connection whose request is already here is served (with Connection:
+        # close); the others are closed now.
+        ready = set()
+        if self.idle:
+            probe = selectors.DefaultSelector()
+            for conn in self.idle.values():
+                probe.register(conn.sock, selectors.EVENT_READ)
+            ready = {key.fd for key, _ in probe.select(0)}
+            probe.close()
+        for fd, conn in list(self.idle.items()):
+            self.selector.unregister(conn.sock)
+            del self.idle[fd]
+            if fd in ready:
+                self.submit(conn)
+            else:
+                conn.close()
+
+    # -- pool threads -----------------------------------------------------------------------
+
+    def serve(self, conn):
+        keep = False
+        try:
+            while True:
+                keep = self.handle_one(conn)
+                if not keep or self.draining or not conn.buf:
+                    break
+        except Exception:  # a bug here must not kill the pool thread silently
+            log("internal error:\n" + traceback.format_exc())
+            keep = False
+        finally:
+            if keep and not self.draining:
+                self.returned.put(conn)
+            else:
+                conn.close()
+            with self.lock:
+                self.busy -= 1
+            self.wake()
+
+    def handle_one(self, conn):
+        """Serve one request; True if the connection may carry another."""
+        try:
+            head = conn.read_head()
+            if head is None:
+                return False
+            req = parse_head(head)
+            body = self.request_body(conn, req)
+        except BadRequest as e:
+            try:
+                simple_response(conn, e.status, str(e))
+            except ClientGone:
+                pass
+            if self.args.log_requests:
+                log("%s bad request: %s" % (peer_text(conn.peer), e))
+            return False
+        except ClientGone:
+            return False
+        started = time.monotonic()
+        try:
+            status, keep = self.run_app(conn, req, body)
+        except ClientGone:
+            return False
+        if keep:
+            try:
+                keep = body.discard()
+            except (ClientGone, BadRequest):
+                keep = False
+        if self.args.log_requests:
+            log('%s "%s %s %s" %s %.1fms' % (peer_text(conn.peer), req.method, req.target,
+                                             req.version, status,
+                                             (time.monotonic() - started) * 1000))
+        return keep
+
+    def request_body(self, conn, req):
+        te = req.header("transfer-encoding")
+        cl = req.header("content-length")
+        if te is not None:
+            if cl is not None:
+                raise BadRequest("both Transfer-Encoding and Content-Length")
+            if req.version != "HTTP/1.1":
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            if te.lower() != "chunked":
+                raise BadRequest("unsupported Transfer-Encoding %r" % te[:40], 501)
+            length, chunked = 0, True
+        elif cl is not None:
+            values = {v.strip() for v in cl.split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise BadRequest("bad Content-Length %r" % cl[:40])
+            length, chunked = int(values.pop()), False
+        else:
+            length, chunked = 0, False
+        expect = (req.header("expect") or "").lower() == "100-continue" and \
+            req.version == "HTTP/1.1" and (chunked or length > 0)
+        return Body(conn, length, chunked, expect)
+
+    def environ(self, conn, req, body):
+        target = req.target
+        if target.startswith(("http://", "https://")):  # absolute-form
+            rest = target.split("://", 1)[1]
+            slash = rest.find("/")
+            target = rest[slash:] if slash >= 0 else "/"
+        path, _, query = target.partition("?")
+        path = path.partition("#")[0]
+        env = {
+            "REQUEST_METHOD": req.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote_to_bytes(path.encode("latin-1")).decode("latin-1"),
+            "QUERY_STRING": query.partition("#")[0],
+            "SERVER_PROTOCOL": req.version,
+            "REQUEST_URI": req.target,
+            "RAW_URI": req.target,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": body,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        for name, value in req.headers:
+            if "_" in name:
+                continue  # would be indistinguishable from the dash form: dropped, as is usual
+            if name == "content-type":
+                env["CONTENT_TYPE"] = value
+            elif name == "content-length":
+                env["CONTENT_LENGTH"] = value
+            else:
+                key = "HTTP_" + name.upper().replace("-", "_")
+                env[key] = env[key] + "," + value if key in env else value
+        if body.chunked:
+            env.pop("CONTENT_LENGTH", None)
+        addr = conn.server_addr
+        if isinstance(addr, tuple):
+            env["SERVER_NAME"], env["SERVER_PORT"] = str(addr[0]), str(addr[1])
+        else:
+            host = env.get("HTTP_HOST", "localhost")
+            env["SERVER_NAME"] = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            env["SERVER_PORT"] = "80"
+        if isinstance(conn.peer, tuple):
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = str(conn.peer[0]), str(conn.peer[1])
+        else:
+            env["REMOTE_ADDR"] = str(conn.peer or "")
+        return env
+
+    def run_app(self, conn, req, body):
+        """Run the application and send its response; (status, keep-alive)."""
+        env = self.environ(conn, req, body)
+        conn_hdr = (req.header("connection") or "").lower()
+        tokens = {t.strip() for t in conn_hdr.split(",")}
+        if req.version == "HTTP/1.1":
+            keep = "close" not in tokens
+        else:
+            keep = "keep-alive" in tokens
+        state = {"status": None, "headers": None, "sent": False, "chunked": False,
+                 "length": None, "written": 0, "keep": keep, "head_only": req.method == "HEAD"}
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info:
+                try:
+                    if state["sent"]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state["status"] is not None:
+                raise AssertionError("start_response called twice without exc_info")
+            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
+                raise ValueError("bad status %r" % (status,))
+            state["status"], state["headers"] = status, list(headers)
+            return write
+
+        def send_head(first_body_len):
+            code = int(state["status"][:3])
+            no_body_status = code in (204, 304) or 100 <= code < 200
+            bodyless = state["head_only"] or no_body_status
+            lines = ["HTTP/1.1 " + state["status"]]
+            has_date = False
+            for name, value in state["headers"]:
+                low = name.lower()
+                if low in HOP_BY_HOP:
+                    if low == "connection" and "close" in value.lower():
+                        state["keep"] = False
+                    continue
+                if low == "content-length":
+                    try:
+                        state["length"] = int(value)
+                    except ValueError:
+                        raise ValueError("application sent Content-Length %r" % value)
+                has_date = has_date or low == "date"
+                lines.append("%s: %s" % (name, value))
+            if not has_date:
+                lines.append("Date: " + http_date())
+            if state["length"] is None and not no_body_status and first_body_len is not None:
+                state["length"] = first_body_len
+                lines.append("Content-Length: %d" % first_body_len)
+            elif state["length"] is None and not bodyless:
+                if req.version == "HTTP/1.1":
+                    state["chunked"] = True
+                    lines.append("Transfer-Encoding: chunked")
+                else:
+                    state["keep"] = False  # the end of the body is the end of the connection
+            if self.draining:
+                state["keep"] = False
+            if not state["keep"]:
+                lines.append("Connection: close")
+            elif req.version == "HTTP/1.0":
+                lines.append("Connection: keep-alive")
+            state["bodyless"] = bodyless
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            state["sent"] = True
+
+        def write(data):
+            if state["status"] is None:
+                raise AssertionError("write() before start_response()")
+            if not isinstance(data, (bytes, bytearray)):
+                raise TypeError("WSGI body chunks must be bytes, not %s" % type(data).__name__)
+            if not state["sent"]:
+                send_head(None)
+            if not data or state["bodyless"]:
+                return
+            if state["length"] is not None:
+                room = state["length"] - state["written"]
+                if len(data) > room:
+                    data = data[:room]
+                    state["keep"] = False
+                state["written"] += len(data)
+                if data:
+                    conn.sendall(data)
+            elif state["chunked"]:
+                conn.sendall(b"%x\r\n" % len(data) + bytes(data) + b"\r\n")
+            else:
+                conn.sendall(data)
+
+        result = None
+        try:
+            try:
+                result = self.app(env, start_response)
+                if isinstance(result, (list, tuple)) and len(result) == 1 and \
+                        state["status"] is not None and not state["sent"] and \
+                        isinstance(result[0], (bytes, bytearray)):
+                    send_head(len(result[0]))
+                    write(result[0])
+                else:
+                    for chunk in result:
+                        write(chunk)
+                if not state["sent"]:
+                    if state["status"] is None:
+                        raise AssertionError("application returned without start_response()")
+                    send_head(0)
+                if state["chunked"]:
+                    conn.sendall(b"0\r\n\r\n")
+                elif state["length"] is not None and state["written"] < state["length"] \
+                        and not state["bodyless"]:
+                    log("%s %s: application sent %d of the %d bytes it announced; closing"
+                        % (req.method, req.target, state["written"], state["length"]))
+                    state["keep"] = False
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except ClientGone:
+            raise
+        except Exception:
+            log("%s %s: application error\n%s" % (req.method, req.target,
+                                                  traceback.format_exc().rstrip()))
+            if state["sent"]:
+                raise ClientGone("response cut by the application error")
+            simple_response(conn, 500, "the application raised an exception")
+            return 500, False
+        return int(state["status"][:3]), state["keep"]
+
+
+def peer_text(peer):
+    if isinstance(peer, tuple):
+        return "%s:%s" % (peer[0], peer[1])
+    return peer or "unix"
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        listeners = inherited_listeners()
+        app = load_application(args)
+    except StartupError as e:
+        log("error: %s" % e)
+        return 1
+    Server(app, listeners, args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
