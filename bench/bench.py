@@ -1,0 +1,1216 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of uwsgid/uwsgictl against real uWSGI 2.0 (and nginx for raw serving).
+
+Every figure is measured in the same run for both servers, on loopback, with the same worker
+count. Run it through ./bench/run (which installs tools and builds release binaries); see
+bench/README.md for what each scenario measures and how "reload complete" is decided.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+APP = os.path.join(HERE, "app.py")
+LUA = os.path.join(HERE, "report.lua")
+
+# ---------------------------------------------------------------------------------------------
+# small utilities
+
+def now():
+    return time.perf_counter()
+
+
+def log(msg):
+    sys.stderr.write("[bench %7.1fs] %s\n" % (now() - T_START, msg))
+    sys.stderr.flush()
+
+
+T_START = now()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, p):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def linfit(points):
+    """Least-squares y = a + b*x; returns (a, b) or (None, None)."""
+    pts = [(x, y) for x, y in points if y is not None]
+    if len(pts) < 2:
+        return None, None
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return None, None
+    b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    return my - b * mx, b
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError:
+        return None
+    return out
+
+
+def rss_kib(pid):
+    st = proc_status(pid)
+    if not st or "VmRSS" not in st:
+        return None
+    return int(st["VmRSS"].split()[0])
+
+
+def pss_kib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def ctxt_switches(pid):
+    st = proc_status(pid)
+    if not st:
+        return None
+    return int(st.get("voluntary_ctxt_switches", 0)), int(st.get("nonvoluntary_ctxt_switches", 0))
+
+
+def cpu_ticks(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def http_get(port, path="/", timeout=2.0):
+    """One HTTP/1.0 GET; returns (status, body) or (None, error)."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        return None, str(e)
+    try:
+        s.sendall(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+        data = b"".join(chunks)
+    except OSError as e:
+        return None, str(e)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if not m:
+        return None, "bad response %r" % data[:80]
+    return int(m.group(1)), body
+
+
+def read_stats_raw(addr, timeout=2.0):
+    host, _, port = addr.rpartition(":")
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        chunks = []
+        while True:
+            b = s.recv(262144)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    return b"".join(chunks)
+
+
+def read_stats(addr, timeout=2.0):
+    try:
+        raw = read_stats_raw(addr, timeout)
+        return json.loads(raw.decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return None
+
+
+def fifo_write(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+LIVE = []  # every Server started and not yet stopped: cleaned up on any exit
+
+
+class Server:
+    """One master we started, plus what we know of its workers (for cleanup by pid)."""
+
+    kind = "?"
+
+    def __init__(self, workdir, workers, tag):
+        self.workers = workers
+        self.dir = tempfile.mkdtemp(prefix="%s-%s-" % (self.kind, tag), dir=workdir)
+        self.port = free_port()
+        self.stats_port = free_port()
+        self.stats_addr = "127.0.0.1:%d" % self.stats_port
+        self.fifo = os.path.join(self.dir, "master.fifo")
+        self.pidfile = os.path.join(self.dir, "server.pid")
+        self.logfile = os.path.join(self.dir, "server.log")
+        self.proc = None
+        self.known = {}  # worker pid -> start time, for a safe cleanup kill
+
+    def argv(self):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def start(self):
+        self.t_spawn = now()
+        self.proc = subprocess.Popen(self.argv(), cwd=self.dir, env=self.env(),
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=open(self.logfile + ".out", "ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        LIVE.append(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait_http(self, timeout=30.0, interval=0.001):
+        """Seconds from spawn to the first 200 on GET /, or None."""
+        deadline = now() + timeout
+        while now() < deadline:
+            if self.proc.poll() is not None:
+                return None
+            st, _ = http_get(self.port, "/", timeout=1.0)
+            if st == 200:
+                return now() - self.t_spawn
+            time.sleep(interval)
+        return None
+
+    def stats(self):
+        return read_stats(self.stats_addr)
+
+    def remember_workers(self, doc=None):
+        doc = doc or self.stats()
+        if doc:
+            for w in doc.get("workers", []):
+                pid = w.get("pid") or 0
+                if pid > 0 and pid not in self.known:
+                    self.known[pid] = start_time(pid)
+
+    def worker_pids(self, doc=None):
+        doc = doc or self.stats()
+        if not doc:
+            return []
+        return [w["pid"] for w in doc.get("workers", []) if w.get("pid", 0) > 0]
+
+    def wait_ready(self, timeout=60.0):
+        """Wait until every worker slot answers as ready in stats."""
+        deadline = now() + timeout
+        while now() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited during startup (see %s)" % (self.kind, self.logfile))
+            doc = self.stats()
+            if doc and self.all_ready(doc):
+                self.remember_workers(doc)
+                return doc
+            time.sleep(0.005)
+        raise RuntimeError("%s: workers not ready after %.0fs" % (self.kind, timeout))
+
+    def children(self):
+        """Current children of the master, from /proc (pid -> start time)."""
+        out = {}
+        try:
+            for tid in os.listdir("/proc/%d/task" % self.proc.pid):
+                with open("/proc/%d/task/%s/children" % (self.proc.pid, tid)) as f:
+                    for p in f.read().split():
+                        out[int(p)] = start_time(int(p))
+        except OSError:
+            pass
+        return out
+
+    def stop(self, grace=1.0):
+        """SIGINT (both servers: kill the stack at once), SIGKILL after `grace` s; then make
+        sure every worker we have seen is gone, by pid and start time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.remember_workers()
+            except Exception:
+                pass
+            self.known.update(self.children())
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        deadline = now() + 0.5
+        for pid, st in self.known.items():
+            while alive(pid) and start_time(pid) == st and now() < deadline:
+                time.sleep(0.01)
+            if alive(pid) and start_time(pid) == st:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self in LIVE:
+            LIVE.remove(self)
+        self.proc = None
+
+
+class Uwsgi(Server):
+    kind = "uwsgi"
+
+    def __init__(self, workdir, workers, tag, lazy=False):
+        self.lazy = lazy
+        super().__init__(workdir, workers, tag)
+
+    def argv(self):
+        a = ["uwsgi", "--master", "--http-socket", "127.0.0.1:%d" % self.port,
+             "--plugin", "python3", "--wsgi-file", APP, "--processes", str(self.workers),
+             "--stats", self.stats_addr, "--master-fifo", self.fifo,
+             "--safe-pidfile", self.pidfile, "--logto", self.logfile,
+             "--disable-logging",
+             # uWSGI's http-socket closes every connection after one response but says
+             # HTTP/1.1 without "Connection: close"; saying it lets wrk reconnect cleanly
+             # instead of counting each close as a read error
+             "--add-header", "Connection: close"]
+        if self.lazy:
+            a.append("--lazy-apps")
+        return a
+
+    @staticmethod
+    def all_ready(doc):
+        ws = doc.get("workers", [])
+        return ws and all(w.get("pid", 0) > 0 and w.get("accepting") == 1 for w in ws)
+
+
+class Uwsgid(Server):
+    kind = "uwsgid"
+
+    def argv(self):
+        return [os.path.join(BIN_DIR, "uwsgid"), "--http-socket", "127.0.0.1:%d" % self.port,
+                "--processes", str(self.workers), "--stats", self.stats_addr,
+                "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
+                "--logto", self.logfile, "--demo-routes"]
+
+    def env(self):
+        e = dict(os.environ)
+        e["UWSGID_RUNTIME_DIR"] = os.path.join(self.dir, "run")
+        return e
+
+    @staticmethod
+    def all_ready(doc):
+        ext = doc.get("uwsgid") or {}
+        ws = doc.get("workers", [])
+        if not ws or ext.get("reload") or ext.get("draining"):
+            return False
+        return all(w.get("pid", 0) > 0 and w.get("accepting") == 1 and
+                   (w.get("uwsgid") or {}).get("ready", True) for w in ws)
+
+
+class Nginx:
+    kind = "nginx"
+
+    def __init__(self, workdir, workers):
+        self.dir = tempfile.mkdtemp(prefix="nginx-", dir=workdir)
+        # nginx workers drop to an unprivileged user when started as root: let them read
+        for d in (workdir, self.dir):
+            os.chmod(d, 0o755)
+        self.port = free_port()
+        self.workers = workers
+        os.makedirs(os.path.join(self.dir, "html"))
+        os.makedirs(os.path.join(self.dir, "logs"))
+        with open(os.path.join(self.dir, "html", "index.html"), "w") as f:
+            f.write("Hello World")
+        conf = """
+worker_processes %d;
+pid %s/nginx.pid;
+error_log %s/logs/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %s/tmp_body;
+    proxy_temp_path %s/tmp_proxy;
+    fastcgi_temp_path %s/tmp_fcgi;
+    uwsgi_temp_path %s/tmp_uwsgi;
+    scgi_temp_path %s/tmp_scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:%d;
+        location / { root %s/html; index index.html; }
+    }
+}
+""" % ((workers,) + (self.dir,) * 7 + (self.port, self.dir))
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", self.conf,
+                                      "-g", "daemon off;"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "w"),
+                                     start_new_session=True)
+        LIVE.append(self)
+        deadline = now() + 10
+        while now() < deadline:
+            if http_get(self.port, "/")[0] == 200:
+                self.workers_pids = self.children()
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("nginx did not answer")
+
+    def children(self):
+        out = {}
+        try:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+                for p in f.read().split():
+                    out[int(p)] = start_time(int(p))
+        except OSError:
+            pass
+        return out
+
+    def stop(self):
+        if self.proc is None:
+            return
+        kids = self.children()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for pid, st in kids.items():
+            if alive(pid) and start_time(pid) == st:
+                os.kill(pid, signal.SIGKILL)
+        if self in LIVE:
+            LIVE.remove(self)
+        self.proc = None
+
+
+def cleanup():
+    for s in list(LIVE):
+        try:
+            s.stop()
+        except Exception as e:  # keep cleaning the others
+            sys.stderr.write("cleanup of %s failed: %s\n" % (s.kind, e))
+
+
+# ---------------------------------------------------------------------------------------------
+# reload measurement
+
+class ReloadKind:
+    def __init__(self, name, uwsgi_how, ours_how, lazy=False):
+        self.name = name
+        self.uwsgi_how = uwsgi_how  # ("signal", SIG) or ("fifo", b"x")
+        self.ours_how = ours_how
+        self.lazy = lazy
+
+
+KINDS = {
+    "graceful": ReloadKind("graceful", ("signal", signal.SIGHUP), ("signal", signal.SIGHUP)),
+    # uWSGI 2.0's SIGTERM is its brutal reload (without --die-on-term), as is ours
+    "brutal": ReloadKind("brutal", ("signal", signal.SIGTERM), ("signal", signal.SIGTERM)),
+    "chain": ReloadKind("chain", ("fifo", b"c"), ("fifo", b"c"), lazy=True),
+    "workers": ReloadKind("workers", ("fifo", b"w"), ("fifo", b"w")),
+}
+
+
+def trigger(server, how):
+    if how[0] == "signal":
+        os.kill(server.pid, how[1])
+    else:
+        fifo_write(server.fifo, how[1])
+
+
+POLL = 0.001  # stats polling interval while waiting for a reload to complete
+
+
+def snapshot(server):
+    """What a reload is judged against: the workers and the last reload before it."""
+    before = server.stats()
+    if not before:
+        return None
+    server.remember_workers(before)
+    ext = before.get("uwsgid") or {}
+    return {"old": set(server.worker_pids(before)), "last": ext.get("last_reload"),
+            "gen": ext.get("generation"), "wall_ms": time.time() * 1000.0}
+
+
+def completion(server, snap, doc):
+    """(done, error, last_reload) for one stats document read after a reload was sent.
+
+    uWSGI: every slot holds a live worker whose pid is not one of the old ones and which says
+    accepting == 1. uwsgid: its own last_reload is a new one, says complete, and nothing is
+    still reloading or draining."""
+    if server.kind == "uwsgi":
+        ws = doc.get("workers", [])
+        return (len(ws) == server.workers and
+                all(w.get("pid", 0) > 0 and w["pid"] not in snap["old"] and
+                    w.get("accepting") == 1 for w in ws)), None, None
+    ext = doc.get("uwsgid") or {}
+    last = ext.get("last_reload") or {}
+    fresh = bool(last) and last != snap["last"] and \
+        last.get("finished_unix_ms", 0) >= snap["wall_ms"] - 50
+    if fresh and last.get("result") not in (None, "complete"):
+        return False, "reload %s: %s" % (last.get("result"), last.get("reason")), last
+    return bool(fresh and last.get("result") == "complete" and not ext.get("reload")
+                and not ext.get("draining")), None, last
+
+
+def reload_once(server, kind, timeout):
+    """Send one reload and time it to completion. Returns a dict with ms or an error."""
+    snap = snapshot(server)
+    if not snap:
+        return {"error": "no stats before reload"}
+    how = kind.uwsgi_how if server.kind == "uwsgi" else kind.ours_how
+    snap["wall_ms"] = time.time() * 1000.0
+    t0 = now()
+    trigger(server, how)
+    deadline = t0 + timeout
+    polls = 0
+    while now() < deadline:
+        if server.proc.poll() is not None:
+            return {"error": "master exited during reload"}
+        doc = read_stats(server.stats_addr, 1.0)
+        polls += 1
+        if doc:
+            done, err, last = completion(server, snap, doc)
+            if err:
+                return {"error": err}
+            if done:
+                t1 = now()
+                server.remember_workers(doc)
+                st, _ = http_get(server.port, "/")
+                r = {"ms": (t1 - t0) * 1000.0, "http_ok": st == 200, "polls": polls}
+                if server.kind == "uwsgid":
+                    r["self_ms"] = last.get("duration_ms")
+                    r["generation"] = (doc.get("uwsgid") or {}).get("generation")
+                    r["gen_before"] = snap["gen"]
+                return r
+        time.sleep(POLL)
+    return {"error": "timeout after %.0fs" % timeout}
+
+
+def settle(server, timeout=30.0):
+    """Before the next repetition: everything ready and the master quiet for a moment."""
+    server.wait_ready(timeout)
+    time.sleep(0.15)
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.workdir = tempfile.mkdtemp(prefix="uwsgid-bench-")
+        self.results = {"scenarios": {}}
+        self.rows = []  # (scenario, metric, ours, uwsgi, ratio_text, target_text, met)
+        self.deadline = T_START + args.budget
+        self.have_ours = OURS_OK
+
+    def time_left(self):
+        return self.deadline - now()
+
+    def row(self, scenario, metric, ours, theirs, ratio=None, target=None, met=None, unit=""):
+        self.rows.append({"scenario": scenario, "metric": metric, "ours": ours,
+                          "uwsgi": theirs, "ratio": ratio, "target": target, "met": met,
+                          "unit": unit})
+
+    def servers(self, workers, tag, lazy=False):
+        out = []
+        if self.have_ours:
+            out.append(Uwsgid(self.workdir, workers, tag))
+        out.append(Uwsgi(self.workdir, workers, tag, lazy=lazy))
+        return out
+
+    # 1 + 6a: reload completion vs worker count, per kind ---------------------------------
+    def reloads(self):
+        q = self.quick
+        plan = []  # (kind, workers, reps)
+        if q:
+            plan += [("graceful", 4, 3), ("graceful", 64, 2), ("chain", 16, 1)]
+        else:
+            plan += [("graceful", n, r) for n, r in ((1, 5), (4, 7), (16, 5), (64, 5), (256, 3))]
+            plan += [("brutal", n, 3) for n in (4, 16, 64)]
+            plan += [("workers", n, 3) for n in (4, 16, 64)]
+            plan += [("chain", n, r) for n, r in ((4, 3), (16, 3))]
+        res = self.results["scenarios"].setdefault("reload", {})
+        for kind_name, n, reps in plan:
+            if self.time_left() < 120 and not (kind_name == "graceful" and n in (4, 64)) \
+                    and not (kind_name == "chain" and n == 16):
+                log("skipping %s reload with %d workers: time budget" % (kind_name, n))
+                continue
+            kind = KINDS[kind_name]
+            entry = res.setdefault(kind_name, {}).setdefault(str(n), {})
+            for srv in self.servers(n, "%s%d" % (kind_name, n), lazy=kind.lazy):
+                samples = []
+                try:
+                    srv.start()
+                    srv.wait_ready(60 + n * 0.5)
+                    for i in range(reps):
+                        settle(srv, 60 + n * 0.5)
+                        timeout = 30 + (n * 1.5 if kind_name == "chain" else n * 0.2)
+                        r = reload_once(srv, kind, timeout)
+                        samples.append(r)
+                        log("%s %s reload, %d workers, rep %d: %s" % (
+                            srv.kind, kind_name, n, i + 1,
+                            "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
+                        if "error" in r:
+                            break
+                finally:
+                    srv.stop()
+                ms = [s["ms"] for s in samples if "ms" in s]
+                entry[srv.kind] = {
+                    "samples_ms": ms, "median_ms": median(ms),
+                    "errors": [s["error"] for s in samples if "error" in s],
+                    "http_failures": sum(1 for s in samples if s.get("http_ok") is False),
+                }
+                if srv.kind == "uwsgid":
+                    entry[srv.kind]["self_reported_ms"] = [s.get("self_ms") for s in samples
+                                                           if "ms" in s]
+        # rows and fits
+        fits = {}
+        for kind_name, by_n in res.items():
+            for n_s, entry in sorted(by_n.items(), key=lambda kv: int(kv[0])):
+                o = (entry.get("uwsgid") or {}).get("median_ms")
+                u = (entry.get("uwsgi") or {}).get("median_ms")
+                target = None
+                if kind_name == "graceful" and n_s in ("4", "64"):
+                    target = 10.0
+                if kind_name == "chain" and n_s == "16":
+                    target = 5.0
+                self.row_speed("%s reload, %s workers" % (kind_name, n_s), "median ms", o, u,
+                               target)
+            for who in ("uwsgid", "uwsgi"):
+                pts = [(int(n_s), (e.get(who) or {}).get("median_ms"))
+                       for n_s, e in by_n.items()]
+                a, b = linfit(pts)
+                fits.setdefault(kind_name, {})[who] = {"intercept_ms": a, "per_worker_ms": b}
+        self.results["scenarios"]["reload_fit"] = fits
+        for kind_name, f in fits.items():
+            o = (f.get("uwsgid") or {}).get("per_worker_ms")
+            u = (f.get("uwsgi") or {}).get("per_worker_ms")
+            if o is not None or u is not None:
+                self.row("%s reload fit" % kind_name, "ms per worker", o, u,
+                         ratio=(u / o if o and u and o > 0 else None), unit="ms")
+                oi = (f.get("uwsgid") or {}).get("intercept_ms")
+                ui = (f.get("uwsgi") or {}).get("intercept_ms")
+                self.row("%s reload fit" % kind_name, "fixed ms", oi, ui,
+                         ratio=(ui / oi if oi and ui and oi > 0 else None), unit="ms")
+
+    def row_speed(self, scenario, metric, ours, theirs, target=None):
+        """A time: ratio is uWSGI/ours (how many times faster we are)."""
+        ratio = theirs / ours if ours and theirs else None
+        met = (ratio >= target) if (target and ratio is not None) else None
+        self.row(scenario, metric, ours, theirs, ratio, (">=%gx faster" % target) if target
+                 else None, met, unit="ms")
+
+    # 2: RSS ----------------------------------------------------------------------------
+    def rss(self):
+        out = self.results["scenarios"].setdefault("rss", {})
+        for srv in self.servers(4, "rss"):
+            try:
+                srv.start()
+                doc = srv.wait_ready(30)
+                time.sleep(1.0)
+                doc = srv.stats() or doc
+                wp = srv.worker_pids(doc)
+                out[srv.kind] = {
+                    "master_rss_kib": rss_kib(srv.pid), "master_pss_kib": pss_kib(srv.pid),
+                    "worker_rss_kib": median([rss_kib(p) for p in wp]),
+                    "worker_pss_kib": median([pss_kib(p) for p in wp]),
+                    "workers": len(wp)}
+                log("%s idle RSS: %s" % (srv.kind, out[srv.kind]))
+            finally:
+                srv.stop()
+        o, u = out.get("uwsgid", {}), out.get("uwsgi", {})
+        for key, label, target in (("master_rss_kib", "idle master RSS", 0.25),
+                                   ("master_pss_kib", "idle master PSS", None),
+                                   ("worker_rss_kib", "idle worker RSS (median)", None),
+                                   ("worker_pss_kib", "idle worker PSS (median)", None)):
+            ov, uv = o.get(key), u.get(key)
+            ratio = ov / uv if ov and uv else None
+            met = (ratio <= target) if (target and ratio is not None) else None
+            self.row(label, "KiB", ov, uv, ratio, ("<=%gx of uWSGI" % target) if target else None,
+                     met, unit="KiB")
+
+    # 3: start to first 200 --------------------------------------------------------------
+    def startup(self):
+        reps = 3 if self.quick else 7
+        out = self.results["scenarios"].setdefault("start", {})
+        samples = {}
+        for i in range(reps):
+            for srv in self.servers(4, "start%d" % i):
+                try:
+                    srv.start()
+                    t = srv.wait_http(30)
+                    samples.setdefault(srv.kind, []).append(t * 1000.0 if t else None)
+                finally:
+                    srv.stop()
+        for k, v in samples.items():
+            out[k] = {"samples_ms": v, "median_ms": median(v)}
+        self.row_speed("start to first 200 (4 workers)", "median ms",
+                       (out.get("uwsgid") or {}).get("median_ms"),
+                       (out.get("uwsgi") or {}).get("median_ms"), 5.0)
+
+    # 4: throughput ---------------------------------------------------------------------
+    def wrk(self, port, path="/", seconds=5, threads=2, conns=32):
+        cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s",
+               "-s", LUA, "http://127.0.0.1:%d%s" % (port, path)]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=seconds + 30)
+        for line in p.stdout.splitlines():
+            if line.startswith("WRKJSON "):
+                d = json.loads(line[8:])
+                d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
+                d["errors"] = d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
+                return d
+        raise RuntimeError("wrk gave no report: %s" % p.stdout[-500:])
+
+    def throughput(self):
+        reps = 1 if self.quick else 3
+        secs = 3 if self.quick else 5
+        out = self.results["scenarios"].setdefault("throughput", {})
+        runs = {}
+        servers = self.servers(2, "tput")
+        ng = Nginx(self.workdir, 2)
+        try:
+            for s in servers:
+                s.start()
+                s.wait_ready(30)
+            ng.start()
+            for i in range(reps):
+                for s in servers + [ng]:
+                    self.wrk(s.port, "/", 1, 2, 32)  # warm-up
+                    d = self.wrk(s.port, "/", secs, 2, 32)
+                    runs.setdefault(s.kind, []).append(d)
+                    log("%s wrk: %.0f req/s p99 %.2f ms errors %d" % (
+                        s.kind, d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+        finally:
+            for s in servers:
+                s.stop()
+            ng.stop()
+        for k, v in runs.items():
+            out[k] = {"runs": v, "rps_median": median([d["rps"] for d in v]),
+                      "p99_ms_median": median([d["p99_us"] / 1000.0 for d in v]),
+                      "errors": sum(d["errors"] for d in v)}
+        o, u, n = out.get("uwsgid", {}), out.get("uwsgi", {}), out.get("nginx", {})
+        ov, uv = o.get("rps_median"), u.get("rps_median")
+        ratio = ov / uv if ov and uv else None
+        self.row("hello world, 2 workers, wrk -t2 -c32", "req/s", ov, uv, ratio, ">=1.5x",
+                 (ratio >= 1.5) if ratio else None, unit="req/s")
+        op, up = o.get("p99_ms_median"), u.get("p99_ms_median")
+        self.row("hello world, 2 workers, wrk -t2 -c32", "p99 ms", op, up,
+                 up / op if op and up else None, unit="ms")
+        if n:
+            self.row("nginx static Hello World (2 workers)", "req/s | p99 ms",
+                     n.get("rps_median"), n.get("p99_ms_median"), None, None, None,
+                     unit="nginx")
+
+    # 5: reload storm under load ----------------------------------------------------------
+    def reload_under_load(self):
+        secs = 5 if self.quick else 10
+        out = self.results["scenarios"].setdefault("reload_under_load", {})
+        for path in ("/", "/sleep?ms=50"):
+            for srv in self.servers(4, "storm"):
+                try:
+                    srv.start()
+                    srv.wait_ready(30)
+                    res = {}
+                    p = subprocess.Popen(
+                        ["wrk", "-t2", "-c32", "-d%ds" % secs, "--timeout", "5s", "-s", LUA,
+                         "http://127.0.0.1:%d%s" % (srv.port, path)],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    reloads, waited, died = 0, 0.0, False
+                    t_end = now() + secs - 0.5
+                    t_next = now() + 0.5
+                    snap = None
+                    while now() < t_end:
+                        time.sleep(max(0.0, t_next - now()))
+                        # uWSGI dies if a SIGHUP lands while its new image starts (its
+                        # handlers are not installed yet), so wait for the previous reload
+                        # to be complete: that measures reloads, not that bug
+                        t_w = now()
+                        while snap and now() < t_end:
+                            doc = srv.stats()
+                            if doc and completion(srv, snap, doc)[0]:
+                                break
+                            if srv.proc.poll() is not None:
+                                break
+                            time.sleep(0.01)
+                        waited += now() - t_w
+                        if srv.proc.poll() is not None:
+                            died = True
+                            break
+                        if now() >= t_end:
+                            break
+                        snap = snapshot(srv)
+                        if snap is None:
+                            time.sleep(0.01)
+                            continue
+                        os.kill(srv.pid, signal.SIGHUP)
+                        reloads += 1
+                        t_next = now() + 1.0
+                    stdout, _ = p.communicate(timeout=secs + 30)
+                    for line in stdout.splitlines():
+                        if line.startswith("WRKJSON "):
+                            res = json.loads(line[8:])
+                    res["reloads"] = reloads
+                    res["master_died"] = died or srv.proc.poll() is not None
+                    res["waited_for_previous_reload_s"] = waited
+                    res["errors"] = sum(res.get(k, 0) for k in
+                                        ("connect", "read", "write", "status", "timeout"))
+                    out.setdefault(path, {})[srv.kind] = res
+                    log("%s reload storm %s: %d reloads, %s requests, %d errors, p99 %.1f ms, "
+                        "max %.1f ms" % (srv.kind, path, reloads, res.get("requests"),
+                                         res["errors"], res.get("p99_us", 0) / 1000.0,
+                                         res.get("max_us", 0) / 1000.0))
+                finally:
+                    srv.stop()
+            o, u = out[path].get("uwsgid", {}), out[path].get("uwsgi", {})
+            sc = "GET %s, HUP every 1s, 4 workers" % path
+            self.row(sc, "failed requests", o.get("errors"), u.get("errors"), None, "0 (ours)",
+                     (o.get("errors") == 0) if o else None, unit="count")
+            self.row(sc, "reloads done", o.get("reloads"), u.get("reloads"), unit="count")
+            self.row(sc, "requests served", o.get("requests"), u.get("requests"),
+                     (o["requests"] / u["requests"]) if o.get("requests") and u.get("requests")
+                     else None, unit="count")
+            for key, label in (("p99_us", "p99 ms"), ("max_us", "max ms")):
+                ov = o.get(key) / 1000.0 if o.get(key) is not None else None
+                uv = u.get(key) / 1000.0 if u.get(key) is not None else None
+                self.row(sc, label, ov, uv, uv / ov if ov and uv else None, unit="ms")
+
+    # 6b: stats latency with 64 workers, 6c: idle wake-ups ---------------------------------
+    def stats_latency(self):
+        reps = 100 if self.quick else 300
+        out = self.results["scenarios"].setdefault("stats_latency", {})
+        for srv in self.servers(64, "stats"):
+            try:
+                srv.start()
+                srv.wait_ready(60)
+                time.sleep(0.3)
+                lat, size = [], 0
+                for _ in range(reps):
+                    t0 = now()
+                    raw = read_stats_raw(srv.stats_addr)
+                    lat.append((now() - t0) * 1000.0)
+                    size = len(raw)
+                    json.loads(raw.decode("utf-8", "replace"))
+                out[srv.kind] = {"median_ms": median(lat), "p99_ms": pct(lat, 99),
+                                 "bytes": size}
+                log("%s stats read, 64 workers: median %.3f ms, %d bytes" % (
+                    srv.kind, median(lat), size))
+            finally:
+                srv.stop()
+        o, u = out.get("uwsgid", {}), out.get("uwsgi", {})
+        ov = o.get("median_ms")
+        self.row("stats document, 64 workers", "median ms", ov, u.get("median_ms"),
+                 (u["median_ms"] / ov) if ov and u.get("median_ms") else None, "<1 ms (ours)",
+                 (ov < 1.0) if ov is not None else None, unit="ms")
+        self.row("stats document, 64 workers", "p99 ms", o.get("p99_ms"), u.get("p99_ms"),
+                 unit="ms")
+
+    def idle_wakeups(self):
+        secs = 5 if self.quick else 10
+        out = self.results["scenarios"].setdefault("idle", {})
+        servers = self.servers(4, "idle")
+        perf = shutil.which("perf")
+        try:
+            for s in servers:
+                s.start()
+                s.wait_ready(30)
+            time.sleep(1.0)
+            before = {s.kind: (ctxt_switches(s.pid), cpu_ticks(s.pid)) for s in servers}
+            perfs = {}
+            if perf:
+                for s in servers:
+                    perfs[s.kind] = subprocess.Popen(
+                        [perf, "stat", "-x,", "-e", "context-switches,task-clock", "-p",
+                         str(s.pid), "--", "sleep", str(secs)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(secs)
+            for s in servers:
+                (v0, n0), c0 = before[s.kind]
+                v1, n1 = ctxt_switches(s.pid)
+                c1 = cpu_ticks(s.pid)
+                out[s.kind] = {"seconds": secs, "voluntary": v1 - v0, "nonvoluntary": n1 - n0,
+                               "cpu_ticks": c1 - c0}
+            for kind, p in perfs.items():
+                try:
+                    _, err = p.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    continue
+                for line in err.splitlines():
+                    f = line.split(",")
+                    if len(f) > 2 and f[2].startswith("context-switches"):
+                        try:
+                            out[kind]["perf_context_switches"] = int(float(f[0]))
+                        except ValueError:
+                            pass
+                    if len(f) > 2 and f[2].startswith("task-clock"):
+                        try:
+                            out[kind]["perf_task_clock_ms"] = float(f[0])
+                        except ValueError:
+                            pass
+        finally:
+            for s in servers:
+                s.stop()
+        log("idle wake-ups: %s" % out)
+        o, u = out.get("uwsgid", {}), out.get("uwsgi", {})
+        ov = (o["voluntary"] + o["nonvoluntary"]) if o else None
+        uv = (u["voluntary"] + u["nonvoluntary"]) if u else None
+        self.row("idle master, %ds" % secs, "context switches", ov, uv, None, "0 (no wake-ups)",
+                 (ov == 0) if ov is not None else None, unit="count")
+        if "perf_context_switches" in o or "perf_context_switches" in u:
+            self.row("idle master, %ds (perf stat)" % secs, "context switches",
+                     o.get("perf_context_switches"), u.get("perf_context_switches"),
+                     unit="count")
+            self.row("idle master, %ds (perf stat)" % secs, "task-clock ms",
+                     o.get("perf_task_clock_ms"), u.get("perf_task_clock_ms"), unit="ms")
+
+    # 7: uwsgictl latency --------------------------------------------------------------
+    def ctl_argv(self, *cmd, pidfile):
+        return [os.path.join(BIN_DIR, "uwsgictl")] + list(cmd) + ["--pidfile", pidfile]
+
+    def wall(self, argv, reps, env=None):
+        times, fails = [], 0
+        for _ in range(reps):
+            t0 = now()
+            p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env, timeout=60)
+            times.append((now() - t0) * 1000.0)
+            if p.returncode != 0:
+                fails += 1
+        return {"median_ms": median(times), "samples_ms": times, "failures": fails}
+
+    def ctl_latency(self):
+        reps = 10 if self.quick else 30
+        out = self.results["scenarios"].setdefault("uwsgictl", {})
+        ctl = os.path.join(BIN_DIR, "uwsgictl")
+        ours = Uwsgid(self.workdir, 4, "ctl") if self.have_ours else None
+        theirs = Uwsgi(self.workdir, 4, "ctl")
+        pyread = ("import json,socket\n"
+                  "s=socket.create_connection(('127.0.0.1',%d))\n"
+                  "b=b''\n"
+                  "while True:\n"
+                  "    c=s.recv(4096)\n"
+                  "    if not c: break\n"
+                  "    b+=c\n"
+                  "json.loads(b.decode('utf8','replace'))\n")
+        try:
+            theirs.start()
+            theirs.wait_ready(30)
+            if ours:
+                ours.start()
+                ours.wait_ready(30)
+            out["uwsgi --connect-and-read"] = self.wall(
+                ["uwsgi", "--connect-and-read", theirs.stats_addr], reps)
+            out["python one-shot (uwsgitop fetch)"] = self.wall(
+                [sys.executable, "-c", pyread % theirs.stats_port], reps)
+            if ours and os.access(ctl, os.X_OK):
+                for name, cmd in (("uwsgictl status", ("status",)),
+                                  ("uwsgictl stats --json", ("stats", "--json"))):
+                    out[name] = self.wall(self.ctl_argv(*cmd, pidfile=ours.pidfile), reps)
+                    if out[name]["failures"]:
+                        log("warning: %s failed %d times" % (name, out[name]["failures"]))
+                # reload --wait overhead over the daemon's own reload time
+                ovh = []
+                for i in range(3 if self.quick else 7):
+                    settle(ours)
+                    t0 = now()
+                    p = subprocess.run(self.ctl_argv("reload", "--wait", pidfile=ours.pidfile),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True, timeout=60)
+                    wall = (now() - t0) * 1000.0
+                    doc = ours.stats() or {}
+                    last = (doc.get("uwsgid") or {}).get("last_reload") or {}
+                    self_ms = last.get("duration_ms")
+                    if p.returncode != 0 or self_ms is None:
+                        log("reload --wait failed (rc %d): %s" % (p.returncode, p.stderr[-300:]))
+                        continue
+                    ovh.append({"wall_ms": wall, "daemon_ms": self_ms,
+                                "overhead_ms": wall - self_ms})
+                out["reload --wait"] = {"samples": ovh, "overhead_median_ms":
+                                        median([x["overhead_ms"] for x in ovh]),
+                                        "wall_median_ms": median([x["wall_ms"] for x in ovh])}
+        finally:
+            theirs.stop()
+            if ours:
+                ours.stop()
+        log("uwsgictl latency: %s" % {k: v.get("median_ms") for k, v in out.items()})
+        car = (out.get("uwsgi --connect-and-read") or {}).get("median_ms")
+        py = (out.get("python one-shot (uwsgitop fetch)") or {}).get("median_ms")
+        for name in ("uwsgictl status", "uwsgictl stats --json"):
+            ov = (out.get(name) or {}).get("median_ms")
+            for ref_name, ref in (("uwsgi --connect-and-read", car),
+                                  ("python uwsgitop-style read", py)):
+                ratio = ref / ov if ov and ref else None
+                self.row("%s vs %s" % (name, ref_name), "wall ms", ov, ref, ratio,
+                         ">=20x faster", (ratio >= 20) if ratio else None, unit="ms")
+        w = out.get("reload --wait") or {}
+        if w:
+            ov = w.get("overhead_median_ms")
+            self.row("uwsgictl reload --wait overhead", "median ms over daemon's own", ov, None,
+                     None, "<5 ms", (ov < 5) if ov is not None else None, unit="ms")
+
+    # stop time (issue 6): idle and with a request in flight ------------------------------
+    def stop_time(self):
+        out = self.results["scenarios"].setdefault("stop", {})
+        for inflight in (False, True):
+            label = "in flight" if inflight else "idle"
+            for srv in self.servers(4, "stop"):
+                try:
+                    srv.start()
+                    srv.wait_ready(30)
+                    srv.remember_workers()
+                    req = None
+                    if inflight:
+                        req = subprocess.Popen(
+                            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                             "--max-time", "10",
+                             "http://127.0.0.1:%d/sleep?ms=500" % srv.port],
+                            stdout=subprocess.PIPE, text=True)
+                        time.sleep(0.1)
+                    t0 = now()
+                    fifo_write(srv.fifo, b"q")
+                    try:
+                        srv.proc.wait(timeout=30)
+                        ms = (now() - t0) * 1000.0
+                    except subprocess.TimeoutExpired:
+                        ms = None
+                    code = req.communicate(timeout=15)[0] if req else None
+                    out.setdefault(label, {})[srv.kind] = {"ms": ms, "inflight_status": code,
+                                                           "exit": srv.proc.returncode}
+                    log("%s graceful stop (%s): %s ms, request %s" % (srv.kind, label, ms, code))
+                finally:
+                    srv.stop()
+            o, u = out[label].get("uwsgid", {}), out[label].get("uwsgi", {})
+            self.row_speed("graceful stop (FIFO q), %s" % label +
+                           (" 500 ms request" if inflight else ""), "ms", o.get("ms"),
+                           u.get("ms"))
+            if inflight:
+                self.row("graceful stop, request in flight", "HTTP status",
+                         o.get("inflight_status"), u.get("inflight_status"), unit="status")
+
+    # -----------------------------------------------------------------------------------
+    def run(self):
+        order = [("start", self.startup), ("rss", self.rss), ("reload", self.reloads),
+                 ("stats", self.stats_latency), ("idle", self.idle_wakeups),
+                 ("throughput", self.throughput), ("storm", self.reload_under_load),
+                 ("ctl", self.ctl_latency), ("stop", self.stop_time)]
+        only = set(self.args.only.split(",")) if self.args.only else None
+        for name, fn in order:
+            if only and name not in only:
+                continue
+            if self.time_left() < 20:
+                log("skipping %s: time budget exhausted" % name)
+                continue
+            log("scenario %s" % name)
+            try:
+                fn()
+            except Exception as e:
+                log("scenario %s failed: %r" % (name, e))
+                self.results["scenarios"].setdefault("_failed", {})[name] = repr(e)
+                cleanup()
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if unit in ("count", "status"):
+        return "%d" % v
+    if unit == "KiB":
+        return "%.0f" % v
+    if unit in ("req/s", "nginx"):
+        return "%.0f" % v if v >= 100 else "%.2f" % v
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    if abs(v) >= 1:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def print_table(rows, out=sys.stdout):
+    head = ("scenario", "metric", "uwsgid", "uWSGI", "ratio", "target", "met")
+    body = []
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else ("%.2fx" % r["ratio"])
+        met = "" if r["met"] is None else ("YES" if r["met"] else "NO")
+        ours = fmt(r["ours"], r["unit"])
+        theirs = fmt(r["uwsgi"], r["unit"])
+        if r["unit"] == "nginx":
+            ours = "nginx " + ours + " req/s"
+            theirs = "p99 " + fmt(r["uwsgi"], "ms") + " ms"
+        body.append((r["scenario"], r["metric"], ours, theirs, ratio, r["target"] or "", met))
+    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    line = "  ".join("%-*s" % (widths[i], head[i]) for i in range(len(head)))
+    out.write(line + "\n" + "-" * len(line) + "\n")
+    for b in body:
+        out.write("  ".join(("%-*s" if i < 2 or i > 4 else "%*s") % (widths[i], b[i])
+                            for i in range(len(head))) + "\n")
+    out.write("ratio: for times, uWSGI/uwsgid (x faster); for sizes, uwsgid/uWSGI; "
+              "for req/s, uwsgid/uWSGI.\n")
+
+
+def probe_ours():
+    """True when the uwsgid binary exists and a short-lived instance answers HTTP and stats."""
+    exe = os.path.join(BIN_DIR, "uwsgid")
+    if not os.access(exe, os.X_OK):
+        log("no uwsgid binary at %s: measuring uWSGI alone" % exe)
+        return False
+    wd = tempfile.mkdtemp(prefix="uwsgid-probe-")
+    s = Uwsgid(wd, 1, "probe")
+    try:
+        s.start()
+        t = s.wait_http(10)
+        doc = s.stats() if t else None
+        ok = bool(t and doc and "workers" in doc)
+        if not ok:
+            log("uwsgid does not answer (see %s): measuring uWSGI alone" % s.logfile)
+        return ok
+    except Exception as e:
+        log("uwsgid probe failed: %r" % e)
+        return False
+    finally:
+        s.stop()
+
+
+def main():
+    global BIN_DIR, OURS_OK
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, fewer variants")
+    ap.add_argument("--only", help="comma list of: start,rss,reload,stats,idle,throughput,"
+                    "storm,ctl,stop")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds before optional work is skipped (default 780, quick 300)")
+    ap.add_argument("--no-ours", action="store_true", help="measure uWSGI only")
+    args = ap.parse_args()
+    if args.budget is None:
+        args.budget = 300 if args.quick else 780
+    BIN_DIR = os.environ.get("UWSGID_BIN_DIR") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
+    OURS_OK = False if args.no_ours else probe_ours()
+
+    def on_signal(signum, _frame):
+        cleanup()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    b = Bench(args)
+    try:
+        b.run()
+    finally:
+        cleanup()
+        shutil.rmtree(b.workdir, ignore_errors=True) if not os.environ.get("BENCH_KEEP") else None
+    uver = subprocess.run(["uwsgi", "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
+    meta = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick,
+            "uwsgi_version": uver, "uwsgid_measured": OURS_OK, "bin_dir": BIN_DIR,
+            "cpus": os.cpu_count(), "kernel": platform.release(),
+            "elapsed_s": now() - T_START}
+    try:
+        meta["git"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                     stdout=subprocess.PIPE, text=True).stdout.strip()
+    except OSError:
+        pass
+    b.results["meta"] = meta
+    b.results["table"] = b.rows
+    resdir = os.path.join(HERE, "results")
+    os.makedirs(resdir, exist_ok=True)
+    name = os.path.join(resdir, "bench-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
+    with open(name, "w") as f:
+        json.dump(b.results, f, indent=1, default=str)
+    shutil.copyfile(name, os.path.join(resdir, "latest.json"))
+    print()
+    print("uwsgid vs %s, %d CPUs, %s run, %.0f s" % (uver, os.cpu_count(),
+                                                     "quick" if args.quick else "full",
+                                                     meta["elapsed_s"]))
+    print_table(b.rows)
+    print("JSON: %s" % name)
+
+
+BIN_DIR = None
+OURS_OK = False
+
+if __name__ == "__main__":
+    main()
