@@ -500,7 +500,7 @@ fn mark_cloexec_from(first: RawFd) {
 
 /// Every signal to its default action, and none blocked.
 fn reset_signals() {
-    for sig in 1..libc::SIGRTMAX() {
+    for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
