@@ -33,6 +33,8 @@ pub struct InstanceRecord {
     pub stats: Option<String>,
     pub stats_http: bool,
     pub version: String,
+    /// The addresses the instance listens on, as bound (a `:0` port resolved).
+    pub listeners: Vec<String>,
 }
 
 /// The record that belongs to a pidfile.

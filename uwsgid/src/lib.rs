@@ -1,2 +1,82 @@
+//! uwsgid: a pre-forking master daemon with zero-downtime reloads, managed like uWSGI.
+//!
+//! The binary is a thin `main` over [`main_entry`]. The master lives in [`master`]; built-in
+//! workers in [`worker`] (HTTP in [`http`]); exec workers and their readiness protocol in
+//! [`exec`]. Everything a master passes to its next image is in [`handoff`].
 
+pub mod cli;
 pub mod exec;
+pub mod fifo;
+pub mod handoff;
+pub mod http;
+pub mod listener;
+pub mod log;
+pub mod master;
+pub mod notify;
+pub mod scoreboard;
+pub mod stats_server;
+pub mod sys;
+pub mod touch;
+pub mod worker;
+
+/// Run uwsgid with the process's arguments; returns the exit code.
+pub fn main_entry() -> i32 {
+    // First of all: signals are only ever taken from a signalfd, so none is lost or fatal
+    // while we start (after a re-exec the blocked mask and pending signals carry over).
+    if let Err(e) = sys::block_managed_signals() {
+        eprintln!("uwsgid: error: cannot block signals: {e}");
+        return 1;
+    }
+    sys::install_fatal_handlers();
+    sys::ignore_sigpipe();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let handoff = match handoff::Handoff::take() {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            log!("ignoring a broken handoff: {e}");
+            None
+        }
+        None => None,
+    };
+    let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    match cli::Config::load(&argv) {
+        Ok((_, config, warnings)) => {
+            if check_only {
+                for w in &warnings {
+                    eprintln!("uwsgid: warning: {w}");
+                }
+                println!(
+                    "uwsgid: configuration OK ({} listener(s), {} worker(s))",
+                    config.listeners.len(),
+                    config.processes
+                );
+                return 0;
+            }
+            master::run(argv, config, handoff, warnings)
+        }
+        Err(e) => {
+            if let (Some(h), false) = (handoff, check_only) {
+                // The binary changed under us and refuses the options: keep serving with the
+                // configuration that worked.
+                let config = h.config.clone();
+                let mut h = h;
+                h.last_error = Some(format!(
+                    "reload: new configuration refused, keeping the previous one: {e}"
+                ));
+                log!("{}", h.last_error.as_deref().unwrap_or_default());
+                return master::run(argv, config, Some(h), Vec::new());
+            }
+            // clap's own help/version output is not an error.
+            if e.starts_with("Usage") || e.contains("\nUsage:") && !e.starts_with("error") {
+                print!("{e}");
+                return 0;
+            }
+            let e = e.trim_end();
+            let e = e.strip_prefix("error: ").unwrap_or(e);
+            eprintln!("uwsgid: error: {e}");
+            2
+        }
+    }
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The uwsgid binary: everything lives in the library.
+
+fn main() {
+    std::process::exit(uwsgid::main_entry());
+}

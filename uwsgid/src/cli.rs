@@ -1,0 +1,687 @@
+//! Options: the command line (uWSGI's names), `--ini FILE`, and the validated [`Config`].
+//!
+//! Parsing never binds, opens or creates anything: a bad option, value, file or address is
+//! refused here, before the master touches the world. The same code runs for `--check-config`,
+//! which a reloading master runs on the new binary before it re-executes itself.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use common::discovery::{self, InstancePaths};
+
+/// uwsgid: a pre-forking master with zero-downtime reloads, managed like uWSGI.
+///
+/// With no arguments it runs the embedded default instance: the default page on
+/// 127.0.0.1:8000 with 4 workers, its pidfile, master FIFO and stats socket in the runtime
+/// directory (printed at startup).
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100)]
+pub struct Args {
+    /// Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N
+    #[arg(long = "http-socket", value_name = "ADDR")]
+    pub http_socket: Vec<String>,
+    /// Number of worker processes
+    #[arg(short = 'p', long, visible_alias = "workers", value_name = "N")]
+    pub processes: Option<u32>,
+    /// Accepted for uWSGI compatibility: uwsgid always runs a master
+    #[arg(long)]
+    pub master: bool,
+    /// Write the master pid here once the listeners and first workers are up
+    #[arg(long = "safe-pidfile", value_name = "PATH")]
+    pub safe_pidfile: Option<PathBuf>,
+    /// Same as --safe-pidfile (uwsgid never writes a pidfile early)
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+    /// SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload
+    #[arg(long = "die-on-term")]
+    pub die_on_term: bool,
+    /// Seconds a worker may take to finish its requests before SIGKILL
+    #[arg(long = "worker-reload-mercy", value_name = "SECS")]
+    pub worker_reload_mercy: Option<f64>,
+    /// Listen backlog
+    #[arg(long, value_name = "N")]
+    pub listen: Option<i32>,
+    /// Log to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub logto: Option<PathBuf>,
+    /// Serve static files from DIR
+    #[arg(long = "check-static", value_name = "DIR")]
+    pub check_static: Option<PathBuf>,
+    /// Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid
+    #[arg(long = "demo-routes")]
+    pub demo_routes: bool,
+    /// Read options from the [uwsgi] section of FILE (same names as the command line)
+    #[arg(long, value_name = "FILE")]
+    pub ini: Option<PathBuf>,
+    /// Master FIFO (repeatable; the first is slot 0)
+    #[arg(long = "master-fifo", value_name = "PATH")]
+    pub master_fifo: Vec<PathBuf>,
+    /// Stats server on HOST:PORT or a Unix socket path
+    #[arg(long, visible_alias = "stats-server", value_name = "ADDR")]
+    pub stats: Option<String>,
+    /// Answer stats requests with an HTTP response
+    #[arg(long = "stats-http")]
+    pub stats_http: bool,
+    /// Graceful reload when FILE is touched
+    #[arg(long = "touch-reload", value_name = "FILE")]
+    pub touch_reload: Vec<PathBuf>,
+    /// Graceful workers reload when FILE is touched
+    #[arg(long = "touch-workers-reload", value_name = "FILE")]
+    pub touch_workers_reload: Vec<PathBuf>,
+    /// Chain reload when FILE is touched
+    #[arg(long = "touch-chain-reload", value_name = "FILE")]
+    pub touch_chain_reload: Vec<PathBuf>,
+    /// On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made
+    #[arg(long)]
+    pub vacuum: bool,
+    /// Instance name: its files live in the runtime directory under NAME
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Run each worker as this program (a command line; listeners as fds 3.., LISTEN_FDS)
+    #[arg(long = "worker-exec", value_name = "CMD")]
+    pub worker_exec: Option<String>,
+    /// Exec workers that never send READY=1 count as ready after SECS
+    #[arg(long = "worker-ready-timeout", value_name = "SECS")]
+    pub worker_ready_timeout: Option<f64>,
+    /// Signal that asks an exec worker to stop gracefully
+    #[arg(long = "worker-stop-signal", value_name = "SIG")]
+    pub worker_stop_signal: Option<String>,
+    /// Run a Python WSGI app from FILE with the bundled runner
+    #[arg(long = "wsgi-file", visible_alias = "wsgi", value_name = "FILE")]
+    pub wsgi_file: Option<PathBuf>,
+    /// WSGI callable name in --wsgi-file
+    #[arg(long, value_name = "NAME")]
+    pub callable: Option<String>,
+    /// Run a Python WSGI app from pkg.mod[:callable]
+    #[arg(long, value_name = "MODULE")]
+    pub module: Option<String>,
+    /// Python interpreter for --wsgi-file/--module
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<String>,
+    /// Keep the previous generation parked on graceful reload, for rollback (SIGURG)
+    #[arg(long = "auto-snapshot")]
+    pub auto_snapshot: bool,
+    /// Parse and validate the options, print the result and exit (binds nothing)
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+}
+
+/// Where a listener is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    Fd(i32),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "{}", p.display()),
+            ListenAddr::Fd(n) => write!(f, "fd://{n}"),
+        }
+    }
+}
+
+/// A listener as configured: the text the user wrote and what it means.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerSpec {
+    pub configured: String,
+    pub addr: ListenAddr,
+}
+
+/// What each worker runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WorkerKind {
+    Builtin,
+    Exec {
+        argv: Vec<String>,
+        ready_timeout: Option<f64>,
+        stop_signal: i32,
+    },
+}
+
+/// Where the stats server listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatsAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for StatsAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatsAddr::Tcp(a) => write!(f, "{a}"),
+            StatsAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The validated configuration of one instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub listeners: Vec<ListenerSpec>,
+    pub processes: u32,
+    pub pidfiles: Vec<PathBuf>,
+    pub die_on_term: bool,
+    pub mercy: Duration,
+    pub backlog: i32,
+    pub logto: Option<PathBuf>,
+    pub check_static: Option<PathBuf>,
+    pub demo_routes: bool,
+    pub fifos: Vec<PathBuf>,
+    pub stats: Option<StatsAddr>,
+    pub stats_http: bool,
+    pub touch_reload: Vec<PathBuf>,
+    pub touch_workers_reload: Vec<PathBuf>,
+    pub touch_chain_reload: Vec<PathBuf>,
+    pub vacuum: bool,
+    pub name: Option<String>,
+    pub worker: WorkerKind,
+    pub auto_snapshot: bool,
+    /// The instance's directory in the runtime directory, for named and default instances.
+    pub instance_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
+pub const DEFAULT_PROCESSES: u32 = 4;
+pub const MAX_PROCESSES: u32 = 512;
+pub const DEFAULT_BACKLOG: i32 = 4096;
+
+/// uWSGI options that make no sense for uwsgid and are accepted from ini files with a warning.
+const IGNORED_INI_KEYS: &[&str] = &["plugin", "plugins", "plugins-dir", "need-app", "strict"];
+
+/// Read the `[uwsgi]` section of an ini file into command-line words.
+pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "--ini {}: {e}; give the path of a readable ini file",
+            path.display()
+        )
+    })?;
+    let mut args = Vec::new();
+    let mut warnings = Vec::new();
+    let mut in_section = false;
+    let mut found_section = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            if !line.ends_with(']') {
+                return Err(format!(
+                    "--ini {} line {}: unterminated section header {line:?}",
+                    path.display(),
+                    n + 1
+                ));
+            }
+            in_section = line[1..line.len() - 1].trim() == "uwsgi";
+            found_section |= in_section;
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (line, "true"),
+        };
+        if key.is_empty() {
+            return Err(format!(
+                "--ini {} line {}: {line:?} has no option name",
+                path.display(),
+                n + 1
+            ));
+        }
+        let value = value.trim_matches('"');
+        if IGNORED_INI_KEYS.contains(&key) {
+            warnings.push(format!(
+                "--ini {}: ignoring uWSGI option {key:?} (uwsgid has no plugins)",
+                path.display()
+            ));
+            continue;
+        }
+        if key == "ini" {
+            return Err(format!(
+                "--ini {} line {}: nested ini files are not supported",
+                path.display(),
+                n + 1
+            ));
+        }
+        let flag = format!("--{key}");
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" if is_flag(key) => args.push(flag),
+            "false" | "no" | "off" | "0" if is_flag(key) => {}
+            _ => {
+                args.push(flag);
+                args.push(value.to_string());
+            }
+        }
+    }
+    if !found_section {
+        return Err(format!(
+            "--ini {}: no [uwsgi] section; options go under a [uwsgi] header",
+            path.display()
+        ));
+    }
+    Ok((args, warnings))
+}
+
+fn is_flag(key: &str) -> bool {
+    use clap::CommandFactory;
+    Args::command()
+        .get_arguments()
+        .find(|a| {
+            a.get_long() == Some(key) || a.get_visible_aliases().is_some_and(|v| v.contains(&key))
+        })
+        .is_some_and(|a| !a.get_action().takes_values())
+}
+
+/// Parse the process's arguments (and the ini file they name) into Args plus warnings.
+pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
+    let first = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let Some(ini) = first.ini.clone() else {
+        return Ok((first, Vec::new()));
+    };
+    let (ini_words, warnings) = ini_args(&ini)?;
+    // The ini file comes first, so the command line can add to it or override it.
+    let mut merged = vec![argv[0].clone()];
+    merged.extend(ini_words);
+    merged.extend(argv[1..].iter().cloned());
+    let args = Args::try_parse_from(&merged)
+        .map_err(|e| format!("in --ini {}: {}", ini.display(), e.to_string().trim_end()))?;
+    Ok((args, warnings))
+}
+
+/// Parse one `--http-socket` value.
+pub fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("--http-socket: empty address; use HOST:PORT, :PORT or a socket path".into());
+    }
+    if let Some(n) = t.strip_prefix("fd://") {
+        return n
+            .parse::<i32>()
+            .ok()
+            .filter(|&n| n >= 0)
+            .map(ListenAddr::Fd)
+            .ok_or_else(|| format!("--http-socket {t}: {n:?} is not an fd number"));
+    }
+    if let Some(p) = t.strip_prefix("unix:") {
+        return unix_path(t, p).map(ListenAddr::Unix);
+    }
+    if t.contains('/') || !t.contains(':') {
+        return unix_path(t, t).map(ListenAddr::Unix);
+    }
+    parse_tcp(t)
+        .map(ListenAddr::Tcp)
+        .map_err(|e| format!("--http-socket {t}: {e}"))
+}
+
+fn unix_path(whole: &str, p: &str) -> Result<PathBuf, String> {
+    if p.is_empty() {
+        return Err(format!("--http-socket {whole}: empty Unix socket path"));
+    }
+    if p.len() > 107 {
+        return Err(format!(
+            "--http-socket {whole}: Unix socket paths are limited to 107 bytes"
+        ));
+    }
+    Ok(PathBuf::from(p))
+}
+
+fn parse_tcp(t: &str) -> Result<SocketAddr, String> {
+    let (host, port) = match t.rsplit_once(':') {
+        Some(hp) => hp,
+        None => return Err("expected HOST:PORT".into()),
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port (0-65535)"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
+fn parse_stats(t: &str) -> Result<StatsAddr, String> {
+    if t.contains(':') && !t.contains('/') {
+        parse_tcp(t)
+            .map(StatsAddr::Tcp)
+            .map_err(|e| format!("--stats {t}: {e}"))
+    } else if t.is_empty() {
+        Err("--stats: empty address".into())
+    } else {
+        Ok(StatsAddr::Unix(PathBuf::from(t)))
+    }
+}
+
+fn parse_signal(name: &str) -> Result<i32, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Ok(match bare {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "KILL" => libc::SIGKILL,
+        n => n
+            .parse()
+            .map_err(|_| format!("--worker-stop-signal {name}: not a signal name"))?,
+    })
+}
+
+fn seconds(option: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{option} {v}: must be between 0 and 86400 seconds"))
+    }
+}
+
+impl Config {
+    /// Validate parsed arguments. Pure: reads only the ini file and checks paths.
+    pub fn from_args(args: &Args, no_arguments: bool) -> Result<Config, String> {
+        let name = match (&args.name, no_arguments) {
+            (Some(n), _) if !discovery::valid_name(n) => {
+                return Err(format!(
+                    "--name {n:?}: use letters, digits, '-', '_' and '.' (at most 64)"
+                ));
+            }
+            (Some(n), _) => Some(n.clone()),
+            (None, true) => Some(discovery::DEFAULT_NAME.to_string()),
+            (None, false) => None,
+        };
+        let instance = name.as_deref().map(InstancePaths::for_name);
+
+        let mut listeners = Vec::new();
+        let addrs: Vec<String> = if args.http_socket.is_empty() && args.worker_exec.is_none() {
+            vec![DEFAULT_ADDR.to_string()]
+        } else {
+            args.http_socket.clone()
+        };
+        for text in &addrs {
+            let addr = parse_listen_addr(text)?;
+            if listeners.iter().any(|l: &ListenerSpec| l.addr == addr) {
+                return Err(format!("--http-socket {text}: given twice"));
+            }
+            listeners.push(ListenerSpec {
+                configured: text.clone(),
+                addr,
+            });
+        }
+        if listeners.is_empty() {
+            return Err("no --http-socket given: exec workers need at least one listener".into());
+        }
+
+        let processes = args.processes.unwrap_or(if no_arguments || name.is_some() {
+            DEFAULT_PROCESSES
+        } else {
+            1
+        });
+        if processes == 0 || processes > MAX_PROCESSES {
+            return Err(format!(
+                "--processes {processes}: must be between 1 and {MAX_PROCESSES}"
+            ));
+        }
+        let mercy = seconds(
+            "--worker-reload-mercy",
+            args.worker_reload_mercy.unwrap_or(60.0),
+        )?;
+        let backlog = args.listen.unwrap_or(DEFAULT_BACKLOG);
+        if !(1..=65_535).contains(&backlog) {
+            return Err(format!("--listen {backlog}: must be between 1 and 65535"));
+        }
+
+        let mut pidfiles: Vec<PathBuf> = args
+            .safe_pidfile
+            .iter()
+            .chain(args.pidfile.iter())
+            .cloned()
+            .collect();
+        pidfiles.dedup();
+        if pidfiles.is_empty() {
+            if let Some(i) = &instance {
+                pidfiles.push(i.pidfile.clone());
+            }
+        }
+        for p in &pidfiles {
+            check_parent_dir("pidfile", p)?;
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                if !m.file_type().is_file() {
+                    return Err(format!("pidfile {}: exists and is not a regular file; remove it or choose another path", p.display()));
+                }
+            }
+        }
+
+        let mut fifos = args.master_fifo.clone();
+        if fifos.is_empty() {
+            if let Some(i) = &instance {
+                fifos.push(i.fifo.clone());
+            }
+        }
+        if fifos.len() > 10 {
+            return Err("--master-fifo: at most 10 slots (0-9)".into());
+        }
+        for f in &fifos {
+            check_parent_dir("--master-fifo", f)?;
+            if let Ok(m) = std::fs::symlink_metadata(f) {
+                use std::os::unix::fs::FileTypeExt;
+                if !m.file_type().is_fifo() {
+                    return Err(format!("--master-fifo {}: exists and is not a FIFO; remove it or choose another path", f.display()));
+                }
+            }
+        }
+
+        let stats = match (&args.stats, &instance) {
+            (Some(s), _) => Some(parse_stats(s)?),
+            (None, Some(i)) => Some(StatsAddr::Unix(i.stats.clone())),
+            (None, None) => None,
+        };
+        if let Some(StatsAddr::Unix(p)) = &stats {
+            check_parent_dir("--stats", p)?;
+        }
+
+        if let Some(dir) = &args.check_static {
+            if !dir.is_dir() {
+                return Err(format!("--check-static {}: not a directory", dir.display()));
+            }
+        }
+        if let Some(log) = &args.logto {
+            check_parent_dir("--logto", log)?;
+        }
+
+        let ready_timeout = args
+            .worker_ready_timeout
+            .map(|v| seconds("--worker-ready-timeout", v))
+            .transpose()?;
+        let stop_signal = parse_signal(args.worker_stop_signal.as_deref().unwrap_or("TERM"))?;
+        let apps = [
+            args.worker_exec.is_some(),
+            args.wsgi_file.is_some(),
+            args.module.is_some(),
+        ];
+        if apps.iter().filter(|&&a| a).count() > 1 {
+            return Err(
+                "--worker-exec, --wsgi-file and --module exclude each other: give one".into(),
+            );
+        }
+        let worker = if let Some(cmd) = &args.worker_exec {
+            let argv =
+                crate::exec::split_command_line(cmd).map_err(|e| format!("--worker-exec: {e}"))?;
+            WorkerKind::Exec {
+                argv,
+                ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
+                stop_signal,
+            }
+        } else if args.wsgi_file.is_some() || args.module.is_some() {
+            let python = args.python.clone().unwrap_or_else(|| "python3".into());
+            let mut argv = vec![python, "{runner}".to_string()];
+            if let Some(f) = &args.wsgi_file {
+                if !f.is_file() {
+                    return Err(format!("--wsgi-file {}: no such file", f.display()));
+                }
+                let abs = std::fs::canonicalize(f)
+                    .map_err(|e| format!("--wsgi-file {}: {e}", f.display()))?;
+                argv.push("--wsgi-file".into());
+                argv.push(abs.to_string_lossy().into_owned());
+            }
+            if let Some(m) = &args.module {
+                argv.push("--module".into());
+                argv.push(m.clone());
+            }
+            if let Some(c) = &args.callable {
+                argv.push("--callable".into());
+                argv.push(c.clone());
+            }
+            WorkerKind::Exec {
+                argv,
+                ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
+                stop_signal,
+            }
+        } else {
+            WorkerKind::Builtin
+        };
+
+        Ok(Config {
+            listeners,
+            processes,
+            pidfiles,
+            die_on_term: args.die_on_term,
+            mercy,
+            backlog,
+            logto: args.logto.clone(),
+            check_static: args.check_static.clone(),
+            demo_routes: args.demo_routes,
+            fifos,
+            stats,
+            stats_http: args.stats_http,
+            touch_reload: args.touch_reload.clone(),
+            touch_workers_reload: args.touch_workers_reload.clone(),
+            touch_chain_reload: args.touch_chain_reload.clone(),
+            vacuum: args.vacuum,
+            name,
+            worker,
+            auto_snapshot: args.auto_snapshot,
+            instance_dir: instance.map(|i| i.dir),
+        })
+    }
+
+    /// Load the configuration from a full argv (program name first).
+    pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), String> {
+        let (args, warnings) = parse_args(argv)?;
+        let config = Config::from_args(&args, argv.len() <= 1)?;
+        Ok((args, config, warnings))
+    }
+}
+
+fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if parent.is_dir() {
+        return Ok(());
+    }
+    // A named instance's directory is created at startup.
+    if parent.starts_with(discovery::runtime_dir()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{option} {}: directory {} does not exist; create it first",
+        path.display(),
+        parent.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<Config, String> {
+        let argv: Vec<String> = std::iter::once("uwsgid")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        Config::load(&argv).map(|(_, c, _)| c)
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_listen_addr(":8000").unwrap(),
+            ListenAddr::Tcp("0.0.0.0:8000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:80").unwrap(),
+            ListenAddr::Tcp("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("unix:/tmp/x.sock").unwrap(),
+            ListenAddr::Unix("/tmp/x.sock".into())
+        );
+        assert_eq!(
+            parse_listen_addr("/tmp/y.sock").unwrap(),
+            ListenAddr::Unix("/tmp/y.sock".into())
+        );
+        assert_eq!(parse_listen_addr("fd://3").unwrap(), ListenAddr::Fd(3));
+        assert!(parse_listen_addr("127.0.0.1:99999")
+            .unwrap_err()
+            .contains("not a port"));
+        assert!(parse_listen_addr("fd://x").is_err());
+        assert!(parse_listen_addr("").is_err());
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = load(&["--http-socket", "127.0.0.1:0"]).unwrap();
+        assert_eq!(c.processes, 1);
+        assert_eq!(c.mercy, Duration::from_secs(60));
+        assert!(load(&["--processes", "0", "--http-socket", ":1"])
+            .unwrap_err()
+            .contains("--processes 0"));
+        assert!(load(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "-1"]).is_err());
+        assert!(load(&[
+            "--http-socket",
+            ":1",
+            "--safe-pidfile",
+            "/nonexistent/dir/x.pid"
+        ])
+        .unwrap_err()
+        .contains("does not exist"));
+    }
+
+    #[test]
+    fn ini_sections() {
+        let dir = std::env::temp_dir().join(format!("uwsgid-ini-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ini = dir.join("a.ini");
+        std::fs::write(&ini, "[other]\nprocesses = 9\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 3\nmaster = true\nplugin = python3\ndie-on-term = false\n").unwrap();
+        let c = load(&["--ini", ini.to_str().unwrap()]).unwrap();
+        assert_eq!(c.processes, 3);
+        assert!(!c.die_on_term);
+        std::fs::write(&ini, "[uwsgi]\nbogus-option = 1\n").unwrap();
+        let e = load(&["--ini", ini.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("bogus-option") && e.contains("a.ini"), "{e}");
+        std::fs::write(&ini, "processes = 3\n").unwrap();
+        assert!(load(&["--ini", ini.to_str().unwrap()])
+            .unwrap_err()
+            .contains("no [uwsgi] section"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,232 @@
+//! The master FIFO: one command per byte, read without ever blocking the master.
+//!
+//! Only the active slot's FIFO is open. The master keeps a write end of it open itself, so the
+//! read end never sees end-of-file when writers come and go (no re-creation dance, no busy
+//! loop), and a writer's `open` never blocks while the master runs. Switching slots (`0`-`9`)
+//! opens the new slot's FIFO (creating it mode 0600 if needed) and closes the old one. Both fds
+//! are inherited across re-exec, so a command written during a reload waits in the pipe.
+//!
+//! Garbage is refused whole: a read that contains a byte which is neither a command nor
+//! whitespace executes nothing and is logged once. Commands in a well-formed write run in order.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use common::fifo::{decode, Decoded, FifoCommand};
+
+pub struct Fifo {
+    pub paths: Vec<PathBuf>,
+    pub active: usize,
+    read: OwnedFd,
+    keep: OwnedFd,
+    /// FIFO files this instance created (removed by `--vacuum`).
+    pub created: Vec<PathBuf>,
+}
+
+/// What one read from the FIFO produced.
+pub enum Batch {
+    Commands(Vec<FifoCommand>),
+    /// Bytes uWSGI defines but uwsgid refuses (executed commands around them still run).
+    Refused {
+        commands: Vec<FifoCommand>,
+        uwsgi_only: Vec<u8>,
+    },
+    Garbage {
+        len: usize,
+        first_bad: u8,
+        offset: usize,
+    },
+}
+
+fn open_fd(path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: open with a NUL-terminated path; we own the returned fd.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Create the FIFO at `path` (mode 0600) unless a FIFO is already there; true if created.
+fn ensure_fifo(path: &Path) -> Result<bool, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => return Ok(false),
+        Ok(_) => {
+            return Err(format!(
+                "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
+                path.display()
+            ))
+        }
+        Err(_) => {}
+    }
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: mkfifo with a NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } < 0 {
+        return Err(format!(
+            "--master-fifo {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    // mkfifo applies the umask; make the mode exactly 0600.
+    // SAFETY: chmod with a NUL-terminated path.
+    unsafe {
+        libc::chmod(c.as_ptr(), 0o600);
+    }
+    Ok(true)
+}
+
+impl Fifo {
+    pub fn open(paths: Vec<PathBuf>, active: usize) -> Result<Fifo, String> {
+        let path = paths[active].clone();
+        let created = ensure_fifo(&path)?;
+        let read = open_fd(&path, libc::O_RDONLY)
+            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+        let keep = open_fd(&path, libc::O_WRONLY)
+            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+        Ok(Fifo {
+            paths,
+            active,
+            read,
+            keep,
+            created: if created { vec![path] } else { vec![] },
+        })
+    }
+
+    /// Adopt the FIFO fds inherited across re-exec.
+    pub fn inherit(
+        paths: Vec<PathBuf>,
+        active: usize,
+        read: RawFd,
+        keep: RawFd,
+        created: Vec<PathBuf>,
+    ) -> io::Result<Fifo> {
+        crate::sys::set_cloexec(read, true)?;
+        crate::sys::set_cloexec(keep, true)?;
+        // SAFETY: the handoff names these fds as our FIFO ends; each is taken once.
+        let (read, keep) = unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(keep)) };
+        Ok(Fifo {
+            paths,
+            active,
+            read,
+            keep,
+            created,
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    pub fn active_path(&self) -> &Path {
+        &self.paths[self.active]
+    }
+
+    /// Both fds, to keep across re-exec: `(read, keep)`.
+    pub fn into_raw(self) -> (RawFd, RawFd) {
+        (self.read.into_raw_fd(), self.keep.into_raw_fd())
+    }
+
+    pub fn fds(&self) -> (RawFd, RawFd) {
+        (self.read.as_raw_fd(), self.keep.as_raw_fd())
+    }
+
+    /// Read what is waiting (at most 64 KiB per call, so a flood cannot starve the loop).
+    pub fn read_batch(&mut self) -> Option<Batch> {
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: reading into our buffer.
+        let n = unsafe {
+            libc::read(
+                self.read.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(classify(&buf))
+    }
+
+    /// Make slot `n` the active FIFO.
+    pub fn switch(&mut self, n: usize) -> Result<(), String> {
+        if n >= self.paths.len() {
+            return Err(format!(
+                "FIFO slot {n} is not configured ({} configured)",
+                self.paths.len()
+            ));
+        }
+        if n == self.active {
+            return Ok(());
+        }
+        let path = self.paths[n].clone();
+        let created = ensure_fifo(&path)?;
+        let read =
+            open_fd(&path, libc::O_RDONLY).map_err(|e| format!("{}: {e}", path.display()))?;
+        let keep =
+            open_fd(&path, libc::O_WRONLY).map_err(|e| format!("{}: {e}", path.display()))?;
+        if created {
+            self.created.push(path);
+        }
+        self.read = read;
+        self.keep = keep;
+        self.active = n;
+        Ok(())
+    }
+}
+
+/// Decide what a batch of bytes means.
+pub fn classify(bytes: &[u8]) -> Batch {
+    let mut commands = Vec::new();
+    let mut uwsgi_only = Vec::new();
+    for (offset, &b) in bytes.iter().enumerate() {
+        match decode(b) {
+            Decoded::Command(c) => commands.push(c),
+            Decoded::Whitespace => {}
+            Decoded::UwsgiOnly(b) => uwsgi_only.push(b),
+            Decoded::Unknown(b) => {
+                return Batch::Garbage {
+                    len: bytes.len(),
+                    first_bad: b,
+                    offset,
+                }
+            }
+        }
+    }
+    if uwsgi_only.is_empty() {
+        Batch::Commands(commands)
+    } else {
+        Batch::Refused {
+            commands,
+            uwsgi_only,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches() {
+        assert!(matches!(classify(b"+++s\n"), Batch::Commands(c) if c.len() == 4));
+        assert!(
+            matches!(classify(b"r f"), Batch::Refused { commands, uwsgi_only } if commands.len() == 1 && uwsgi_only == b"f")
+        );
+        assert!(matches!(
+            classify(b"rq\x01Q"),
+            Batch::Garbage {
+                first_bad: 1,
+                offset: 2,
+                ..
+            }
+        ));
+    }
+}

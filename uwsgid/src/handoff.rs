@@ -1,0 +1,88 @@
+//! What a master passes to its own next image across `execve`.
+//!
+//! The old image serializes its state as JSON into the `UWSGID_HANDOFF` environment variable and
+//! clears close-on-exec on exactly the fds named here. The new image reads it once, removes the
+//! variable (workers and exec'd programs never see it), validates each fd before adopting it,
+//! and goes on from where the old image stopped: same listeners, same workers (still its
+//! children), same scoreboard, same FIFO and stats socket, next generation.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Config;
+
+pub const ENV: &str = "UWSGID_HANDOFF";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Handoff {
+    pub exe: PathBuf,
+    /// The configuration the old image ran, used if the new one cannot be parsed.
+    pub config: Config,
+    pub generation: u64,
+    /// `graceful` or `brutal`.
+    pub kind: String,
+    pub reload_started_unix_ms: u64,
+    pub started_unix: u64,
+    pub paused: bool,
+    pub last_error: Option<String>,
+    pub listeners: Vec<HandoffListener>,
+    pub scoreboard_fd: i32,
+    pub notify_fd: i32,
+    pub notify_addr: String,
+    pub lock_fds: Vec<(PathBuf, i32)>,
+    pub pidfiles_written: Vec<PathBuf>,
+    pub fifo: Option<HandoffFifo>,
+    pub stats_fd: Option<i32>,
+    pub stats_created: Option<PathBuf>,
+    pub workers: Vec<HandoffWorker>,
+    pub slots: Vec<HandoffSlot>,
+    pub last_reload: Option<common::stats::ReloadOutcome>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandoffListener {
+    pub fd: i32,
+    pub configured: String,
+    pub created_path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandoffFifo {
+    pub read_fd: i32,
+    pub keep_fd: i32,
+    pub paths: Vec<PathBuf>,
+    pub active: usize,
+    pub created: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandoffWorker {
+    pub pid: i32,
+    pub id: u32,
+    pub generation: u64,
+    pub cell: usize,
+    pub ready: bool,
+    /// Already told to stop (draining) or killed.
+    pub retiring: bool,
+    pub spawned_unix_ms: u64,
+    pub status_text: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HandoffSlot {
+    pub respawn_count: u64,
+    pub requests: u64,
+    pub tx: u64,
+    pub running_time_us: u64,
+    pub last_spawn: u64,
+}
+
+impl Handoff {
+    /// Take the handoff from the environment, if this image is a re-exec.
+    pub fn take() -> Option<Result<Handoff, String>> {
+        let text = std::env::var(ENV).ok()?;
+        std::env::remove_var(ENV);
+        Some(serde_json::from_str(&text).map_err(|e| format!("bad {ENV}: {e}")))
+    }
+}

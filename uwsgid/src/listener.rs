@@ -1,0 +1,224 @@
+//! Listeners: bound once at first start, inherited by fd across every re-exec.
+//!
+//! A listener is identified across reloads by the text it was configured with, so a
+//! `127.0.0.1:0` listener keeps its kernel-chosen port. Each inherited fd is checked to be a
+//! listening socket before it is taken. Sockets handed over by systemd socket activation
+//! (`LISTEN_PID`/`LISTEN_FDS`) are taken at first start and kept for the instance's life.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+
+use crate::cli::{ListenAddr, ListenerSpec};
+
+pub struct Listener {
+    /// The text from the configuration (or `systemd:N`), the identity kept across reloads.
+    pub configured: String,
+    /// The address it is bound to, e.g. `127.0.0.1:41234`.
+    pub name: String,
+    pub fd: OwnedFd,
+    /// A Unix socket path we created (removed by `--vacuum`).
+    pub created_path: Option<PathBuf>,
+}
+
+fn sockopt_int(fd: RawFd, level: i32, opt: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = 4 as libc::socklen_t;
+    // SAFETY: getsockopt writes an int into `value`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            &mut value as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+/// The local address of a socket, as text.
+pub fn local_name(fd: RawFd) -> io::Result<String> {
+    // SAFETY: sockaddr_storage is large enough for any address; getsockname fills `len` bytes.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        match storage.ss_family as i32 {
+            libc::AF_INET => {
+                let a = &*(&storage as *const _ as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Ok(format!("{ip}:{}", u16::from_be(a.sin_port)))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&storage as *const _ as *const libc::sockaddr_in6);
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Ok(format!("[{ip}]:{}", u16::from_be(a.sin6_port)))
+            }
+            libc::AF_UNIX => {
+                let a = &*(&storage as *const _ as *const libc::sockaddr_un);
+                let max = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
+                let bytes: Vec<u8> = a.sun_path[..max.min(a.sun_path.len())]
+                    .iter()
+                    .map(|&c| c as u8)
+                    .take_while(|&c| c != 0)
+                    .collect();
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            f => Ok(format!("family {f}")),
+        }
+    }
+}
+
+/// Check that `fd` is a listening stream socket.
+pub fn check_listening(fd: RawFd) -> io::Result<()> {
+    if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is a socket that is not listening"),
+        ));
+    }
+    Ok(())
+}
+
+fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen on a socket we own; calling it again only changes the backlog.
+    if unsafe { libc::listen(fd, backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn finish(fd: OwnedFd, configured: String, created_path: Option<PathBuf>) -> io::Result<Listener> {
+    crate::sys::set_nonblocking(fd.as_raw_fd())?;
+    crate::sys::set_cloexec(fd.as_raw_fd(), true)?;
+    let name = local_name(fd.as_raw_fd())?;
+    Ok(Listener {
+        configured,
+        name,
+        fd,
+        created_path,
+    })
+}
+
+/// Bind a configured listener.
+pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
+    let fail = |e: io::Error| format!("--http-socket {}: {e}", spec.configured);
+    match &spec.addr {
+        ListenAddr::Tcp(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                let hint = match e.kind() {
+                    io::ErrorKind::AddrInUse => {
+                        "; another process is listening there: stop it or choose another port"
+                    }
+                    io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges",
+                    io::ErrorKind::AddrNotAvailable => "; that address is not on this machine",
+                    _ => "",
+                };
+                format!(
+                    "--http-socket {}: cannot bind {addr}: {e}{hint}",
+                    spec.configured
+                )
+            })?;
+            let fd: OwnedFd = l.into();
+            set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
+            finish(fd, spec.configured.clone(), None).map_err(fail)
+        }
+        ListenAddr::Unix(path) => {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if !meta.file_type().is_socket() {
+                    return Err(format!(
+                        "--http-socket {}: {} exists and is not a socket; remove it",
+                        spec.configured,
+                        path.display()
+                    ));
+                }
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(format!(
+                        "--http-socket {}: another process is serving on {}",
+                        spec.configured,
+                        path.display()
+                    ));
+                }
+                std::fs::remove_file(path).map_err(fail)?;
+            }
+            let l = std::os::unix::net::UnixListener::bind(path).map_err(fail)?;
+            let fd: OwnedFd = l.into();
+            set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
+            finish(fd, spec.configured.clone(), Some(path.clone())).map_err(fail)
+        }
+        ListenAddr::Fd(n) => {
+            check_listening(*n)
+                .map_err(|e| format!("--http-socket fd://{n}: {e}; pass a listening socket"))?;
+            // SAFETY: the operator handed us fd N to use as a listener; we take it exactly once
+            // (duplicates are refused by the configuration check).
+            let fd = unsafe { OwnedFd::from_raw_fd(*n) };
+            finish(fd, spec.configured.clone(), None).map_err(fail)
+        }
+    }
+}
+
+/// Adopt a listener fd inherited across re-exec.
+pub fn inherit(
+    raw: RawFd,
+    configured: &str,
+    created_path: Option<PathBuf>,
+) -> io::Result<Listener> {
+    check_listening(raw)?;
+    // SAFETY: the handoff names this fd as a listener; it is taken once.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    finish(fd, configured.to_string(), created_path)
+}
+
+/// Take the sockets systemd passed us (`LISTEN_PID` = our pid), and unset the variables.
+pub fn take_systemd() -> Vec<Listener> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut taken = Vec::new();
+    if pid_ok {
+        for i in 0..count.clamp(0, 64) {
+            let raw = 3 + i;
+            if check_listening(raw).is_ok() {
+                if let Ok(l) = inherit(raw, &format!("systemd:{i}"), None) {
+                    taken.push(l);
+                }
+            }
+        }
+    }
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    taken
+}
+
+impl Listener {
+    /// Keep this fd open across `execve`.
+    pub fn keep_across_exec(&self, keep: bool) -> io::Result<()> {
+        crate::sys::set_cloexec(self.fd.as_raw_fd(), !keep)
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn is_unix(&self) -> bool {
+        self.name.starts_with('/') || self.created_path.is_some()
+    }
+
+    /// Give the fd up (it stays open, owned by the caller).
+    pub fn into_raw(self) -> RawFd {
+        self.fd.into_raw_fd()
+    }
+}

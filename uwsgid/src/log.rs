@@ -1,0 +1,114 @@
+//! The instance log: timestamped lines on stderr, which `--logto FILE` points at a file.
+//!
+//! Master and workers write whole lines to fd 2 with one `write` each (O_APPEND keeps them from
+//! interleaving inside a line). `--logto` opens the file and puts it on fds 1 and 2, so workers
+//! and exec'd programs inherit it; reopening (FIFO `l`) and rotating (FIFO `L`) swap it in place.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static ROLE: AtomicU32 = AtomicU32::new(0);
+
+/// Mark this process as worker `id` (0 = master) for the log prefix.
+pub fn set_worker(id: u32) {
+    ROLE.store(id, Ordering::Relaxed);
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS.mmm` for a time.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant's published algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Write one line to the log.
+pub fn write_line(message: std::fmt::Arguments<'_>) {
+    let role = ROLE.load(Ordering::Relaxed);
+    let who = if role == 0 {
+        "master".to_string()
+    } else {
+        format!("worker {role}")
+    };
+    let line = format!(
+        "{} uwsgid[{}] {who}: {message}\n",
+        timestamp(SystemTime::now()),
+        std::process::id()
+    );
+    // SAFETY: one write of a buffer we own to fd 2.
+    unsafe {
+        libc::write(2, line.as_ptr() as *const libc::c_void, line.len());
+    }
+}
+
+/// `log!("...")`: one timestamped line in the instance log.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => { $crate::log::write_line(format_args!($($arg)*)) };
+}
+
+/// Open `path` for appending and put it on fds 1 and 2.
+pub fn redirect_to(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))?;
+    // SAFETY: dup2 onto the standard fds, which the process owns.
+    unsafe {
+        if libc::dup2(file.as_raw_fd(), 1) < 0 || libc::dup2(file.as_raw_fd(), 2) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Rename the log to `FILE.EPOCH` and start a new one.
+pub fn rotate(path: &Path) -> io::Result<std::path::PathBuf> {
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut backup = path.as_os_str().to_os_string();
+    backup.push(format!(".{epoch}"));
+    let backup = std::path::PathBuf::from(backup);
+    std::fs::rename(path, &backup)?;
+    redirect_to(path)?;
+    Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_590_346_123);
+        assert_eq!(timestamp(t), "2026-11-25 07:05:46.123");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01 00:00:00.000");
+    }
+}

@@ -1,0 +1,2278 @@
+//! The master: one single-threaded loop that owns the listeners, the workers and the control
+//! channels.
+//!
+//! Sources only record: the signalfd, the FIFO, touch files and the notify socket turn into
+//! [`Requests`]; child exits and readiness update the worker table. Then one [`Master::step`]
+//! decides, in a fixed priority order (brutal stop, graceful stop, reload, the rest), and every
+//! wait has a deadline that bounds the one blocking call, `poll`.
+//!
+//! Phases and their transitions:
+//!
+//! | phase      | event                               | next                                   |
+//! |------------|-------------------------------------|----------------------------------------|
+//! | Running    | reload (graceful, brutal)           | Checking: the new binary validates the configuration |
+//! | Checking   | checker exits 0                     | (execve in place) → Running in the new image, generation + 1 |
+//! | Checking   | checker fails, or execve fails      | Running, error logged and in stats     |
+//! | Running    | workers / chain reload              | Running, generation + 1, slots retargeted |
+//! | any        | graceful stop                       | Stopping: workers drain within the mercy |
+//! | any        | brutal stop                         | Stopping: workers killed               |
+//! | Stopping   | no worker left, or deadline passed  | exit                                   |
+//!
+//! A generation change is the same mechanism for every reload: each slot has a target
+//! generation; a slot without a starting or ready worker of its target gets one spawned (after
+//! its crash backoff); once that worker is ready, the slot's older workers are retired (graceful
+//! stop signal, SIGKILL after the mercy). New workers therefore accept while old ones drain, and
+//! a new generation that never becomes ready leaves the old workers serving. A reload is complete
+//! when every slot holds a ready worker of the newest generation and no older worker is alive.
+//!
+//! Invariants: a pid leaves the worker table only after `waitpid` returned it, and nothing is
+//! signalled after that; every fd is close-on-exec except, during re-exec, those the handoff
+//! names; the master never blocks anywhere but in `poll`.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::fifo::FifoCommand;
+use common::stats as wire;
+
+use crate::cli::{Config, StatsAddr, WorkerKind};
+use crate::fifo::{Batch, Fifo};
+use crate::handoff::{Handoff, HandoffFifo, HandoffListener, HandoffSlot, HandoffWorker};
+use crate::listener::{self, Listener};
+use crate::log;
+use crate::scoreboard::{self, Allocator, Scoreboard};
+use crate::stats_server::StatsServer;
+use crate::sys;
+use crate::touch::{Touch, TouchAction};
+
+/// A worker that has not become ready by then is killed and counts as a failed start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A worker that lived this long after becoming ready resets its slot's failure count.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A reload is reported failed once a new worker failed to start this many times in a row.
+const RELOAD_FAIL_AFTER: u32 = 3;
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn now_unix_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadKind {
+    Graceful,
+    Brutal,
+    Workers,
+    BrutalWorkers,
+    Chain,
+}
+
+impl ReloadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReloadKind::Graceful => "graceful",
+            ReloadKind::Brutal => "brutal",
+            ReloadKind::Workers => "workers",
+            ReloadKind::BrutalWorkers => "brutal-workers",
+            ReloadKind::Chain => "chain",
+        }
+    }
+
+    fn from_name(name: &str) -> ReloadKind {
+        match name {
+            "brutal" => ReloadKind::Brutal,
+            "workers" => ReloadKind::Workers,
+            "brutal-workers" => ReloadKind::BrutalWorkers,
+            "chain" => ReloadKind::Chain,
+            _ => ReloadKind::Graceful,
+        }
+    }
+
+    fn re_executes(self) -> bool {
+        matches!(self, ReloadKind::Graceful | ReloadKind::Brutal)
+    }
+}
+
+/// What the sources asked for since the last step.
+#[derive(Default, Debug)]
+pub struct Requests {
+    pub brutal_stop: Option<String>,
+    pub graceful_stop: Option<String>,
+    pub reload: Option<(ReloadKind, String)>,
+    pub toggle_pause: bool,
+    pub pause: Option<bool>,
+    pub stats_log: bool,
+    pub status_log: bool,
+    pub rollback: bool,
+    pub wake_workers: bool,
+    pub reopen_log: bool,
+    pub rotate_log: bool,
+    pub write_pidfiles: bool,
+    pub worker_delta: i32,
+    pub fifo_slot: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum WorkerState {
+    Starting,
+    Ready,
+    /// Told to stop; SIGKILL at the deadline.
+    Draining {
+        since: Instant,
+        deadline: Instant,
+    },
+    Killed,
+}
+
+struct Worker {
+    pid: i32,
+    id: u32,
+    generation: u64,
+    cell: usize,
+    state: WorkerState,
+    spawned: Instant,
+    spawned_unix_ms: u64,
+    ready_at: Option<Instant>,
+    status_text: Option<String>,
+}
+
+impl Worker {
+    fn alive_for_slot(&self) -> bool {
+        matches!(self.state, WorkerState::Starting | WorkerState::Ready)
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    target: u64,
+    respawn_count: u64,
+    failed_starts: u32,
+    next_spawn: Option<Instant>,
+    last_exit: Option<String>,
+    requests: u64,
+    tx: u64,
+    running_time_us: u64,
+    last_spawn: u64,
+}
+
+struct Reload {
+    kind: ReloadKind,
+    generation: u64,
+    started: Instant,
+    started_unix_ms: u64,
+    /// Chain reload: the slot being replaced now (1-based).
+    chain_cursor: Option<u32>,
+}
+
+enum Phase {
+    Running,
+    Checking {
+        kind: ReloadKind,
+        cause: String,
+        checker: i32,
+        output: OwnedFd,
+        deadline: Instant,
+    },
+    Stopping {
+        brutal: bool,
+        deadline: Instant,
+    },
+}
+
+pub struct Master {
+    config: Config,
+    argv: Vec<String>,
+    exe: PathBuf,
+    signals: OwnedFd,
+    listeners: Vec<Listener>,
+    board: Scoreboard,
+    cells: Allocator,
+    notify: OwnedFd,
+    notify_addr: String,
+    locks: Vec<(PathBuf, OwnedFd)>,
+    pidfiles_written: Vec<PathBuf>,
+    workers: Vec<Worker>,
+    slots: Vec<Slot>,
+    generation: u64,
+    phase: Phase,
+    paused: bool,
+    reload: Option<Reload>,
+    last_reload: Option<wire::ReloadOutcome>,
+    last_error: Option<String>,
+    fifo: Option<Fifo>,
+    stats: Option<StatsServer>,
+    touch: Option<Touch>,
+    started_unix: u64,
+    requests: Requests,
+    exit_code: Option<i32>,
+    runner_path: Option<PathBuf>,
+}
+
+/// Start (or, after a re-exec, continue) the master and run it until it exits.
+pub fn run(
+    argv: Vec<String>,
+    config: Config,
+    handoff: Option<Handoff>,
+    warnings: Vec<String>,
+) -> i32 {
+    let master = match handoff {
+        Some(h) => Master::resume(argv, config, h),
+        None => Master::start(argv, config),
+    };
+    for w in warnings {
+        log!("warning: {w}");
+    }
+    match master {
+        Ok(mut m) => m.run_loop(),
+        Err(e) => {
+            eprintln!("uwsgid: error: {e}");
+            1
+        }
+    }
+}
+
+fn lock_pidfile(path: &std::path::Path) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = common::pidfile::lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+        .map_err(|e| format!("pidfile lock {}: {e}", lock.display()))?;
+    let fd: OwnedFd = file.into();
+    match sys::try_lock(fd.as_raw_fd()) {
+        Ok(true) => Ok(fd),
+        Ok(false) => {
+            let holder = common::pidfile::read(path)
+                .map(|c| format!(" (pid {})", c.pid))
+                .unwrap_or_default();
+            Err(format!(
+                "another uwsgid{holder} is running with pidfile {}; stop it first (uwsgictl stop --pidfile {}) or choose another pidfile",
+                path.display(),
+                path.display()
+            ))
+        }
+        Err(e) => Err(format!("pidfile lock {}: {e}", lock.display())),
+    }
+}
+
+fn create_notify() -> Result<(OwnedFd, String), String> {
+    let addr = format!("@uwsgid-notify-{}-{}", std::process::id(), now_unix_ms());
+    let fd = crate::exec::bind_notify_socket(&addr).map_err(|e| format!("notify socket: {e}"))?;
+    Ok((fd, addr))
+}
+
+impl Master {
+    fn base(
+        argv: Vec<String>,
+        config: Config,
+        board: Scoreboard,
+        notify: (OwnedFd, String),
+    ) -> Result<Master, String> {
+        let signals =
+            sys::signalfd(&sys::managed_signals()).map_err(|e| format!("signalfd: {e}"))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find our own binary: {e}"))?;
+        // After a rebuild /proc/self/exe reads "PATH (deleted)": re-exec the path, which now
+        // holds the new binary.
+        let exe = PathBuf::from(
+            exe.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string(),
+        );
+        Ok(Master {
+            config,
+            argv,
+            exe,
+            signals,
+            listeners: Vec::new(),
+            board,
+            cells: Allocator::new(),
+            notify: notify.0,
+            notify_addr: notify.1,
+            locks: Vec::new(),
+            pidfiles_written: Vec::new(),
+            workers: Vec::new(),
+            slots: Vec::new(),
+            generation: 1,
+            phase: Phase::Running,
+            paused: false,
+            reload: None,
+            last_reload: None,
+            last_error: None,
+            fifo: None,
+            stats: None,
+            touch: None,
+            started_unix: now_unix_ms() / 1000,
+            requests: Requests::default(),
+            exit_code: None,
+            runner_path: None,
+        })
+    }
+
+    /// First start: lock, bind, create the channels, spawn the first generation, write the
+    /// pidfile. Any error here stops startup; nothing is left behind.
+    fn start(argv: Vec<String>, config: Config) -> Result<Master, String> {
+        if let Some(dir) = &config.instance_dir {
+            common::discovery::InstancePaths::in_dir(dir.clone())
+                .create()
+                .map_err(|e| format!("instance directory: {e}"))?;
+        }
+        if let Some(log) = &config.logto {
+            crate::log::redirect_to(log).map_err(|e| format!("--logto: {e}"))?;
+        }
+        let mut locks = Vec::new();
+        for p in &config.pidfiles {
+            locks.push((p.clone(), lock_pidfile(p)?));
+        }
+        let mut listeners = listener::take_systemd();
+        for spec in &config.listeners {
+            listeners.push(listener::bind(spec, config.backlog)?);
+        }
+        let board = Scoreboard::create().map_err(|e| format!("scoreboard: {e}"))?;
+        let notify = create_notify()?;
+        let mut m = Master::base(argv, config, board, notify)?;
+        m.locks = locks;
+        m.listeners = listeners;
+        m.open_channels(None)?;
+        m.prepare_runner()?;
+        m.resize_slots();
+        for slot in &mut m.slots {
+            slot.target = 1;
+        }
+        let names: Vec<String> = m.listeners.iter().map(|l| l.name.clone()).collect();
+        log!(
+            "uwsgid {} master pid {} listening on {} with {} {} worker(s), mercy {}s",
+            common::VERSION,
+            std::process::id(),
+            names.join(", "),
+            m.config.processes,
+            m.kind_name(),
+            m.config.mercy.as_secs_f64()
+        );
+        m.spawn_missing(Instant::now());
+        m.write_pidfiles(false);
+        m.announce_files();
+        Ok(m)
+    }
+
+    fn announce_files(&self) {
+        if let Some(dir) = &self.config.instance_dir {
+            log!(
+                "instance {:?}: pidfile, master FIFO and stats socket in {}",
+                self.config.name.as_deref().unwrap_or("default"),
+                dir.display()
+            );
+        }
+    }
+
+    /// Continue after a re-exec from the state the previous image handed over.
+    fn resume(argv: Vec<String>, config: Config, h: Handoff) -> Result<Master, String> {
+        let board = Scoreboard::inherit(h.scoreboard_fd).map_err(|e| format!("scoreboard: {e}"))?;
+        sys::set_cloexec(h.notify_fd, true).map_err(|e| format!("notify socket: {e}"))?;
+        // SAFETY: the handoff names this fd as our notify socket; taken once.
+        let notify = unsafe { OwnedFd::from_raw_fd(h.notify_fd) };
+        let mut m = Master::base(argv, config, board, (notify, h.notify_addr.clone()))?;
+        if h.exe.exists() {
+            m.exe = h.exe.clone();
+        }
+        m.started_unix = h.started_unix;
+        m.paused = h.paused;
+        m.last_error = h.last_error.clone();
+        m.last_reload = h.last_reload.clone();
+        m.pidfiles_written = h.pidfiles_written.clone();
+
+        for (path, fd) in &h.lock_fds {
+            let _ = sys::set_cloexec(*fd, true);
+            // SAFETY: the handoff names this fd as a pidfile lock we hold; taken once.
+            let fd = unsafe { OwnedFd::from_raw_fd(*fd) };
+            if m.config.pidfiles.contains(path) {
+                m.locks.push((path.clone(), fd));
+            }
+        }
+        for p in m.config.pidfiles.clone() {
+            if !m.locks.iter().any(|(q, _)| *q == p) {
+                match lock_pidfile(&p) {
+                    Ok(fd) => m.locks.push((p, fd)),
+                    Err(e) => m.note_error(format!("reload: {e}")),
+                }
+            }
+        }
+
+        // Listeners: adopt the inherited ones still configured, bind the new ones, close the rest.
+        let mut inherited: Vec<HandoffListener> = h.listeners.clone();
+        for spec in m.config.listeners.clone() {
+            if let Some(pos) = inherited
+                .iter()
+                .position(|l| l.configured == spec.configured)
+            {
+                let l = inherited.remove(pos);
+                match listener::inherit(l.fd, &l.configured, l.created_path.clone()) {
+                    Ok(l) => m.listeners.push(l),
+                    Err(e) => {
+                        m.note_error(format!("reload: inherited listener {}: {e}", l.configured))
+                    }
+                }
+            } else {
+                match listener::bind(&spec, m.config.backlog) {
+                    Ok(l) => {
+                        log!("reload: new listener {}", l.name);
+                        m.listeners.push(l);
+                    }
+                    Err(e) => m.note_error(format!("reload: {e}")),
+                }
+            }
+        }
+        for l in inherited {
+            if l.configured.starts_with("systemd:") {
+                if let Ok(l) = listener::inherit(l.fd, &l.configured, None) {
+                    m.listeners.push(l);
+                }
+                continue;
+            }
+            log!(
+                "reload: closing listener {} (no longer configured)",
+                l.configured
+            );
+            // SAFETY: an inherited fd nobody else in this image owns.
+            drop(unsafe { OwnedFd::from_raw_fd(l.fd) });
+            if let Some(p) = l.created_path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if m.listeners.is_empty() {
+            return Err("reload left no listener".into());
+        }
+
+        // Workers are still our children: adopt them.
+        for w in &h.workers {
+            m.cells.take(w.cell);
+            let now = Instant::now();
+            let state = if w.retiring {
+                WorkerState::Draining {
+                    since: now,
+                    deadline: now + m.config.mercy,
+                }
+            } else if w.ready {
+                WorkerState::Ready
+            } else {
+                WorkerState::Starting
+            };
+            m.workers.push(Worker {
+                pid: w.pid,
+                id: w.id,
+                generation: w.generation,
+                cell: w.cell,
+                state,
+                spawned: now,
+                spawned_unix_ms: w.spawned_unix_ms,
+                ready_at: w.ready.then_some(now),
+                status_text: w.status_text.clone(),
+            });
+        }
+        m.slots = h
+            .slots
+            .iter()
+            .map(|s| Slot {
+                respawn_count: s.respawn_count,
+                requests: s.requests,
+                tx: s.tx,
+                running_time_us: s.running_time_us,
+                last_spawn: s.last_spawn,
+                ..Slot::default()
+            })
+            .collect();
+        m.resize_slots();
+
+        let fifo = h.fifo.clone();
+        let stats_fd = h.stats_fd.map(|fd| {
+            (
+                fd,
+                h.config.stats.clone(),
+                h.config.stats_http,
+                h.stats_created.clone(),
+            )
+        });
+        m.open_channels(Some((fifo, stats_fd)))?;
+        m.prepare_runner()?;
+
+        m.generation = h.generation + 1;
+        let kind = ReloadKind::from_name(&h.kind);
+        for slot in &mut m.slots {
+            slot.target = m.generation;
+        }
+        let started = Instant::now()
+            .checked_sub(Duration::from_millis(
+                now_unix_ms().saturating_sub(h.reload_started_unix_ms),
+            ))
+            .unwrap_or_else(Instant::now);
+        m.reload = Some(Reload {
+            kind,
+            generation: m.generation,
+            started,
+            started_unix_ms: h.reload_started_unix_ms,
+            chain_cursor: None,
+        });
+        m.board.header().paused.store(u32::from(m.paused), Relaxed);
+        log!(
+            "re-executed in place (pid {}): generation {} starting, {} worker(s) of older generations adopted",
+            std::process::id(),
+            m.generation,
+            m.workers.len()
+        );
+        // Pidfiles stay valid (same pid); write only ones that are new in this configuration.
+        m.write_pidfiles(true);
+        m.spawn_missing(Instant::now());
+        Ok(m)
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.config.worker {
+            WorkerKind::Builtin => "built-in",
+            WorkerKind::Exec { .. } => "exec",
+        }
+    }
+
+    /// The bundled Python WSGI runner, written where exec workers can run it.
+    fn prepare_runner(&mut self) -> Result<(), String> {
+        let WorkerKind::Exec { argv, .. } = &self.config.worker else {
+            return Ok(());
+        };
+        if !argv.iter().any(|a| a == "{runner}") {
+            return Ok(());
+        }
+        let dir = common::discovery::runtime_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("runtime directory {}: {e}", dir.display()))?;
+        let path = dir.join(format!("uwsgid_wsgi-{}.py", common::VERSION));
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != crate::exec::WSGI_RUNNER {
+            common::pidfile::write_file_atomic(&path, crate::exec::WSGI_RUNNER.as_bytes(), 0o644)
+                .map_err(|e| format!("WSGI runner {}: {e}", path.display()))?;
+        }
+        self.runner_path = Some(path);
+        Ok(())
+    }
+
+    fn open_channels(
+        &mut self,
+        inherited: Option<(
+            Option<HandoffFifo>,
+            Option<(i32, Option<StatsAddr>, bool, Option<PathBuf>)>,
+        )>,
+    ) -> Result<(), String> {
+        let (fifo_in, stats_in) = inherited.unwrap_or((None, None));
+        // FIFO: keep the inherited one if the paths did not change.
+        if let Some(f) = fifo_in {
+            if f.paths == self.config.fifos {
+                match Fifo::inherit(f.paths, f.active, f.read_fd, f.keep_fd, f.created) {
+                    Ok(fifo) => self.fifo = Some(fifo),
+                    Err(e) => self.note_error(format!("reload: inherited FIFO: {e}")),
+                }
+            } else {
+                // SAFETY: inherited fds nobody else owns.
+                unsafe {
+                    drop(OwnedFd::from_raw_fd(f.read_fd));
+                    drop(OwnedFd::from_raw_fd(f.keep_fd));
+                }
+            }
+        }
+        if self.fifo.is_none() && !self.config.fifos.is_empty() {
+            self.fifo = Some(Fifo::open(self.config.fifos.clone(), 0)?);
+        }
+        if let Some((fd, addr, http, created)) = stats_in {
+            if addr.as_ref() == self.config.stats.as_ref() {
+                if let Some(addr) = addr {
+                    match StatsServer::inherit(addr, self.config.stats_http, fd, created) {
+                        Ok(s) => self.stats = Some(s),
+                        Err(e) => self.note_error(format!("reload: inherited stats socket: {e}")),
+                    }
+                }
+            } else {
+                let _ = http;
+                // SAFETY: an inherited fd nobody else owns.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                if let Some(p) = created {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        if self.stats.is_none() {
+            if let Some(addr) = &self.config.stats {
+                self.stats = Some(StatsServer::bind(addr, self.config.stats_http, 128)?);
+            }
+        }
+        let mut touch = Vec::new();
+        touch.extend(
+            self.config
+                .touch_reload
+                .iter()
+                .map(|p| (p.clone(), TouchAction::Reload)),
+        );
+        touch.extend(
+            self.config
+                .touch_workers_reload
+                .iter()
+                .map(|p| (p.clone(), TouchAction::WorkersReload)),
+        );
+        touch.extend(
+            self.config
+                .touch_chain_reload
+                .iter()
+                .map(|p| (p.clone(), TouchAction::ChainReload)),
+        );
+        self.touch = Touch::new(touch).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn note_error(&mut self, e: String) {
+        log!("error: {e}");
+        self.last_error = Some(e);
+    }
+
+    fn resize_slots(&mut self) {
+        let n = self.config.processes as usize;
+        while self.slots.len() < n {
+            self.slots.push(Slot {
+                target: self.generation,
+                ..Slot::default()
+            });
+        }
+        self.slots.truncate(n);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The loop
+    // ---------------------------------------------------------------------------------------
+
+    fn run_loop(&mut self) -> i32 {
+        loop {
+            let now = Instant::now();
+            self.step(now);
+            if let Some(code) = self.exit_code {
+                self.cleanup();
+                log!("goodbye (exit {code})");
+                return code;
+            }
+            self.wait_for_events();
+        }
+    }
+
+    fn wait_for_events(&mut self) {
+        const SIGNALS: usize = 0;
+        const NOTIFY: usize = 1;
+        let mut fds = vec![
+            libc::pollfd {
+                fd: self.signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.notify.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let fifo_at = self.fifo.as_ref().map(|f| {
+            fds.push(libc::pollfd {
+                fd: f.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.len() - 1
+        });
+        let stats_at = self.stats.as_ref().map(|s| {
+            fds.push(libc::pollfd {
+                fd: s.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.len() - 1
+        });
+        let touch_at = self.touch.as_ref().map(|t| {
+            fds.push(libc::pollfd {
+                fd: t.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.len() - 1
+        });
+        let checker_at = match &self.phase {
+            Phase::Checking { output, .. } => {
+                fds.push(libc::pollfd {
+                    fd: output.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
+        let clients_from = fds.len();
+        if let Some(s) = &self.stats {
+            fds.extend(s.poll_fds());
+        }
+        let timeout = self.next_deadline().map_or(-1, |d| {
+            d.saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(3_600_000) as i32
+                + 1
+        });
+        if let Err(e) = sys::poll(&mut fds, timeout) {
+            log!("poll failed: {e}");
+            return;
+        }
+        if fds[SIGNALS].revents != 0 {
+            self.read_signals();
+        }
+        if fds[NOTIFY].revents != 0 {
+            self.read_notify();
+        }
+        if fifo_at.is_some_and(|i| fds[i].revents != 0) {
+            self.read_fifo();
+        }
+        if let Some(i) = stats_at {
+            if fds[i].revents != 0 {
+                self.serve_stats();
+            }
+        }
+        if touch_at.is_some_and(|i| fds[i].revents != 0) {
+            self.check_touch();
+        }
+        let _ = checker_at;
+        if let Some(s) = &mut self.stats {
+            s.service(&fds[clients_from..]);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for w in &self.workers {
+            match w.state {
+                WorkerState::Draining { deadline, .. } => consider(deadline),
+                WorkerState::Starting => consider(
+                    w.spawned
+                        + self
+                            .ready_grace()
+                            .unwrap_or(START_TIMEOUT)
+                            .min(START_TIMEOUT),
+                ),
+                _ => {}
+            }
+        }
+        for s in &self.slots {
+            if let Some(t) = s.next_spawn {
+                consider(t);
+            }
+        }
+        match &self.phase {
+            Phase::Checking { deadline, .. } | Phase::Stopping { deadline, .. } => {
+                consider(*deadline)
+            }
+            Phase::Running => {}
+        }
+        if let Some(t) = self.stats.as_ref().and_then(|s| s.next_deadline()) {
+            consider(t);
+        }
+        next
+    }
+
+    fn ready_grace(&self) -> Option<Duration> {
+        match &self.config.worker {
+            WorkerKind::Exec {
+                ready_timeout: Some(s),
+                ..
+            } => Some(Duration::from_secs_f64(*s)),
+            _ => None,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sources: record only
+    // ---------------------------------------------------------------------------------------
+
+    fn read_signals(&mut self) {
+        loop {
+            let (sig, sender) = match sys::read_signal(self.signals.as_raw_fd()) {
+                Ok(Some(s)) => s,
+                Ok(None) => break,
+                Err(e) => {
+                    log!("signalfd read failed: {e}");
+                    break;
+                }
+            };
+            let name = sys::signal_name(sig);
+            let cause = if sender > 0 {
+                format!("{name} from pid {sender}")
+            } else {
+                name.to_string()
+            };
+            if sig != libc::SIGCHLD && sig != libc::SIGWINCH {
+                log!("{cause} received");
+            }
+            let r = &mut self.requests;
+            match sig {
+                libc::SIGCHLD => {}
+                libc::SIGHUP => r.reload = Some((ReloadKind::Graceful, cause)),
+                libc::SIGTERM if self.config.die_on_term => r.graceful_stop = Some(cause),
+                libc::SIGTERM => r.reload = Some((ReloadKind::Brutal, cause)),
+                libc::SIGINT | libc::SIGQUIT => r.brutal_stop = Some(cause),
+                libc::SIGUSR1 => r.stats_log = true,
+                libc::SIGUSR2 => r.status_log = true,
+                libc::SIGURG => r.rollback = true,
+                libc::SIGTSTP => r.toggle_pause = true,
+                libc::SIGWINCH => r.wake_workers = true,
+                _ => log!("{cause}: ignored"),
+            }
+        }
+        self.reap();
+    }
+
+    fn read_notify(&mut self) {
+        loop {
+            match crate::exec::recv_notify(&self.notify) {
+                Ok(Some(msg)) => self.on_notify(msg),
+                Ok(None) => break,
+                Err(e) => {
+                    log!("notify socket: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_notify(&mut self, msg: crate::exec::NotifyMessage) {
+        let Some(w) = self.workers.iter_mut().find(|w| w.pid == msg.pid) else {
+            log!(
+                "notify from pid {} which is not one of our workers: ignored",
+                msg.pid
+            );
+            return;
+        };
+        if let Some(s) = msg.status {
+            w.status_text = Some(s);
+        }
+        if msg.ready && w.state == WorkerState::Starting {
+            w.state = WorkerState::Ready;
+            w.ready_at = Some(Instant::now());
+            let (id, pid, g, elapsed) = (w.id, w.pid, w.generation, w.spawned.elapsed());
+            log!(
+                "worker {id} (pid {pid}, generation {g}) ready in {:.1} ms",
+                elapsed.as_secs_f64() * 1e3
+            );
+        }
+        if msg.stopping {
+            log!("worker {} (pid {}) says it is stopping", w.id, w.pid);
+        }
+    }
+
+    fn read_fifo(&mut self) {
+        let Some(fifo) = &mut self.fifo else { return };
+        let Some(batch) = fifo.read_batch() else {
+            return;
+        };
+        let commands = match batch {
+            Batch::Commands(c) => c,
+            Batch::Refused {
+                commands,
+                uwsgi_only,
+            } => {
+                for b in uwsgi_only {
+                    let what = common::fifo::UWSGI_ONLY
+                        .iter()
+                        .find(|(x, _)| *x == b)
+                        .map_or("", |(_, w)| w);
+                    log!(
+                        "FIFO: {:?} ({what}) is a uWSGI command uwsgid does not have: refused",
+                        b as char
+                    );
+                }
+                commands
+            }
+            Batch::Garbage {
+                len,
+                first_bad,
+                offset,
+            } => {
+                log!("FIFO: refused a write of {len} byte(s): byte 0x{first_bad:02x} at offset {offset} is not a command; nothing executed");
+                return;
+            }
+        };
+        for c in commands {
+            self.on_fifo_command(c);
+        }
+    }
+
+    fn on_fifo_command(&mut self, c: FifoCommand) {
+        let cause = format!("FIFO '{}'", c.as_byte() as char);
+        log!("{cause}: {}", c.name());
+        let r = &mut self.requests;
+        match c {
+            FifoCommand::Reload => r.reload = Some((ReloadKind::Graceful, cause)),
+            FifoCommand::BrutalReload => r.reload = Some((ReloadKind::Brutal, cause)),
+            FifoCommand::WorkersReload => r.reload = Some((ReloadKind::Workers, cause)),
+            FifoCommand::BrutalWorkersReload => r.reload = Some((ReloadKind::BrutalWorkers, cause)),
+            FifoCommand::ChainReload => r.reload = Some((ReloadKind::Chain, cause)),
+            FifoCommand::Stop => r.graceful_stop = Some(cause),
+            FifoCommand::BrutalStop => r.brutal_stop = Some(cause),
+            FifoCommand::TogglePause => r.toggle_pause = !r.toggle_pause,
+            FifoCommand::Pause => {
+                r.toggle_pause = false;
+                r.pause = Some(true)
+            }
+            FifoCommand::Resume => {
+                r.toggle_pause = false;
+                r.pause = Some(false)
+            }
+            FifoCommand::Rollback => r.rollback = true,
+            FifoCommand::Stats => r.stats_log = true,
+            FifoCommand::ReopenLog => r.reopen_log = true,
+            FifoCommand::RotateLog => r.rotate_log = true,
+            FifoCommand::WritePidfile => r.write_pidfiles = true,
+            FifoCommand::AddWorker => r.worker_delta += 1,
+            FifoCommand::RemoveWorker => r.worker_delta -= 1,
+            FifoCommand::Slot(n) => r.fifo_slot = Some(n),
+        }
+        // Commands whose order matters relative to the next ones act at once.
+        if matches!(
+            c,
+            FifoCommand::AddWorker | FifoCommand::RemoveWorker | FifoCommand::Slot(_)
+        ) {
+            self.step(Instant::now());
+        }
+    }
+
+    fn check_touch(&mut self) {
+        let Some(t) = &mut self.touch else { return };
+        for (path, action) in t.check() {
+            let cause = format!("touch file {}", path.display());
+            log!("{cause} was touched");
+            let kind = match action {
+                TouchAction::Reload => ReloadKind::Graceful,
+                TouchAction::WorkersReload => ReloadKind::Workers,
+                TouchAction::ChainReload => ReloadKind::Chain,
+            };
+            self.requests.reload = Some((kind, cause));
+        }
+    }
+
+    fn serve_stats(&mut self) {
+        let mut stats = self.stats.take();
+        if let Some(s) = &mut stats {
+            s.accept(|| {
+                let doc = self.stats_document();
+                let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+                out.push(b'\n');
+                out
+            });
+        }
+        self.stats = stats;
+    }
+
+    /// Reap every exited child and update the table.
+    fn reap(&mut self) {
+        while let Some((pid, status)) = sys::reap_one() {
+            if let Phase::Checking { checker, .. } = self.phase {
+                if pid == checker {
+                    self.on_checker_exit(status);
+                    continue;
+                }
+            }
+            let Some(pos) = self.workers.iter().position(|w| w.pid == pid) else {
+                continue;
+            };
+            let w = self.workers.remove(pos);
+            self.on_worker_exit(w, status);
+        }
+    }
+
+    fn on_worker_exit(&mut self, w: Worker, status: i32) {
+        let now = Instant::now();
+        let how = sys::describe_status(status);
+        let cell = self.board.cell(w.cell);
+        if let Some(slot) = self.slots.get_mut(w.id as usize - 1) {
+            slot.requests += cell.requests.load(Relaxed);
+            slot.tx += cell.tx.load(Relaxed);
+            slot.running_time_us += cell.running_time_us.load(Relaxed);
+        }
+        cell.pid.store(0, Relaxed);
+        cell.state.store(scoreboard::FREE, Relaxed);
+        self.cells.free(w.cell);
+        let lived = now.duration_since(w.spawned);
+        match w.state {
+            WorkerState::Draining { since, .. } => {
+                log!(
+                    "worker {} (pid {}, generation {}) retired after {:.1} ms: {how}",
+                    w.id,
+                    w.pid,
+                    w.generation,
+                    now.duration_since(since).as_secs_f64() * 1e3
+                );
+            }
+            WorkerState::Killed => log!("worker {} (pid {}) killed: {how}", w.id, w.pid),
+            WorkerState::Starting | WorkerState::Ready => {
+                if matches!(self.phase, Phase::Stopping { .. }) {
+                    return;
+                }
+                let Some(slot) = self.slots.get_mut(w.id as usize - 1) else {
+                    return;
+                };
+                slot.last_exit = Some(how.clone());
+                let stable = w
+                    .ready_at
+                    .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER);
+                if stable {
+                    slot.failed_starts = 0;
+                    slot.next_spawn = None;
+                    log!(
+                        "worker {} (pid {}) died after {:.1}s: {how}; respawning",
+                        w.id,
+                        w.pid,
+                        lived.as_secs_f64()
+                    );
+                } else {
+                    slot.failed_starts += 1;
+                    let exp = (slot.failed_starts - 1).min(16);
+                    let delay = (BACKOFF_FIRST * 2u32.pow(exp)).min(BACKOFF_MAX);
+                    slot.next_spawn = Some(now + delay);
+                    let phase = if w.ready_at.is_some() {
+                        "soon after start"
+                    } else {
+                        "before it was ready"
+                    };
+                    log!(
+                        "worker {} (pid {}) died {phase}: {how}; failed start {} in a row, next try in {:.1}s",
+                        w.id,
+                        w.pid,
+                        slot.failed_starts,
+                        delay.as_secs_f64()
+                    );
+                    let failed = slot.failed_starts;
+                    self.on_failed_start(w.id, w.generation, failed, &how);
+                }
+            }
+        }
+    }
+
+    /// A worker of `generation` in slot `id` failed to start: stop a chain, fail a reload.
+    fn on_failed_start(&mut self, id: u32, generation: u64, failed: u32, how: &str) {
+        let Some(reload) = &self.reload else { return };
+        if reload.generation != generation {
+            return;
+        }
+        if reload.kind == ReloadKind::Chain {
+            // The chain stops here; this slot and the ones after it keep their old workers.
+            let old = self
+                .workers
+                .iter()
+                .filter(|w| w.id == id && w.generation < generation)
+                .map(|w| w.generation)
+                .max();
+            if let Some(slot) = self.slots.get_mut(id as usize - 1) {
+                if let Some(g) = old {
+                    slot.target = g;
+                    slot.next_spawn = None;
+                    slot.failed_starts = 0;
+                }
+            }
+            let reason = format!("chain stopped at worker {id}: its replacement {how} before it was ready; the remaining old workers keep serving");
+            self.finish_reload(false, reason);
+        } else if failed >= RELOAD_FAIL_AFTER {
+            let reason = format!(
+                "new worker {id} of generation {generation} failed to start {failed} times (last: {how}); old workers keep serving while it is retried"
+            );
+            self.finish_reload(false, reason);
+        }
+    }
+
+    fn on_checker_exit(&mut self, status: i32) {
+        let Phase::Checking {
+            kind,
+            cause,
+            output,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Running)
+        else {
+            return;
+        };
+        let mut text = vec![0u8; 8192];
+        // SAFETY: reading the checker's output (non-blocking pipe) into our buffer.
+        let n = unsafe {
+            libc::read(
+                output.as_raw_fd(),
+                text.as_mut_ptr() as *mut libc::c_void,
+                text.len(),
+            )
+        };
+        text.truncate(n.max(0) as usize);
+        let text = String::from_utf8_lossy(&text).trim().replace('\n', " ");
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            self.exec_self(kind, &cause);
+        } else {
+            let reason = format!(
+                "{} reload ({cause}) refused, the instance keeps serving: {}",
+                kind.name(),
+                if text.is_empty() {
+                    sys::describe_status(status)
+                } else {
+                    text
+                }
+            );
+            self.note_error(reason.clone());
+            self.record_outcome(
+                kind,
+                self.generation,
+                false,
+                reason,
+                Instant::now(),
+                now_unix_ms(),
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The step: decide and act
+    // ---------------------------------------------------------------------------------------
+
+    pub fn step(&mut self, now: Instant) {
+        self.reap();
+        let r = std::mem::take(&mut self.requests);
+        if let Some(cause) = r.brutal_stop {
+            self.begin_stop(true, &cause, now);
+        } else if let Some(cause) = r.graceful_stop {
+            self.begin_stop(false, &cause, now);
+        }
+        let stopping = matches!(self.phase, Phase::Stopping { .. });
+        if let Some(n) = r.fifo_slot {
+            if let Some(f) = &mut self.fifo {
+                match f.switch(n as usize) {
+                    Ok(()) => log!(
+                        "active master FIFO is now slot {n}: {}",
+                        f.active_path().display()
+                    ),
+                    Err(e) => log!("FIFO slot switch refused: {e}"),
+                }
+            }
+        }
+        if !stopping {
+            if let Some((kind, cause)) = r.reload {
+                self.begin_reload(kind, &cause, now);
+            }
+            if r.worker_delta != 0 {
+                self.change_processes(r.worker_delta);
+            }
+            if r.toggle_pause {
+                self.set_paused(!self.paused, "toggle");
+            }
+            if let Some(p) = r.pause {
+                self.set_paused(p, if p { "pause" } else { "resume" });
+            }
+        }
+        if r.rollback {
+            log!("rollback requested: no snapshot is available (start with --auto-snapshot to keep one); nothing changed");
+        }
+        if r.stats_log {
+            self.log_stats();
+        }
+        if r.status_log {
+            self.log_status();
+        }
+        if r.wake_workers {
+            for w in &self.workers {
+                sys::kill(w.pid, libc::SIGWINCH);
+            }
+        }
+        if r.reopen_log || r.rotate_log {
+            self.reopen_log(r.rotate_log);
+        }
+        if r.write_pidfiles {
+            self.write_pidfiles(false);
+        }
+
+        self.enforce_deadlines(now);
+        match self.phase {
+            Phase::Stopping { .. } => {
+                if self.workers.is_empty() {
+                    self.exit_code = Some(0);
+                }
+            }
+            _ => {
+                self.spawn_missing(now);
+                self.retire_replaced(now);
+                self.advance_chain(now);
+                self.check_reload_complete(now);
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, brutal: bool, cause: &str, now: Instant) {
+        if let Phase::Stopping { brutal: true, .. } = self.phase {
+            return;
+        }
+        if let Phase::Stopping { brutal: false, .. } = self.phase {
+            if !brutal {
+                log!("{cause}: already stopping gracefully");
+                return;
+            }
+        }
+        if brutal {
+            log!(
+                "{cause}: brutal stop, killing {} worker(s)",
+                self.workers.len()
+            );
+            for w in &mut self.workers {
+                sys::kill(w.pid, libc::SIGKILL);
+                w.state = WorkerState::Killed;
+            }
+            self.phase = Phase::Stopping {
+                brutal: true,
+                deadline: now + Duration::from_secs(5),
+            };
+        } else {
+            log!(
+                "{cause}: graceful stop, {} worker(s) finish their requests within {}s",
+                self.workers.len(),
+                self.config.mercy.as_secs_f64()
+            );
+            self.board.header().paused.store(0, Relaxed);
+            let ids: Vec<i32> = self.workers.iter().map(|w| w.pid).collect();
+            for pid in ids {
+                self.retire(pid, now);
+            }
+            self.phase = Phase::Stopping {
+                brutal: false,
+                deadline: now + self.config.mercy + Duration::from_secs(1),
+            };
+        }
+        self.reload = None;
+    }
+
+    fn begin_reload(&mut self, kind: ReloadKind, cause: &str, now: Instant) {
+        if let Phase::Checking { .. } = self.phase {
+            log!("{cause}: a reload is already being prepared; ignored");
+            return;
+        }
+        if kind.re_executes() {
+            self.start_checker(kind, cause, now);
+            return;
+        }
+        if let Some(r) = &self.reload {
+            if r.kind == ReloadKind::Chain && kind == ReloadKind::Chain {
+                log!("{cause}: a chain reload is already running; ignored");
+                return;
+            }
+        }
+        self.generation += 1;
+        let g = self.generation;
+        log!("{cause}: {} reload to generation {g}", kind.name());
+        let chain = kind == ReloadKind::Chain;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !chain || i == 0 {
+                slot.target = g;
+                slot.failed_starts = 0;
+                slot.next_spawn = None;
+            }
+        }
+        if kind == ReloadKind::BrutalWorkers {
+            for w in &mut self.workers {
+                if w.generation < g && w.state != WorkerState::Killed {
+                    sys::kill(w.pid, libc::SIGKILL);
+                    w.state = WorkerState::Killed;
+                }
+            }
+        }
+        self.reload = Some(Reload {
+            kind,
+            generation: g,
+            started: now,
+            started_unix_ms: now_unix_ms(),
+            chain_cursor: chain.then_some(1),
+        });
+    }
+
+    /// Run the binary on disk with `--check-config` before re-executing into it.
+    fn start_checker(&mut self, kind: ReloadKind, cause: &str, now: Instant) {
+        log!(
+            "{cause}: {} reload: checking the new binary and configuration",
+            kind.name()
+        );
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two fds we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+            let e = format!("reload refused: pipe: {}", std::io::Error::last_os_error());
+            self.note_error(e);
+            return;
+        }
+        // SAFETY: both fds were just created by pipe2.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let path = CString::new(self.exe.as_os_str().as_bytes()).unwrap_or_default();
+        let mut argv: Vec<CString> = self
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).unwrap_or_default())
+            .collect();
+        argv.push(CString::new("--check-config").expect("static"));
+        let env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        match sys::fork() {
+            Ok(sys::Fork::Child) => {
+                // SAFETY: in the child: route stdout/stderr to the pipe, then exec.
+                unsafe {
+                    libc::dup2(write.as_raw_fd(), 1);
+                    libc::dup2(write.as_raw_fd(), 2);
+                }
+                sys::reset_signals_for_exec();
+                let e = sys::execve(&path, &argv, &env);
+                let msg = format!("cannot execute {}: {e}\n", self.exe.display());
+                // SAFETY: writing to our stderr (the pipe), then exiting without unwinding.
+                unsafe {
+                    libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+                    libc::_exit(127);
+                }
+            }
+            Ok(sys::Fork::Parent(pid)) => {
+                drop(write);
+                self.phase = Phase::Checking {
+                    kind,
+                    cause: cause.to_string(),
+                    checker: pid,
+                    output: read,
+                    deadline: now + CHECK_TIMEOUT,
+                };
+            }
+            Err(e) => self.note_error(format!("reload refused: fork: {e}")),
+        }
+    }
+
+    /// Re-execute the master in place. Returns only if `execve` failed.
+    fn exec_self(&mut self, kind: ReloadKind, cause: &str) {
+        let started = Instant::now();
+        let started_ms = now_unix_ms();
+        if kind == ReloadKind::Brutal {
+            for w in &mut self.workers {
+                if w.state != WorkerState::Killed {
+                    sys::kill(w.pid, libc::SIGKILL);
+                    w.state = WorkerState::Killed;
+                }
+            }
+        }
+        let handoff = self.handoff(kind, started_ms);
+        let mut keep: Vec<RawFd> = vec![handoff.scoreboard_fd, handoff.notify_fd];
+        keep.extend(handoff.listeners.iter().map(|l| l.fd));
+        keep.extend(handoff.lock_fds.iter().map(|(_, fd)| *fd));
+        if let Some(f) = &handoff.fifo {
+            keep.extend([f.read_fd, f.keep_fd]);
+        }
+        keep.extend(handoff.stats_fd);
+        for &fd in &keep {
+            let _ = sys::set_cloexec(fd, false);
+        }
+        let json = serde_json::to_string(&handoff).unwrap_or_default();
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| k != crate::handoff::ENV)
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        env.push(CString::new(format!("{}={json}", crate::handoff::ENV)).expect("json has no NUL"));
+        let path = CString::new(self.exe.as_os_str().as_bytes()).unwrap_or_default();
+        let argv: Vec<CString> = self
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).unwrap_or_default())
+            .collect();
+        log!(
+            "{cause}: re-executing {} in place (generation {} -> {})",
+            self.exe.display(),
+            self.generation,
+            self.generation + 1
+        );
+        let e = sys::execve(&path, &argv, &env);
+        for &fd in &keep {
+            let _ = sys::set_cloexec(fd, true);
+        }
+        let reason = format!(
+            "{} reload failed: execve {}: {e}; the instance keeps serving",
+            kind.name(),
+            self.exe.display()
+        );
+        self.note_error(reason.clone());
+        self.record_outcome(kind, self.generation, false, reason, started, started_ms);
+    }
+
+    fn handoff(&self, kind: ReloadKind, started_ms: u64) -> Handoff {
+        Handoff {
+            exe: self.exe.clone(),
+            config: self.config.clone(),
+            generation: self.generation,
+            kind: kind.name().to_string(),
+            reload_started_unix_ms: started_ms,
+            started_unix: self.started_unix,
+            paused: self.paused,
+            last_error: self.last_error.clone(),
+            listeners: self
+                .listeners
+                .iter()
+                .map(|l| HandoffListener {
+                    fd: l.raw(),
+                    configured: l.configured.clone(),
+                    created_path: l.created_path.clone(),
+                })
+                .collect(),
+            scoreboard_fd: self.board.raw_fd(),
+            notify_fd: self.notify.as_raw_fd(),
+            notify_addr: self.notify_addr.clone(),
+            lock_fds: self
+                .locks
+                .iter()
+                .map(|(p, fd)| (p.clone(), fd.as_raw_fd()))
+                .collect(),
+            pidfiles_written: self.pidfiles_written.clone(),
+            fifo: self.fifo.as_ref().map(|f| {
+                let (read_fd, keep_fd) = f.fds();
+                HandoffFifo {
+                    read_fd,
+                    keep_fd,
+                    paths: f.paths.clone(),
+                    active: f.active,
+                    created: f.created.clone(),
+                }
+            }),
+            stats_fd: self.stats.as_ref().map(|s| s.raw()),
+            stats_created: self.stats.as_ref().and_then(|s| s.created_path.clone()),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| HandoffWorker {
+                    pid: w.pid,
+                    id: w.id,
+                    generation: w.generation,
+                    cell: w.cell,
+                    ready: w.state == WorkerState::Ready,
+                    retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
+                    spawned_unix_ms: w.spawned_unix_ms,
+                    status_text: w.status_text.clone(),
+                })
+                .collect(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| HandoffSlot {
+                    respawn_count: s.respawn_count,
+                    requests: s.requests,
+                    tx: s.tx,
+                    running_time_us: s.running_time_us,
+                    last_spawn: s.last_spawn,
+                })
+                .collect(),
+            last_reload: self.last_reload.clone(),
+        }
+    }
+
+    fn change_processes(&mut self, delta: i32) {
+        let n = (self.config.processes as i64 + delta as i64)
+            .clamp(1, crate::cli::MAX_PROCESSES as i64) as u32;
+        if n == self.config.processes {
+            log!("worker count stays at {n}");
+            return;
+        }
+        log!("worker count {} -> {n}", self.config.processes);
+        self.config.processes = n;
+        self.resize_slots();
+        let now = Instant::now();
+        let extra: Vec<i32> = self
+            .workers
+            .iter()
+            .filter(|w| w.id > n && w.alive_for_slot())
+            .map(|w| w.pid)
+            .collect();
+        for pid in extra {
+            self.retire(pid, now);
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool, how: &str) {
+        if paused == self.paused {
+            log!(
+                "{how}: already {}; nothing to do",
+                if paused { "paused" } else { "running" }
+            );
+            return;
+        }
+        self.paused = paused;
+        self.board.header().paused.store(u32::from(paused), Relaxed);
+        if paused {
+            log!("{how}: paused; workers accept nothing, new connections wait in the backlog");
+        } else {
+            log!("{how}: resumed");
+        }
+        let exec = matches!(self.config.worker, WorkerKind::Exec { .. });
+        for w in &self.workers {
+            let sig = match (exec, paused) {
+                (false, _) => libc::SIGTSTP,
+                (true, true) => libc::SIGSTOP,
+                (true, false) => libc::SIGCONT,
+            };
+            sys::kill(w.pid, sig);
+        }
+    }
+
+    /// Ask a worker to stop after its requests; SIGKILL at the mercy deadline.
+    fn retire(&mut self, pid: i32, now: Instant) {
+        let mercy = self.config.mercy;
+        let (sig, exec) = match &self.config.worker {
+            WorkerKind::Builtin => (libc::SIGHUP, false),
+            WorkerKind::Exec { stop_signal, .. } => (*stop_signal, true),
+        };
+        if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
+            if !w.alive_for_slot() {
+                return;
+            }
+            w.state = WorkerState::Draining {
+                since: now,
+                deadline: now + mercy,
+            };
+            sys::kill(pid, sig);
+            if exec && self.paused {
+                sys::kill(pid, libc::SIGCONT);
+            }
+        }
+    }
+
+    fn enforce_deadlines(&mut self, now: Instant) {
+        let grace = self.ready_grace();
+        for w in &mut self.workers {
+            match w.state {
+                WorkerState::Draining { deadline, .. } if now >= deadline => {
+                    log!(
+                        "worker {} (pid {}) still busy after the {}s mercy: SIGKILL",
+                        w.id,
+                        w.pid,
+                        self.config.mercy.as_secs_f64()
+                    );
+                    sys::kill(w.pid, libc::SIGKILL);
+                    w.state = WorkerState::Killed;
+                }
+                WorkerState::Starting => {
+                    if let Some(g) = grace {
+                        if now >= w.spawned + g {
+                            w.state = WorkerState::Ready;
+                            w.ready_at = Some(now);
+                            log!("worker {} (pid {}) counted ready after the {:.1}s grace (it sent no READY=1)", w.id, w.pid, g.as_secs_f64());
+                            continue;
+                        }
+                    }
+                    if now >= w.spawned + START_TIMEOUT {
+                        log!(
+                            "worker {} (pid {}) not ready after {}s: SIGKILL",
+                            w.id,
+                            w.pid,
+                            START_TIMEOUT.as_secs()
+                        );
+                        sys::kill(w.pid, libc::SIGKILL);
+                        // Stays Starting so its exit counts as a failed start.
+                    }
+                }
+                _ => {}
+            }
+        }
+        match self.phase {
+            Phase::Stopping { deadline, .. } if now >= deadline => {
+                for w in &mut self.workers {
+                    sys::kill(w.pid, libc::SIGKILL);
+                    w.state = WorkerState::Killed;
+                }
+                // Every worker was SIGKILLed; a zombie that is never reaped cannot hold us.
+                if now >= deadline + Duration::from_secs(5) {
+                    self.exit_code = Some(1);
+                }
+            }
+            Phase::Checking {
+                checker, deadline, ..
+            } if now >= deadline => {
+                sys::kill(checker, libc::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+
+    /// Give every slot without a starting or ready worker of its target generation a new one.
+    fn spawn_missing(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let id = i as u32 + 1;
+            let target = self.slots[i].target;
+            if self
+                .workers
+                .iter()
+                .any(|w| w.id == id && w.generation == target && w.alive_for_slot())
+            {
+                continue;
+            }
+            if self.slots[i].next_spawn.is_some_and(|t| now < t) {
+                continue;
+            }
+            self.slots[i].next_spawn = None;
+            if let Err(e) = self.spawn(id, target, now) {
+                log!("cannot spawn worker {id}: {e}");
+                let slot = &mut self.slots[i];
+                slot.failed_starts += 1;
+                slot.next_spawn = Some(
+                    now + BACKOFF_MAX.min(BACKOFF_FIRST * 2u32.pow(slot.failed_starts.min(8))),
+                );
+            }
+        }
+    }
+
+    /// Retire workers whose slot already holds a ready worker of its target generation, and
+    /// workers of slots beyond the configured count.
+    fn retire_replaced(&mut self, now: Instant) {
+        let mut victims = Vec::new();
+        for w in &self.workers {
+            if !w.alive_for_slot() {
+                continue;
+            }
+            let Some(slot) = self.slots.get(w.id as usize - 1) else {
+                victims.push(w.pid);
+                continue;
+            };
+            if w.generation == slot.target {
+                continue;
+            }
+            let replaced = self.workers.iter().any(|n| {
+                n.id == w.id && n.generation == slot.target && n.state == WorkerState::Ready
+            });
+            if replaced {
+                victims.push(w.pid);
+            }
+        }
+        for pid in victims {
+            self.retire(pid, now);
+        }
+    }
+
+    fn advance_chain(&mut self, _now: Instant) {
+        let Some(reload) = &mut self.reload else {
+            return;
+        };
+        let Some(cursor) = reload.chain_cursor else {
+            return;
+        };
+        let g = reload.generation;
+        let id = cursor;
+        let idx = id as usize - 1;
+        if idx >= self.slots.len() {
+            reload.chain_cursor = None;
+            return;
+        }
+        let ready = self
+            .workers
+            .iter()
+            .any(|w| w.id == id && w.generation == g && w.state == WorkerState::Ready);
+        let old_gone = !self
+            .workers
+            .iter()
+            .any(|w| w.id == id && w.generation < g && w.alive_for_slot());
+        if ready && old_gone {
+            let next = id + 1;
+            if next as usize <= self.slots.len() {
+                log!("chain reload: worker {id} replaced; next is worker {next}");
+                reload.chain_cursor = Some(next);
+                let slot = &mut self.slots[next as usize - 1];
+                slot.target = g;
+                slot.failed_starts = 0;
+                slot.next_spawn = None;
+                self.spawn_missing(Instant::now());
+            } else {
+                reload.chain_cursor = None;
+            }
+        }
+    }
+
+    fn check_reload_complete(&mut self, _now: Instant) {
+        let Some(reload) = &self.reload else { return };
+        if reload.chain_cursor.is_some() {
+            return;
+        }
+        let g = reload.generation;
+        let all_ready = (1..=self.slots.len() as u32).all(|id| {
+            self.workers
+                .iter()
+                .any(|w| w.id == id && w.generation == g && w.state == WorkerState::Ready)
+        });
+        let old_alive = self.workers.iter().any(|w| w.generation < g);
+        if all_ready && !old_alive {
+            let ms = reload.started.elapsed().as_secs_f64() * 1e3;
+            self.finish_reload(
+                true,
+                format!(
+                    "{} reload to generation {g} complete in {ms:.1} ms",
+                    reload.kind.name()
+                ),
+            );
+        }
+    }
+
+    fn finish_reload(&mut self, ok: bool, message: String) {
+        let Some(reload) = self.reload.take() else {
+            return;
+        };
+        if ok {
+            log!("{message}");
+        } else {
+            self.note_error(message.clone());
+        }
+        self.record_outcome(
+            reload.kind,
+            reload.generation,
+            ok,
+            message,
+            reload.started,
+            reload.started_unix_ms,
+        );
+    }
+
+    fn record_outcome(
+        &mut self,
+        kind: ReloadKind,
+        generation: u64,
+        ok: bool,
+        message: String,
+        started: Instant,
+        started_unix_ms: u64,
+    ) {
+        let _ = started_unix_ms;
+        self.last_reload = Some(wire::ReloadOutcome {
+            kind: kind.name().to_string(),
+            generation,
+            result: if ok { "complete" } else { "failed" }.to_string(),
+            reason: (!ok).then_some(message),
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            finished_unix_ms: now_unix_ms(),
+        });
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Workers
+    // ---------------------------------------------------------------------------------------
+
+    fn spawn(&mut self, id: u32, generation: u64, now: Instant) -> Result<(), String> {
+        let cell = self.cells.alloc().ok_or("scoreboard full")?;
+        let master_pid = std::process::id() as i32;
+        match sys::fork() {
+            Err(e) => {
+                self.cells.free(cell);
+                Err(format!("fork: {e}"))
+            }
+            Ok(sys::Fork::Child) => {
+                // SAFETY: getpid in the child.
+                let me = unsafe { libc::getpid() };
+                self.board.cell(cell).reset(me);
+                if !sys::die_with_parent(master_pid) {
+                    // SAFETY: the master is already gone; leave at once.
+                    unsafe { libc::_exit(1) }
+                }
+                self.become_worker(id, generation, cell)
+            }
+            Ok(sys::Fork::Parent(pid)) => {
+                self.board.cell(cell).pid.store(pid, Relaxed);
+                let slot = &mut self.slots[id as usize - 1];
+                slot.respawn_count += 1;
+                slot.last_spawn = now_unix_ms() / 1000;
+                self.workers.push(Worker {
+                    pid,
+                    id,
+                    generation,
+                    cell,
+                    state: WorkerState::Starting,
+                    spawned: now,
+                    spawned_unix_ms: now_unix_ms(),
+                    ready_at: None,
+                    status_text: None,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// In the forked child: become worker `id`. Never returns.
+    fn become_worker(&mut self, id: u32, generation: u64, cell: usize) -> ! {
+        crate::log::set_worker(id);
+        sys::set_process_name(&format!("uwsgid:w{id}"));
+        let listeners: Vec<RawFd> = self.listeners.iter().map(|l| l.raw()).collect();
+        sys::close_fds_except(&listeners);
+        sys::stdin_from_devnull();
+        match &self.config.worker {
+            WorkerKind::Builtin => crate::worker::run(crate::worker::WorkerSetup {
+                id,
+                generation,
+                listeners,
+                board: &self.board,
+                cell,
+                demo_routes: self.config.demo_routes,
+                check_static: self.config.check_static.clone(),
+                notify_addr: Some(self.notify_addr.clone()),
+            }),
+            WorkerKind::Exec { argv, .. } => {
+                // SAFETY: own process group, so a terminal's Ctrl-C reaches the master only.
+                unsafe {
+                    libc::setpgid(0, 0);
+                }
+                sys::reset_signals_for_exec();
+                let runner = self
+                    .runner_path
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| {
+                        if a == "{runner}" {
+                            runner.clone()
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                let spec = crate::exec::ExecSpec {
+                    argv,
+                    env: Vec::new(),
+                };
+                let named: Vec<(RawFd, String)> = self
+                    .listeners
+                    .iter()
+                    .map(|l| (l.raw(), l.name.clone()))
+                    .collect();
+                let e = crate::exec::exec_worker(&spec, &named, &self.notify_addr, id, generation);
+                log!("cannot execute worker program {:?}: {e}", spec.argv.first());
+                // SAFETY: leave the failed child without running the master's destructors.
+                unsafe { libc::_exit(127) }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Logs, pidfiles, cleanup
+    // ---------------------------------------------------------------------------------------
+
+    fn log_stats(&self) {
+        let doc = self.stats_document();
+        log!(
+            "statistics: generation {} state {} workers {} requests {}",
+            self.generation,
+            self.state_name(),
+            doc.workers.len(),
+            doc.workers.iter().map(|w| w.requests).sum::<u64>()
+        );
+        for w in &doc.workers {
+            log!(
+                "  worker {} pid {} status {} requests {} tx {} avg {} us respawns {}",
+                w.id,
+                w.pid,
+                w.status,
+                w.requests,
+                w.tx,
+                w.avg_rt,
+                w.respawn_count
+            );
+        }
+    }
+
+    fn log_status(&self) {
+        let now_us = now_unix_ms() * 1000;
+        log!("worker status ({} process(es))", self.workers.len());
+        for w in &self.workers {
+            let cell = self.board.cell(w.cell);
+            let start = cell.request_start_us.load(Relaxed);
+            let what = if cell.in_flight.load(Relaxed) > 0 && start > 0 {
+                format!(
+                    "serving {:?} since {:.3}s ago",
+                    cell.request(),
+                    (now_us.saturating_sub(start)) as f64 / 1e6
+                )
+            } else {
+                "idle".to_string()
+            };
+            log!(
+                "  worker {} pid {} generation {} {:?}: {what}",
+                w.id,
+                w.pid,
+                w.generation,
+                w.state
+            );
+        }
+    }
+
+    fn reopen_log(&mut self, rotate: bool) {
+        let Some(path) = self.config.logto.clone() else {
+            log!("log reopen/rotate asked, but there is no --logto file");
+            return;
+        };
+        let result = if rotate {
+            crate::log::rotate(&path).map(|b| format!("log rotated to {}", b.display()))
+        } else {
+            crate::log::redirect_to(&path).map(|_| "log reopened".to_string())
+        };
+        match result {
+            Ok(m) => log!("{m}"),
+            Err(e) => self.note_error(format!("log {}: {e}", path.display())),
+        }
+    }
+
+    fn write_pidfiles(&mut self, only_new: bool) {
+        let pid = std::process::id() as i32;
+        for p in self.config.pidfiles.clone() {
+            if only_new && self.pidfiles_written.contains(&p) {
+                continue;
+            }
+            match common::pidfile::write_atomic(&p, pid) {
+                Ok(()) => {
+                    if !self.pidfiles_written.contains(&p) {
+                        self.pidfiles_written.push(p.clone());
+                    }
+                }
+                Err(e) => self.note_error(format!("pidfile {}: {e}", p.display())),
+            }
+            let record = common::discovery::InstanceRecord {
+                pid,
+                name: self.config.name.clone(),
+                pidfile: absolute(&p),
+                fifo: self.config.fifos.iter().map(|f| absolute(f)).collect(),
+                stats: self.config.stats.as_ref().map(|s| match s {
+                    StatsAddr::Tcp(a) => a.to_string(),
+                    StatsAddr::Unix(p) => absolute(p).to_string_lossy().into_owned(),
+                }),
+                stats_http: self.config.stats_http,
+                version: common::VERSION.to_string(),
+                listeners: self.listeners.iter().map(|l| l.name.clone()).collect(),
+            };
+            let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            if let Err(e) = common::pidfile::write_file_atomic(
+                &common::discovery::record_path(&p),
+                &json,
+                0o644,
+            ) {
+                log!("instance record for {}: {e}", p.display());
+            }
+        }
+    }
+
+    fn cleanup(&mut self) {
+        let pid = std::process::id() as i32;
+        let vacuum = self.config.vacuum || self.config.instance_dir.is_some();
+        if !vacuum {
+            return;
+        }
+        for p in &self.pidfiles_written {
+            if common::pidfile::holds(p, pid) {
+                let _ = std::fs::remove_file(p);
+                let _ = std::fs::remove_file(common::discovery::record_path(p));
+                log!("vacuum: removed {}", p.display());
+            }
+        }
+        if let Some(f) = &self.fifo {
+            for p in &f.created {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if let Some(p) = self.stats.as_ref().and_then(|s| s.created_path.clone()) {
+            let _ = std::fs::remove_file(p);
+        }
+        for l in &self.listeners {
+            if let Some(p) = &l.created_path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Stopping { .. } => "stopping",
+            Phase::Checking { .. } => "reloading",
+            Phase::Running if self.reload.is_some() => "reloading",
+            Phase::Running if self.paused => "paused",
+            Phase::Running if self.workers.iter().all(|w| w.state != WorkerState::Ready) => {
+                "starting"
+            }
+            Phase::Running => "running",
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Stats
+    // ---------------------------------------------------------------------------------------
+
+    pub fn stats_document(&self) -> wire::StatsDocument {
+        let (uid, gid) = sys::ids();
+        let now_ms = now_unix_ms();
+        let mut queue = 0;
+        let sockets: Vec<wire::Socket> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let (q, max) =
+                    sys::listen_queue(l.raw()).unwrap_or((0, self.config.backlog as u64));
+                queue = queue.max(q);
+                wire::Socket {
+                    name: l.name.clone(),
+                    proto: "http".into(),
+                    queue: q,
+                    max_queue: max,
+                    shared: 0,
+                    can_offload: 0,
+                }
+            })
+            .collect();
+        let exec = matches!(self.config.worker, WorkerKind::Exec { .. });
+        let workers = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let id = i as u32 + 1;
+                // The slot's current worker: the newest of its target generation, else any.
+                let current = self
+                    .workers
+                    .iter()
+                    .filter(|w| w.id == id && w.alive_for_slot())
+                    .max_by_key(|w| {
+                        (
+                            w.generation == slot.target,
+                            w.state == WorkerState::Ready,
+                            w.generation,
+                        )
+                    });
+                self.worker_entry(id, slot, current, exec, now_ms)
+            })
+            .collect();
+        let draining = self
+            .workers
+            .iter()
+            .filter(|w| {
+                matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed)
+                    || self.slots.get(w.id as usize - 1).is_some_and(|s| {
+                        w.generation != s.target
+                            && w.alive_for_slot()
+                            && self.workers.iter().any(|n| {
+                                n.id == w.id && n.generation == s.target && n.alive_for_slot()
+                            })
+                    })
+            })
+            .map(|w| wire::Draining {
+                pid: w.pid as i64,
+                generation: w.generation,
+                id: w.id,
+                since_unix_ms: match w.state {
+                    WorkerState::Draining { since, .. } => {
+                        now_ms.saturating_sub(since.elapsed().as_millis() as u64)
+                    }
+                    _ => now_ms,
+                },
+            })
+            .collect();
+        let reload = self.reload.as_ref().map(|r| wire::ReloadProgress {
+            kind: r.kind.name().into(),
+            generation: r.generation,
+            started_unix_ms: r.started_unix_ms,
+            ready: (1..=self.slots.len() as u32)
+                .filter(|&id| {
+                    self.workers.iter().any(|w| {
+                        w.id == id && w.generation == r.generation && w.state == WorkerState::Ready
+                    })
+                })
+                .count() as u32,
+            total: self.slots.len() as u32,
+            old_alive: self
+                .workers
+                .iter()
+                .filter(|w| w.generation < r.generation)
+                .count() as u32,
+        });
+        let reload = reload.or_else(|| match &self.phase {
+            Phase::Checking { kind, .. } => Some(wire::ReloadProgress {
+                kind: kind.name().into(),
+                generation: self.generation + 1,
+                started_unix_ms: now_ms,
+                ready: 0,
+                total: self.slots.len() as u32,
+                old_alive: self.workers.len() as u32,
+            }),
+            _ => None,
+        });
+        wire::StatsDocument {
+            version: "2.0.31-uwsgid".into(),
+            listen_queue: queue,
+            listen_queue_errors: 0,
+            signal_queue: 0,
+            load: queue,
+            pid: std::process::id() as i64,
+            uid,
+            gid,
+            cwd: std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            locks: vec![[("user 0".to_string(), 0)].into_iter().collect()],
+            sockets,
+            workers,
+            uwsgid: Some(wire::Instance {
+                version: common::VERSION.into(),
+                state: self.state_name().into(),
+                paused: self.paused,
+                generation: self.generation,
+                processes: self.config.processes,
+                worker_kind: if exec { "exec" } else { "builtin" }.into(),
+                started_unix: self.started_unix,
+                reload,
+                last_reload: self.last_reload.clone(),
+                last_error: self.last_error.clone(),
+                snapshot: None,
+                draining,
+                fifo: self
+                    .fifo
+                    .as_ref()
+                    .map(|f| {
+                        f.paths
+                            .iter()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                fifo_slot: self.fifo.as_ref().map_or(0, |f| f.active as u32),
+            }),
+        }
+    }
+
+    fn worker_entry(
+        &self,
+        id: u32,
+        slot: &Slot,
+        current: Option<&Worker>,
+        exec: bool,
+        now_ms: u64,
+    ) -> wire::Worker {
+        let mut entry = wire::Worker {
+            id,
+            requests: slot.requests,
+            tx: slot.tx,
+            running_time: slot.running_time_us,
+            last_spawn: slot.last_spawn,
+            respawn_count: slot.respawn_count,
+            apps: vec![wire::App {
+                id: 0,
+                modifier1: 0,
+                mountpoint: String::new(),
+                startup_time: 0,
+                requests: 0,
+                exceptions: 0,
+                chdir: String::new(),
+            }],
+            ..wire::Worker::default()
+        };
+        let mut ext = wire::WorkerExt {
+            generation: slot.target,
+            counters: if exec { "unknown" } else { "known" }.into(),
+            failed_starts: slot.failed_starts,
+            next_spawn_unix_ms: slot
+                .next_spawn
+                .map(|t| now_ms + t.saturating_duration_since(Instant::now()).as_millis() as u64),
+            last_exit: slot.last_exit.clone(),
+            ..wire::WorkerExt::default()
+        };
+        let mut core = wire::Core::default();
+        match current {
+            None => {
+                entry.status = if slot.next_spawn.is_some() {
+                    "backoff"
+                } else {
+                    "dead"
+                }
+                .into();
+                ext.state = entry.status.clone();
+            }
+            Some(w) => {
+                let cell = self.board.cell(w.cell);
+                let (rss, vsz) = sys::memory_of(w.pid);
+                let busy = cell.in_flight.load(Relaxed) > 0;
+                entry.pid = w.pid as i64;
+                entry.accepting = u8::from(w.state == WorkerState::Ready && !self.paused);
+                let live = cell.requests.load(Relaxed);
+                entry.requests += live;
+                entry.delta_requests = live;
+                entry.tx += cell.tx.load(Relaxed);
+                entry.running_time += cell.running_time_us.load(Relaxed);
+                entry.avg_rt = cell.avg_rt_us.load(Relaxed);
+                entry.rss = rss;
+                entry.vsz = vsz;
+                entry.status = match (&w.state, busy, self.paused) {
+                    (WorkerState::Starting, _, _) => "starting",
+                    (_, true, _) => "busy",
+                    (_, false, true) => "pause",
+                    _ => "idle",
+                }
+                .into();
+                ext.generation = w.generation;
+                ext.ready = w.state == WorkerState::Ready;
+                ext.state = match w.state {
+                    WorkerState::Starting => "starting",
+                    WorkerState::Ready => "ready",
+                    _ => "stopping",
+                }
+                .into();
+                ext.status_text = w.status_text.clone();
+                core.requests = live;
+                core.static_requests = cell.static_requests.load(Relaxed);
+                core.read_errors = cell.read_errors.load(Relaxed);
+                core.write_errors = cell.write_errors.load(Relaxed);
+                core.in_request = u8::from(busy);
+                if busy {
+                    let start = cell.request_start_us.load(Relaxed) / 1_000_000;
+                    core.req_info.insert("request_start".into(), start);
+                    let req = cell.request();
+                    let (method, path) = req.split_once(' ').unwrap_or(("", &req));
+                    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+                    core.vars = vec![
+                        format!("REQUEST_METHOD={method}"),
+                        format!("PATH_INFO={path}"),
+                        format!("QUERY_STRING={query}"),
+                        String::new(),
+                    ];
+                }
+            }
+        }
+        entry.apps[0].requests = entry.requests;
+        entry.cores = vec![core];
+        entry.uwsgid = Some(ext);
+        entry
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,232 @@
+//! The stats server: one JSON document per connection, served without ever blocking the master.
+//!
+//! On accept the document is rendered at once into the client's buffer and written
+//! non-blocking; what does not fit in the socket buffer is written as the client reads. A client
+//! that reads nothing is dropped at its deadline; at most [`MAX_CLIENTS`] are served at once
+//! (more wait in the backlog). With `--stats-http` the server first waits (same deadline) for
+//! the request, then answers with a minimal HTTP/1.0 response.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::cli::StatsAddr;
+
+pub const MAX_CLIENTS: usize = 1024;
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+struct Client {
+    fd: OwnedFd,
+    out: Vec<u8>,
+    pos: usize,
+    deadline: Instant,
+    /// HTTP mode: still waiting for the request.
+    awaiting_request: bool,
+}
+
+pub struct StatsServer {
+    pub addr: StatsAddr,
+    pub http: bool,
+    listener: OwnedFd,
+    clients: Vec<Client>,
+    pub created_path: Option<PathBuf>,
+}
+
+impl StatsServer {
+    pub fn bind(addr: &StatsAddr, http: bool, backlog: i32) -> Result<StatsServer, String> {
+        let fail = |e: io::Error| format!("--stats {addr}: {e}");
+        let (fd, created_path): (OwnedFd, _) = match addr {
+            StatsAddr::Tcp(a) => (std::net::TcpListener::bind(a).map_err(fail)?.into(), None),
+            StatsAddr::Unix(p) => {
+                if let Ok(m) = std::fs::symlink_metadata(p) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if !m.file_type().is_socket() {
+                        return Err(format!(
+                            "--stats {}: exists and is not a socket; remove it",
+                            p.display()
+                        ));
+                    }
+                    if std::os::unix::net::UnixStream::connect(p).is_ok() {
+                        return Err(format!(
+                            "--stats {}: another process is serving stats there",
+                            p.display()
+                        ));
+                    }
+                    let _ = std::fs::remove_file(p);
+                }
+                (
+                    std::os::unix::net::UnixListener::bind(p)
+                        .map_err(fail)?
+                        .into(),
+                    Some(p.clone()),
+                )
+            }
+        };
+        // SAFETY: listen on our own socket to set the backlog.
+        unsafe {
+            libc::listen(fd.as_raw_fd(), backlog);
+        }
+        crate::sys::set_nonblocking(fd.as_raw_fd()).map_err(fail)?;
+        crate::sys::set_cloexec(fd.as_raw_fd(), true).map_err(fail)?;
+        Ok(StatsServer {
+            addr: addr.clone(),
+            http,
+            listener: fd,
+            clients: Vec::new(),
+            created_path,
+        })
+    }
+
+    pub fn inherit(
+        addr: StatsAddr,
+        http: bool,
+        raw: RawFd,
+        created_path: Option<PathBuf>,
+    ) -> io::Result<StatsServer> {
+        crate::listener::check_listening(raw)?;
+        crate::sys::set_cloexec(raw, true)?;
+        // SAFETY: the handoff names this fd as our stats listener; taken once.
+        let listener = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(StatsServer {
+            addr,
+            http,
+            listener,
+            clients: Vec::new(),
+            created_path,
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    pub fn into_raw(self) -> RawFd {
+        self.listener.into_raw_fd()
+    }
+
+    /// Accept waiting clients and start answering each with `render()`.
+    pub fn accept(&mut self, mut render: impl FnMut() -> Vec<u8>) {
+        let mut doc: Option<Vec<u8>> = None;
+        while self.clients.len() < MAX_CLIENTS {
+            // SAFETY: accept4 on our listener; we own the returned fd.
+            let fd = unsafe {
+                libc::accept4(
+                    self.listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                break;
+            }
+            // SAFETY: fd was just returned by accept4.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // One rendering serves every client accepted in the same wake-up.
+            let body = doc.get_or_insert_with(&mut render).clone();
+            let out = if self.http {
+                let mut r = format!(
+                    "HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            } else {
+                body
+            };
+            let mut client = Client {
+                fd,
+                out,
+                pos: 0,
+                deadline: Instant::now() + CLIENT_DEADLINE,
+                awaiting_request: self.http,
+            };
+            if !client.awaiting_request && !write_some(&mut client) {
+                continue;
+            }
+            self.clients.push(client);
+        }
+    }
+
+    /// Poll entries for the clients still being served.
+    pub fn poll_fds(&self) -> Vec<libc::pollfd> {
+        self.clients
+            .iter()
+            .map(|c| libc::pollfd {
+                fd: c.fd.as_raw_fd(),
+                events: if c.awaiting_request {
+                    libc::POLLIN
+                } else {
+                    libc::POLLOUT
+                },
+                revents: 0,
+            })
+            .collect()
+    }
+
+    /// Progress clients whose poll entries fired; drop finished and expired ones.
+    pub fn service(&mut self, ready: &[libc::pollfd]) {
+        let now = Instant::now();
+        self.clients.retain_mut(|c| {
+            let fired = ready
+                .iter()
+                .any(|p| p.fd == c.fd.as_raw_fd() && p.revents != 0);
+            if fired {
+                if c.awaiting_request {
+                    let mut buf = [0u8; 4096];
+                    // SAFETY: reading (and discarding) the client's request into our buffer.
+                    let n = unsafe {
+                        libc::read(
+                            c.fd.as_raw_fd(),
+                            buf.as_mut_ptr() as *mut libc::c_void,
+                            buf.len(),
+                        )
+                    };
+                    if n <= 0 {
+                        return false;
+                    }
+                    c.awaiting_request = false;
+                }
+                if !write_some(c) {
+                    return false;
+                }
+            }
+            now < c.deadline
+        });
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clients.iter().map(|c| c.deadline).min()
+    }
+
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+}
+
+/// Write what the socket takes; false when the client is done (all written, or an error).
+fn write_some(c: &mut Client) -> bool {
+    while c.pos < c.out.len() {
+        let rest = &c.out[c.pos..];
+        // SAFETY: writing from our buffer; MSG_NOSIGNAL avoids SIGPIPE.
+        let n = unsafe {
+            libc::send(
+                c.fd.as_raw_fd(),
+                rest.as_ptr() as *const libc::c_void,
+                rest.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock;
+        }
+        c.pos += n as usize;
+    }
+    // SAFETY: half-close so the reader sees EOF right after the document.
+    unsafe {
+        libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_WR);
+    }
+    false
+}

@@ -1,0 +1,383 @@
+//! Thin, safe wrappers over the Linux calls uwsgid needs and std does not offer.
+//!
+//! Most of the crate's `unsafe` lives here (the rest is in `scoreboard`), each block with its
+//! reason. Everything returns `io::Result` and takes or returns owned fds where ownership moves.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Signals the master and the built-in workers take through a signalfd (blocked for normal
+/// delivery). SIGSEGV, SIGFPE, SIGBUS and SIGILL stay unblocked: they are synchronous.
+pub fn managed_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write into the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGURG,
+            libc::SIGTSTP,
+            libc::SIGWINCH,
+            libc::SIGCHLD,
+            libc::SIGALRM,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGCONT,
+        ] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Block the managed signals for this thread; pending ones stay pending for a signalfd.
+pub fn block_managed_signals() -> io::Result<()> {
+    let set = managed_signals();
+    // SAFETY: set is a valid sigset; the old mask is not wanted.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Unblock every signal and restore default dispositions (for exec'd worker programs).
+pub fn reset_signals_for_exec() {
+    // SAFETY: plain signal-mask and disposition changes in a freshly forked child.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec signalfd for `set`.
+pub fn signalfd(set: &libc::sigset_t) -> io::Result<OwnedFd> {
+    // SAFETY: -1 asks for a new fd; set is valid; the returned fd is owned by us.
+    let fd = cvt(unsafe { libc::signalfd(-1, set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Read one pending signal from a signalfd: `Ok(None)` when none is pending.
+pub fn read_signal(fd: RawFd) -> io::Result<Option<(i32, i32)>> {
+    // SAFETY: signalfd_siginfo is plain data; we read exactly its size into it.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let n = libc::read(fd, &mut info as *mut _ as *mut libc::c_void, size);
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        if n as usize != size {
+            return Ok(None);
+        }
+        Ok(Some((info.ssi_signo as i32, info.ssi_pid as i32)))
+    }
+}
+
+/// Ignore SIGPIPE: writes to closed peers return EPIPE instead.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a disposition to SIG_IGN is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+extern "C" fn on_fatal_signal(sig: libc::c_int) {
+    let name = if sig == libc::SIGSEGV {
+        "Segmentation Fault"
+    } else if sig == libc::SIGFPE {
+        "Floating Point Exception"
+    } else if sig == libc::SIGBUS {
+        "Bus Error"
+    } else {
+        "Illegal Instruction"
+    };
+    // The process is dying: a best-effort message and backtrace, then death by the same signal.
+    let pid = std::process::id();
+    let trace = std::backtrace::Backtrace::force_capture();
+    let text = format!("!!! uwsgid process {pid} got {name} !!!\n*** backtrace of {pid} ***\n{trace}\n*** end of backtrace ***\n");
+    // SAFETY: writing a buffer we own to stderr, then restoring the default action and
+    // re-raising so the process dies by the signal (core dump where enabled).
+    unsafe {
+        libc::write(2, text.as_ptr() as *const libc::c_void, text.len());
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// SIGSEGV/SIGFPE/SIGBUS/SIGILL: log a backtrace, then die by the signal.
+pub fn install_fatal_handlers() {
+    for sig in [libc::SIGSEGV, libc::SIGFPE, libc::SIGBUS, libc::SIGILL] {
+        // SAFETY: installing a handler function with the C ABI; SA_RESETHAND makes a second
+        // fault inside the handler fatal at once.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Fork. The caller must be single-threaded (the master is, by design).
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: the master is single-threaded, so the child holds no lock another thread owned.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// Ask the kernel to SIGKILL us when our parent dies; returns false if the parent already
+/// changed (it died between fork and now).
+pub fn die_with_parent(parent: i32) -> bool {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        libc::getppid() == parent
+    }
+}
+
+/// Set this process's name as shown by `ps -o comm` and /proc/PID/stat (15 bytes at most).
+pub fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on an fd number; an invalid fd yields EBADF.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
+        let flags = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
+        cvt(libc::fcntl(fd, libc::F_SETFD, flags))?;
+    }
+    Ok(())
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on an fd number; an invalid fd yields EBADF.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        cvt(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// Close every fd above 2 except `keep` (used in a freshly forked worker).
+pub fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing fds this fresh child inherited and will not use; the fd used to
+            // read /proc/self/fd is already closed.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Redirect fd 0 to /dev/null.
+pub fn stdin_from_devnull() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: dup2 onto fd 0, which we own as a process.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+        }
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: Ok(false) when another process holds it.
+pub fn try_lock(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: flock on an fd number.
+    let ret = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// Send a signal; ESRCH is not an error (the worker is already gone).
+pub fn kill(pid: i32, sig: i32) {
+    if pid > 0 {
+        // SAFETY: kill has no memory effects; pid > 0 targets exactly one process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Reap one exited child without blocking: `(pid, raw status)`.
+pub fn reap_one() -> Option<(i32, i32)> {
+    let mut status = 0;
+    // SAFETY: waitpid writes into our local status.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid > 0 {
+        Some((pid, status))
+    } else {
+        None
+    }
+}
+
+/// Describe a wait status the way an operator wants to read it.
+pub fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        format!("killed by signal {sig} ({})", signal_name(sig))
+    } else {
+        format!("wait status {status}")
+    }
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGURG => "SIGURG",
+        libc::SIGWINCH => "SIGWINCH",
+        _ => "signal",
+    }
+}
+
+/// `poll` over `fds` with a timeout in ms (-1 = forever); EINTR is reported as zero events.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: fds is a valid slice of pollfd for its length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(n as usize)
+}
+
+/// `execve(path, argv, envp)`; returns only on failure.
+pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: all pointers are NUL-terminated strings kept alive by the caller's slices, and
+    // both arrays end with a null pointer.
+    unsafe {
+        libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+    }
+    io::Error::last_os_error()
+}
+
+/// Resident and virtual size of a process in bytes, from /proc/PID/statm.
+pub fn memory_of(pid: i32) -> (u64, u64) {
+    let page = 4096;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    let vsz = it.next().unwrap_or(0) * page;
+    let rss = it.next().unwrap_or(0) * page;
+    (rss, vsz)
+}
+
+/// Current user and group ids.
+pub fn ids() -> (u32, u32) {
+    // SAFETY: getuid/getgid never fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Pending bytes in a TCP listener's accept queue and its backlog, from TCP_INFO.
+pub fn listen_queue(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: getsockopt writes at most `len` bytes into our tcp_info.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let ret = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut _ as *mut libc::c_void,
+            &mut len,
+        );
+        if ret != 0 || info.tcpi_state != 10 {
+            // 10 = TCP_LISTEN
+            return None;
+        }
+        Some((info.tcpi_unacked as u64, info.tcpi_sacked as u64))
+    }
+}

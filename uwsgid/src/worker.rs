@@ -1,0 +1,806 @@
+//! The built-in worker: a forked copy of uwsgid serving HTTP/1.1 on the inherited listeners.
+//!
+//! One epoll loop per worker, non-blocking sockets, many connections at once (keep-alive,
+//! pipelined requests answered in order, `/sleep` as a timer rather than a blocked thread).
+//! Counters go to the worker's scoreboard cell with plain atomic stores.
+//!
+//! Signals arrive through a signalfd: SIGHUP drains (stop accepting, finish requests in flight,
+//! answer with `Connection: close`, close idle connections, exit 0 once none is left); SIGTERM,
+//! SIGINT and SIGQUIT exit at once; SIGTSTP and SIGWINCH re-read the instance's pause flag.
+//! Pausing stops accepting (the kernel queues new connections in the backlog) and drains the
+//! open connections like a graceful stop does, without exiting.
+//!
+//! Timeouts, so that no client holds a worker's connection slot forever: a request head must
+//! arrive within [`HEAD_TIMEOUT`] of its first byte, an idle keep-alive connection is closed
+//! after [`IDLE_TIMEOUT`], a response that makes no progress for [`WRITE_TIMEOUT`] is dropped.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http::{self, Parse};
+use crate::scoreboard::{self, Cell, Scoreboard};
+
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A draining worker closes a keep-alive connection once it has been idle this long.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(150);
+const MAX_HEAD: usize = 8192;
+const MAX_BODY: usize = 1 << 20;
+const MAX_SLEEP_MS: u64 = 600_000;
+const SIGNAL_TOKEN: u64 = u64::MAX;
+const LISTENER_BASE: u64 = 1 << 40;
+
+/// What a built-in worker needs to know.
+pub struct WorkerSetup<'a> {
+    pub id: u32,
+    pub generation: u64,
+    pub listeners: Vec<RawFd>,
+    pub board: &'a Scoreboard,
+    pub cell: usize,
+    pub demo_routes: bool,
+    pub check_static: Option<PathBuf>,
+    pub notify_addr: Option<String>,
+}
+
+enum Pending {
+    /// Nothing running; reading the next request.
+    None,
+    /// A `/sleep` request that answers at `until`.
+    Sleep { until: Instant, ms: u64 },
+}
+
+struct Conn {
+    fd: OwnedFd,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    pending: Pending,
+    /// When the current request's first byte arrived, if one is partly read.
+    head_started: Option<Instant>,
+    /// When the current request started being served (for counters).
+    served_since: Option<Instant>,
+    last_activity: Instant,
+    close_after_write: bool,
+    /// Current epoll interest includes EPOLLOUT.
+    want_write: bool,
+    keep_alive: bool,
+}
+
+struct Worker<'a> {
+    setup: WorkerSetup<'a>,
+    epoll: OwnedFd,
+    signals: OwnedFd,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    accepting: bool,
+    draining: bool,
+    paused: bool,
+    pid: u32,
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn epoll_ctl(epoll: RawFd, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: ev is a valid epoll_event for the duration of the call.
+    cvt(unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) }).map(|_| ())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// Run a built-in worker; never returns.
+pub fn run(setup: WorkerSetup<'_>) -> ! {
+    let code = match Worker::new(setup).and_then(|mut w| w.serve()) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::log!("worker failed: {e}");
+            1
+        }
+    };
+    // SAFETY: _exit skips atexit handlers and destructors inherited from the master.
+    unsafe { libc::_exit(code) }
+}
+
+impl<'a> Worker<'a> {
+    fn new(setup: WorkerSetup<'a>) -> io::Result<Worker<'a>> {
+        let mut set = crate::sys::managed_signals();
+        // SAFETY: removing SIGCHLD from our local set; workers have no children.
+        unsafe {
+            libc::sigdelset(&mut set, libc::SIGCHLD);
+        }
+        let signals = crate::sys::signalfd(&set)?;
+        // SAFETY: epoll_create1 returns a new fd that we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            signals.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            SIGNAL_TOKEN,
+        )?;
+        let mut worker = Worker {
+            setup,
+            epoll,
+            signals,
+            conns: Vec::new(),
+            free: Vec::new(),
+            accepting: false,
+            draining: false,
+            paused: false,
+            pid: std::process::id(),
+        };
+        worker.paused = worker.setup.board.paused();
+        if !worker.paused {
+            worker.start_accepting()?;
+        }
+        Ok(worker)
+    }
+
+    fn cell(&self) -> &Cell {
+        self.setup.board.cell(self.setup.cell)
+    }
+
+    fn start_accepting(&mut self) -> io::Result<()> {
+        if self.accepting || self.draining {
+            return Ok(());
+        }
+        for (i, &fd) in self.setup.listeners.iter().enumerate() {
+            let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+            epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd,
+                events,
+                LISTENER_BASE + i as u64,
+            )?;
+        }
+        self.accepting = true;
+        Ok(())
+    }
+
+    fn stop_accepting(&mut self) {
+        if !self.accepting {
+            return;
+        }
+        for &fd in &self.setup.listeners {
+            let _ = epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, 0, 0);
+        }
+        self.accepting = false;
+    }
+
+    fn notify_ready(&self) {
+        let Some(addr) = &self.setup.notify_addr else {
+            return;
+        };
+        let message = format!(
+            "READY=1\nSTATUS=built-in worker {} generation {}",
+            self.setup.id, self.setup.generation
+        );
+        if let Err(e) = crate::notify::send(addr, message.as_bytes()) {
+            crate::log!("cannot tell the master we are ready: {e}");
+        }
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        self.cell().state.store(scoreboard::IDLE, Relaxed);
+        self.notify_ready();
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            if self.draining && self.live_conns() == 0 {
+                return Ok(());
+            }
+            let timeout = self.next_timeout();
+            // SAFETY: events is a valid buffer of the given length.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    timeout,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            for ev in &events[..n as usize] {
+                let (token, flags) = (ev.u64, ev.events);
+                if token == SIGNAL_TOKEN {
+                    self.handle_signals()?;
+                } else if token >= LISTENER_BASE {
+                    self.accept((token - LISTENER_BASE) as usize);
+                } else {
+                    self.conn_event(token as usize, flags);
+                }
+            }
+            self.run_timers();
+        }
+    }
+
+    fn live_conns(&self) -> usize {
+        self.conns.iter().filter(|c| c.is_some()).count()
+    }
+
+    fn handle_signals(&mut self) -> io::Result<()> {
+        while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
+            match sig {
+                libc::SIGHUP => {
+                    if !self.draining {
+                        self.draining = true;
+                        self.stop_accepting();
+                        // Our copies of the listeners are no longer needed; the master keeps its own.
+                        for fd in std::mem::take(&mut self.setup.listeners) {
+                            // SAFETY: closing our inherited listener fds, which nothing else here uses.
+                            unsafe {
+                                libc::close(fd);
+                            }
+                        }
+                        self.mark_keepalive_closing();
+                    }
+                }
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                    // SAFETY: immediate exit, as a brutal stop asks.
+                    unsafe { libc::_exit(0) }
+                }
+                libc::SIGTSTP | libc::SIGWINCH | libc::SIGCONT => self.check_pause()?,
+                libc::SIGUSR1 | libc::SIGUSR2 => {
+                    let cell = self.cell();
+                    crate::log!(
+                        "requests {} in flight {} current {:?}",
+                        cell.requests.load(Relaxed),
+                        cell.in_flight.load(Relaxed),
+                        cell.request()
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_pause(&mut self) -> io::Result<()> {
+        let paused = self.setup.board.paused();
+        if paused == self.paused {
+            return Ok(());
+        }
+        self.paused = paused;
+        if paused {
+            crate::log!("paused: accepting nothing until resumed");
+            self.stop_accepting();
+            self.mark_keepalive_closing();
+        } else {
+            crate::log!("resumed");
+            self.start_accepting()?;
+        }
+        Ok(())
+    }
+
+    /// While draining or paused, connections answer their next response with
+    /// `Connection: close`, and idle ones are closed after [`DRAIN_IDLE`].
+    fn mark_keepalive_closing(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            c.keep_alive = false;
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.draining || self.paused
+    }
+
+    fn accept(&mut self, index: usize) {
+        let Some(&lfd) = self.setup.listeners.get(index) else {
+            return;
+        };
+        for _ in 0..64 {
+            // SAFETY: accept4 on our listener; a new fd is returned that we own.
+            let fd = unsafe {
+                libc::accept4(
+                    lfd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return;
+            }
+            // SAFETY: fd was just returned by accept4.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt reads an int; fails harmlessly on Unix sockets.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    &one as *const _ as *const libc::c_void,
+                    4,
+                );
+            }
+            let conn = Conn {
+                fd,
+                inbuf: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+                pending: Pending::None,
+                head_started: None,
+                served_since: None,
+                last_activity: Instant::now(),
+                close_after_write: false,
+                want_write: false,
+                keep_alive: !self.closing(),
+            };
+            let idx = match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                }
+            };
+            let raw = conn.fd.as_raw_fd();
+            self.conns[idx] = Some(conn);
+            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            if epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                raw,
+                events,
+                idx as u64,
+            )
+            .is_err()
+            {
+                self.close(idx);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(conn) = self.conns[idx].take() {
+            if conn.served_since.is_some() {
+                self.end_in_flight();
+            }
+            self.free.push(idx);
+        }
+    }
+
+    fn conn_event(&mut self, idx: usize, flags: u32) {
+        if self.conns.get(idx).is_none_or(|c| c.is_none()) {
+            return;
+        }
+        if flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0
+            && !self.read_conn(idx)
+        {
+            return;
+        }
+        if flags & libc::EPOLLOUT as u32 != 0 {
+            self.flush(idx);
+        }
+    }
+
+    /// Read what is available and serve complete requests; false if the connection closed.
+    fn read_conn(&mut self, idx: usize) -> bool {
+        let mut buf = [0u8; 16384];
+        loop {
+            let conn = self.conns[idx].as_mut().expect("live connection");
+            // SAFETY: reading into our stack buffer.
+            let n = unsafe {
+                libc::read(
+                    conn.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if n > 0 {
+                if conn.inbuf.is_empty() && conn.head_started.is_none() {
+                    conn.head_started = Some(Instant::now());
+                }
+                conn.inbuf.extend_from_slice(&buf[..n as usize]);
+                conn.last_activity = Instant::now();
+                if conn.inbuf.len() > MAX_HEAD + MAX_BODY + 65536 {
+                    break;
+                }
+                continue;
+            }
+            if n == 0 {
+                // Peer closed its side: finish what is queued only if it can still be delivered.
+                let c = self.conns[idx].as_ref().expect("live connection");
+                if c.out_pos >= c.out.len() && matches!(c.pending, Pending::None) {
+                    self.close(idx);
+                    return false;
+                }
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            self.cell().read_errors.fetch_add(1, Relaxed);
+            self.close(idx);
+            return false;
+        }
+        self.process(idx)
+    }
+
+    /// Serve every complete request in the buffer, in order; stop at a pending `/sleep`.
+    fn process(&mut self, idx: usize) -> bool {
+        loop {
+            let conn = self.conns[idx].as_mut().expect("live connection");
+            if !matches!(conn.pending, Pending::None)
+                || conn.close_after_write
+                || conn.inbuf.is_empty()
+            {
+                break;
+            }
+            let parsed = match http::parse(&conn.inbuf, MAX_HEAD) {
+                Parse::Incomplete => break,
+                Parse::Invalid(status, why) => Err((status, why)),
+                Parse::Complete(req) => {
+                    if req.content_length > MAX_BODY {
+                        Err((413, "request body larger than 1 MiB"))
+                    } else if conn.inbuf.len() < req.head_len + req.content_length {
+                        break;
+                    } else {
+                        let consumed = req.head_len + req.content_length;
+                        let target = req.target.to_string();
+                        let method = req.method.to_string();
+                        Ok((method, target, req.keep_alive, consumed))
+                    }
+                }
+            };
+            self.begin_in_flight();
+            let conn = self.conns[idx].as_mut().expect("live connection");
+            conn.served_since = Some(Instant::now());
+            conn.head_started = None;
+            match parsed {
+                Err((status, why)) => {
+                    self.cell().bad_requests.fetch_add(1, Relaxed);
+                    let conn = self.conns[idx].as_mut().expect("live connection");
+                    conn.inbuf.clear();
+                    conn.keep_alive = false;
+                    self.respond(idx, status, "text/plain", format!("{why}\n").into_bytes());
+                }
+                Ok((method, target, keep_alive, consumed)) => {
+                    let conn = self.conns[idx].as_mut().expect("live connection");
+                    conn.inbuf.drain(..consumed);
+                    conn.keep_alive &= keep_alive;
+                    let line = format!("{method} {target}");
+                    self.cell().set_request(line.as_bytes());
+                    self.route(idx, &method, &target);
+                }
+            }
+        }
+        let conn = self.conns[idx].as_ref().expect("live connection");
+        if conn.inbuf.is_empty() {
+            if let Some(c) = self.conns[idx].as_mut() {
+                c.head_started = None;
+            }
+        }
+        self.flush(idx)
+    }
+
+    fn begin_in_flight(&self) {
+        let cell = self.cell();
+        if cell.in_flight.fetch_add(1, Relaxed) == 0 {
+            cell.request_start_us.store(now_us(), Relaxed);
+            cell.state.store(scoreboard::BUSY, Relaxed);
+        }
+    }
+
+    fn end_in_flight(&self) {
+        let cell = self.cell();
+        if cell.in_flight.fetch_sub(1, Relaxed) == 1 {
+            cell.request_start_us.store(0, Relaxed);
+            cell.state.store(scoreboard::IDLE, Relaxed);
+        }
+    }
+
+    fn route(&mut self, idx: usize, method: &str, target: &str) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if method != "GET" && method != "HEAD" {
+            return self.respond(idx, 405, "text/plain", b"method not allowed\n".to_vec());
+        }
+        if self.setup.demo_routes {
+            match path {
+                "/" => return self.respond(idx, 200, "text/plain", b"Hello World".to_vec()),
+                "/pid" => {
+                    return self.respond(idx, 200, "text/plain", self.pid.to_string().into_bytes())
+                }
+                "/sleep" => {
+                    let ms = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("ms="))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        .min(MAX_SLEEP_MS);
+                    let conn = self.conns[idx].as_mut().expect("live connection");
+                    conn.pending = Pending::Sleep {
+                        until: Instant::now() + Duration::from_millis(ms),
+                        ms,
+                    };
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if let Some(dir) = self.setup.check_static.clone() {
+            if let Some((body, ctype)) = static_file(&dir, path) {
+                self.cell().static_requests.fetch_add(1, Relaxed);
+                return self.respond(idx, 200, ctype, body);
+            }
+        }
+        if path == "/" {
+            let page = format!(
+                "<!doctype html>\n<title>uwsgid</title>\n<h1>uwsgid is serving</h1>\n<p>worker {} (pid {}), generation {}</p>\n",
+                self.setup.id, self.pid, self.setup.generation
+            );
+            return self.respond(idx, 200, "text/html; charset=utf-8", page.into_bytes());
+        }
+        self.respond(idx, 404, "text/plain", b"not found\n".to_vec())
+    }
+
+    fn respond(&mut self, idx: usize, status: u16, ctype: &str, body: Vec<u8>) {
+        let closing = self.closing();
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let keep = conn.keep_alive && !closing;
+        let head = format!(
+            "HTTP/1.1 {status} {}\r\nServer: uwsgid\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
+            http::reason(status),
+            body.len(),
+            if keep { "" } else { "Connection: close\r\n" }
+        );
+        if conn.out_pos >= conn.out.len() {
+            conn.out.clear();
+            conn.out_pos = 0;
+        }
+        conn.out.extend_from_slice(head.as_bytes());
+        conn.out.extend_from_slice(&body);
+        if !keep {
+            conn.close_after_write = true;
+        }
+        let bytes = (head.len() + body.len()) as u64;
+        let micros = conn
+            .served_since
+            .take()
+            .map(|t| t.elapsed().as_micros() as u64)
+            .unwrap_or(0);
+        conn.last_activity = Instant::now();
+        self.cell().finish_request(bytes, micros);
+        self.end_in_flight();
+    }
+
+    /// Write queued output; false if the connection was closed.
+    fn flush(&mut self, idx: usize) -> bool {
+        loop {
+            let conn = self.conns[idx].as_mut().expect("live connection");
+            if conn.out_pos >= conn.out.len() {
+                break;
+            }
+            let rest = &conn.out[conn.out_pos..];
+            // SAFETY: writing from our buffer; MSG_NOSIGNAL avoids SIGPIPE.
+            let n = unsafe {
+                libc::send(
+                    conn.fd.as_raw_fd(),
+                    rest.as_ptr() as *const libc::c_void,
+                    rest.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                conn.out_pos += n as usize;
+                conn.last_activity = Instant::now();
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if err.kind() == io::ErrorKind::WouldBlock {
+                if !conn.want_write {
+                    conn.want_write = true;
+                    let raw = conn.fd.as_raw_fd();
+                    let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
+                    let _ = epoll_ctl(
+                        self.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_MOD,
+                        raw,
+                        events,
+                        idx as u64,
+                    );
+                }
+                return true;
+            }
+            self.cell().write_errors.fetch_add(1, Relaxed);
+            self.close(idx);
+            return false;
+        }
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        conn.out.clear();
+        conn.out_pos = 0;
+        if conn.want_write {
+            conn.want_write = false;
+            let raw = conn.fd.as_raw_fd();
+            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            let _ = epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                raw,
+                events,
+                idx as u64,
+            );
+        }
+        if conn.close_after_write && matches!(conn.pending, Pending::None) {
+            // SAFETY: half-close so the client reads our whole response before the FIN.
+            unsafe {
+                libc::shutdown(conn.fd.as_raw_fd(), libc::SHUT_WR);
+            }
+            self.close(idx);
+            return false;
+        }
+        // More pipelined requests may be waiting.
+        let more = !conn.inbuf.is_empty() && matches!(conn.pending, Pending::None);
+        if more {
+            return self.process(idx);
+        }
+        true
+    }
+
+    fn next_timeout(&self) -> i32 {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for c in self.conns.iter().flatten() {
+            let d = self.deadline(c);
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        match next {
+            None => -1,
+            Some(d) => d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
+        }
+    }
+
+    fn deadline(&self, c: &Conn) -> Instant {
+        if let Pending::Sleep { until, .. } = c.pending {
+            return until;
+        }
+        if c.out_pos < c.out.len() {
+            return c.last_activity + WRITE_TIMEOUT;
+        }
+        if let Some(t) = c.head_started {
+            return t + HEAD_TIMEOUT;
+        }
+        let idle = if self.closing() {
+            DRAIN_IDLE
+        } else {
+            IDLE_TIMEOUT
+        };
+        c.last_activity + idle
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        for idx in 0..self.conns.len() {
+            let Some(c) = self.conns[idx].as_ref() else {
+                continue;
+            };
+            if self.deadline(c) > now {
+                continue;
+            }
+            match c.pending {
+                Pending::Sleep { ms, .. } => {
+                    let conn = self.conns[idx].as_mut().expect("live connection");
+                    conn.pending = Pending::None;
+                    self.respond(
+                        idx,
+                        200,
+                        "text/plain",
+                        format!("slept {ms} ms\n").into_bytes(),
+                    );
+                    if self.flush(idx) {
+                        self.process(idx);
+                    }
+                }
+                Pending::None => {
+                    if c.head_started.is_some() && c.out_pos >= c.out.len() {
+                        // A slow or stalled request head: answer 408 and close.
+                        self.begin_in_flight();
+                        let conn = self.conns[idx].as_mut().expect("live connection");
+                        conn.served_since = Some(Instant::now());
+                        conn.keep_alive = false;
+                        conn.inbuf.clear();
+                        self.respond(idx, 408, "text/plain", b"request head timed out\n".to_vec());
+                        self.flush(idx);
+                    } else {
+                        self.close(idx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read a file under `dir` for `path`, refusing anything that escapes it.
+fn static_file(dir: &Path, path: &str) -> Option<(Vec<u8>, &'static str)> {
+    let decoded = percent_decode(path)?;
+    let rel = Path::new(decoded.trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let mut full = dir.join(rel);
+    if full.is_dir() {
+        full = full.join("index.html");
+    }
+    let meta = std::fs::metadata(&full).ok()?;
+    if !meta.is_file() || meta.len() > 64 << 20 {
+        return None;
+    }
+    let body = std::fs::read(&full).ok()?;
+    let ctype = match full.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css",
+        "js" => "text/javascript",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    Some((body, ctype))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let s = String::from_utf8(out).ok()?;
+    (!s.contains('\0')).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_paths_stay_inside() {
+        let dir = std::env::temp_dir().join(format!("uwsgid-static-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.txt"), "hi").unwrap();
+        assert_eq!(static_file(&dir, "/a.txt").unwrap().0, b"hi");
+        assert_eq!(static_file(&dir, "/%61.txt").unwrap().0, b"hi");
+        assert!(static_file(&dir, "/../etc/passwd").is_none());
+        assert!(static_file(&dir, "/%2e%2e/etc/passwd").is_none());
+        assert!(static_file(&dir, "/missing").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
