@@ -1026,9 +1026,18 @@ for fd in (3, 4):
         // In the child: the listener for fd 3 sits at 4 and the one for fd 4 at 3 (crossed),
         // and a stray fd 20 without close-on-exec must not reach the program.
         let arrange = move || {
-            // SAFETY: dup2 on fds inherited from the parent, in the child before exec.
+            // SAFETY: fcntl/dup2 on fds inherited from the parent, in the child before exec.
+            // Both listeners are first copied out of the way (F_DUPFD never replaces an open
+            // fd), since either may itself sit at 3, 4 or 20 in this multi-threaded test.
             unsafe {
-                if libc::dup2(a_fd, 20) < 0 || libc::dup2(a_fd, 4) < 0 || libc::dup2(b_fd, 3) < 0 {
+                let a = libc::fcntl(a_fd, libc::F_DUPFD, 100);
+                let b = libc::fcntl(b_fd, libc::F_DUPFD, 100);
+                if a < 0
+                    || b < 0
+                    || libc::dup2(a, 20) < 0
+                    || libc::dup2(a, 4) < 0
+                    || libc::dup2(b, 3) < 0
+                {
                     return Err(io::Error::last_os_error());
                 }
             }
