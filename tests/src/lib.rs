@@ -1,1 +1,468 @@
+//! The integration-test harness: real binaries, real sockets, real signals.
+//!
+//! [`TestDir`] owns a temporary directory. [`Daemon`] starts uwsgid in its own process group
+//! with its pidfile, FIFO, stats socket and log inside that directory and a kernel-chosen port,
+//! waits (against a deadline) until every worker is ready, and on drop stops it through the FIFO,
+//! then `killpg(SIGKILL)` as the last resort. When a test fails, the daemon's log is printed.
+//! Nothing here sleeps for a fixed time: every wait polls a condition until a deadline.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A binary of this workspace, built next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// Poll `probe` every few ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+/// A temporary directory, removed on drop unless the test failed.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("uwsgid-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test dir");
+        TestDir { path }
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, text).expect("write test file");
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test directory kept: {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A running uwsgid under test.
+pub struct Daemon {
+    pub child: Child,
+    pub pid: i32,
+    pub dir: PathBuf,
+    pub pidfile: PathBuf,
+    pub fifo: PathBuf,
+    pub stats: PathBuf,
+    pub log: PathBuf,
+    pub addr: String,
+    stopped: bool,
+}
+
+impl Daemon {
+    /// Start uwsgid with `extra` arguments after the harness's own (pidfile, FIFO, stats,
+    /// loopback port 0, demo routes), and wait until it serves.
+    pub fn start(dir: &TestDir, extra: &[&str]) -> Daemon {
+        let d = Daemon::spawn(dir, extra);
+        d.wait_running();
+        d
+    }
+
+    /// Start without waiting.
+    pub fn spawn(dir: &TestDir, extra: &[&str]) -> Daemon {
+        Daemon::spawn_with(dir, extra, &bin("uwsgid"), true)
+    }
+
+    pub fn spawn_with(dir: &TestDir, extra: &[&str], exe: &Path, defaults: bool) -> Daemon {
+        let pidfile = dir.join("uwsgid.pid");
+        let fifo = dir.join("master.fifo");
+        let stats = dir.join("stats.sock");
+        let log = dir.join("uwsgid.log");
+        let mut args: Vec<String> = Vec::new();
+        if defaults {
+            args.extend(
+                [
+                    "--safe-pidfile",
+                    pidfile.to_str().unwrap(),
+                    "--master-fifo",
+                    fifo.to_str().unwrap(),
+                    "--stats",
+                    stats.to_str().unwrap(),
+                    "--demo-routes",
+                ]
+                .map(String::from),
+            );
+            if !extra.contains(&"--http-socket") {
+                args.extend(["--http-socket".to_string(), "127.0.0.1:0".to_string()]);
+            }
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = Command::new(exe);
+        cmd.args(&args)
+            .current_dir(&dir.path)
+            .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn uwsgid");
+        let pid = child.id() as i32;
+        Daemon {
+            child,
+            pid,
+            dir: dir.path.clone(),
+            pidfile,
+            fifo,
+            stats,
+            log,
+            addr: String::new(),
+            stopped: false,
+        }
+    }
+
+    /// Wait until the pidfile names us and every worker is ready; learn the HTTP address.
+    pub fn wait_running(&self) -> Value {
+        let me = self as *const Daemon as *mut Daemon;
+        let record = wait_for("the instance record", Duration::from_secs(20), || {
+            self.assert_alive();
+            common::discovery::read_record(&self.pidfile)
+                .ok()
+                .filter(|r| r.pid == self.pid)
+        });
+        // SAFETY-free alternative to interior mutability: tests own the Daemon exclusively.
+        let addr = record.listeners.first().cloned().unwrap_or_default();
+        // The address never changes after start; record it once.
+        unsafe_set_addr(me, addr);
+        self.wait_stats("every worker ready", |s| all_ready(s).then_some(()));
+        self.stats()
+    }
+
+    pub fn assert_alive(&self) {
+        // SAFETY: kill with signal 0 only checks existence.
+        let alive = unsafe { libc::kill(self.pid, 0) } == 0 && !is_zombie(self.pid);
+        if !alive {
+            panic!("uwsgid exited early; log:\n{}", self.log_text());
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle`; returns the log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        wait_for(
+            &format!("log line {needle:?}"),
+            Duration::from_secs(20),
+            || {
+                let t = self.log_text();
+                t.contains(needle).then_some(t)
+            },
+        )
+    }
+
+    /// Number of times `needle` occurs in the log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text().matches(needle).count()
+    }
+
+    /// The stats document, or None if the socket does not answer right now.
+    pub fn try_stats(&self) -> Option<Value> {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.stats).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn stats(&self) -> Value {
+        wait_for("a stats document", Duration::from_secs(10), || {
+            self.try_stats()
+        })
+    }
+
+    pub fn wait_stats<T>(&self, what: &str, mut f: impl FnMut(&Value) -> Option<T>) -> T {
+        wait_for(what, Duration::from_secs(20), || {
+            self.assert_alive();
+            self.try_stats().and_then(|s| f(&s))
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.stats()["uwsgid"]["generation"].as_u64().unwrap()
+    }
+
+    /// Wait until a reload to at least `generation` is complete.
+    pub fn wait_generation(&self, generation: u64) -> Value {
+        self.wait_stats(&format!("generation {generation} complete"), |s| {
+            let u = &s["uwsgid"];
+            let done = u["generation"].as_u64() >= Some(generation)
+                && u["reload"].is_null()
+                && u["draining"].as_array().is_some_and(|d| d.is_empty())
+                && all_ready(s);
+            done.then(|| s.clone())
+        })
+    }
+
+    pub fn worker_pids(&self) -> Vec<i64> {
+        let s = self.stats();
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["pid"].as_i64().unwrap())
+            .collect()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling the daemon we started, by its pid.
+        assert_eq!(
+            unsafe { libc::kill(self.pid, sig) },
+            0,
+            "kill({}, {sig})",
+            self.pid
+        );
+    }
+
+    /// Write bytes to the master FIFO (non-blocking open: fails if nobody reads).
+    pub fn fifo_write(&self, bytes: &[u8]) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo)
+            .expect("open master FIFO");
+        // A large write may need the master to read: switch to blocking writes.
+        // SAFETY: fcntl on our own fd.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+            libc::fcntl(fd, libc::F_SETFL, 0);
+        }
+        f.write_all(bytes).expect("write master FIFO");
+    }
+
+    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        http_get(&self.addr, path)
+    }
+
+    /// Wait for the master to exit; returns its raw wait status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        let status = wait_for("uwsgid to exit", timeout, || {
+            child.try_wait().ok().flatten()
+        });
+        self.stopped = true;
+        status
+    }
+
+    /// Pids of live processes in the daemon's process group (master and built-in workers).
+    pub fn group_pids(&self) -> Vec<i32> {
+        group_members(self.pid)
+    }
+}
+
+fn unsafe_set_addr(d: *mut Daemon, addr: String) {
+    // SAFETY: called only from wait_running on a Daemon the test owns exclusively, before any
+    // other reference reads `addr`.
+    unsafe { (*d).addr = addr };
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- uwsgid log ({}) ----\n{}\n---- end of log ----",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+        if !self.stopped {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.stopped = true;
+            }
+        }
+        if !self.stopped {
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.fifo)
+            {
+                let _ = f.write_all(b"Q");
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    self.stopped = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // Last resort, and for anything left in the group: the group we created, by its id.
+        // SAFETY: killpg on the process group we created for this daemon.
+        unsafe {
+            libc::killpg(self.pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if rest.first() == Some(&"Z") {
+            continue;
+        }
+        if rest.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    exists && !is_zombie(pid)
+}
+
+pub fn all_ready(s: &Value) -> bool {
+    s["workers"].as_array().is_some_and(|ws| {
+        !ws.is_empty()
+            && ws.iter().all(|w| {
+                w["uwsgid"]["ready"].as_bool() == Some(true) && w["pid"].as_i64() > Some(0)
+            })
+    })
+}
+
+/// One HTTP/1.1 GET on a fresh connection; `(status, body)`.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    parse_response(&raw)
+}
+
+/// Send raw bytes on a fresh connection and return the raw answer.
+pub fn http_raw(addr: &str, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).ok();
+    s.write_all(request).expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    raw
+}
+
+pub fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let text = String::from_utf8_lossy(raw);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The inode of the socket behind each fd of `pid` (e.g. `socket:[123]`).
+pub fn socket_inodes(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("socket:"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A TCP port nobody listens on right now (for tests that must name a port up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True if something accepts connections on `addr`.
+pub fn listening(addr: &str) -> bool {
+    TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200)).is_ok()
+}

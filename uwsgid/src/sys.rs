@@ -132,6 +132,19 @@ extern "C" fn on_fatal_signal(sig: libc::c_int) {
 
 /// SIGSEGV/SIGFPE/SIGBUS/SIGILL: log a backtrace, then die by the signal.
 pub fn install_fatal_handlers() {
+    // An alternate stack, so a stack overflow still gets its message and backtrace.
+    let size = 256 * 1024;
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; size].into_boxed_slice());
+    // SAFETY: the leaked buffer lives for the rest of the process (and is copied into forked
+    // workers with the rest of memory).
+    unsafe {
+        let ss = libc::stack_t {
+            ss_sp: stack.as_mut_ptr() as *mut libc::c_void,
+            ss_flags: 0,
+            ss_size: size,
+        };
+        libc::sigaltstack(&ss, std::ptr::null_mut());
+    }
     for sig in [libc::SIGSEGV, libc::SIGFPE, libc::SIGBUS, libc::SIGILL] {
         // SAFETY: installing a handler function with the C ABI; SA_RESETHAND makes a second
         // fault inside the handler fatal at once.

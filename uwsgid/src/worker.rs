@@ -390,8 +390,9 @@ impl<'a> Worker<'a> {
         {
             return;
         }
-        if flags & libc::EPOLLOUT as u32 != 0 {
-            self.flush(idx);
+        if flags & libc::EPOLLOUT as u32 != 0 && self.flush(idx) {
+            // Pipelined requests may have waited behind the output.
+            self.process(idx);
         }
     }
 
@@ -656,11 +657,6 @@ impl<'a> Worker<'a> {
             }
             self.close(idx);
             return false;
-        }
-        // More pipelined requests may be waiting.
-        let more = !conn.inbuf.is_empty() && matches!(conn.pending, Pending::None);
-        if more {
-            return self.process(idx);
         }
         true
     }
