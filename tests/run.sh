@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop), then run the
+# tidy checks and the whole test suite. This is the README's test command and all .ci/run does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v uwsgi >/dev/null 2>&1 || ! ls /usr/lib/uwsgi/plugins/python3*_plugin.so >/dev/null 2>&1 \
+    || ! command -v curl >/dev/null 2>&1; then
+  echo "== installing uWSGI 2.0 (uwsgi-core, uwsgi-plugin-python3) and curl from apt"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq uwsgi-core uwsgi-plugin-python3 curl tmux >/dev/null
+fi
+if ! command -v tmux >/dev/null 2>&1; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
+if ! command -v uwsgitop >/dev/null 2>&1; then
+  echo "== installing uwsgitop from PyPI"
+  python3 -m pip install -q uwsgitop || python3 -m pip install -q --break-system-packages uwsgitop
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -q -- -D warnings
+echo "== build"
+cargo build --workspace -q
+echo "== tests"
+cargo test --workspace -q -- --test-threads 2
