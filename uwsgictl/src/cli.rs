@@ -164,7 +164,7 @@ pub struct StatsArgs {
 pub struct SignalArgs {
     /// Signal name (HUP, SIGHUP, hup) or number.
     #[arg(value_name = "NAME")]
-    pub name: String,
+    pub signal: String,
     /// Send even a signal known to kill a uWSGI 2.0 master (USR2).
     #[arg(long)]
     pub force: bool,

@@ -239,7 +239,11 @@ fn who(master: Option<&Master>, doc: Option<&StatsDocument>) -> String {
         (Some(m), _) => format!("{} pid {}", m.kind_name(), m.pid),
         (None, Some(d)) => format!(
             "{} pid {}",
-            if d.uwsgid.is_some() { "uwsgid" } else { "uwsgi" },
+            if d.uwsgid.is_some() {
+                "uwsgid"
+            } else {
+                "uwsgi"
+            },
             d.pid
         ),
         (None, None) => "the instance".into(),
@@ -314,7 +318,10 @@ fn reload(ctx: &Ctx, a: &ReloadArgs) -> Result<Report, CtlError> {
     merge(&mut json, delivery.json());
     let Some(base) = baseline else {
         return Ok(Report::new(
-            format!("sent {kind} reload to {target_desc} ({})", delivery.describe()),
+            format!(
+                "sent {kind} reload to {target_desc} ({})",
+                delivery.describe()
+            ),
             json,
         ));
     };
@@ -328,38 +335,42 @@ fn reload(ctx: &Ctx, a: &ReloadArgs) -> Result<Report, CtlError> {
         phase: "sent".into(),
         ..Default::default()
     };
-    let state = wait_until(&format!("the {kind} reload of {target_desc} to complete"), deadline, || {
-        if let Some(m) = &master {
-            if m.exited(Duration::ZERO) {
-                return Probe::Failed {
-                    exit: Exit::MasterDied,
-                    reason: format!("the master pid {} exited during the reload", m.pid),
-                    state: last.clone(),
-                };
+    let state = wait_until(
+        &format!("the {kind} reload of {target_desc} to complete"),
+        deadline,
+        || {
+            if let Some(m) = &master {
+                if m.exited(Duration::ZERO) {
+                    return Probe::Failed {
+                        exit: Exit::MasterDied,
+                        reason: format!("the master pid {} exited during the reload", m.pid),
+                        state: last.clone(),
+                    };
+                }
             }
-        }
-        let verdict = match statsclient::fetch(&addr, PROBE_TIMEOUT) {
-            Ok((doc, _)) if uwsgid => wait::uwsgid_reload(&doc, &base_uwsgid),
-            Ok((doc, _)) => wait::uwsgi_reload(&doc, &old_pids),
-            Err(FetchError::Unreachable(_)) => Probe::Pending(ReloadState {
-                phase: "re-executing".into(),
-                detail: Some("stats server not answering yet".into()),
-                ..last.clone()
-            }),
-            Err(FetchError::Broken(m)) => Probe::Pending(ReloadState {
-                detail: Some(m),
-                ..last.clone()
-            }),
-        };
-        if let Probe::Pending(s) = &verdict {
-            progress.update(format!(
-                "{}/{} workers ready, {} old draining",
-                s.ready, s.total, s.draining
-            ));
-            last = s.clone();
-        }
-        verdict
-    })?;
+            let verdict = match statsclient::fetch(&addr, PROBE_TIMEOUT) {
+                Ok((doc, _)) if uwsgid => wait::uwsgid_reload(&doc, &base_uwsgid),
+                Ok((doc, _)) => wait::uwsgi_reload(&doc, &old_pids),
+                Err(FetchError::Unreachable(_)) => Probe::Pending(ReloadState {
+                    phase: "re-executing".into(),
+                    detail: Some("stats server not answering yet".into()),
+                    ..last.clone()
+                }),
+                Err(FetchError::Broken(m)) => Probe::Pending(ReloadState {
+                    detail: Some(m),
+                    ..last.clone()
+                }),
+            };
+            if let Probe::Pending(s) = &verdict {
+                progress.update(format!(
+                    "{}/{} workers ready, {} old draining",
+                    s.ready, s.total, s.draining
+                ));
+                last = s.clone();
+            }
+            verdict
+        },
+    )?;
     drop(progress);
     let elapsed = started.elapsed();
     json["state"] = serde_json::to_value(&state).unwrap_or_default();
@@ -441,7 +452,10 @@ fn stop(ctx: &Ctx, a: &StopArgs) -> Result<Report, CtlError> {
     merge(&mut json, delivery.json());
     if !a.wait {
         return Ok(Report::new(
-            format!("sent {kind} stop to {target_desc} ({})", delivery.describe()),
+            format!(
+                "sent {kind} stop to {target_desc} ({})",
+                delivery.describe()
+            ),
             json,
         ));
     }
@@ -466,13 +480,10 @@ fn stop(ctx: &Ctx, a: &StopArgs) -> Result<Report, CtlError> {
         }
     })?;
     drop(progress);
-    let pidfile_state = m.pidfile.as_ref().map(|p| {
-        if p.exists() {
-            "stale"
-        } else {
-            "removed"
-        }
-    });
+    let pidfile_state = m
+        .pidfile
+        .as_ref()
+        .map(|p| if p.exists() { "stale" } else { "removed" });
     let elapsed = started.elapsed();
     json["state"] = json!({"phase": state.phase, "pidfile": pidfile_state});
     json["elapsed_ms"] = json!(ms(elapsed));
@@ -515,7 +526,10 @@ fn pause_resume(ctx: &Ctx, want_paused: bool, a: &ViaArgs) -> Result<Report, Ctl
         if was_paused == Some(want_paused) {
             json["changed"] = json!(false);
             return Ok(Report::new(
-                format!("{target_desc} is already {}; nothing sent", paused_word(want_paused)),
+                format!(
+                    "{target_desc} is already {}; nothing sent",
+                    paused_word(want_paused)
+                ),
                 json,
             ));
         }
@@ -532,7 +546,10 @@ fn pause_resume(ctx: &Ctx, want_paused: bool, a: &ViaArgs) -> Result<Report, Ctl
         if current == want_paused {
             json["changed"] = json!(false);
             return Ok(Report::new(
-                format!("{target_desc} is already {}; nothing sent", paused_word(want_paused)),
+                format!(
+                    "{target_desc} is already {}; nothing sent",
+                    paused_word(want_paused)
+                ),
                 json,
             ));
         }
@@ -572,7 +589,11 @@ fn pause_resume(ctx: &Ctx, want_paused: bool, a: &ViaArgs) -> Result<Report, Ctl
     }
     json["confirmed"] = json!(confirmed);
     Ok(Report::new(
-        format!("{target_desc} {} ({})", paused_word(want_paused), delivery.describe()),
+        format!(
+            "{target_desc} {} ({})",
+            paused_word(want_paused),
+            delivery.describe()
+        ),
         json,
     ))
 }
@@ -654,11 +675,11 @@ fn rollback(ctx: &Ctx, a: &ViaArgs) -> Result<Report, CtlError> {
 // signal, fifo
 
 fn signal(ctx: &Ctx, a: &SignalArgs) -> Result<Report, CtlError> {
-    let Some(sig) = signals::lookup(&a.name) else {
+    let Some(sig) = signals::lookup(&a.signal) else {
         let names: Vec<&str> = signals::MASTER_SIGNALS.iter().map(|s| s.name).collect();
         return Err(CtlError::usage(format!(
             "signal {:?} is not in the master's signal table; use one of {}",
-            a.name,
+            a.signal,
             names.join(", ")
         )));
     };
@@ -684,7 +705,12 @@ fn signal(ctx: &Ctx, a: &SignalArgs) -> Result<Report, CtlError> {
     }
     master.signal(sig.number, sig.name)?;
     Ok(Report::new(
-        format!("sent SIG{} to {} pid {}", sig.name, master.kind_name(), master.pid),
+        format!(
+            "sent SIG{} to {} pid {}",
+            sig.name,
+            master.kind_name(),
+            master.pid
+        ),
         json!({
             "ok": true,
             "command": "signal",
@@ -825,7 +851,11 @@ fn status_inner(ctx: &Ctx) -> (Exit, &'static str, String, Value) {
         (_, Some(Ok((doc, _)))) => {
             let (state, summary) = summarize(&doc);
             let pid = pid.unwrap_or(doc.pid as i32);
-            let kind = if doc.uwsgid.is_some() { "uwsgid" } else { "uwsgi" };
+            let kind = if doc.uwsgid.is_some() {
+                "uwsgid"
+            } else {
+                "uwsgi"
+            };
             json["pid"] = json!(pid);
             json["master"] = json!(kind);
             json["state"] = json!(state);
@@ -867,7 +897,12 @@ fn status_inner(ctx: &Ctx) -> (Exit, &'static str, String, Value) {
                 )
             } else {
                 json["message"] = json!(e.message());
-                (Exit::Unknown, "unknown", format!("unknown: {}", e.message()), json)
+                (
+                    Exit::Unknown,
+                    "unknown",
+                    format!("unknown: {}", e.message()),
+                    json,
+                )
             }
         }
         (None, None) => match t.fifos.first() {
@@ -930,7 +965,10 @@ fn summarize(doc: &StatsDocument) -> (String, String) {
                 .count();
             (
                 state.to_string(),
-                format!("uWSGI {}, {accepting}/{total} workers accepting ({running} alive)", doc.version),
+                format!(
+                    "uWSGI {}, {accepting}/{total} workers accepting ({running} alive)",
+                    doc.version
+                ),
             )
         }
     }
@@ -956,7 +994,10 @@ fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Report, CtlError> {
             // The daemon's own document, as it sent it (validated above).
             let text = String::from_utf8_lossy(&raw).trim().to_string();
             let value: Value = serde_json::from_str(&text).map_err(|e| {
-                CtlError::new(Exit::Stats, format!("stats {addr}: the document is malformed ({e})"))
+                CtlError::new(
+                    Exit::Stats,
+                    format!("stats {addr}: the document is malformed ({e})"),
+                )
             })?;
             return Ok(Report::new(String::new(), value));
         }
@@ -1001,7 +1042,11 @@ fn watch(ctx: &Ctx, addr: &StatsAddr, a: &StatsArgs) -> Result<Report, CtlError>
             out.push('\n');
         }
         out.push_str(&frame);
-        if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
             break; // stdout closed (e.g. piped into head): stop quietly
         }
         frames += 1;

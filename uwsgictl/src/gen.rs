@@ -176,15 +176,21 @@ pub fn render_man_section(
     let mut out: Vec<u8> = Vec::new();
     // Writing into a Vec cannot fail.
     man.render_title(&mut out).expect("writing to memory");
-    man.render_name_section(&mut out).expect("writing to memory");
-    man.render_synopsis_section(&mut out).expect("writing to memory");
-    man.render_description_section(&mut out).expect("writing to memory");
+    man.render_name_section(&mut out)
+        .expect("writing to memory");
+    man.render_synopsis_section(&mut out)
+        .expect("writing to memory");
+    man.render_description_section(&mut out)
+        .expect("writing to memory");
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
-        man.render_options_section(&mut out).expect("writing to memory");
+        man.render_options_section(&mut out)
+            .expect("writing to memory");
     }
     let mut roff = Roff::new();
-    let subcommands: Vec<&clap::Command> =
-        cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help").collect();
+    let subcommands: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .collect();
     if !subcommands.is_empty() {
         roff.control("SH", ["COMMANDS"]);
         for sub in subcommands {
@@ -238,7 +244,9 @@ pub fn render_man_section(
 /// The master signal table from `common`, as a man page section.
 pub fn signals_section() -> ManSection {
     let mut s = ManSection::new("SIGNALS");
-    s = s.para("The master obeys this signal table (uwsgid; uWSGI 2.0 differs for TERM, QUIT and USR2).");
+    s = s.para(
+        "The master obeys this signal table (uwsgid; uWSGI 2.0 differs for TERM, QUIT and USR2).",
+    );
     for sig in MASTER_SIGNALS {
         s = s.tagged(format!("SIG{}", sig.name), sig.action);
     }
@@ -277,7 +285,10 @@ pub fn exit_section() -> ManSection {
          (unreadable pidfile). Every other command exits with:",
     );
     for &e in Exit::ALL {
-        s = s.tagged(e.code().to_string(), format!("{} ({})", e.describe(), e.name()));
+        s = s.tagged(
+            e.code().to_string(),
+            format!("{} ({})", e.describe(), e.name()),
+        );
     }
     s
 }
@@ -442,7 +453,11 @@ mod tests {
         let cmd = clap::Command::new("uwsgid")
             .version("0.1.0")
             .about("the daemon")
-            .arg(clap::Arg::new("processes").long("processes").value_name("N"));
+            .arg(
+                clap::Arg::new("processes")
+                    .long("processes")
+                    .value_name("N"),
+            );
         let man = render_man_section(cmd, "8", &[signals_section()]);
         assert!(man.contains(".TH uwsgid 8"), "{man}");
         assert!(man.contains("SIGHUP"), "{man}");

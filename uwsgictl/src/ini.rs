@@ -25,7 +25,10 @@ pub struct IniTarget {
 pub fn read(path: &Path) -> Result<IniTarget, String> {
     let text = fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("ini {}: no such file; give the path of the instance's ini file", path.display())
+            format!(
+                "ini {}: no such file; give the path of the instance's ini file",
+                path.display()
+            )
         } else {
             format!("ini {}: {e}", path.display())
         }

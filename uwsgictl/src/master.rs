@@ -146,24 +146,26 @@ pub fn validate(
 impl Master {
     /// Send `signal` through the pidfd.
     pub fn signal(&self, signal: i32, name: &str) -> Result<(), CtlError> {
-        self.handle.send(signal).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM) => CtlError::new(
-                Exit::Permission,
-                format!(
-                    "not allowed to send SIG{name} to pid {}: it belongs to another user; run \
+        self.handle
+            .send(signal)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EPERM) => CtlError::new(
+                    Exit::Permission,
+                    format!(
+                        "not allowed to send SIG{name} to pid {}: it belongs to another user; run \
                      uwsgictl as that user or as root",
-                    self.pid
+                        self.pid
+                    ),
                 ),
-            ),
-            Some(libc::ESRCH) => CtlError::new(
-                Exit::Stale,
-                format!("pid {} exited before SIG{name} could be sent", self.pid),
-            ),
-            _ => CtlError::new(
-                Exit::Failure,
-                format!("sending SIG{name} to pid {}: {e}", self.pid),
-            ),
-        })
+                Some(libc::ESRCH) => CtlError::new(
+                    Exit::Stale,
+                    format!("pid {} exited before SIG{name} could be sent", self.pid),
+                ),
+                _ => CtlError::new(
+                    Exit::Failure,
+                    format!("sending SIG{name} to pid {}: {e}", self.pid),
+                ),
+            })
     }
 
     pub fn exited(&self, timeout: Duration) -> bool {

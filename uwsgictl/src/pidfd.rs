@@ -16,7 +16,10 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// A process to signal and watch.
 #[derive(Debug)]
 pub enum PidHandle {
-    Fd { pid: i32, fd: OwnedFd },
+    Fd {
+        pid: i32,
+        fd: OwnedFd,
+    },
     /// No pidfd support in this kernel: signals go by pid.
     Pid(i32),
 }

@@ -232,7 +232,11 @@ fn build_table(
         table.enforce_styling();
     }
     table.load_style(TABLE_STYLE);
-    table.set_header(cols.iter().map(|c| Cell::new(c.header())).collect::<Vec<_>>());
+    table.set_header(
+        cols.iter()
+            .map(|c| Cell::new(c.header()))
+            .collect::<Vec<_>>(),
+    );
     for (i, c) in cols.iter().enumerate() {
         if let Some(column) = table.column_mut(i) {
             column.set_padding((0, 1));
@@ -296,11 +300,19 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
     let ready = doc.workers.iter().filter(|w| w.pid > 0).count();
     match &doc.uwsgid {
         Some(ext) => {
-            let version = if ext.version.is_empty() { &doc.version } else { &ext.version };
+            let version = if ext.version.is_empty() {
+                &doc.version
+            } else {
+                &ext.version
+            };
             lines.push(format!(
                 "uwsgid {version}, pid {}, {}, generation {}, {ready}/{} workers",
                 doc.pid,
-                if ext.state.is_empty() { "running" } else { &ext.state },
+                if ext.state.is_empty() {
+                    "running"
+                } else {
+                    &ext.state
+                },
                 ext.generation,
                 ext.processes.max(doc.workers.len() as u32),
             ));
@@ -354,7 +366,11 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
 }
 
 /// The stats view: header lines, then the worker table, narrowed to `opts.width`.
-pub fn render_stats(doc: &StatsDocument, prev: Option<&Previous<'_>>, opts: &RenderOptions) -> String {
+pub fn render_stats(
+    doc: &StatsDocument,
+    prev: Option<&Previous<'_>>,
+    opts: &RenderOptions,
+) -> String {
     let mut out = String::new();
     for line in render_header(doc) {
         out.push_str(&line);
@@ -549,7 +565,10 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG
         assert!(got.contains("ID   PID  STATUS  REQUESTS\n"), "{got}");
         for width in [1u16, 10, 20] {
             let got = render_stats(&uwsgid_doc(), None, &opts(Some(width)));
-            assert!(got.contains("#1 4243 idle 1000req"), "width {width}:\n{got}");
+            assert!(
+                got.contains("#1 4243 idle 1000req"),
+                "width {width}:\n{got}"
+            );
         }
     }
 
@@ -558,10 +577,19 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG
         let raw = include_str!("../../../shared/samples/uwsgi-2.0.31/idle.raw.json");
         let doc: StatsDocument = serde_json::from_str(raw).unwrap();
         let got = render_stats(&doc, None, &opts(Some(200)));
-        assert!(got.starts_with("uWSGI 2.0.31, pid 27001, 4/4 workers\n"), "{got}");
+        assert!(
+            got.starts_with("uWSGI 2.0.31, pid 27001, 4/4 workers\n"),
+            "{got}"
+        );
         assert!(got.contains(" GEN "), "{got}");
-        let row = got.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap();
-        assert!(row.contains("27002") && row.contains(" - ") && row.contains("idle"), "{row}");
+        let row = got
+            .lines()
+            .find(|l| l.trim_start().starts_with("1 "))
+            .unwrap();
+        assert!(
+            row.contains("27002") && row.contains(" - ") && row.contains("idle"),
+            "{row}"
+        );
     }
 
     #[test]

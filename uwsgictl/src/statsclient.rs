@@ -124,11 +124,17 @@ pub fn fetch_raw(addr: &StatsAddr, timeout: Duration) -> Result<Vec<u8>, FetchEr
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
                 return Err(FetchError::Broken(format!(
                     "stats {addr}: no complete document within {:.1}s; is it a stats server{}?",
                     timeout.as_secs_f64(),
-                    if addr.http { "" } else { " (for an HTTP one use http://ADDR)" }
+                    if addr.http {
+                        ""
+                    } else {
+                        " (for an HTTP one use http://ADDR)"
+                    }
                 )))
             }
             Err(e) if unreachable_kind(&e) && buf.is_empty() => {
@@ -151,7 +157,7 @@ fn strip_http(addr: &StatsAddr, buf: Vec<u8>) -> Result<Vec<u8>, FetchError> {
     };
     let head = String::from_utf8_lossy(&buf[..end]);
     let status = head.lines().next().unwrap_or("");
-    if !status.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    if status.split_whitespace().nth(1) != Some("200") {
         return Err(FetchError::Broken(format!(
             "stats {addr}: HTTP answer {status:?}, expected 200"
         )));
@@ -199,8 +205,11 @@ mod tests {
         assert!(e.message().contains("malformed"), "{}", e.message());
         let e = parse(&addr, b"{\"workers\":\"many\"}").unwrap_err();
         assert!(e.message().contains("malformed"), "{}", e.message());
-        let doc = parse(&addr, b"{\"version\":\"2.0.31\",\"workers\":[{\"id\":1,\"pid\":5}]}")
-            .unwrap();
+        let doc = parse(
+            &addr,
+            b"{\"version\":\"2.0.31\",\"workers\":[{\"id\":1,\"pid\":5}]}",
+        )
+        .unwrap();
         assert_eq!(doc.workers[0].pid, 5);
         // Invalid UTF-8 inside a string is tolerated.
         let doc = parse(&addr, b"{\"cwd\":\"/a\xff\"}").unwrap();

@@ -23,7 +23,11 @@ use crate::exit::{CtlError, Exit};
 pub enum Probe<S> {
     Done(S),
     Pending(S),
-    Failed { exit: Exit, reason: String, state: S },
+    Failed {
+        exit: Exit,
+        reason: String,
+        state: S,
+    },
 }
 
 const FIRST_INTERVAL: Duration = Duration::from_millis(1);
@@ -47,8 +51,9 @@ pub fn wait_until<S: fmt::Display + Serialize>(
                 state,
             } => {
                 let json = serde_json::to_value(&state).unwrap_or_default();
-                return Err(CtlError::new(exit, format!("{reason}; last state: {state}"))
-                    .with_state(json));
+                return Err(
+                    CtlError::new(exit, format!("{reason}; last state: {state}")).with_state(json),
+                );
             }
             Probe::Pending(state) => state,
         };
@@ -161,10 +166,12 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
             state.phase = "failed".into();
             state.duration_ms = Some(o.duration_ms);
             let reason = o.reason.clone().unwrap_or_else(|| "no reason given".into());
-            state.detail = Some(reason.clone());
             return Probe::Failed {
                 exit: Exit::ReloadFailed,
-                reason: format!("the {} reload to generation {} failed: {reason}", o.kind, o.generation),
+                reason: format!(
+                    "the {} reload to generation {} failed: {reason}",
+                    o.kind, o.generation
+                ),
                 state,
             };
         }
@@ -190,7 +197,6 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
             .collect();
         if !crashing.is_empty() {
             state.phase = "failed".into();
-            state.detail = Some(crashing.join("; "));
             return Probe::Failed {
                 exit: Exit::ReloadFailed,
                 reason: format!(
@@ -221,7 +227,11 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
 
 /// The pids uWSGI's workers had before the reload.
 pub fn worker_pids(doc: &StatsDocument) -> Vec<i64> {
-    doc.workers.iter().map(|w| w.pid).filter(|p| *p > 0).collect()
+    doc.workers
+        .iter()
+        .map(|w| w.pid)
+        .filter(|p| *p > 0)
+        .collect()
 }
 
 /// The uWSGI reload condition: all slots hold new, accepting workers.
@@ -324,7 +334,10 @@ mod tests {
         });
         match uwsgid_reload(&during, &base) {
             Probe::Pending(s) => {
-                assert_eq!((s.generation, s.ready, s.total, s.draining), (Some(2), 1, 2, 1))
+                assert_eq!(
+                    (s.generation, s.ready, s.total, s.draining),
+                    (Some(2), 1, 2, 1)
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -405,25 +418,45 @@ mod tests {
         let before = mk(&[(10, 1), (11, 1)]);
         let old = worker_pids(&before);
         assert!(matches!(uwsgi_reload(&before, &old), Probe::Pending(_)));
-        assert!(matches!(uwsgi_reload(&mk(&[(0, 0), (0, 0)]), &old), Probe::Pending(_)));
-        assert!(matches!(uwsgi_reload(&mk(&[(20, 1), (11, 1)]), &old), Probe::Pending(_)));
-        assert!(matches!(uwsgi_reload(&mk(&[(20, 1), (21, 0)]), &old), Probe::Pending(_)));
-        assert!(matches!(uwsgi_reload(&mk(&[(20, 1), (21, 1)]), &old), Probe::Done(_)));
+        assert!(matches!(
+            uwsgi_reload(&mk(&[(0, 0), (0, 0)]), &old),
+            Probe::Pending(_)
+        ));
+        assert!(matches!(
+            uwsgi_reload(&mk(&[(20, 1), (11, 1)]), &old),
+            Probe::Pending(_)
+        ));
+        assert!(matches!(
+            uwsgi_reload(&mk(&[(20, 1), (21, 0)]), &old),
+            Probe::Pending(_)
+        ));
+        assert!(matches!(
+            uwsgi_reload(&mk(&[(20, 1), (21, 1)]), &old),
+            Probe::Done(_)
+        ));
     }
 
     #[test]
     fn wait_until_reports_timeouts_with_the_last_state() {
-        let err = wait_until("nothing", Instant::now() + Duration::from_millis(20), || {
-            Probe::Pending(ReloadState {
-                phase: "reloading".into(),
-                ready: 1,
-                total: 2,
-                ..Default::default()
-            })
-        })
+        let err = wait_until(
+            "nothing",
+            Instant::now() + Duration::from_millis(20),
+            || {
+                Probe::Pending(ReloadState {
+                    phase: "reloading".into(),
+                    ready: 1,
+                    total: 2,
+                    ..Default::default()
+                })
+            },
+        )
         .unwrap_err();
         assert_eq!(err.exit, Exit::Timeout);
-        assert!(err.message.contains("waiting for nothing"), "{}", err.message);
+        assert!(
+            err.message.contains("waiting for nothing"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("1/2 workers ready"), "{}", err.message);
         assert_eq!(err.state.unwrap()["ready"], 1);
     }
