@@ -543,7 +543,17 @@ impl Uwsgid {
         )
     }
 
+    /// Start from `uwsgid.ini` in `dir` (pidfile, FIFO, stats socket and log in `dir`).
     pub fn start(dir: &TempDir) -> Uwsgid {
+        Uwsgid::launch(dir, None)
+    }
+
+    /// Start as the named instance `name`, files in `dir/runtime/name/`, no ini.
+    pub fn start_named(dir: &TempDir, name: &str) -> Uwsgid {
+        Uwsgid::launch(dir, Some(name))
+    }
+
+    fn launch(dir: &TempDir, name: Option<&str>) -> Uwsgid {
         let port = free_port();
         let child = Command::new("true").spawn().unwrap();
         let mut d = Uwsgid {
@@ -557,10 +567,31 @@ impl Uwsgid {
             log: dir.join("uwsgid.log"),
         };
         let _ = d.child.wait();
-        fs::write(&d.ini, d.ini_text("")).unwrap();
-        d.child = Command::new(uwsgid_bin())
-            .arg("--ini")
-            .arg(&d.ini)
+        let mut cmd = Command::new(uwsgid_bin());
+        match name {
+            None => {
+                fs::write(&d.ini, d.ini_text("")).unwrap();
+                cmd.arg("--ini").arg(&d.ini);
+            }
+            Some(name) => {
+                let inst = dir.join("runtime").join(name);
+                d.pidfile = inst.join("uwsgid.pid");
+                d.stats = inst.join("stats.sock");
+                d.fifo = inst.join("master.fifo");
+                cmd.args([
+                    "--name",
+                    name,
+                    "--processes",
+                    "1",
+                    "--demo-routes",
+                    "--logto",
+                ])
+                .arg(&d.log)
+                .arg("--http-socket")
+                .arg(format!("127.0.0.1:{port}"));
+            }
+        }
+        d.child = cmd
             .current_dir(&dir.path)
             .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
             .process_group(0)
