@@ -98,7 +98,7 @@ impl Daemon {
     /// Start uwsgid with `extra` arguments after the harness's own (pidfile, FIFO, stats,
     /// loopback port 0, demo routes), and wait until it serves.
     pub fn start(dir: &TestDir, extra: &[&str]) -> Daemon {
-        let d = Daemon::spawn(dir, extra);
+        let mut d = Daemon::spawn(dir, extra);
         d.wait_running();
         d
     }
@@ -161,18 +161,14 @@ impl Daemon {
     }
 
     /// Wait until the pidfile names us and every worker is ready; learn the HTTP address.
-    pub fn wait_running(&self) -> Value {
-        let me = self as *const Daemon as *mut Daemon;
+    pub fn wait_running(&mut self) -> Value {
         let record = wait_for("the instance record", Duration::from_secs(20), || {
             self.assert_alive();
             common::discovery::read_record(&self.pidfile)
                 .ok()
                 .filter(|r| r.pid == self.pid)
         });
-        // SAFETY-free alternative to interior mutability: tests own the Daemon exclusively.
-        let addr = record.listeners.first().cloned().unwrap_or_default();
-        // The address never changes after start; record it once.
-        unsafe_set_addr(me, addr);
+        self.addr = record.listeners.first().cloned().unwrap_or_default();
         self.wait_stats("every worker ready", |s| all_ready(s).then_some(()));
         self.stats()
     }
@@ -299,12 +295,6 @@ impl Daemon {
     pub fn group_pids(&self) -> Vec<i32> {
         group_members(self.pid)
     }
-}
-
-fn unsafe_set_addr(d: *mut Daemon, addr: String) {
-    // SAFETY: called only from wait_running on a Daemon the test owns exclusively, before any
-    // other reference reads `addr`.
-    unsafe { (*d).addr = addr };
 }
 
 impl Drop for Daemon {

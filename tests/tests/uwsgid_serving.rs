@@ -32,7 +32,7 @@ fn default_page_names_worker_and_generation() {
     let pidfile = dir.join("uwsgid.pid");
     let fifo = dir.join("master.fifo");
     let stats = dir.join("stats.sock");
-    let d = Daemon::spawn_with(
+    let mut d = Daemon::spawn_with(
         &dir,
         &[
             "--http-socket",

@@ -260,7 +260,11 @@ impl<'a> Worker<'a> {
                     // SAFETY: immediate exit, as a brutal stop asks.
                     unsafe { libc::_exit(0) }
                 }
-                libc::SIGTSTP | libc::SIGWINCH | libc::SIGCONT => self.check_pause()?,
+                libc::SIGWINCH => {
+                    crate::log!("SIGWINCH: woken up, re-checking flags");
+                    self.check_pause()?
+                }
+                libc::SIGTSTP | libc::SIGCONT => self.check_pause()?,
                 libc::SIGUSR1 | libc::SIGUSR2 => {
                     let cell = self.cell();
                     crate::log!(
