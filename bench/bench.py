@@ -494,7 +494,7 @@ def trigger(server, how):
         fifo_write(server.fifo, how[1])
 
 
-POLL = 0.001  # stats polling interval while waiting for a reload to complete
+POLL = 0.0005  # stats polling interval while waiting for a reload to complete
 
 
 def snapshot(server):
@@ -660,6 +660,10 @@ class Bench:
                     target = 5.0
                 self.row_speed("%s reload, %s workers" % (kind_name, n_s), "median ms", o, u,
                                target)
+                selfs = (entry.get("uwsgid") or {}).get("self_reported_ms") or []
+                if target and selfs:
+                    self.row("%s reload, %s workers" % (kind_name, n_s),
+                             "uwsgid's own duration_ms", median(selfs), None, unit="ms")
             for who in ("uwsgid", "uwsgi"):
                 pts = [(int(n_s), (e.get(who) or {}).get("median_ms"))
                        for n_s, e in by_n.items()]
@@ -922,16 +926,12 @@ class Bench:
                     continue
                 for line in err.splitlines():
                     f = line.split(",")
-                    if len(f) > 2 and f[2].startswith("context-switches"):
-                        try:
-                            out[kind]["perf_context_switches"] = int(float(f[0]))
-                        except ValueError:
-                            pass
-                    if len(f) > 2 and f[2].startswith("task-clock"):
-                        try:
-                            out[kind]["perf_task_clock_ms"] = float(f[0])
-                        except ValueError:
-                            pass
+                    for event, key in (("context-switches", "perf_context_switches"),
+                                       ("task-clock", "perf_task_clock_ms")):
+                        if len(f) > 2 and f[2].startswith(event):
+                            # "<not counted>": the task was never scheduled in the window
+                            v = 0.0 if f[0].startswith("<not") else float(f[0] or 0)
+                            out[kind][key] = int(v) if key == "perf_context_switches" else v
         finally:
             for s in servers:
                 s.stop()
@@ -983,10 +983,15 @@ class Bench:
             if ours:
                 ours.start()
                 ours.wait_ready(30)
+            out["spawn floor (/bin/true)"] = self.wall(["true"], reps)
             out["uwsgi --connect-and-read"] = self.wall(
                 ["uwsgi", "--connect-and-read", theirs.stats_addr], reps)
             out["python one-shot (uwsgitop fetch)"] = self.wall(
                 [sys.executable, "-c", pyread % theirs.stats_port], reps)
+            if os.access(ctl, os.X_OK):
+                tgt = ["--pidfile", theirs.pidfile, "--stats", theirs.stats_addr]
+                out["uwsgictl stats --json (on uWSGI)"] = self.wall(
+                    [ctl, "stats", "--json"] + tgt, reps)
             if ours and os.access(ctl, os.X_OK):
                 for name, cmd in (("uwsgictl status", ("status",)),
                                   ("uwsgictl stats --json", ("stats", "--json"))):
@@ -1027,11 +1032,20 @@ class Bench:
                 ratio = ref / ov if ov and ref else None
                 self.row("%s vs %s" % (name, ref_name), "wall ms", ov, ref, ratio,
                          ">=20x faster", (ratio >= 20) if ratio else None, unit="ms")
+        fl = (out.get("spawn floor (/bin/true)") or {}).get("median_ms")
+        self.row("process spawn floor (/bin/true)", "wall ms", fl, None, unit="ms")
+        ou = (out.get("uwsgictl stats --json (on uWSGI)") or {}).get("median_ms")
+        if ou is not None:
+            self.row("uwsgictl stats --json on uWSGI vs connect-and-read", "wall ms", ou, car,
+                     car / ou if car and ou else None, unit="ms")
         w = out.get("reload --wait") or {}
         if w:
             ov = w.get("overhead_median_ms")
             self.row("uwsgictl reload --wait overhead", "median ms over daemon's own", ov, None,
                      None, "<5 ms", (ov < 5) if ov is not None else None, unit="ms")
+            self.row("uwsgictl reload --wait", "wall ms | daemon's own ms",
+                     w.get("wall_median_ms"),
+                     median([x["daemon_ms"] for x in w.get("samples", [])]), unit="ms")
 
     # stop time (issue 6): idle and with a request in flight ------------------------------
     def stop_time(self):
