@@ -1,0 +1,271 @@
+//! Shared pieces of the exec-worker tests: the Python programs they run as workers (a WSGI app
+//! and a protocol probe), a concurrent request loop that counts every failure, and /proc
+//! readers for worker fds and master CPU time.
+//!
+//! The probe is a tiny systemd-socket-activation server written against the protocol only
+//! (no uwsgid code): it checks nothing itself, it reports what it received, so the tests judge.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use uwsgi_tests::*;
+
+/// A WSGI app: `/` hello, `/sleep?ms=N`, `/pid`, `/env?NAME`, `/gen` (a module-level marker the
+/// tests rewrite to tell old code from new).
+pub const APP: &str = r#"
+import os, time
+MARK = "v1"
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    query = environ.get("QUERY_STRING", "")
+    if path == "/sleep":
+        ms = int(query.split("=", 1)[1]) if "=" in query else 0
+        time.sleep(ms / 1000.0)
+        body = "slept %d ms in %d" % (ms, os.getpid())
+    elif path == "/pid":
+        body = str(os.getpid())
+    elif path == "/mark":
+        body = MARK
+    elif path == "/env":
+        body = os.environ.get(query, "")
+    else:
+        body = "Hello from WSGI %s" % MARK
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+"#;
+
+/// The protocol probe. Options: `notify` (send READY=1 and a STATUS= line), `exit=N` (exit N at
+/// once), `exit-slot=ID` (exit 1 at once if this is worker ID), `hold-signal=NAME` (on that
+/// signal, write a line to `signals.txt` and keep running). Answers every HTTP request with a
+/// JSON document of what it received: pid, LISTEN_* variables, its fds at start, generation.
+pub const PROBE: &str = r#"
+import os, sys
+fds_at_start = {}
+for name in os.listdir("/proc/self/fd"):
+    try:
+        fds_at_start[name] = os.readlink("/proc/self/fd/" + name)
+    except OSError:
+        pass  # the directory listing's own fd, closed by now
+import json, selectors, signal, socket
+
+opts = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
+if "exit" in opts:
+    sys.exit(int(opts["exit"]))
+if opts.get("exit-slot") == os.environ.get("UWSGID_WORKER_ID"):
+    sys.stderr.write("probe: worker %s exits at start as told\n" % opts["exit-slot"])
+    sys.exit(1)
+
+received = {k: os.environ.get(k) for k in
+            ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+             "UWSGID_WORKER_ID", "UWSGID_GENERATION", "PROBE_ENV")}
+received["pid"] = os.getpid()
+received["fds_at_start"] = fds_at_start
+
+def stop(signum, frame):
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+if "hold-signal" in opts:
+    held = getattr(signal, opts["hold-signal"])
+    def hold(signum, frame):
+        with open("signals.txt", "a") as f:
+            f.write("%d got %s\n" % (os.getpid(), signal.Signals(signum).name))
+    signal.signal(held, hold)
+
+sel = selectors.DefaultSelector()
+for i in range(int(os.environ["LISTEN_FDS"])):
+    s = socket.socket(fileno=3 + i)
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+
+if "notify" in opts:
+    addr = os.environ["NOTIFY_SOCKET"]
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    n.sendto(("READY=1\nSTATUS=probe gen %s worker %s" % (
+        received["UWSGID_GENERATION"], received["UWSGID_WORKER_ID"])).encode(), addr)
+    n.close()
+
+body = json.dumps(received).encode()
+while True:
+    for key, _ in sel.select():
+        try:
+            c, _ = key.fileobj.accept()
+        except (BlockingIOError, InterruptedError):
+            continue
+        c.setblocking(True)
+        c.settimeout(5)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            pass
+        finally:
+            c.close()
+"#;
+
+pub fn python() -> String {
+    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
+        if std::path::Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    "python3".to_string()
+}
+
+/// Write the WSGI app into `dir` as `app.py` and return its path.
+pub fn write_app(dir: &TestDir) -> PathBuf {
+    dir.write("app.py", APP)
+}
+
+/// The `--worker-exec` command line running the probe with `opts`.
+pub fn probe_cmd(dir: &TestDir, opts: &str) -> String {
+    let p = dir.write("probe.py", PROBE);
+    format!("{} {} {opts}", python(), p.display())
+}
+
+/// What the probe answered, parsed.
+pub fn probe_get(addr: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, "/").expect("probe answers");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("probe said {body:?}: {e}"))
+}
+
+/// The worker entries of a stats document.
+pub fn workers(s: &serde_json::Value) -> Vec<serde_json::Value> {
+    s["workers"].as_array().cloned().unwrap_or_default()
+}
+
+/// A set of client threads hammering the daemon until stopped; every failed or wrong answer
+/// is recorded with what went wrong.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub ok: Arc<AtomicU64>,
+    pub errors: Arc<Mutex<Vec<String>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` threads, each in a loop of fresh-connection GETs over `paths` in turn.
+    pub fn start(addr: &str, clients: usize, paths: &[&str]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|i| {
+                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
+                let addr = addr.to_string();
+                let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                std::thread::spawn(move || {
+                    let mut n = i;
+                    while !stop.load(Ordering::Relaxed) {
+                        let path = &paths[n % paths.len()];
+                        n += 1;
+                        match http_get(&addr, path) {
+                            Ok((200, _)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, body)) => errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("GET {path}: {status} {body:?}")),
+                            Err(e) => errors.lock().unwrap().push(format!("GET {path}: {e}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            errors,
+            threads,
+        }
+    }
+
+    /// Stop the clients; returns (successful requests, errors).
+    pub fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        let errors = self.errors.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+}
+
+/// A request started now in its own thread; join for its answer.
+pub fn in_flight(addr: &str, path: &str) -> JoinHandle<(Result<(u16, String), String>, Duration)> {
+    let (addr, path) = (addr.to_string(), path.to_string());
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = http_get(&addr, &path);
+        (r, t.elapsed())
+    })
+}
+
+/// utime + stime of `pid`, in seconds.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields after the command: state is [0], utime is field 14 overall -> [11], stime [12].
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// The fds open in `pid`: (number, link target).
+pub fn fds_of(pid: i64) -> Vec<(i32, String)> {
+    let mut v: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let l = std::fs::read_link(e.path()).ok()?;
+            Some((n, l.to_string_lossy().into_owned()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The process state letter of `pid` (R, S, T, Z…).
+pub fn proc_state(pid: i64) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next()
+        .unwrap_or('?')
+}
+
+/// Wait until the daemon's pidfile record names it and return its first listener address,
+/// without waiting for workers to be ready (for instances that never get there).
+pub fn wait_record(d: &Daemon) -> String {
+    let r = wait_for("the instance record", Duration::from_secs(20), || {
+        d.assert_alive();
+        common::discovery::read_record(&d.pidfile)
+            .ok()
+            .filter(|r| r.pid == d.pid)
+    });
+    r.listeners.first().cloned().unwrap_or_default()
+}
