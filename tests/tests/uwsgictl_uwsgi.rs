@@ -122,6 +122,16 @@ fn uwsgi_status_stats_reload_pause_resume_stop() {
         "exactly two pauses:\n{log}"
     );
 
+    // A uWSGI worker's pid is refused: it is not the master.
+    let workers = u.worker_pids();
+    let fake = dir.join("worker.pid");
+    std::fs::write(&fake, format!("{}\n", workers[0])).unwrap();
+    ctl(["--pidfile", fake.to_str().unwrap(), "reload"])
+        .run()
+        .code(16)
+        .stderr_has("uwsgi worker");
+    assert_eq!(u.worker_pids(), workers, "no worker was touched");
+
     // uWSGI has no snapshots, and SIGUSR2 would kill it: both refused.
     ctl(with_target(&u, &["rollback"]))
         .run()

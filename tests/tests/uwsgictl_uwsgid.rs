@@ -256,6 +256,27 @@ fn uwsgid_pause_resume_signal_fifo_rollback_and_discovery() {
     ctl(pidfile_args(&d, &["resume"])).run().code(0);
     assert_eq!(http_get(d.port, "/").unwrap().0, 200);
 
+    // A worker's pid is not a master's: refused, and the worker is left alone.
+    let workers_before: Vec<i64> = d.stats_doc().unwrap()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    let fake = dir.join("worker.pid");
+    fs::write(&fake, format!("{}\n", workers_before[0])).unwrap();
+    ctl(["--pidfile", fake.to_str().unwrap(), "signal", "INT"])
+        .run()
+        .code(16)
+        .stderr_has("not a uwsgid or uWSGI master");
+    let workers_after: Vec<i64> = d.stats_doc().unwrap()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(workers_before, workers_after);
+
     ctl(pidfile_args(&d, &["rollback"]))
         .run()
         .code(1)
@@ -324,4 +345,81 @@ fn uwsgid_named_instances_and_list() {
         .stdout_has("stopped");
     // Named instances vacuum their pidfile: not running (3), not stale (1).
     named(&["status"]).code(3);
+}
+
+/// Run `cmd` under a pseudo-terminal with `script(1)`; returns everything the terminal showed.
+fn on_terminal(cmd: &str, env: &[(&str, &str)]) -> Option<String> {
+    let script = std::path::Path::new("/usr/bin/script");
+    if !script.exists() {
+        eprintln!("SKIPPED: script(1) is not installed; the terminal rendering test did not run");
+        return None;
+    }
+    let dir = TempDir::new("pty");
+    let typescript = dir.join("typescript");
+    let mut c = std::process::Command::new(script);
+    c.arg("-qec").arg(cmd).arg(&typescript);
+    c.env_remove("NO_COLOR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let status = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{cmd}: {status}");
+    Some(String::from_utf8_lossy(&fs::read(&typescript).unwrap()).into_owned())
+}
+
+#[test]
+fn uwsgid_terminal_output_progress_and_colour() {
+    if !Uwsgid::available() {
+        return;
+    }
+    let dir = TempDir::new("uwsgid-tty");
+    let d = Uwsgid::start(&dir);
+    let ctl_bin = ctl::ctl_bin().display().to_string();
+    let pf = d.pidfile.display().to_string();
+    let port = d.port;
+    // A slow request keeps the reload going long enough for the progress display to draw.
+    let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=400"));
+    eventually("the slow request to start", Duration::from_secs(5), || {
+        d.stats_doc()
+            .filter(|s| {
+                s["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["status"] == "busy")
+            })
+            .map(|_| ())
+    });
+    let Some(shown) = on_terminal(&format!("{ctl_bin} --pidfile {pf} reload --wait"), &[]) else {
+        return;
+    };
+    let _ = slow.join();
+    assert!(
+        shown.contains("old draining"),
+        "no progress display on a terminal:\n{shown}"
+    );
+    assert!(shown.contains("complete: 2/2 workers ready"), "{shown}");
+    // --json: never a progress display, even on a terminal.
+    let shown = on_terminal(
+        &format!("{ctl_bin} --pidfile {pf} reload --wait --json"),
+        &[],
+    )
+    .unwrap();
+    assert!(
+        !shown.contains("draining,") && !shown.contains("[0s]"),
+        "{shown}"
+    );
+    // Colour on a terminal, none with NO_COLOR.
+    let cmd = format!("{ctl_bin} --pidfile {pf} stats");
+    let coloured = on_terminal(&cmd, &[]).unwrap();
+    assert!(coloured.contains("\x1b[38;5;"), "{coloured}");
+    let plain = on_terminal(&cmd, &[("NO_COLOR", "1")]).unwrap();
+    assert!(!plain.contains("\x1b[38;5;"), "{plain}");
+    // --watch clears and redraws in place on a terminal.
+    let watched = on_terminal(&format!("{cmd} --watch --count 2 --interval 0.05"), &[]).unwrap();
+    assert_eq!(watched.matches("\x1b[H\x1b[2J").count(), 2, "{watched}");
 }
