@@ -1,0 +1,346 @@
+//! Exec workers over the systemd socket protocol, seen from inside and outside the worker:
+//! `LISTEN_*` as systemd sets them, no fd but the listeners and stdio, notify and grace
+//! readiness, the configured stop signal then SIGKILL at the mercy, crash-loop backoff that
+//! costs no CPU and blocks neither reloads nor stops, `+`/`-` scaling, and stats.
+
+mod uwsgid_exec_support;
+
+use std::time::{Duration, Instant};
+
+use uwsgi_tests::*;
+use uwsgid_exec_support::*;
+
+#[test]
+fn listen_variables_from_inside_the_worker() {
+    let dir = TestDir::new("exec-listen-env");
+    let second = format!("127.0.0.1:{}", free_port());
+    let cmd = probe_cmd(&dir, "notify");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--http-socket",
+            "127.0.0.1:0",
+            "--http-socket",
+            &second,
+            "--worker-exec",
+            &cmd,
+        ],
+    );
+    let record = common::discovery::read_record(&d.pidfile).unwrap();
+    assert_eq!(record.listeners.len(), 2, "{:?}", record.listeners);
+    let got = probe_get(&d.addr);
+    let pid = got["pid"].as_i64().unwrap();
+    assert_eq!(got["LISTEN_PID"], pid.to_string(), "{got}");
+    assert_eq!(got["LISTEN_FDS"], "2");
+    let names: Vec<String> = record
+        .listeners
+        .iter()
+        .map(|l| l.replace(':', "_"))
+        .collect();
+    assert_eq!(got["LISTEN_FDNAMES"], names.join(":"), "{got}");
+    assert!(
+        got["NOTIFY_SOCKET"].as_str().unwrap().starts_with('@'),
+        "{got}"
+    );
+    assert_eq!(got["UWSGID_WORKER_ID"], "1");
+    assert_eq!(got["UWSGID_GENERATION"], "1");
+    // The second listener reaches the same program.
+    assert_eq!(probe_get(&second)["pid"], got["pid"]);
+
+    // From inside: at start the program had stdio and exactly the two listeners.
+    let fds = got["fds_at_start"].as_object().unwrap();
+    let mut numbers: Vec<i32> = fds.keys().map(|k| k.parse().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [0, 1, 2, 3, 4], "fds at start: {fds:?}");
+    assert_eq!(fds["0"], "/dev/null");
+    assert!(fds["3"].as_str().unwrap().starts_with("socket:"), "{fds:?}");
+    assert!(fds["4"].as_str().unwrap().starts_with("socket:"), "{fds:?}");
+    // Those sockets are the master's listeners, not copies.
+    let master_sockets = socket_inodes(d.pid);
+    for n in ["3", "4"] {
+        assert!(
+            master_sockets.contains(&fds[n].as_str().unwrap().to_string()),
+            "{fds:?}"
+        );
+    }
+    // stdout and stderr are the instance log.
+    let log = std::fs::canonicalize(&d.log).unwrap();
+    assert_eq!(fds["1"].as_str().unwrap(), log.to_str().unwrap());
+    assert_eq!(fds["2"].as_str().unwrap(), log.to_str().unwrap());
+}
+
+#[test]
+fn no_fd_leaks_into_a_worker_that_opens_none() {
+    let dir = TestDir::new("exec-fds");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--worker-exec",
+            "sleep 600",
+            "--worker-ready-timeout",
+            "0.2",
+        ],
+    );
+    let pid = d.worker_pids()[0];
+    let fds = fds_of(pid);
+    let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [0, 1, 2, 3], "{fds:?}");
+    assert_eq!(fds[0].1, "/dev/null");
+    assert!(socket_inodes(d.pid).contains(&fds[3].1), "{fds:?}");
+    // Own process group, dies with the master (checked by PR_SET_PDEATHSIG in /proc is not
+    // exposed; the group is).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let pgrp: i64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(pgrp, pid, "not in its own process group");
+}
+
+#[test]
+fn notify_and_grace_readiness() {
+    // Notify: ready as soon as READY=1 arrives, with its STATUS= shown.
+    let dir = TestDir::new("exec-notify");
+    let cmd = probe_cmd(&dir, "notify");
+    let t = Instant::now();
+    let d = Daemon::start(&dir, &["--worker-exec", &cmd, "--processes", "2"]);
+    let s = d.stats();
+    for w in workers(&s) {
+        let id = w["id"].as_u64().unwrap();
+        assert_eq!(
+            w["uwsgid"]["status_text"],
+            format!("probe gen 1 worker {id}"),
+            "{w}"
+        );
+        assert_eq!(w["uwsgid"]["ready"], true);
+    }
+    assert!(
+        d.log_text().contains("ready in"),
+        "no notify readiness in the log"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(d);
+
+    // Never notifying, no grace: stays starting, not ready, not accepting.
+    let dir = TestDir::new("exec-never");
+    let cmd = probe_cmd(&dir, "");
+    let mut d = Daemon::spawn(&dir, &["--worker-exec", &cmd]);
+    d.addr = wait_record(&d);
+    std::thread::sleep(Duration::from_millis(700));
+    let s = d.stats();
+    let w = &workers(&s)[0];
+    assert_eq!(w["uwsgid"]["ready"], false, "{w}");
+    assert_eq!(w["status"], "starting", "{w}");
+    assert_eq!(s["uwsgid"]["state"], "starting");
+    drop(d);
+
+    // Never notifying, with a grace: ready after it, not before.
+    let dir = TestDir::new("exec-grace");
+    let cmd = probe_cmd(&dir, "");
+    let t = Instant::now();
+    let mut d = Daemon::spawn(
+        &dir,
+        &["--worker-exec", &cmd, "--worker-ready-timeout", "0.6"],
+    );
+    wait_record(&d);
+    let s = d.stats();
+    if t.elapsed() < Duration::from_millis(500) {
+        assert_eq!(
+            workers(&s)[0]["uwsgid"]["ready"],
+            false,
+            "ready before its grace"
+        );
+    }
+    d.wait_running();
+    assert!(t.elapsed() >= Duration::from_millis(600));
+    d.wait_log("counted ready after the 0.6s grace");
+    assert_eq!(probe_get(&d.addr)["LISTEN_FDS"], "1");
+}
+
+#[test]
+fn stop_signal_then_sigkill_after_the_mercy() {
+    let dir = TestDir::new("exec-stop-signal");
+    let cmd = probe_cmd(&dir, "notify hold-signal=SIGUSR1");
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "--worker-exec",
+            &cmd,
+            "--worker-stop-signal",
+            "SIGUSR1",
+            "--worker-reload-mercy",
+            "1",
+        ],
+    );
+    let pid = d.worker_pids()[0];
+    let t = Instant::now();
+    d.fifo_write(b"q");
+    let status = d.wait_exit(Duration::from_secs(10));
+    let took = t.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "stopped before the mercy: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "stop took {took:?}");
+    let signals = std::fs::read_to_string(dir.join("signals.txt")).unwrap_or_default();
+    assert_eq!(
+        signals.trim(),
+        format!("{pid} got SIGUSR1"),
+        "the stop signal was not sent"
+    );
+    let log = d.log_text();
+    assert!(log.contains("mercy: SIGKILL"), "{log}");
+    assert!(!alive(pid as i32));
+}
+
+#[test]
+fn crash_loop_backs_off_cheaply_and_blocks_no_reload_or_stop() {
+    let dir = TestDir::new("exec-crash-loop");
+    // Worker 2 exits 1 at every start; worker 1 serves.
+    let cmd = probe_cmd(&dir, "notify exit-slot=2");
+    let mut d = Daemon::spawn(&dir, &["--worker-exec", &cmd, "--processes", "2"]);
+    d.addr = wait_record(&d);
+    let cpu0 = cpu_seconds(d.pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_seconds(d.pid) - cpu0;
+    assert!(
+        cpu < 0.3,
+        "master used {cpu:.2}s of CPU in {:?} of crash loop",
+        t0.elapsed()
+    );
+    let s = d.stats();
+    let w2 = &workers(&s)[1];
+    let failed = w2["uwsgid"]["failed_starts"].as_u64().unwrap();
+    assert!(
+        (2..=6).contains(&failed),
+        "failed starts in 2 s: {failed}, {w2}"
+    );
+    assert!(w2["respawn_count"].as_u64().unwrap() <= 7, "{w2}");
+    assert_eq!(w2["uwsgid"]["last_exit"], "exited with status 1", "{w2}");
+    let status = w2["status"].as_str().unwrap();
+    assert!(status == "backoff" || status == "starting", "{w2}");
+    assert!(d.log_text().contains("exits at start as told"));
+    assert_eq!(probe_get(&d.addr)["UWSGID_WORKER_ID"], "1");
+
+    // A workers reload goes through: slot 1 is replaced, slot 2 reported.
+    let w1 = d.worker_pids()[0];
+    d.fifo_write(b"w");
+    let s = d.wait_stats("worker 1 replaced", |s| {
+        let w = &workers(s)[0];
+        (w["uwsgid"]["generation"] == 2 && w["uwsgid"]["ready"] == true).then(|| s.clone())
+    });
+    assert_ne!(workers(&s)[0]["pid"].as_i64(), Some(w1));
+    wait_for("old worker 1 gone", Duration::from_secs(10), || {
+        (!alive(w1 as i32)).then_some(())
+    });
+    d.wait_stats("the reload reported failed", |s| {
+        (s["uwsgid"]["last_reload"]["result"] == "failed").then_some(())
+    });
+    // A graceful re-exec reload is not blocked either.
+    d.signal(libc::SIGHUP);
+    d.wait_stats("generation 3 serving", |s| {
+        let w = &workers(s)[0];
+        (w["uwsgid"]["generation"] == 3 && w["uwsgid"]["ready"] == true).then_some(())
+    });
+    assert_eq!(probe_get(&d.addr)["UWSGID_GENERATION"], "3");
+
+    // A graceful stop does not wait for the backoff.
+    let t = Instant::now();
+    d.fifo_write(b"q");
+    let status = d.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn brutal_stop_during_a_crash_loop_is_prompt() {
+    let dir = TestDir::new("exec-crash-brutal");
+    let mut d = Daemon::spawn(&dir, &["--worker-exec", "false", "--processes", "3"]);
+    wait_record(&d);
+    d.wait_stats("failed starts", |s| {
+        workers(s)
+            .iter()
+            .all(|w| w["uwsgid"]["failed_starts"].as_u64() >= Some(2))
+            .then_some(())
+    });
+    let t = Instant::now();
+    d.fifo_write(b"Q");
+    d.wait_exit(Duration::from_secs(10));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn scaling_and_stats_of_exec_workers() {
+    let dir = TestDir::new("exec-scale");
+    let cmd = probe_cmd(&dir, "notify");
+    let d = Daemon::start(&dir, &["--worker-exec", &cmd, "--processes", "2"]);
+    d.fifo_write(b"+");
+    let s = d.wait_stats("3 ready workers", |s| {
+        (workers(s).len() == 3 && all_ready(s)).then(|| s.clone())
+    });
+    for w in workers(&s) {
+        let pid = w["pid"].as_i64().unwrap();
+        assert!(pid > 0 && alive(pid as i32), "{w}");
+        let ext = &w["uwsgid"];
+        assert_eq!(ext["generation"], 1);
+        assert_eq!(ext["ready"], true);
+        assert_eq!(ext["state"], "ready");
+        assert_eq!(
+            ext["counters"], "unknown",
+            "exec counters must be marked unknown: {w}"
+        );
+        assert_eq!(
+            ext["status_text"],
+            format!("probe gen 1 worker {}", w["id"]),
+            "{w}"
+        );
+        assert!(w["rss"].as_u64().unwrap() > 1_000_000, "rss not read: {w}");
+        assert!(
+            w["vsz"].as_u64().unwrap() >= w["rss"].as_u64().unwrap(),
+            "{w}"
+        );
+        assert_eq!(w["respawn_count"], 1);
+        assert!(w["last_spawn"].as_u64().unwrap() > 1_600_000_000, "{w}");
+        assert_eq!(w["status"], "idle");
+    }
+    let third = workers(&s)[2]["pid"].as_i64().unwrap();
+    d.fifo_write(b"-");
+    d.wait_stats("2 workers", |s| (workers(s).len() == 2).then_some(()));
+    wait_for("worker 3 retired", Duration::from_secs(10), || {
+        (!alive(third as i32)).then_some(())
+    });
+    assert!(d.log_text().contains("worker count 3 -> 2"));
+
+    // A worker that dies after being ready is respawned and counted.
+    let first = workers(&d.stats())[0]["pid"].as_i64().unwrap();
+    // SAFETY: killing a worker of the daemon this test started, by its pid.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    let s = d.wait_stats("worker 1 respawned", |s| {
+        let w = &workers(s)[0];
+        (w["pid"].as_i64() != Some(first) && w["uwsgid"]["ready"] == true).then(|| s.clone())
+    });
+    let w = &workers(&s)[0];
+    assert_eq!(w["respawn_count"], 2, "{w}");
+    assert!(
+        w["uwsgid"]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL"),
+        "{w}"
+    );
+}
