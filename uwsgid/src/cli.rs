@@ -285,7 +285,19 @@ fn is_flag(key: &str) -> bool {
 
 /// Parse the process's arguments (and the ini file they name) into Args plus warnings.
 pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
-    let first = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let first = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            // --help and --version print and exit 0; nothing else has happened yet.
+            e.exit()
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let Some(ini) = first.ini.clone() else {
         return Ok((first, Vec::new()));
     };
@@ -294,8 +306,15 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
     let mut merged = vec![argv[0].clone()];
     merged.extend(ini_words);
     merged.extend(argv[1..].iter().cloned());
-    let args = Args::try_parse_from(&merged)
-        .map_err(|e| format!("in --ini {}: {}", ini.display(), e.to_string().trim_end()))?;
+    let args = Args::try_parse_from(&merged).map_err(|e| {
+        let text = e.to_string();
+        let text = text.trim_end();
+        format!(
+            "in --ini {}: {}",
+            ini.display(),
+            text.strip_prefix("error: ").unwrap_or(text)
+        )
+    })?;
     Ok((args, warnings))
 }
 

@@ -38,6 +38,10 @@ pub struct Handoff {
     pub workers: Vec<HandoffWorker>,
     pub slots: Vec<HandoffSlot>,
     pub last_reload: Option<common::stats::ReloadOutcome>,
+    /// Set by the new image itself when it could not parse its options and fell back to
+    /// `config`: the reload then ends as failed, with this reason.
+    #[serde(default)]
+    pub config_refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

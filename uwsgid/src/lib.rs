@@ -62,16 +62,12 @@ pub fn main_entry() -> i32 {
                 // configuration that worked.
                 let config = h.config.clone();
                 let mut h = h;
-                h.last_error = Some(format!(
-                    "reload: new configuration refused, keeping the previous one: {e}"
-                ));
+                let reason =
+                    format!("new configuration refused, the previous one stays in force: {e}");
+                h.last_error = Some(reason.clone());
+                h.config_refused = Some(reason);
                 log!("{}", h.last_error.as_deref().unwrap_or_default());
                 return master::run(argv, config, Some(h), Vec::new());
-            }
-            // clap's own help/version output is not an error.
-            if e.starts_with("Usage") || e.contains("\nUsage:") && !e.starts_with("error") {
-                print!("{e}");
-                return 0;
             }
             let e = e.trim_end();
             let e = e.strip_prefix("error: ").unwrap_or(e);

@@ -215,6 +215,8 @@ pub struct Master {
     requests: Requests,
     exit_code: Option<i32>,
     runner_path: Option<PathBuf>,
+    /// The reload under way runs the previous configuration because the new one was refused.
+    config_refused: Option<String>,
 }
 
 /// Start (or, after a re-exec, continue) the master and run it until it exits.
@@ -320,6 +322,7 @@ impl Master {
             requests: Requests::default(),
             exit_code: None,
             runner_path: None,
+            config_refused: None,
         })
     }
 
@@ -393,6 +396,7 @@ impl Master {
         m.paused = h.paused;
         m.last_error = h.last_error.clone();
         m.last_reload = h.last_reload.clone();
+        m.config_refused = h.config_refused.clone();
         m.pidfiles_written = h.pidfiles_written.clone();
 
         for (path, fd) in &h.lock_fds {
@@ -1489,6 +1493,7 @@ impl Master {
                 })
                 .collect(),
             last_reload: self.last_reload.clone(),
+            config_refused: None,
         }
     }
 
@@ -1738,6 +1743,10 @@ impl Master {
     fn finish_reload(&mut self, ok: bool, message: String) {
         let Some(reload) = self.reload.take() else {
             return;
+        };
+        let (ok, message) = match self.config_refused.take() {
+            Some(reason) if ok => (false, reason),
+            _ => (ok, message),
         };
         if ok {
             log!("{message}");
