@@ -535,13 +535,15 @@ fn pause_resume(ctx: &Ctx, want_paused: bool, a: &ViaArgs) -> Result<Report, Ctl
         }
     } else {
         // uWSGI (or uwsgid without a FIFO) only has a toggle: read the state, toggle if needed.
-        let Some(current) = was_paused else {
-            let why = format!(
-                "{verb} of a master that only has a pause toggle needs its stats to know \
-                 whether it is paused"
-            );
-            ctx.fetch(&why)?;
-            return Err(CtlError::new(Exit::Stats, "stats became unreachable"));
+        let current = match was_paused {
+            Some(current) => current,
+            None => {
+                let why = format!(
+                    "{verb} of a master that only has a pause toggle needs its stats to know \
+                     whether it is paused"
+                );
+                wait::is_paused(&ctx.fetch(&why)?.0)
+            }
         };
         if current == want_paused {
             json["changed"] = json!(false);
@@ -836,8 +838,9 @@ fn status_inner(ctx: &Ctx) -> (Exit, &'static str, String, Value) {
                     3 => "not-running",
                     _ => "unknown",
                 };
-                json["message"] = json!(e.message);
-                return (e.exit, state, format!("{state}: {}", e.message), json);
+                let message = e.message.replace("nothing was sent; ", "");
+                json["message"] = json!(message);
+                return (e.exit, state, format!("{state}: {message}"), json);
             }
         },
         None => None,
