@@ -70,6 +70,34 @@ fn listen_variables_from_inside_the_worker() {
 }
 
 #[test]
+fn env_and_chdir_for_any_program() {
+    let dir = TestDir::new("exec-env-chdir");
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    let cmd = probe_cmd(&dir, "notify");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--worker-exec",
+            &cmd,
+            "--chdir",
+            "work",
+            "--env",
+            "PROBE_ENV=a b=c",
+            "--env",
+            "LISTEN_FDS=99",
+        ],
+    );
+    let got = probe_get(&d.addr);
+    assert_eq!(got["PROBE_ENV"], "a b=c");
+    assert_eq!(
+        got["LISTEN_FDS"], "1",
+        "--env must not override the protocol"
+    );
+    let work = std::fs::canonicalize(dir.join("work")).unwrap();
+    assert_eq!(got["cwd"], work.to_str().unwrap());
+}
+
+#[test]
 fn no_fd_leaks_into_a_worker_that_opens_none() {
     let dir = TestDir::new("exec-fds");
     let d = Daemon::start(

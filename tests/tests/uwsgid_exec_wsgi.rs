@@ -99,6 +99,51 @@ fn reload_under_load(d: &Daemon, how: &dyn Fn(&Daemon)) {
 }
 
 #[test]
+fn chdir_pythonpath_env_and_threads_reach_the_app() {
+    let dir = TestDir::new("exec-wsgi-options");
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    dir.write("lib/helper.py", "WORD = 'from lib'\n");
+    dir.write(
+        "site/app.py",
+        r#"
+import os, helper
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("%s|%s|%s" % (helper.WORD, os.environ.get("GREETING"), os.getcwd())).encode()]
+"#,
+    );
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--chdir",
+            "site",
+            "--wsgi-file",
+            "app.py",
+            "--pythonpath",
+            "../lib",
+            "--env",
+            "GREETING=hello there",
+            "--threads",
+            "2",
+            "--python",
+            &python(),
+        ],
+    );
+    let site = std::fs::canonicalize(dir.join("site")).unwrap();
+    assert_eq!(
+        d.get("/").unwrap(),
+        (200, format!("from lib|hello there|{}", site.display()))
+    );
+    let s = d.stats();
+    let status = workers(&s)[0]["uwsgid"]["status_text"].clone();
+    assert!(
+        status.as_str().unwrap().ends_with("with 2 threads"),
+        "{status}"
+    );
+}
+
+#[test]
 fn every_reload_kind_under_load_drops_nothing() {
     let dir = TestDir::new("exec-wsgi-reloads");
     let d = wsgi_daemon(&dir, "2");

@@ -102,6 +102,18 @@ pub struct Args {
     /// Python interpreter for --wsgi-file/--module
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
+    /// Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)
+    #[arg(long, visible_alias = "python-path", value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
+    /// Requests each --wsgi-file/--module worker serves at once (default 8)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Set NAME=VALUE in the environment of exec workers (repeatable)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of exec workers (the master's by default)
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
     /// Keep the previous generation parked on graceful reload, for rollback (SIGURG)
     #[arg(long = "auto-snapshot")]
     pub auto_snapshot: bool,
@@ -143,6 +155,12 @@ pub enum WorkerKind {
         argv: Vec<String>,
         ready_timeout: Option<f64>,
         stop_signal: i32,
+        /// `--env NAME=VALUE`, in order.
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        /// `--chdir DIR`, absolute.
+        #[serde(default)]
+        chdir: Option<PathBuf>,
     },
 }
 
@@ -404,6 +422,24 @@ fn parse_signal(name: &str) -> Result<i32, String> {
     })
 }
 
+/// One `--env NAME=VALUE`.
+fn parse_env(kv: &str) -> Result<(String, String), String> {
+    let (name, value) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("--env {kv:?}: expected NAME=VALUE"))?;
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "--env {kv:?}: {name:?} is not a variable name (letters, digits, '_')"
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!("--env {name}: the value contains a NUL byte"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 fn seconds(option: &str, v: f64) -> Result<Duration, String> {
     if v.is_finite() && (0.0..=86_400.0).contains(&v) {
         Ok(Duration::from_secs_f64(v))
@@ -539,6 +575,56 @@ impl Config {
                 "--worker-exec, --wsgi-file and --module exclude each other: give one".into(),
             );
         }
+        let python_app = args.wsgi_file.is_some() || args.module.is_some();
+        if !python_app {
+            let python_only = [
+                ("--callable", args.callable.is_some()),
+                ("--python", args.python.is_some()),
+                ("--pythonpath", !args.pythonpath.is_empty()),
+                ("--threads", args.threads.is_some()),
+            ];
+            if let Some((flag, _)) = python_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} applies to Python apps only: add --wsgi-file FILE or --module MOD"
+                ));
+            }
+        }
+        let exec_only = [
+            ("--env", !args.env.is_empty()),
+            ("--chdir", args.chdir.is_some()),
+            (
+                "--worker-ready-timeout",
+                args.worker_ready_timeout.is_some(),
+            ),
+            ("--worker-stop-signal", args.worker_stop_signal.is_some()),
+        ];
+        if !python_app && args.worker_exec.is_none() {
+            if let Some((flag, _)) = exec_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} applies to exec workers only: add --worker-exec CMD, --wsgi-file FILE \
+                     or --module MOD"
+                ));
+            }
+        }
+        let env = args
+            .env
+            .iter()
+            .map(|kv| parse_env(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chdir = match &args.chdir {
+            Some(d) => Some(
+                std::fs::canonicalize(d)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .ok_or_else(|| format!("--chdir {}: not a directory", d.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(t) = args.threads {
+            if !(1..=1024).contains(&t) {
+                return Err(format!("--threads {t}: must be between 1 and 1024"));
+            }
+        }
         let worker = if let Some(cmd) = &args.worker_exec {
             let argv =
                 crate::exec::split_command_line(cmd).map_err(|e| format!("--worker-exec: {e}"))?;
@@ -546,15 +632,22 @@ impl Config {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
                 stop_signal,
+                env,
+                chdir,
             }
-        } else if args.wsgi_file.is_some() || args.module.is_some() {
+        } else if python_app {
             let python = args.python.clone().unwrap_or_else(|| "python3".into());
             let mut argv = vec![python, "{runner}".to_string()];
             if let Some(f) = &args.wsgi_file {
+                // As in uWSGI, a relative file is found from --chdir when one is given.
+                let f = match &chdir {
+                    Some(dir) if f.is_relative() => dir.join(f),
+                    _ => f.clone(),
+                };
                 if !f.is_file() {
                     return Err(format!("--wsgi-file {}: no such file", f.display()));
                 }
-                let abs = std::fs::canonicalize(f)
+                let abs = std::fs::canonicalize(&f)
                     .map_err(|e| format!("--wsgi-file {}: {e}", f.display()))?;
                 argv.push("--wsgi-file".into());
                 argv.push(abs.to_string_lossy().into_owned());
@@ -567,10 +660,21 @@ impl Config {
                 argv.push("--callable".into());
                 argv.push(c.clone());
             }
+            for dir in &args.pythonpath {
+                let base = chdir.clone().unwrap_or_default();
+                argv.push("--pythonpath".into());
+                argv.push(base.join(dir).to_string_lossy().into_owned());
+            }
+            if let Some(t) = args.threads {
+                argv.push("--threads".into());
+                argv.push(t.to_string());
+            }
             WorkerKind::Exec {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
                 stop_signal,
+                env,
+                chdir,
             }
         } else {
             WorkerKind::Builtin
@@ -683,6 +787,58 @@ mod tests {
         ])
         .unwrap_err()
         .contains("does not exist"));
+    }
+
+    #[test]
+    fn exec_and_python_options() {
+        let c = load(&[
+            "--http-socket",
+            ":1",
+            "--worker-exec",
+            "prog --flag",
+            "--env",
+            "A_1=x=y",
+            "--chdir",
+            "/",
+        ])
+        .unwrap();
+        let WorkerKind::Exec {
+            argv, env, chdir, ..
+        } = c.worker
+        else {
+            panic!("not exec");
+        };
+        assert_eq!(argv, ["prog", "--flag"]);
+        assert_eq!(env, [("A_1".to_string(), "x=y".to_string())]);
+        assert_eq!(chdir, Some(PathBuf::from("/")));
+        let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "1A=x"]);
+        assert!(e.unwrap_err().contains("not a variable name"));
+        let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "A"]);
+        assert!(e.unwrap_err().contains("NAME=VALUE"));
+        let e = load(&[
+            "--http-socket",
+            ":1",
+            "--worker-exec",
+            "p",
+            "--threads",
+            "4",
+        ]);
+        assert!(e
+            .unwrap_err()
+            .contains("--threads applies to Python apps only"));
+        let e = load(&["--http-socket", ":1", "--env", "A=b"]);
+        assert!(e
+            .unwrap_err()
+            .contains("--env applies to exec workers only"));
+        let e = load(&[
+            "--http-socket",
+            ":1",
+            "--worker-exec",
+            "p",
+            "--chdir",
+            "/nonexistent/x",
+        ]);
+        assert!(e.unwrap_err().contains("not a directory"));
     }
 
     #[test]

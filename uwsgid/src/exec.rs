@@ -72,6 +72,9 @@ pub struct ExecSpec {
     pub argv: Vec<String>,
     /// Variables set for the program, over the inherited environment.
     pub env: Vec<(String, String)>,
+    /// The program's working directory (`--chdir`); the master's when `None`. A relative
+    /// program path or `PATH` entry is resolved from there, as a shell started there would.
+    pub cwd: Option<PathBuf>,
 }
 
 /// Split a command line into words as a POSIX shell would, without running a shell.
@@ -250,6 +253,14 @@ fn try_exec_worker(
             "worker command is empty",
         ));
     };
+    if let Some(dir) = &spec.cwd {
+        std::env::set_current_dir(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("working directory {}: {e}", dir.display()),
+            )
+        })?;
+    }
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() };
     let names: Vec<String> = listeners.iter().map(|(_, name)| fd_name(name)).collect();
@@ -829,6 +840,7 @@ mod tests {
         let spec = ExecSpec {
             argv: vec!["uwsgid-no-such-program".into()],
             env: vec![("PATH".into(), "/nonexistent".into())],
+            cwd: None,
         };
         let e = exec_worker(&spec, &[(0, "x".into())], "@n", 1, 1);
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
@@ -997,6 +1009,7 @@ mod tests {
         ExecSpec {
             argv: vec!["python3".into(), "-c".into(), script.into()],
             env: vec![("UWSGID_TEST_FOO".into(), "bar".into())],
+            cwd: None,
         }
     }
 
@@ -1127,7 +1140,11 @@ def application(environ, start_response):
             argv.push("--wsgi-file".into());
             argv.push(dir.path.join("app.py").to_str().unwrap().into());
             argv.extend(args.iter().map(|a| a.to_string()));
-            let spec = ExecSpec { argv, env: vec![] };
+            let spec = ExecSpec {
+                argv,
+                env: vec![],
+                cwd: None,
+            };
             let listeners = vec![(listener.as_raw_fd(), format!("127.0.0.1:{port}"))];
             let child = spawn_worker(spec, listeners, notify_name, || Ok(()));
             Runner {

@@ -1844,7 +1844,9 @@ impl Master {
                 check_static: self.config.check_static.clone(),
                 notify_addr: Some(self.notify_addr.clone()),
             }),
-            WorkerKind::Exec { argv, .. } => {
+            WorkerKind::Exec {
+                argv, env, chdir, ..
+            } => {
                 // SAFETY: own process group, so a terminal's Ctrl-C reaches the master only.
                 unsafe {
                     libc::setpgid(0, 0);
@@ -1867,7 +1869,8 @@ impl Master {
                     .collect();
                 let spec = crate::exec::ExecSpec {
                     argv,
-                    env: Vec::new(),
+                    env: env.clone(),
+                    cwd: chdir.clone(),
                 };
                 let named: Vec<(RawFd, String)> = self
                     .listeners

@@ -64,6 +64,7 @@ received = {k: os.environ.get(k) for k in
             ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
              "UWSGID_WORKER_ID", "UWSGID_GENERATION", "PROBE_ENV")}
 received["pid"] = os.getpid()
+received["cwd"] = os.getcwd()
 received["fds_at_start"] = fds_at_start
 
 def stop(signum, frame):
