@@ -372,3 +372,62 @@ fn scaling_and_stats_of_exec_workers() {
         "{w}"
     );
 }
+
+#[test]
+fn workers_made_ready_while_paused_stay_frozen_until_resume() {
+    let dir = TestDir::new("exec-pause-new");
+    let cmd = probe_cmd(&dir, "notify");
+    let d = Daemon::start(&dir, &["--worker-exec", &cmd]);
+    d.fifo_write(b"h");
+    d.wait_stats("paused", |s| {
+        (s["uwsgid"]["state"] == "paused").then_some(())
+    });
+    d.fifo_write(b"+");
+    let s = d.wait_stats("2 ready workers", |s| {
+        (workers(s).len() == 2 && all_ready(s)).then(|| s.clone())
+    });
+    for w in workers(&s) {
+        let pid = w["pid"].as_i64().unwrap();
+        wait_for("worker frozen", Duration::from_secs(5), || {
+            (proc_state(pid) == 'T').then_some(())
+        });
+    }
+    let waiting = in_flight(&d.addr, "/");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiting.is_finished(),
+        "a worker spawned while paused served"
+    );
+    d.fifo_write(b"u");
+    let (r, _) = waiting.join().unwrap();
+    assert_eq!(r.unwrap().0, 200);
+}
+
+#[test]
+fn stopping_unasked_gets_a_replacement_at_once_and_drops_nothing() {
+    let dir = TestDir::new("exec-recycle");
+    let cmd = probe_cmd(&dir, "notify recycle=5.3");
+    let d = Daemon::start(&dir, &["--worker-exec", &cmd]);
+    let first = d.worker_pids()[0];
+    let load = Load::start(&d.addr, 2, &["/"]);
+    d.wait_log("says it is stopping: draining, a replacement starts now");
+    let s = d.wait_stats("a replacement serving", |s| {
+        let w = &workers(s)[0];
+        (w["pid"].as_i64() != Some(first) && w["uwsgid"]["ready"] == true).then(|| s.clone())
+    });
+    wait_for("the old worker gone", Duration::from_secs(5), || {
+        (!alive(first as i32)).then_some(())
+    });
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} errors in {ok}: {errors:?}",
+        errors.len()
+    );
+    let w = &workers(&s)[0];
+    assert_eq!(w["uwsgid"]["failed_starts"], 0, "{w}");
+    assert_eq!(w["respawn_count"], 2, "{w}");
+    assert!(d
+        .log_text()
+        .contains(&format!("(pid {first}, generation 1) retired after")));
+}

@@ -860,6 +860,10 @@ impl Master {
     }
 
     fn on_notify(&mut self, msg: crate::exec::NotifyMessage) {
+        // A paused instance freezes exec workers that become ready (spawned by a reload, `+`
+        // or a respawn while paused), so none of them accepts before the resume.
+        let freeze = self.paused && matches!(self.config.worker, WorkerKind::Exec { .. });
+        let mercy = self.config.mercy;
         let Some(w) = self.workers.iter_mut().find(|w| w.pid == msg.pid) else {
             log!(
                 "notify from pid {} which is not one of our workers: ignored",
@@ -878,8 +882,26 @@ impl Master {
                 "worker {id} (pid {pid}, generation {g}) ready in {:.1} ms",
                 elapsed.as_secs_f64() * 1e3
             );
+            if freeze {
+                sys::kill(pid, libc::SIGSTOP);
+            }
         }
-        if msg.stopping {
+        // STOPPING=1 unasked (the program recycles itself) from a worker that has been ready
+        // long enough not to be a crash loop: it drains within the mercy and its slot gets a
+        // replacement now. Sooner, or while starting, its exit still counts as a failed start.
+        let stable = w.ready_at.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
+        if msg.stopping && w.state == WorkerState::Ready && stable {
+            let now = Instant::now();
+            w.state = WorkerState::Draining {
+                since: now,
+                deadline: now + mercy,
+            };
+            log!(
+                "worker {} (pid {}) says it is stopping: draining, a replacement starts now",
+                w.id,
+                w.pid
+            );
+        } else if msg.stopping {
             log!("worker {} (pid {}) says it is stopping", w.id, w.pid);
         }
     }
@@ -1587,6 +1609,9 @@ impl Master {
                             w.state = WorkerState::Ready;
                             w.ready_at = Some(now);
                             log!("worker {} (pid {}) counted ready after the {:.1}s grace (it sent no READY=1)", w.id, w.pid, g.as_secs_f64());
+                            if self.paused {
+                                sys::kill(w.pid, libc::SIGSTOP);
+                            }
                             continue;
                         }
                     }

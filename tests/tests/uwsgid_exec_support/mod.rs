@@ -41,7 +41,8 @@ def application(environ, start_response):
 
 /// The protocol probe. Options: `notify` (send READY=1 and a STATUS= line), `exit=N` (exit N at
 /// once), `exit-slot=ID` (exit 1 at once if this is worker ID), `hold-signal=NAME` (on that
-/// signal, write a line to `signals.txt` and keep running). Answers every HTTP request with a
+/// signal, write a line to `signals.txt` and keep running), `recycle=SECS` (that long after
+/// start, say STOPPING=1 unasked, serve one more second, exit 0). Answers every HTTP request with a
 /// JSON document of what it received: pid, LISTEN_* variables, its fds at start, generation.
 pub const PROBE: &str = r#"
 import os, sys
@@ -51,7 +52,7 @@ for name in os.listdir("/proc/self/fd"):
         fds_at_start[name] = os.readlink("/proc/self/fd/" + name)
     except OSError:
         pass  # the directory listing's own fd, closed by now
-import json, selectors, signal, socket
+import json, selectors, signal, socket, threading
 
 opts = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
 if "exit" in opts:
@@ -83,18 +84,33 @@ for i in range(int(os.environ["LISTEN_FDS"])):
     s.setblocking(False)
     sel.register(s, selectors.EVENT_READ)
 
-if "notify" in opts:
+def send_notify(text):
     addr = os.environ["NOTIFY_SOCKET"]
     if addr.startswith("@"):
         addr = "\0" + addr[1:]
     n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    n.sendto(("READY=1\nSTATUS=probe gen %s worker %s" % (
-        received["UWSGID_GENERATION"], received["UWSGID_WORKER_ID"])).encode(), addr)
+    n.sendto(text.encode(), addr)
     n.close()
 
+if "notify" in opts:
+    send_notify("READY=1\nSTATUS=probe gen %s worker %s" % (
+        received["UWSGID_GENERATION"], received["UWSGID_WORKER_ID"]))
+
 body = json.dumps(received).encode()
+leave_at = None
+if "recycle" in opts:
+    import time
+    def recycle():
+        global leave_at
+        send_notify("STOPPING=1\nSTATUS=recycling")
+        leave_at = time.monotonic() + 1.0
+    t = threading.Timer(float(opts["recycle"]), recycle)
+    t.daemon = True
+    t.start()
 while True:
-    for key, _ in sel.select():
+    if leave_at is not None and time.monotonic() >= leave_at:
+        sys.exit(0)
+    for key, _ in sel.select(0.1):
         try:
             c, _ = key.fileobj.accept()
         except (BlockingIOError, InterruptedError):
