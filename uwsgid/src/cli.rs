@@ -19,7 +19,7 @@ use common::discovery::{self, InstancePaths};
 /// 127.0.0.1:8000 with 4 workers, its pidfile, master FIFO and stats socket in the runtime
 /// directory (printed at startup).
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100, allow_negative_numbers = true)]
 pub struct Args {
     /// Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N
     #[arg(long = "http-socket", value_name = "ADDR")]
@@ -707,7 +707,10 @@ impl Config {
     /// Load the configuration from a full argv (program name first).
     pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), String> {
         let (args, warnings) = parse_args(argv)?;
-        let config = Config::from_args(&args, argv.len() <= 1)?;
+        let config = Config::from_args(&args, argv.len() <= 1).map_err(|e| match &args.ini {
+            Some(ini) => format!("{e} (options read from --ini {})", ini.display()),
+            None => e,
+        })?;
         Ok((args, config, warnings))
     }
 }
