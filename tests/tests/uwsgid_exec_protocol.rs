@@ -431,3 +431,46 @@ fn stopping_unasked_gets_a_replacement_at_once_and_drops_nothing() {
         .log_text()
         .contains(&format!("(pid {first}, generation 1) retired after")));
 }
+
+#[test]
+fn brutal_reloads_kill_old_exec_workers_and_workers_die_with_the_master() {
+    let dir = TestDir::new("exec-brutal");
+    let cmd = probe_cmd(&dir, "notify");
+    let logto = dir.join("instance.log");
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "--worker-exec",
+            &cmd,
+            "--processes",
+            "2",
+            "--logto",
+            logto.to_str().unwrap(),
+        ],
+    );
+    for (byte, g) in [(b"R", 2), (b"W", 3)] {
+        let old = d.worker_pids();
+        d.fifo_write(byte);
+        d.wait_generation(g);
+        for p in &old {
+            assert!(!alive(*p as i32), "old worker {p} survived a brutal reload");
+        }
+        assert_eq!(probe_get(&d.addr)["UWSGID_GENERATION"], g.to_string());
+    }
+    // Worker stdio is the instance log.
+    let pids = d.worker_pids();
+    let log = std::fs::canonicalize(&logto).unwrap();
+    let fds = fds_of(pids[0]);
+    assert_eq!(fds[1].1, log.to_str().unwrap(), "{fds:?}");
+    assert_eq!(fds[2].1, log.to_str().unwrap(), "{fds:?}");
+    // Exec workers live in their own process groups, yet die with the master.
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5));
+    for p in pids {
+        wait_for(
+            "the worker to die with its master",
+            Duration::from_secs(5),
+            || (!alive(p as i32)).then_some(()),
+        );
+    }
+}

@@ -206,6 +206,25 @@ fn reload_whose_new_workers_crash_fails_and_old_ones_keep_serving() {
         );
     }
 
+    // Graceful re-exec reload (SIGHUP): the master re-executes, its new workers crash, the
+    // reload is reported failed and the adopted old workers keep serving.
+    d.signal(libc::SIGHUP);
+    let last = d.wait_stats("the SIGHUP reload to fail", |s| {
+        let l = &s["uwsgid"]["last_reload"];
+        (l["kind"] == "graceful" && l["result"] == "failed").then(|| l.clone())
+    });
+    assert!(
+        last["reason"].as_str().unwrap().contains("failed to start"),
+        "{last}"
+    );
+    assert_eq!(d.get("/").unwrap().0, 200);
+    for p in &old {
+        assert!(
+            alive(*p as i32),
+            "old worker {p} was stopped by a failed re-exec reload"
+        );
+    }
+
     // Fixed: the next reload completes.
     std::fs::write(dir.join("app.py"), APP).unwrap();
     let g = d.generation();
