@@ -252,12 +252,8 @@ impl Daemon {
 
     pub fn signal(&self, sig: i32) {
         // SAFETY: signalling the daemon we started, by its pid.
-        assert_eq!(
-            unsafe { libc::kill(self.pid, sig) },
-            0,
-            "kill({}, {sig})",
-            self.pid
-        );
+        let ret = unsafe { libc::kill(self.pid, sig) };
+        assert_eq!(ret, 0, "kill({}, {sig})", self.pid);
     }
 
     /// Write bytes to the master FIFO (non-blocking open: fails if nobody reads).

@@ -501,16 +501,7 @@ impl Master {
             .collect();
         m.resize_slots();
 
-        let fifo = h.fifo.clone();
-        let stats_fd = h.stats_fd.map(|fd| {
-            (
-                fd,
-                h.config.stats.clone(),
-                h.config.stats_http,
-                h.stats_created.clone(),
-            )
-        });
-        m.open_channels(Some((fifo, stats_fd)))?;
+        m.open_channels(Some(&h))?;
         m.prepare_runner()?;
 
         m.generation = h.generation + 1;
@@ -571,14 +562,14 @@ impl Master {
         Ok(())
     }
 
-    fn open_channels(
-        &mut self,
-        inherited: Option<(
-            Option<HandoffFifo>,
-            Option<(i32, Option<StatsAddr>, bool, Option<PathBuf>)>,
-        )>,
-    ) -> Result<(), String> {
-        let (fifo_in, stats_in) = inherited.unwrap_or((None, None));
+    /// Open the FIFO, stats server and touch watches, adopting the ones a previous image
+    /// handed over when their configuration did not change.
+    fn open_channels(&mut self, handoff: Option<&Handoff>) -> Result<(), String> {
+        let fifo_in = handoff.and_then(|h| h.fifo.clone());
+        let stats_in = handoff.and_then(|h| {
+            h.stats_fd
+                .map(|fd| (fd, h.config.stats.clone(), h.stats_created.clone()))
+        });
         // FIFO: keep the inherited one if the paths did not change.
         if let Some(f) = fifo_in {
             if f.paths == self.config.fifos {
@@ -597,7 +588,7 @@ impl Master {
         if self.fifo.is_none() && !self.config.fifos.is_empty() {
             self.fifo = Some(Fifo::open(self.config.fifos.clone(), 0)?);
         }
-        if let Some((fd, addr, http, created)) = stats_in {
+        if let Some((fd, addr, created)) = stats_in {
             if addr.as_ref() == self.config.stats.as_ref() {
                 if let Some(addr) = addr {
                     match StatsServer::inherit(addr, self.config.stats_http, fd, created) {
@@ -606,7 +597,6 @@ impl Master {
                     }
                 }
             } else {
-                let _ = http;
                 // SAFETY: an inherited fd nobody else owns.
                 drop(unsafe { OwnedFd::from_raw_fd(fd) });
                 if let Some(p) = created {

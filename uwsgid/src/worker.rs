@@ -242,19 +242,17 @@ impl<'a> Worker<'a> {
     fn handle_signals(&mut self) -> io::Result<()> {
         while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
             match sig {
-                libc::SIGHUP => {
-                    if !self.draining {
-                        self.draining = true;
-                        self.stop_accepting();
-                        // Our copies of the listeners are no longer needed; the master keeps its own.
-                        for fd in std::mem::take(&mut self.setup.listeners) {
-                            // SAFETY: closing our inherited listener fds, which nothing else here uses.
-                            unsafe {
-                                libc::close(fd);
-                            }
+                libc::SIGHUP if !self.draining => {
+                    self.draining = true;
+                    self.stop_accepting();
+                    // Our copies of the listeners are no longer needed; the master keeps its own.
+                    for fd in std::mem::take(&mut self.setup.listeners) {
+                        // SAFETY: closing our inherited listener fds, which nothing else here uses.
+                        unsafe {
+                            libc::close(fd);
                         }
-                        self.mark_keepalive_closing();
                     }
+                    self.mark_keepalive_closing();
                 }
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
                     // SAFETY: immediate exit, as a brutal stop asks.
