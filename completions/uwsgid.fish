@@ -1,0 +1,35 @@
+complete -c uwsgid -l http-socket -d 'Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N' -r
+complete -c uwsgid -s p -l processes -l workers -d 'Number of worker processes' -r
+complete -c uwsgid -l safe-pidfile -d 'Write the master pid here once the listeners and first workers are up' -r -F
+complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a pidfile early)' -r -F
+complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL' -r
+complete -c uwsgid -l listen -d 'Listen backlog' -r
+complete -c uwsgid -l logto -d 'Log to FILE instead of stderr' -r -F
+complete -c uwsgid -l check-static -d 'Serve static files from DIR' -r -F
+complete -c uwsgid -l ini -d 'Read options from the [uwsgi] section of FILE (same names as the command line)' -r -F
+complete -c uwsgid -l master-fifo -d 'Master FIFO (repeatable; the first is slot 0)' -r -F
+complete -c uwsgid -l stats -l stats-server -d 'Stats server on HOST:PORT or a Unix socket path' -r
+complete -c uwsgid -l touch-reload -d 'Graceful reload when FILE is touched' -r -F
+complete -c uwsgid -l touch-workers-reload -d 'Graceful workers reload when FILE is touched' -r -F
+complete -c uwsgid -l touch-chain-reload -d 'Chain reload when FILE is touched' -r -F
+complete -c uwsgid -l name -d 'Instance name: its files live in the runtime directory under NAME' -r
+complete -c uwsgid -l worker-exec -d 'Run each worker as this program (a command line; listeners as fds 3.., LISTEN_FDS)' -r
+complete -c uwsgid -l worker-ready-timeout -d 'Exec workers that never send READY=1 count as ready after SECS' -r
+complete -c uwsgid -l worker-stop-signal -d 'Signal that asks an exec worker to stop gracefully' -r
+complete -c uwsgid -l wsgi-file -l wsgi -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
+complete -c uwsgid -l callable -d 'WSGI callable name in --wsgi-file' -r
+complete -c uwsgid -l module -d 'Run a Python WSGI app from pkg.mod[:callable]' -r
+complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module' -r
+complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)' -r -F
+complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
+complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
+complete -c uwsgid -l chdir -d 'Working directory of exec workers (the master\'s by default)' -r -F
+complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
+complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
+complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
+complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response'
+complete -c uwsgid -l vacuum -d 'On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made'
+complete -c uwsgid -l auto-snapshot -d 'Keep the previous generation parked on graceful reload, for rollback (SIGURG)'
+complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
+complete -c uwsgid -s h -l help -d 'Print help'
+complete -c uwsgid -s V -l version -d 'Print version'
