@@ -1,0 +1,85 @@
+//! The examples in `docs/exec-workers.md` run as documented: the Perl program (notify
+//! readiness) and the Node.js program (grace readiness) serve, reload under load without an
+//! error, and stop on SIGTERM. A test whose interpreter is not installed says so and passes.
+
+mod uwsgid_exec_support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use uwsgi_tests::*;
+use uwsgid_exec_support::*;
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples")
+        .join(name)
+}
+
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn serve_reload_stop(dir: &TestDir, args: &[&str], greeting: &str) {
+    let mut d = Daemon::start(dir, args);
+    let (status, body) = d.get("/hello").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains(greeting), "{body}");
+    let load = Load::start(&d.addr, 3, &["/a", "/b"]);
+    d.fifo_write(b"w");
+    d.wait_generation(2);
+    d.signal(libc::SIGHUP);
+    d.wait_generation(3);
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} errors in {ok}: {errors:?}",
+        errors.len()
+    );
+    d.fifo_write(b"q");
+    let status = d.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let log = d.log_text();
+    assert!(
+        !log.contains("mercy: SIGKILL"),
+        "a worker ignored SIGTERM:\n{log}"
+    );
+}
+
+#[test]
+fn perl_example_notifies_and_drains() {
+    if !installed("perl") {
+        eprintln!("perl is not installed: skipped");
+        return;
+    }
+    let dir = TestDir::new("exec-example-perl");
+    let cmd = format!("perl {}", example("listenfd-server.pl").display());
+    serve_reload_stop(&dir, &["--worker-exec", &cmd, "--processes", "2"], "Perl");
+}
+
+#[test]
+fn node_example_with_a_grace() {
+    if !installed("node") {
+        eprintln!("node is not installed: skipped");
+        return;
+    }
+    let dir = TestDir::new("exec-example-node");
+    let cmd = format!("node {}", example("listenfd-server.js").display());
+    serve_reload_stop(
+        &dir,
+        &[
+            "--worker-exec",
+            &cmd,
+            "--processes",
+            "2",
+            "--worker-ready-timeout",
+            "1",
+        ],
+        "Node.js",
+    );
+}
