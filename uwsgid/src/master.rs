@@ -4,7 +4,8 @@
 //! Sources only record: the signalfd, the FIFO, touch files and the notify socket turn into
 //! [`Requests`]; child exits and readiness update the worker table. Then one [`Master::step`]
 //! decides, in a fixed priority order (brutal stop, graceful stop, reload, the rest), and every
-//! wait has a deadline that bounds the one blocking call, `poll`.
+//! wait has a deadline that bounds the one blocking call, `poll`. The FIFO records one command
+//! byte at a time and steps after each, so the commands of one write run in the order written.
 //!
 //! Phases and their transitions:
 //!
@@ -963,13 +964,9 @@ impl Master {
             FifoCommand::RemoveWorker => r.worker_delta -= 1,
             FifoCommand::Slot(n) => r.fifo_slot = Some(n),
         }
-        // Commands whose order matters relative to the next ones act at once.
-        if matches!(
-            c,
-            FifoCommand::AddWorker | FifoCommand::RemoveWorker | FifoCommand::Slot(_)
-        ) {
-            self.step(Instant::now());
-        }
+        // Each command is decided before the next byte is looked at, so a batch runs in order
+        // ("hp" pauses then resumes, "ww" is two reloads), as if written one at a time.
+        self.step(Instant::now());
     }
 
     fn check_touch(&mut self) {
