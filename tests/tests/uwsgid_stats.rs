@@ -1,0 +1,510 @@
+//! The stats server (BEHAVIOUR 1.9): the document parses into `common`'s types and carries every
+//! key of uWSGI 2.0's with the same JSON types, its values are real, HTTP mode answers HTTP, and
+//! no client (silent, never reading, or 200 at once) delays signals or reloads. uwsgitop shows a
+//! uwsgid instance.
+
+mod chan;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chan::*;
+use serde_json::Value;
+use uwsgi_tests::*;
+
+const SAMPLE: &str = include_str!("../fixtures/uwsgi-2.0.31/busy-sleep.raw.json");
+const KEYS: &str = include_str!("../fixtures/uwsgi-2.0.31/keys.txt");
+
+/// The JSON type of a value, integers told apart from other numbers.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "float",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Every key of `keys` present in `ours` with the type it has in `theirs`.
+fn same_keys_and_types(what: &str, keys: &Value, ours: &Value, theirs: &Value) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for k in keys.as_array().unwrap() {
+        let k = k.as_str().unwrap();
+        match ours.get(k) {
+            None => wrong.push(format!("{what}.{k} missing")),
+            Some(v) if kind(v) != kind(&theirs[k]) => wrong.push(format!(
+                "{what}.{k} is {} ({v}) where uWSGI has {} ({})",
+                kind(v),
+                kind(&theirs[k]),
+                theirs[k]
+            )),
+            Some(_) => {}
+        }
+    }
+    wrong
+}
+
+#[test]
+fn document_has_every_uwsgi_key_with_uwsgi_types_and_parses_into_common() {
+    // A directory name that needs escaping in JSON: the cwd is reported in it.
+    let dir = TestDir::new("stats-\"q\\");
+    let d = Daemon::start(&dir, &["--processes", "2"]);
+    let raw = fetch_raw(
+        &StatsAt::Unix(d.stats.clone()),
+        false,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let doc = common::stats::parse(&text).expect("parses into StatsDocument");
+    assert_eq!(doc.workers.len(), 2);
+    assert_eq!(doc.pid, d.pid as i64);
+    assert_eq!(PathBuf::from(&doc.cwd), dir.path);
+    assert!(doc.uwsgid.is_some() && doc.workers.iter().all(|w| w.uwsgid.is_some()));
+
+    let ours: Value = serde_json::from_str(&text).unwrap();
+    let theirs: Value = serde_json::from_str(SAMPLE).unwrap();
+    let keys: Value = serde_json::from_str(KEYS).unwrap();
+    let mut wrong = same_keys_and_types("top", &keys["top"], &ours, &theirs);
+    let (w, tw) = (&ours["workers"][0], &theirs["workers"][0]);
+    wrong.extend(same_keys_and_types("worker", &keys["worker"], w, tw));
+    wrong.extend(same_keys_and_types(
+        "core",
+        &keys["core"],
+        &w["cores"][0],
+        &tw["cores"][0],
+    ));
+    wrong.extend(same_keys_and_types(
+        "app",
+        &keys["app"],
+        &w["apps"][0],
+        &tw["apps"][0],
+    ));
+    wrong.extend(same_keys_and_types(
+        "socket",
+        &keys["socket"],
+        &ours["sockets"][0],
+        &theirs["sockets"][0],
+    ));
+    for lock in ours["locks"].as_array().unwrap() {
+        let lock = lock.as_object().unwrap();
+        if lock.len() != 1 || !lock.values().all(|v| kind(v) == "integer") {
+            wrong.push(format!("lock {lock:?} is not one name with an integer"));
+        }
+    }
+    assert!(
+        ours["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_object().unwrap().contains_key("user 0")),
+        "{}",
+        ours["locks"]
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn values_are_real_rss_vsz_requests_and_respawns() {
+    let dir = TestDir::new("stats-values");
+    let d = Daemon::start(&dir, &["--processes", "2"]);
+    for _ in 0..5 {
+        assert_eq!(d.get("/").unwrap().0, 200);
+    }
+    let s = d.wait_stats("5 requests counted", |s| {
+        let total: u64 = workers(s)
+            .iter()
+            .map(|w| w["requests"].as_u64().unwrap())
+            .sum();
+        (total == 5).then(|| s.clone())
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for w in workers(&s) {
+        assert!(w["rss"].as_u64() > Some(0), "{w}");
+        assert!(w["vsz"].as_u64() >= w["rss"].as_u64(), "{w}");
+        assert_eq!(w["respawn_count"], 1, "{w}");
+        assert!(w["last_spawn"].as_u64().unwrap().abs_diff(now) < 120, "{w}");
+        assert_eq!(w["apps"][0]["requests"], w["requests"], "{w}");
+        assert_eq!(w["cores"][0]["requests"], w["delta_requests"], "{w}");
+        if w["requests"].as_u64() > Some(0) {
+            assert!(w["tx"].as_u64() > Some(0), "{w}");
+        }
+        assert_eq!(w["status"], "idle");
+        assert_eq!(w["accepting"], 1);
+    }
+    // Counters survive a workers reload (uWSGI keeps them per slot); respawns count up.
+    d.fifo_write(b"w");
+    let s = d.wait_generation(2);
+    let total: u64 = workers(&s)
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 5, "{s}");
+    assert!(workers(&s).iter().all(|w| w["respawn_count"] == 2));
+    assert!(workers(&s).iter().all(|w| w["delta_requests"] == 0));
+}
+
+#[test]
+fn a_worker_in_a_request_is_busy_with_its_request_shown() {
+    let dir = TestDir::new("stats-busy");
+    let d = Daemon::start(&dir, &["--processes", "1"]);
+    let slow = std::thread::spawn({
+        let addr = d.addr.clone();
+        move || http_get(&addr, "/sleep?ms=800&x=1")
+    });
+    let w = d.wait_stats("the worker busy", |s| {
+        let w = s["workers"][0].clone();
+        (w["status"] == "busy").then_some(w)
+    });
+    let core = &w["cores"][0];
+    assert_eq!(core["in_request"], 1, "{w}");
+    assert!(core["req_info"]["request_start"].as_u64() > Some(0), "{w}");
+    let vars: Vec<&str> = core["vars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(vars.contains(&"PATH_INFO=/sleep"), "{vars:?}");
+    assert!(vars.contains(&"QUERY_STRING=ms=800&x=1"), "{vars:?}");
+    assert_eq!(
+        vars.last(),
+        Some(&""),
+        "uWSGI ends vars with an empty string"
+    );
+    assert_eq!(slow.join().unwrap().unwrap().0, 200);
+    let w = d.wait_stats("the worker idle again", |s| {
+        let w = s["workers"][0].clone();
+        (w["status"] == "idle").then_some(w)
+    });
+    assert_eq!(w["cores"][0]["in_request"], 0);
+    assert_eq!(w["cores"][0]["vars"], serde_json::json!([]));
+    assert!(w["running_time"].as_u64() >= Some(800_000), "{w}");
+    assert!(w["avg_rt"].as_u64() > Some(0), "{w}");
+}
+
+#[test]
+fn dead_and_backoff_slots_are_never_reported_idle() {
+    let dir = TestDir::new("stats-dead");
+    let d = Daemon::spawn(&dir, &["--processes", "2", "--worker-exec", "false"]);
+    let mut seen = std::collections::BTreeSet::new();
+    let s = d.wait_stats("a slot in backoff after failed starts", |s| {
+        for w in workers(s) {
+            seen.insert(w["status"].as_str().unwrap().to_string());
+            assert_ne!(
+                w["status"], "idle",
+                "a slot without a ready worker shown idle: {w}"
+            );
+            assert_ne!(w["accepting"], 1, "{w}");
+        }
+        let w = s["workers"][0].clone();
+        (w["status"] == "backoff" && w["uwsgid"]["failed_starts"].as_u64() >= Some(2))
+            .then(|| s.clone())
+    });
+    let w = &s["workers"][0];
+    assert_eq!(w["pid"], 0, "{w}");
+    assert_eq!(w["uwsgid"]["state"], "backoff");
+    assert!(w["uwsgid"]["next_spawn_unix_ms"].as_u64().is_some(), "{w}");
+    assert!(
+        w["uwsgid"]["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains('1')),
+        "{w}"
+    );
+    assert_eq!(s["uwsgid"]["state"], "starting");
+    assert!(seen.iter().all(|st| st != "idle"), "{seen:?}");
+}
+
+#[test]
+fn http_mode_answers_an_http_response() {
+    let dir = TestDir::new("stats-http");
+    let d = Daemon::spawn(&dir, &["--processes", "1", "--stats-http"]);
+    let at = StatsAt::Unix(d.stats.clone());
+    wait_stats_at(&d, &at, true, "a ready worker", |s| {
+        all_ready(s).then_some(())
+    });
+    let raw = fetch_raw(&at, true, Duration::from_secs(5)).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    let doc = common::stats::parse(body).unwrap();
+    assert_eq!(doc.pid, d.pid as i64);
+}
+
+/// Whether the peer has closed a connection we never read from: true once EOF is all that is
+/// left, false while it is open (data waiting or not).
+fn peer_closed(s: &UnixStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    // SAFETY: a non-blocking peek into our buffer.
+    let n = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+}
+
+#[test]
+fn a_silent_http_client_never_delays_signals_or_reloads() {
+    let dir = TestDir::new("stats-silent");
+    let d = Daemon::spawn(&dir, &["--processes", "2", "--stats-http"]);
+    let at = StatsAt::Unix(d.stats.clone());
+    wait_stats_at(&d, &at, true, "ready workers", |s| {
+        all_ready(s).then_some(())
+    });
+    // Connects and never sends its request (HTTP mode waits for one).
+    let silent = UnixStream::connect(&d.stats).unwrap();
+    let held_since = Instant::now();
+
+    let t = Instant::now();
+    assert!(fetch_stats(&at, true).is_some());
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    d.signal(libc::SIGUSR1);
+    d.wait_log("statistics: generation 1");
+    d.fifo_write(b"w");
+    wait_stats_at(&d, &at, true, "the workers reload", |s| {
+        (s["uwsgid"]["generation"] == 2 && s["uwsgid"]["reload"].is_null() && all_ready(s))
+            .then_some(())
+    });
+    assert!(
+        !peer_closed(&silent),
+        "the silent client was dropped before the workers reload finished"
+    );
+    d.signal(libc::SIGHUP);
+    wait_stats_at(&d, &at, true, "the graceful reload", |s| {
+        (s["uwsgid"]["generation"] == 3
+            && s["uwsgid"]["reload"].is_null()
+            && s["uwsgid"]["draining"]
+                .as_array()
+                .is_some_and(|v| v.is_empty())
+            && all_ready(s))
+        .then_some(())
+    });
+    // All of it happened well inside the client's own deadline: nobody waited for it.
+    assert!(
+        held_since.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        held_since.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn two_hundred_clients_at_once_never_delay_a_reload() {
+    let dir = TestDir::new("stats-200");
+    let d = Daemon::start(&dir, &["--processes", "2"]);
+    let clients: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(&d.stats).unwrap())
+        .collect();
+    let t = Instant::now();
+    d.fifo_write(b"w");
+    d.wait_generation(2);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    for mut c in clients {
+        use std::io::Read;
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        common::stats::parse(&text).expect("every client got a whole document");
+    }
+}
+
+/// A TCP connection whose receive buffer is as small as the kernel allows.
+fn tiny_window_connect(addr: &str) -> std::net::TcpStream {
+    let sa: std::net::SocketAddrV4 = addr.parse().unwrap();
+    // SAFETY: a new socket we own; setsockopt and connect on it with valid pointers and sizes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = OwnedFd::from_raw_fd(fd);
+        let size: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: sa.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*sa.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            &sin as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        std::net::TcpStream::from(owned)
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_a_64_worker_document_delays_nothing() {
+    let dir = TestDir::new("stats-stuck");
+    let stats = format!("127.0.0.1:{}", free_port());
+    let mut args = harness_args(&dir);
+    args.extend(["--processes", "64", "--stats", &stats].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = spawn_custom(&dir, &args);
+    let at = StatsAt::Tcp(stats.clone());
+    let s = wait_stats_at(&d, &at, false, "64 ready workers", |s| {
+        all_ready(s).then(|| s.clone())
+    });
+    let size = serde_json::to_vec_pretty(&s).unwrap().len();
+    let stuck = tiny_window_connect(&stats);
+    let held_since = Instant::now();
+    // The master wrote what the window took and moved on: it has more than that to send.
+    let mut waiting: libc::c_int = 0;
+    wait_for("the first bytes", Duration::from_secs(5), || {
+        // SAFETY: FIONREAD into an int we own, on our socket.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&stuck),
+                libc::FIONREAD,
+                &mut waiting,
+            )
+        };
+        (waiting > 0).then_some(())
+    });
+    assert!(
+        (waiting as usize) < size / 2,
+        "{waiting} of {size} bytes already delivered"
+    );
+
+    let t = Instant::now();
+    assert!(fetch_stats(&at, false).is_some());
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    d.signal(libc::SIGUSR1);
+    d.wait_log("statistics: generation 1");
+    d.signal(libc::SIGHUP);
+    wait_stats_at(&d, &at, false, "the graceful reload of 64 workers", |s| {
+        (s["uwsgid"]["generation"] == 2
+            && s["uwsgid"]["reload"].is_null()
+            && s["uwsgid"]["draining"]
+                .as_array()
+                .is_some_and(|v| v.is_empty())
+            && all_ready(s))
+        .then_some(())
+    });
+    assert!(
+        held_since.elapsed() < Duration::from_secs(4),
+        "the reload took {:?}: did the master wait for the stuck client?",
+        held_since.elapsed()
+    );
+    drop(stuck);
+}
+
+fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Run `tmux` on a private server socket (never the user's own server).
+fn tmux(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .env("TERM", "xterm-256color")
+        .output()
+        .expect("run tmux")
+}
+
+/// Our private tmux server, ended (through its own socket) when the test ends.
+struct TmuxServer(PathBuf);
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        let _ = tmux(&self.0, &["kill-server"]);
+    }
+}
+
+#[test]
+fn uwsgitop_shows_a_uwsgid_instance() {
+    let missing: Vec<&str> = ["uwsgitop", "tmux"]
+        .into_iter()
+        .filter(|c| !have(c))
+        .collect();
+    if !missing.is_empty() {
+        let why = format!("{} not installed", missing.join(" and "));
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must install {why}"
+        );
+        eprintln!("skipped uwsgitop_shows_a_uwsgid_instance: {why}");
+        return;
+    }
+    let dir = TestDir::new("stats-uwsgitop");
+    let d = Daemon::start(&dir, &["--processes", "3"]);
+    for _ in 0..4 {
+        d.get("/").unwrap();
+    }
+    let pids = d.worker_pids();
+    let sock = dir.join("tmux.sock");
+    let _server = TmuxServer(sock.clone());
+    let cmd = format!("uwsgitop {}", d.stats.display());
+    let out = tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "200",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let _ = tmux(&sock, &["set-option", "-t", "top", "remain-on-exit", "on"]);
+    let screen = wait_for(
+        "uwsgitop to show the workers",
+        Duration::from_secs(20),
+        || {
+            let out = tmux(&sock, &["capture-pane", "-p", "-t", "top"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                !text.contains("Traceback"),
+                "uwsgitop failed on our document:\n{text}"
+            );
+            (text.contains(&format!("masterpid: {}", d.pid))
+                && pids.iter().all(|p| text.contains(&p.to_string())))
+            .then_some(text)
+        },
+    );
+    eprintln!("uwsgitop showed:\n{screen}");
+    assert!(screen.contains("uwsgi-2.0.31-uwsgid"), "{screen}");
+    assert!(screen.contains("WID"), "{screen}");
+    let rows = screen
+        .lines()
+        .filter(|l| pids.iter().any(|p| l.contains(&p.to_string())))
+        .count();
+    assert_eq!(rows, 3, "{screen}");
+    assert!(screen.contains("idle"), "{screen}");
+}
