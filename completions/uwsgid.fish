@@ -24,12 +24,12 @@ complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python pa
 complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
 complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
 complete -c uwsgid -l chdir -d 'Working directory of exec workers (the master\'s by default)' -r -F
+complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; returns once the instance serves' -r -F
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
 complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response'
 complete -c uwsgid -l vacuum -d 'On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made'
-complete -c uwsgid -l auto-snapshot -d 'Keep the previous generation parked on graceful reload, for rollback (SIGURG)'
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

@@ -338,7 +338,59 @@ struct KillGroup(i32);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
-        // SAFETY: the process group this test created.
-        unsafe { libc::killpg(self.0, libc::SIGKILL) };
+        // SAFETY: the process (and process group, where it leads one) this test started;
+        // its workers die with it.
+        unsafe {
+            libc::killpg(self.0, libc::SIGKILL);
+            libc::kill(self.0, libc::SIGKILL);
+        }
     }
+}
+
+#[test]
+fn daemonize_returns_once_serving_and_reports_a_failed_start() {
+    let dir = TestDir::new("daemonize");
+    let (code, _) = run_to_exit(
+        &dir,
+        &[
+            "--daemonize",
+            "d.log",
+            "--http-socket",
+            "127.0.0.1:0",
+            "--safe-pidfile",
+            "d.pid",
+            "--demo-routes",
+        ],
+    );
+    assert_eq!(code, 0);
+    let pid = common::pidfile::read(&dir.join("d.pid"))
+        .expect("pidfile written before the launcher returned")
+        .pid;
+    let guard = KillGroup(pid);
+    assert!(alive(pid));
+    let record = common::discovery::read_record(&dir.join("d.pid")).unwrap();
+    assert_eq!(http_get(&record.listeners[0], "/").unwrap().0, 200);
+    // A second daemonized start on the same pidfile fails, and says so to the launcher.
+    let (code, err) = run_to_exit(
+        &dir,
+        &[
+            "--daemonize",
+            "e.log",
+            "--http-socket",
+            "127.0.0.1:0",
+            "--safe-pidfile",
+            "d.pid",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another uwsgid") && err.contains("e.log"),
+        "{err}"
+    );
+    // SAFETY: stopping the daemon this test started, by its pid.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    wait_for("the daemon to exit", Duration::from_secs(10), || {
+        (!alive(pid)).then_some(())
+    });
+    drop(guard);
 }

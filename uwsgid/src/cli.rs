@@ -114,9 +114,9 @@ pub struct Args {
     /// Working directory of exec workers (the master's by default)
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
-    /// Keep the previous generation parked on graceful reload, for rollback (SIGURG)
-    #[arg(long = "auto-snapshot")]
-    pub auto_snapshot: bool,
+    /// Detach into the background and log to FILE; returns once the instance serves
+    #[arg(long, value_name = "FILE")]
+    pub daemonize: Option<PathBuf>,
     /// Parse and validate the options, print the result and exit (binds nothing)
     #[arg(long = "check-config")]
     pub check_config: bool,
@@ -201,7 +201,8 @@ pub struct Config {
     pub vacuum: bool,
     pub name: Option<String>,
     pub worker: WorkerKind,
-    pub auto_snapshot: bool,
+    #[serde(default)]
+    pub daemonize: Option<PathBuf>,
     /// The instance's directory in the runtime directory, for named and default instances.
     pub instance_dir: Option<PathBuf>,
 }
@@ -559,6 +560,9 @@ impl Config {
         if let Some(log) = &args.logto {
             check_parent_dir("--logto", log)?;
         }
+        if let Some(log) = &args.daemonize {
+            check_parent_dir("--daemonize", log)?;
+        }
 
         let ready_timeout = args
             .worker_ready_timeout
@@ -699,7 +703,7 @@ impl Config {
             vacuum: args.vacuum,
             name,
             worker,
-            auto_snapshot: args.auto_snapshot,
+            daemonize: args.daemonize.clone(),
             instance_dir: instance.map(|i| i.dir),
         })
     }
