@@ -377,6 +377,18 @@ class Uwsgid(Server):
                    (w.get("uwsgid") or {}).get("ready", True) for w in ws)
 
 
+class UwsgidPy(Uwsgid):
+    """uwsgid running bench/app.py through its bundled WSGI runner (exec workers)."""
+
+    label = "uwsgid --wsgi-file"
+
+    def argv(self):
+        return [os.path.join(BIN_DIR, "uwsgid"), "--http-socket", "127.0.0.1:%d" % self.port,
+                "--processes", str(self.workers), "--stats", self.stats_addr,
+                "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
+                "--logto", self.logfile, "--wsgi-file", APP]
+
+
 class Nginx:
     kind = "nginx"
 
@@ -1087,12 +1099,78 @@ class Bench:
                 self.row("graceful stop, request in flight", "HTTP status",
                          o.get("inflight_status"), u.get("inflight_status"), unit="status")
 
+    # the same Python app on both: uwsgid's exec workers (bundled WSGI runner) vs uWSGI ------
+    def python_app(self):
+        if not self.have_ours:
+            return
+        q = self.quick
+        out = self.results["scenarios"].setdefault("python_app", {})
+
+        def pair(workers, tag):
+            return [UwsgidPy(self.workdir, workers, tag), Uwsgi(self.workdir, workers, tag)]
+
+        key = lambda s: "uwsgid-py" if isinstance(s, UwsgidPy) else s.kind  # noqa: E731
+        for i in range(2 if q else 3):
+            for srv in pair(4, "pystart%d" % i):
+                try:
+                    srv.start()
+                    t = srv.wait_http(30)
+                    out.setdefault("start_ms", {}).setdefault(key(srv), []).append(
+                        t * 1000.0 if t else None)
+                    if i == 0:
+                        srv.wait_ready(30)
+                        time.sleep(1.0)
+                        wp = srv.worker_pids()
+                        out.setdefault("worker_rss_kib", {})[key(srv)] = median(
+                            [rss_kib(p) for p in wp])
+                        for rep in range(3 if q else 5):
+                            settle(srv)
+                            r = reload_once(srv, KINDS["graceful"], 60)
+                            out.setdefault("reload4_ms", {}).setdefault(key(srv), []).append(
+                                r.get("ms"))
+                            log("%s graceful reload (python app, 4 workers): %s" % (
+                                key(srv), "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
+                finally:
+                    srv.stop()
+        servers = pair(2, "pytput")
+        try:
+            for srv in servers:
+                srv.start()
+                srv.wait_ready(30)
+            for i in range(1 if q else 2):
+                for srv in servers:
+                    self.wrk(srv.port, "/", 1)
+                    d = self.wrk(srv.port, "/", 3 if q else 5)
+                    out.setdefault("wrk", {}).setdefault(key(srv), []).append(d)
+                    log("%s wrk (python app): %.0f req/s p99 %.2f ms errors %d" % (
+                        key(srv), d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+        finally:
+            for srv in servers:
+                srv.stop()
+        o, u = "uwsgid-py", "uwsgi"
+        sm = {k: median(v) for k, v in out.get("start_ms", {}).items()}
+        self.row_speed("python app: start to first 200 (4 workers)", "median ms", sm.get(o),
+                       sm.get(u))
+        rm = {k: median(v) for k, v in out.get("reload4_ms", {}).items()}
+        self.row_speed("python app: graceful reload, 4 workers", "median ms", rm.get(o),
+                       rm.get(u))
+        wr = out.get("worker_rss_kib", {})
+        self.row("python app: idle worker RSS", "KiB", wr.get(o), wr.get(u),
+                 wr[o] / wr[u] if wr.get(o) and wr.get(u) else None, unit="KiB")
+        rps = {k: median([d["rps"] for d in v]) for k, v in out.get("wrk", {}).items()}
+        p99 = {k: median([d["p99_us"] / 1000.0 for d in v]) for k, v in out.get("wrk", {}).items()}
+        self.row("python app: 2 workers, wrk -t2 -c32", "req/s", rps.get(o), rps.get(u),
+                 rps[o] / rps[u] if rps.get(o) and rps.get(u) else None, unit="req/s")
+        self.row("python app: 2 workers, wrk -t2 -c32", "p99 ms", p99.get(o), p99.get(u),
+                 p99[u] / p99[o] if p99.get(o) and p99.get(u) else None, unit="ms")
+
     # -----------------------------------------------------------------------------------
     def run(self):
         order = [("start", self.startup), ("rss", self.rss), ("reload", self.reloads),
                  ("stats", self.stats_latency), ("idle", self.idle_wakeups),
                  ("throughput", self.throughput), ("storm", self.reload_under_load),
-                 ("ctl", self.ctl_latency), ("stop", self.stop_time)]
+                 ("ctl", self.ctl_latency), ("stop", self.stop_time),
+                 ("python", self.python_app)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in order:
             if only and name not in only:
@@ -1179,7 +1257,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, fewer variants")
     ap.add_argument("--only", help="comma list of: start,rss,reload,stats,idle,throughput,"
-                    "storm,ctl,stop")
+                    "storm,ctl,stop,python")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds before optional work is skipped (default 780, quick 300)")
     ap.add_argument("--no-ours", action="store_true", help="measure uWSGI only")
