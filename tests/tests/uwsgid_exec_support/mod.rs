@@ -223,7 +223,10 @@ impl Load {
 }
 
 /// A request started now in its own thread; join for its answer.
-pub fn in_flight(addr: &str, path: &str) -> JoinHandle<(Result<(u16, String), String>, Duration)> {
+/// A request's outcome and how long it took.
+pub type Timed = (Result<(u16, String), String>, Duration);
+
+pub fn in_flight(addr: &str, path: &str) -> JoinHandle<Timed> {
     let (addr, path) = (addr.to_string(), path.to_string());
     std::thread::spawn(move || {
         let t = Instant::now();
