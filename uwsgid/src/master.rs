@@ -270,7 +270,10 @@ fn daemonize(log: &std::path::Path) {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds that we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        eprintln!("uwsgid: error: --daemonize: pipe: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "uwsgid: error: --daemonize: pipe: {}",
+            std::io::Error::last_os_error()
+        );
         std::process::exit(1);
     }
     match sys::fork() {
@@ -279,9 +282,9 @@ fn daemonize(log: &std::path::Path) {
             std::process::exit(1);
         }
         Ok(sys::Fork::Parent(child)) => {
-            // SAFETY: the launcher closes its write end, reaps the intermediate child and
-            // reads the daemon's report to EOF.
             let mut text = Vec::new();
+            // SAFETY: the launcher closes its write end, reaps the intermediate child and
+            // reads the daemon's report to EOF into a buffer it owns.
             unsafe {
                 libc::close(fds[1]);
                 let mut status = 0;
@@ -297,10 +300,16 @@ fn daemonize(log: &std::path::Path) {
             }
             let text = String::from_utf8_lossy(&text);
             if let Some(pid) = text.strip_prefix("ok ") {
-                println!("uwsgid: running in the background as pid {}, logging to {}", pid.trim(), log.display());
+                println!(
+                    "uwsgid: running in the background as pid {}, logging to {}",
+                    pid.trim(),
+                    log.display()
+                );
                 std::process::exit(0);
             }
-            let why = text.strip_prefix("error: ").unwrap_or("it exited during startup");
+            let why = text
+                .strip_prefix("error: ")
+                .unwrap_or("it exited during startup");
             eprintln!("uwsgid: error: {why} (see {})", log.display());
             std::process::exit(1);
         }
