@@ -416,6 +416,54 @@ fn a_client_that_never_reads_a_64_worker_document_delays_nothing() {
     drop(stuck);
 }
 
+/// User plus system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_full_stats_server_leaves_the_master_idle_and_serving() {
+    let max = uwsgid::stats_server::MAX_CLIENTS;
+    let dir = TestDir::new("stats-full");
+    let d = Daemon::spawn(&dir, &["--processes", "1", "--stats-http"]);
+    let at = StatsAt::Unix(d.stats.clone());
+    let addr = wait_stats_at(&d, &at, true, "a ready worker", |s| {
+        all_ready(s).then(|| s["sockets"][0]["name"].as_str().unwrap().to_string())
+    });
+    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", d.pid))
+        .unwrap()
+        .count();
+    // More silent clients than the server takes: the rest wait in the backlog.
+    let clients: Vec<UnixStream> = (0..max + 20)
+        .map(|_| UnixStream::connect(&d.stats).unwrap())
+        .collect();
+    wait_for("the server to be full", Duration::from_secs(10), || {
+        let n = std::fs::read_dir(format!("/proc/{}/fd", d.pid))
+            .unwrap()
+            .count();
+        (n >= fds_before + max).then_some(())
+    });
+    // While a worker sleeps 600 ms, the master should sleep too, not spin on its listener.
+    let before = cpu_ticks(d.pid);
+    assert_eq!(http_get(&addr, "/sleep?ms=600").unwrap().0, 200);
+    let used = cpu_ticks(d.pid) - before;
+    assert!(
+        used < 15,
+        "the master used {used} ticks of CPU in 600 ms while full"
+    );
+    d.signal(libc::SIGUSR1);
+    d.wait_log("statistics: generation 1");
+    drop(clients);
+    assert!(fetch_stats(&at, true).is_some());
+}
+
 fn have(cmd: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])

@@ -781,9 +781,14 @@ impl Master {
             fds.len() - 1
         });
         let stats_at = self.stats.as_ref().map(|s| {
+            // A full stats server leaves its listener unpolled: clients wait in the backlog.
             fds.push(libc::pollfd {
                 fd: s.raw(),
-                events: libc::POLLIN,
+                events: if s.wants_accept(Instant::now()) {
+                    libc::POLLIN
+                } else {
+                    0
+                },
                 revents: 0,
             });
             fds.len() - 1

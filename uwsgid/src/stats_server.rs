@@ -2,9 +2,13 @@
 //!
 //! On accept the document is rendered at once into the client's buffer and written
 //! non-blocking; what does not fit in the socket buffer is written as the client reads. A client
-//! that reads nothing is dropped at its deadline; at most [`MAX_CLIENTS`] are served at once
-//! (more wait in the backlog). With `--stats-http` the server first waits (same deadline) for
-//! the request, then answers with a minimal HTTP/1.0 response.
+//! that reads nothing is dropped at its deadline; at most [`MAX_CLIENTS`] are served at once.
+//! While that many are connected, or while `accept` fails for want of fds or memory (then for
+//! [`ACCEPT_RETRY`]), the master stops polling the listener ([`StatsServer::wants_accept`]), so
+//! the clients in excess wait in the backlog instead of waking the master in a loop. With
+//! `--stats-http` the server first waits (same deadline) for the request, then answers with a
+//! minimal HTTP/1.0 response. Clients still being served when the master re-executes are
+//! closed with it (they see a short document); the listener itself is inherited.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -13,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use crate::cli::StatsAddr;
 
-pub const MAX_CLIENTS: usize = 1024;
+/// Well under the usual 1024-fd limit, with the master's own fds beside them.
+pub const MAX_CLIENTS: usize = 512;
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// After `accept` failed for want of fds or memory, wait this long before trying again.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 struct Client {
     fd: OwnedFd,
@@ -31,6 +38,8 @@ pub struct StatsServer {
     listener: OwnedFd,
     clients: Vec<Client>,
     pub created_path: Option<PathBuf>,
+    /// `accept` ran out of fds or memory: leave the listener alone until then.
+    retry_at: Option<Instant>,
 }
 
 impl StatsServer {
@@ -75,6 +84,7 @@ impl StatsServer {
             listener: fd,
             clients: Vec::new(),
             created_path,
+            retry_at: None,
         })
     }
 
@@ -94,6 +104,7 @@ impl StatsServer {
             listener,
             clients: Vec::new(),
             created_path,
+            retry_at: None,
         })
     }
 
@@ -103,6 +114,12 @@ impl StatsServer {
 
     pub fn into_raw(self) -> RawFd {
         self.listener.into_raw_fd()
+    }
+
+    /// Whether the master should poll the listener now: false while [`MAX_CLIENTS`] are being
+    /// served or after `accept` ran out of resources, so a full server never spins the loop.
+    pub fn wants_accept(&self, now: Instant) -> bool {
+        self.clients.len() < MAX_CLIENTS && !matches!(self.retry_at, Some(t) if now < t)
     }
 
     /// Accept waiting clients and start answering each with `render()`.
@@ -119,10 +136,26 @@ impl StatsServer {
                 )
             };
             if fd < 0 {
-                break;
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        // Logged when it starts, not at every retry.
+                        if self.retry_at.is_none() {
+                            crate::log!(
+                                "stats server: cannot accept ({}); retrying in {} ms",
+                                io::Error::last_os_error(),
+                                ACCEPT_RETRY.as_millis()
+                            );
+                        }
+                        self.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                        break;
+                    }
+                    _ => break,
+                }
             }
             // SAFETY: fd was just returned by accept4.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            self.retry_at = None;
             // One rendering serves every client accepted in the same wake-up.
             let body = doc.get_or_insert_with(&mut render).clone();
             let out = if self.http {
@@ -184,6 +217,9 @@ impl StatsServer {
                             buf.len(),
                         )
                     };
+                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                        return now < c.deadline;
+                    }
                     if n <= 0 {
                         return false;
                     }
@@ -198,7 +234,11 @@ impl StatsServer {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clients.iter().map(|c| c.deadline).min()
+        self.clients
+            .iter()
+            .map(|c| c.deadline)
+            .chain(self.retry_at.filter(|&t| t > Instant::now()))
+            .min()
     }
 
     pub fn clients(&self) -> usize {
