@@ -1237,6 +1237,17 @@ def print_table(rows, out=sys.stdout):
                             for i in range(len(head))) + "\n")
     out.write("ratio: for times, uWSGI/uwsgid (x faster); for sizes, uwsgid/uWSGI; "
               "for req/s, uwsgid/uWSGI.\n")
+    targets = [r for r in rows if r["target"]]
+    if targets:
+        out.write("\ntargets: %d met, %d missed, %d not measured\n" % (
+            sum(1 for r in targets if r["met"]), sum(1 for r in targets if r["met"] is False),
+            sum(1 for r in targets if r["met"] is None)))
+        for r in targets:
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[r["met"]]
+            got = ("%.2fx" % r["ratio"]) if r["ratio"] is not None else \
+                (fmt(r["ours"], r["unit"]) + " " + r["unit"])
+            out.write("  %-12s %s: %s (target %s)\n" % (verdict, r["scenario"], got,
+                                                       r["target"]))
 
 
 def probe_ours():
