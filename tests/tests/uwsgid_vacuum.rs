@@ -52,9 +52,13 @@ fn run(dir: &TestDir, vacuum: bool, before_exit: impl FnOnce(&Daemon)) -> Files 
 }
 
 #[test]
-fn vacuum_removes_what_we_created() {
+fn vacuum_removes_what_we_created_even_after_a_re_exec() {
     let dir = TestDir::new("vacuum");
-    let f = run(&dir, true, |_| {});
+    // The new image learns from the handoff which files the first one made.
+    let f = run(&dir, true, |d| {
+        d.fifo_write(b"r");
+        d.wait_generation(2);
+    });
     for p in [&f.pidfile, &f.fifo, &f.second_fifo, &f.stats, &f.http] {
         assert!(!p.exists(), "{} left behind", p.display());
     }
@@ -91,5 +95,16 @@ fn without_vacuum_files_stay() {
     let f = run(&dir, false, |_| {});
     for p in [&f.pidfile, &f.fifo, &f.second_fifo, &f.stats, &f.http] {
         assert!(p.exists(), "{} removed without --vacuum", p.display());
+    }
+}
+
+#[test]
+fn vacuum_also_cleans_up_after_a_brutal_stop() {
+    let dir = TestDir::new("vacuum-int");
+    let mut d = Daemon::start(&dir, &["--processes", "2", "--vacuum"]);
+    d.signal(libc::SIGINT);
+    d.wait_exit(Duration::from_secs(10));
+    for p in [&d.pidfile, &d.fifo, &d.stats] {
+        assert!(!p.exists(), "{} left behind", p.display());
     }
 }
