@@ -284,8 +284,15 @@ fn sigpipe_is_ignored() {
 #[test]
 fn signals_during_startup_and_reexec_are_delivered_not_lost_or_fatal() {
     let dir = TestDir::new("early-signals");
-    // Right after spawn: the master may not even have parsed its options yet.
+    // Right after spawn: the master has not parsed its options yet. (Before its first
+    // instruction no process can defer a signal, so wait for the mask it sets first.)
     let mut d = Daemon::spawn(&dir, &["--processes", "2"]);
+    wait_for("the signal mask", Duration::from_secs(5), || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid)).ok()?;
+        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?.trim().to_string();
+        let mask = u64::from_str_radix(&blocked, 16).ok()?;
+        (mask & (1 << (libc::SIGUSR1 - 1)) != 0).then_some(())
+    });
     d.signal(libc::SIGUSR1);
     d.signal(libc::SIGHUP);
     d.wait_log("statistics:");
