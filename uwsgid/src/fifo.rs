@@ -7,7 +7,10 @@
 //! are inherited across re-exec, so a command written during a reload waits in the pipe.
 //!
 //! Garbage is refused whole: a read that contains a byte which is neither a command nor
-//! whitespace executes nothing and is logged once. Commands in a well-formed write run in order.
+//! whitespace executes nothing and is logged once, so random bytes (which hold `q`, `Q`, `r`...)
+//! never stop or reload the instance. Commands in a well-formed write run in order, each decided
+//! by the master before the next. A read is whatever the pipe holds at that moment, at most
+//! 64 KiB: bytes of two writers racing each other may share one read and be refused together.
 
 use std::ffi::CString;
 use std::io;
