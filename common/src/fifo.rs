@@ -2,8 +2,10 @@
 //!
 //! A writer opens the FIFO with `O_WRONLY | O_NONBLOCK` (`ENXIO` means no master is reading) and
 //! writes any number of command bytes; the master executes them in order. Whitespace is ignored
-//! silently (so `echo r > fifo` works), bytes uWSGI uses for features uwsgid does not have are
-//! refused with a log line, and any other byte is logged as unknown and ignored.
+//! silently (so `echo r > fifo` works); bytes uWSGI uses for features uwsgid does not have are
+//! refused with a log line. A read that contains any other byte is garbage: the master refuses
+//! it whole, executes nothing of it and logs it once (so a stray write of random bytes cannot
+//! stop or pause an instance).
 //!
 //! uwsgid adds three bytes uWSGI does not use: `h` (hold: pause, idempotent), `u` (unhold: resume,
 //! idempotent) and `b` (back: roll back to the parked snapshot generation).

@@ -316,7 +316,6 @@ fn l_reopens_and_big_l_rotates_the_log_file() {
 }
 
 #[test]
-#[ignore = "known bug in log::rotate: a second L within the same second renames over the first backup"]
 fn two_rotations_in_one_second_keep_both_backups() {
     let dir = TestDir::new("fifo-log-twice");
     let logto = dir.join("app.log");
@@ -343,7 +342,6 @@ fn two_rotations_in_one_second_keep_both_backups() {
 }
 
 #[test]
-#[ignore = "known gap: built-in workers keep the log fd they inherited, so after l/L their lines go to the old file"]
 fn workers_follow_the_master_to_a_reopened_log() {
     let dir = TestDir::new("fifo-log-workers");
     let logto = dir.join("app.log");

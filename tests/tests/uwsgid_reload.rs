@@ -7,6 +7,18 @@ use std::time::Duration;
 
 use uwsgi_tests::*;
 
+/// Copy the uwsgid binary with `cp`, in a process of its own: a copy written by this
+/// multi-threaded test process could have its write fd inherited by a sibling test's fork,
+/// making the exec fail with ETXTBSY.
+fn copy_binary(to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .arg(bin("uwsgid"))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn twenty_graceful_reloads_under_load_lose_nothing() {
     let dir = TestDir::new("reload-loop");
@@ -115,12 +127,12 @@ fn the_mercy_bounds_a_draining_worker() {
 fn a_rebuilt_binary_takes_effect_on_reload() {
     let dir = TestDir::new("rebuilt");
     let exe = dir.join("uwsgid");
-    std::fs::copy(bin("uwsgid"), &exe).unwrap();
+    copy_binary(&exe);
     let mut d = Daemon::spawn_with(&dir, &[], &exe, true);
     d.wait_running();
     // "Rebuild": a new file renamed over the old one, as cargo and package managers do.
     let tmp = dir.join("uwsgid.new");
-    std::fs::copy(bin("uwsgid"), &tmp).unwrap();
+    copy_binary(&tmp);
     std::fs::rename(&tmp, &exe).unwrap();
     let before = std::fs::read_link(format!("/proc/{}/exe", d.pid)).unwrap();
     assert!(
@@ -161,7 +173,7 @@ fn a_reload_with_a_bad_configuration_keeps_the_instance_serving() {
 fn a_reload_whose_binary_is_gone_keeps_the_instance_serving() {
     let dir = TestDir::new("exec-fails");
     let exe = dir.join("uwsgid");
-    std::fs::copy(bin("uwsgid"), &exe).unwrap();
+    copy_binary(&exe);
     let mut d = Daemon::spawn_with(&dir, &[], &exe, true);
     d.wait_running();
     std::fs::remove_file(&exe).unwrap();

@@ -86,15 +86,24 @@ pub fn redirect_to(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Rename the log to `FILE.EPOCH` and start a new one.
+/// Rename the log to `FILE.EPOCH` (`FILE.EPOCH.N` if that exists) and start a new one.
 pub fn rotate(path: &Path) -> io::Result<std::path::PathBuf> {
     let epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let mut backup = path.as_os_str().to_os_string();
-    backup.push(format!(".{epoch}"));
-    let backup = std::path::PathBuf::from(backup);
+    let name = |n: u32| {
+        let mut backup = path.as_os_str().to_os_string();
+        backup.push(format!(".{epoch}"));
+        if n > 0 {
+            backup.push(format!(".{n}"));
+        }
+        std::path::PathBuf::from(backup)
+    };
+    let backup = (0..1000)
+        .map(name)
+        .find(|b| !b.exists())
+        .unwrap_or_else(|| name(1000));
     std::fs::rename(path, &backup)?;
     redirect_to(path)?;
     Ok(backup)

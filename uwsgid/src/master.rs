@@ -1951,6 +1951,7 @@ impl Master {
                 demo_routes: self.config.demo_routes,
                 check_static: self.config.check_static.clone(),
                 notify_addr: Some(self.notify_addr.clone()),
+                logto: self.config.logto.clone(),
             }),
             WorkerKind::Exec {
                 argv, env, chdir, ..
@@ -2056,7 +2057,16 @@ impl Master {
             crate::log::redirect_to(&path).map(|_| "log reopened".to_string())
         };
         match result {
-            Ok(m) => log!("{m}"),
+            Ok(m) => {
+                log!("{m}");
+                // Built-in workers reopen the file too (exec workers keep what they inherited).
+                self.board.header().log_epoch.fetch_add(1, Relaxed);
+                if matches!(self.config.worker, WorkerKind::Builtin) {
+                    for w in &self.workers {
+                        sys::kill(w.pid, libc::SIGCONT);
+                    }
+                }
+            }
             Err(e) => self.note_error(format!("log {}: {e}", path.display())),
         }
     }

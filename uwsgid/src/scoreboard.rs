@@ -26,7 +26,9 @@ pub struct Header {
     magic: AtomicU64,
     /// 1 while the instance is paused: workers accept nothing.
     pub paused: AtomicU32,
-    _pad: AtomicU32,
+    /// Incremented by the master each time it reopens or rotates the log file; built-in
+    /// workers reopen it too when they see a new value.
+    pub log_epoch: AtomicU32,
 }
 
 #[repr(C)]

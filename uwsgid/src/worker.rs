@@ -44,6 +44,8 @@ pub struct WorkerSetup<'a> {
     pub demo_routes: bool,
     pub check_static: Option<PathBuf>,
     pub notify_addr: Option<String>,
+    /// The `--logto` file, reopened when the master's log epoch changes.
+    pub logto: Option<PathBuf>,
 }
 
 enum Pending {
@@ -80,6 +82,7 @@ struct Worker<'a> {
     draining: bool,
     paused: bool,
     pid: u32,
+    log_epoch: u32,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -143,7 +146,9 @@ impl<'a> Worker<'a> {
             draining: false,
             paused: false,
             pid: std::process::id(),
+            log_epoch: 0,
         };
+        worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
         worker.paused = worker.setup.board.paused();
         if !worker.paused {
             worker.start_accepting()?;
@@ -239,6 +244,20 @@ impl<'a> Worker<'a> {
         self.conns.iter().filter(|c| c.is_some()).count()
     }
 
+    /// Follow the master to a reopened or rotated log file.
+    fn check_log(&mut self) {
+        let epoch = self.setup.board.header().log_epoch.load(Relaxed);
+        if epoch == self.log_epoch {
+            return;
+        }
+        self.log_epoch = epoch;
+        if let Some(path) = &self.setup.logto {
+            if let Err(e) = crate::log::redirect_to(path) {
+                crate::log!("cannot reopen the log: {e}");
+            }
+        }
+    }
+
     fn handle_signals(&mut self) -> io::Result<()> {
         while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
             match sig {
@@ -262,7 +281,11 @@ impl<'a> Worker<'a> {
                     crate::log!("SIGWINCH: woken up, re-checking flags");
                     self.check_pause()?
                 }
-                libc::SIGTSTP | libc::SIGCONT => self.check_pause()?,
+                libc::SIGTSTP => self.check_pause()?,
+                libc::SIGCONT => {
+                    self.check_log();
+                    self.check_pause()?
+                }
                 libc::SIGUSR1 | libc::SIGUSR2 => {
                     let cell = self.cell();
                     crate::log!(
