@@ -102,6 +102,12 @@ pub struct Args {
     /// Python interpreter for --wsgi-file/--module
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
+    /// Accepted for uWSGI compatibility: the Python runner always runs threads
+    #[arg(long = "enable-threads")]
+    pub enable_threads: bool,
+    /// Accepted for uWSGI compatibility: every Python worker always loads the app itself
+    #[arg(long = "lazy-apps")]
+    pub lazy_apps: bool,
     /// Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)
     #[arg(long, visible_alias = "python-path", value_name = "DIR")]
     pub pythonpath: Vec<PathBuf>,
