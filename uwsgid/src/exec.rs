@@ -22,8 +22,9 @@
 //! the master leaks into the program, whatever its flags), sets every signal disposition to
 //! `SIG_DFL` (an ignored `SIGPIPE` would otherwise survive `execve`) and empties the signal mask
 //! (belt and braces for steps 1–2), builds the environment explicitly and resolves `argv[0]` via
-//! `PATH`. Everything fallible that does not touch process state (names, `PATH` lookup, C
-//! strings) happens before the first fd is moved, so most errors leave the child untouched.
+//! `PATH` (after moving to [`ExecSpec::cwd`], when one is set). Everything fallible that does
+//! not touch process state (names, `PATH` lookup, C strings) happens before the first fd is
+//! moved, so most errors leave the child untouched.
 //! It takes no lock: the environment is read from `environ` directly, not through `std::env`.
 //!
 //! The environment is the master's, minus `LISTEN_*`, `NOTIFY_SOCKET`, `WATCHDOG_*` and
