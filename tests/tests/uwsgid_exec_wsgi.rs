@@ -144,6 +144,16 @@ def application(environ, start_response):
 }
 
 #[test]
+fn the_runner_placeholder_gives_the_runner_own_options() {
+    let dir = TestDir::new("exec-wsgi-placeholder");
+    write_app(&dir);
+    let cmd = format!("{} {{runner}} --wsgi-file app.py --log-requests", python());
+    let d = Daemon::start(&dir, &["--worker-exec", &cmd]);
+    assert_eq!(d.get("/logged").unwrap().0, 200);
+    d.wait_log("\"GET /logged HTTP/1.1\" 200");
+}
+
+#[test]
 fn every_reload_kind_under_load_drops_nothing() {
     let dir = TestDir::new("exec-wsgi-reloads");
     let d = wsgi_daemon(&dir, "2");
