@@ -547,6 +547,10 @@ def reload_once(server, kind, timeout):
     if not snap:
         return {"error": "no stats before reload"}
     how = kind.uwsgi_how if server.kind == "uwsgi" else kind.ours_how
+    try:
+        log_offset = os.path.getsize(server.logfile)
+    except OSError:
+        log_offset = 0
     snap["wall_ms"] = time.time() * 1000.0
     t0 = now()
     trigger(server, how)
@@ -570,6 +574,7 @@ def reload_once(server, kind, timeout):
                     r["self_ms"] = last.get("duration_ms")
                     r["generation"] = (doc.get("uwsgid") or {}).get("generation")
                     r["gen_before"] = snap["gen"]
+                    r["phases_ms"] = log_phases(server.logfile, log_offset)
                 return r
         time.sleep(POLL)
     return {"error": "timeout after %.0fs" % timeout}
@@ -670,6 +675,10 @@ class Bench:
                 if who == "uwsgid":
                     entry[who]["self_reported_ms"] = [x.get("self_ms") for x in smp
                                                       if "ms" in x]
+                    ph = [x.get("phases_ms") for x in smp if x.get("phases_ms")]
+                    entry[who]["log_phases_median_ms"] = {
+                        k: median([p.get(k) for p in ph])
+                        for k in ("check", "exec", "workers", "total")} if ph else None
         # rows and fits
         fits = {}
         for kind_name, by_n in res.items():
@@ -687,6 +696,12 @@ class Bench:
                 if target and selfs:
                     self.row("%s reload, %s workers" % (kind_name, n_s),
                              "uwsgid's own duration_ms", median(selfs), None, unit="ms")
+                ph = (entry.get("uwsgid") or {}).get("log_phases_median_ms") or {}
+                if target and ph.get("check") is not None:
+                    self.row("%s reload, %s workers" % (kind_name, n_s),
+                             "uwsgid log ms: check/exec/workers",
+                             "%g/%g/%g" % (ph.get("check") or 0, ph.get("exec") or 0,
+                                           ph.get("workers") or 0), None, unit="ms")
             for who in ("uwsgid", "uwsgi"):
                 pts = [(int(n_s), (e.get(who) or {}).get("median_ms"))
                        for n_s, e in by_n.items()]
@@ -1277,6 +1292,43 @@ def print_table(rows, out=sys.stdout):
                 (fmt(r["ours"], r["unit"]) + " " + r["unit"])
             out.write("  %-12s %s: %s (target %s)\n" % (verdict, r["scenario"], got,
                                                        r["target"]))
+
+
+LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) ")
+
+
+def log_ms(line):
+    m = LOG_TS.match(line)
+    if not m:
+        return None
+    return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) * 1000.0 + \
+        int(m.group(2))
+
+
+def log_phases(logfile, offset):
+    """Where one uwsgid reload spent its time, from its log lines (1 ms resolution): the
+    pre-exec configuration check, the re-exec, then the workers until complete."""
+    try:
+        with open(logfile, errors="replace") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    marks = {}
+    for line in lines:
+        for key, needle in (("received", " received"), ("exec", "re-executing"),
+                            ("execed", "re-executed in place"), ("complete", " complete in ")):
+            if key not in marks and needle in line:
+                marks[key] = log_ms(line)
+    if "received" not in marks or "complete" not in marks:
+        return None
+    out = {"total": marks["complete"] - marks["received"]}
+    if "exec" in marks:
+        out["check"] = marks["exec"] - marks["received"]
+        if "execed" in marks:
+            out["exec"] = marks["execed"] - marks["exec"]
+            out["workers"] = marks["complete"] - marks["execed"]
+    return out
 
 
 def signal_received_ms(logfile, sender_pid):
