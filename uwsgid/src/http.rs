@@ -54,17 +54,31 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
     let rest = &buf[skip..];
+    // The skipped blank lines count toward the limit: else a client sending only CRLFs would
+    // be `Incomplete` forever while the caller's buffer grows.
     let end = match find_head_end(rest) {
         Some(end) => end,
-        None if rest.len() > max_head => {
+        None if buf.len() > max_head => {
             return Parse::Invalid(431, "request header fields too large")
         }
         None => return Parse::Incomplete,
     };
-    if end > max_head {
+    if skip + end > max_head {
         return Parse::Invalid(431, "request header fields too large");
     }
-    let head = match std::str::from_utf8(&rest[..end]) {
+    let head_bytes = &rest[..end];
+    // RFC 9112 §2.2 and RFC 9110 §5.5: a bare CR or a NUL is invalid anywhere in the head.
+    if head_bytes.contains(&0) {
+        return Parse::Invalid(400, "NUL byte in request head");
+    }
+    if head_bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && head_bytes.get(i + 1) != Some(&b'\n'))
+    {
+        return Parse::Invalid(400, "bare CR in request head");
+    }
+    let head = match std::str::from_utf8(head_bytes) {
         Ok(h) => h,
         Err(_) => return Parse::Invalid(400, "request head is not valid UTF-8"),
     };
@@ -160,7 +174,7 @@ mod tests {
             (r.method, r.target, r.minor, r.keep_alive),
             ("GET", "/x?y=1", 1, true)
         );
-        assert_eq!(r.head_len, 33);
+        assert_eq!(r.head_len, 32);
     }
 
     #[test]
@@ -210,6 +224,39 @@ mod tests {
         assert!(matches!(
             parse(b"\xff / HTTP/1.1\r\n\r\n", 8192),
             Parse::Invalid(400, _)
+        ));
+    }
+
+    /// Found by the `http` fuzz target: a CR not followed by LF inside a header field was
+    /// accepted (`t:\r:` parsed as a field named `t`).
+    #[test]
+    fn bare_cr_and_nul_are_refused() {
+        for raw in [
+            &b"T / HTTP/1.1\nt:\r:\n\n"[..],
+            b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\rHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw, 8192), Parse::Invalid(400, _)),
+                "{raw:?} -> {:?}",
+                parse(raw, 8192)
+            );
+        }
+    }
+
+    /// Found by the `http` fuzz target: leading blank lines did not count toward the limit, so
+    /// a client sending only CRLFs stayed `Incomplete` however much it sent.
+    #[test]
+    fn leading_blank_lines_count_toward_the_limit() {
+        let flood = b"\r\n".repeat(5000);
+        assert!(matches!(parse(&flood, 8192), Parse::Invalid(431, _)));
+        let mut late = b"\r\n".repeat(4090);
+        late.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(parse(&late, 8192), Parse::Invalid(431, _)));
+        assert!(matches!(
+            parse(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 8192),
+            Parse::Complete(Request { head_len: 22, .. })
         ));
     }
 
