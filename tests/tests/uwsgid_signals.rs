@@ -289,7 +289,11 @@ fn signals_during_startup_and_reexec_are_delivered_not_lost_or_fatal() {
     let mut d = Daemon::spawn(&dir, &["--processes", "2"]);
     wait_for("the signal mask", Duration::from_secs(5), || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid)).ok()?;
-        let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?.trim().to_string();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))?
+            .trim()
+            .to_string();
         let mask = u64::from_str_radix(&blocked, 16).ok()?;
         (mask & (1 << (libc::SIGUSR1 - 1)) != 0).then_some(())
     });
