@@ -15,6 +15,7 @@ complete -c uwsgid -l touch-chain-reload -d 'Chain reload when FILE is touched' 
 complete -c uwsgid -l name -d 'Instance name: its files live in the runtime directory under NAME' -r
 complete -c uwsgid -l worker-exec -d 'Run each worker as this program (a command line; listeners as fds 3.., LISTEN_FDS)' -r
 complete -c uwsgid -l worker-ready-timeout -d 'Exec workers that never send READY=1 count as ready after SECS' -r
+complete -c uwsgid -l worker-start-timeout -d 'A worker not ready SECS after its start is killed and counts as a failed start [default: 60]' -r
 complete -c uwsgid -l worker-stop-signal -d 'Signal that asks an exec worker to stop gracefully' -r
 complete -c uwsgid -l wsgi-file -l wsgi -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
 complete -c uwsgid -l callable -d 'WSGI callable name in --wsgi-file' -r

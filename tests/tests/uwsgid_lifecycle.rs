@@ -394,3 +394,36 @@ fn daemonize_returns_once_serving_and_reports_a_failed_start() {
     });
     drop(guard);
 }
+
+#[test]
+fn a_worker_that_never_becomes_ready_is_killed_at_the_start_timeout() {
+    let dir = TestDir::new("start-timeout");
+    // `sleep` never says READY=1 and there is no ready grace: only the start timeout ends it.
+    let mut d = Daemon::spawn(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--worker-exec",
+            "sleep 600",
+            "--worker-start-timeout",
+            "0.3",
+        ],
+    );
+    wait_for("the pidfile", Duration::from_secs(10), || {
+        common::pidfile::read(&d.pidfile).ok()
+    });
+    d.wait_log("not ready after 0.3s: SIGKILL");
+    let s = d.wait_stats("a failed start", |s| {
+        (s["workers"][0]["uwsgid"]["failed_starts"].as_u64() >= Some(1)).then(|| s.clone())
+    });
+    assert!(
+        s["workers"][0]["uwsgid"]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("signal 9"),
+        "{s}"
+    );
+    d.signal(libc::SIGINT);
+    d.wait_exit(Duration::from_secs(5));
+}

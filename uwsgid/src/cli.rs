@@ -87,6 +87,9 @@ pub struct Args {
     /// Exec workers that never send READY=1 count as ready after SECS
     #[arg(long = "worker-ready-timeout", value_name = "SECS")]
     pub worker_ready_timeout: Option<f64>,
+    /// A worker not ready SECS after its start is killed and counts as a failed start [default: 60]
+    #[arg(long = "worker-start-timeout", value_name = "SECS")]
+    pub worker_start_timeout: Option<f64>,
     /// Signal that asks an exec worker to stop gracefully
     #[arg(long = "worker-stop-signal", value_name = "SIG")]
     pub worker_stop_signal: Option<String>,
@@ -194,6 +197,9 @@ pub struct Config {
     pub pidfiles: Vec<PathBuf>,
     pub die_on_term: bool,
     pub mercy: Duration,
+    /// A worker must be ready this long after its start, or it is killed (a failed start).
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout: Duration,
     pub backlog: i32,
     pub logto: Option<PathBuf>,
     pub check_static: Option<PathBuf>,
@@ -211,6 +217,10 @@ pub struct Config {
     pub daemonize: Option<PathBuf>,
     /// The instance's directory in the runtime directory, for named and default instances.
     pub instance_dir: Option<PathBuf>,
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -696,6 +706,10 @@ impl Config {
             pidfiles,
             die_on_term: args.die_on_term,
             mercy,
+            start_timeout: seconds(
+                "--worker-start-timeout",
+                args.worker_start_timeout.unwrap_or(60.0),
+            )?,
             backlog,
             logto: args.logto.clone(),
             check_static: args.check_static.clone(),

@@ -50,8 +50,6 @@ use crate::stats_server::StatsServer;
 use crate::sys;
 use crate::touch::{Touch, TouchAction};
 
-/// A worker that has not become ready by then is killed and counts as a failed start.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A worker that lived this long after becoming ready resets its slot's failure count.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -859,8 +857,8 @@ impl Master {
                     w.spawned
                         + self
                             .ready_grace()
-                            .unwrap_or(START_TIMEOUT)
-                            .min(START_TIMEOUT),
+                            .unwrap_or(self.config.start_timeout)
+                            .min(self.config.start_timeout),
                 ),
                 _ => {}
             }
@@ -1674,6 +1672,7 @@ impl Master {
 
     fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.ready_grace();
+        let start_timeout = self.config.start_timeout;
         for w in &mut self.workers {
             match w.state {
                 WorkerState::Draining { deadline, .. } if now >= deadline => {
@@ -1698,12 +1697,12 @@ impl Master {
                             continue;
                         }
                     }
-                    if now >= w.spawned + START_TIMEOUT {
+                    if now >= w.spawned + start_timeout {
                         log!(
                             "worker {} (pid {}) not ready after {}s: SIGKILL",
                             w.id,
                             w.pid,
-                            START_TIMEOUT.as_secs()
+                            start_timeout.as_secs_f64()
                         );
                         sys::kill(w.pid, libc::SIGKILL);
                         // Stays Starting so its exit counts as a failed start.
