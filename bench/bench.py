@@ -623,9 +623,9 @@ class Bench:
             plan += [("graceful", 4, 3), ("graceful", 64, 3), ("chain", 16, 2)]
         else:
             plan += [("graceful", n, r) for n, r in ((1, 5), (4, 7), (16, 5), (64, 7), (256, 3))]
-            plan += [("brutal", n, 3) for n in (4, 16, 64)]
-            plan += [("workers", n, 3) for n in (4, 16, 64)]
-            plan += [("chain", n, r) for n, r in ((4, 3), (16, 5))]
+            plan += [("brutal", n, 3) for n in (1, 4, 16, 64, 256)]
+            plan += [("workers", n, 3) for n in (1, 4, 16, 64, 256)]
+            plan += [("chain", n, r) for n, r in ((1, 3), (4, 3), (16, 5), (64, 3), (256, 2))]
         res = self.results["scenarios"].setdefault("reload", {})
         for kind_name, n, reps in plan:
             if self.time_left() < 120 and not (kind_name == "graceful" and n in (4, 64)) \
