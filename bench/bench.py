@@ -1406,7 +1406,13 @@ def main():
     try:
         meta["git"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                      stdout=subprocess.PIPE, text=True).stdout.strip()
-    except OSError:
+        if OURS_OK:
+            exe = os.path.join(BIN_DIR, "uwsgid")
+            meta["uwsgid_version"] = subprocess.run([exe, "--version"], stdout=subprocess.PIPE,
+                                                    text=True, timeout=10).stdout.strip()
+            meta["uwsgid_mtime"] = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                 time.localtime(os.path.getmtime(exe)))
+    except (OSError, subprocess.SubprocessError):
         pass
     b.results["meta"] = meta
     b.results["table"] = b.rows
