@@ -293,6 +293,14 @@ pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
         match value.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" if is_flag(key) => args.push(flag),
             "false" | "no" | "off" | "0" if is_flag(key) => {}
+            _ if is_flag(key) => {
+                return Err(format!(
+                    "--ini {} line {}: {key} = {value:?} is not a boolean; use true/false, \
+                     yes/no, on/off or 1/0",
+                    path.display(),
+                    n + 1
+                ))
+            }
             _ => {
                 args.push(flag);
                 args.push(value.to_string());
@@ -433,9 +441,16 @@ fn parse_signal(name: &str) -> Result<i32, String> {
         "USR1" => libc::SIGUSR1,
         "USR2" => libc::SIGUSR2,
         "KILL" => libc::SIGKILL,
-        n => n
-            .parse()
-            .map_err(|_| format!("--worker-stop-signal {name}: not a signal name"))?,
+        n => match n.parse::<i32>() {
+            // Linux signals are 1..=64 (SIGRTMAX); kill(2) refuses anything else at stop time.
+            Ok(sig) if (1..=64).contains(&sig) => sig,
+            Ok(_) => {
+                return Err(format!(
+                    "--worker-stop-signal {name}: not a signal number (1-64)"
+                ))
+            }
+            Err(_) => return Err(format!("--worker-stop-signal {name}: not a signal name")),
+        },
     })
 }
 
@@ -573,11 +588,16 @@ impl Config {
                 return Err(format!("--check-static {}: not a directory", dir.display()));
             }
         }
-        if let Some(log) = &args.logto {
-            check_parent_dir("--logto", log)?;
-        }
-        if let Some(log) = &args.daemonize {
-            check_parent_dir("--daemonize", log)?;
+        for (option, log) in [("--logto", &args.logto), ("--daemonize", &args.daemonize)] {
+            if let Some(log) = log {
+                check_parent_dir(option, log)?;
+                if log.is_dir() {
+                    return Err(format!(
+                        "{option} {}: is a directory; give the log file's path",
+                        log.display()
+                    ));
+                }
+            }
         }
 
         let ready_timeout = args
@@ -761,6 +781,42 @@ fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the bad-input catalogue: `--worker-stop-signal 999` passed validation and only
+    /// failed when a worker was to be stopped.
+    #[test]
+    fn stop_signal_numbers_are_real_signals() {
+        assert_eq!(parse_signal("15"), Ok(15));
+        assert!(parse_signal("SIGRTMIN+0").is_err());
+        for bad in ["0", "65", "999", "-9"] {
+            let e = parse_signal(bad).unwrap_err();
+            assert!(e.contains("not a signal number"), "{bad}: {e}");
+        }
+    }
+
+    /// Found by the bad-input catalogue: `master = maybe` in an ini file became the
+    /// command-line words `--master maybe`, refused by clap as "unexpected argument 'maybe'"
+    /// without naming the key or the line.
+    #[test]
+    fn ini_flags_need_a_boolean() {
+        let path = std::env::temp_dir().join(format!("uwsgid-bool-{}.ini", std::process::id()));
+        std::fs::write(&path, "[uwsgi]\nhttp-socket = :0\nmaster = maybe\n").unwrap();
+        let e = ini_args(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            e.contains("line 3") && e.contains("master = \"maybe\""),
+            "{e}"
+        );
+    }
+
+    /// Found by the bad-input catalogue: `--logto DIR` passed validation and the instance
+    /// failed only when opening the log.
+    #[test]
+    fn a_log_path_that_is_a_directory_is_refused() {
+        let dir = std::env::temp_dir();
+        let e = load(&["--logto", dir.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+    }
 
     fn load(args: &[&str]) -> Result<Config, String> {
         let argv: Vec<String> = std::iter::once("uwsgid")
