@@ -269,9 +269,10 @@ fn pause_holds_connections_in_the_backlog_until_resume() {
     assert!(queued >= 1, "connections are not in the backlog: {queued}");
     d.fifo_write(b"u");
     for h in waiting {
-        let (r, took) = h.join().unwrap();
+        // (Not answered before the resume is already proven above: the threads may start
+        // late on a loaded machine, so their own timing proves nothing.)
+        let (r, _took) = h.join().unwrap();
         assert_eq!(r.unwrap().0, 200);
-        assert!(took >= Duration::from_millis(400));
     }
     d.wait_stats("running", |s| {
         (s["uwsgid"]["state"] == "running").then_some(())
