@@ -16,7 +16,7 @@ impl Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -27,7 +27,7 @@ impl Rng {
 
     /// Uniform-ish in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     pub fn chance(&mut self, one_in: usize) -> bool {
@@ -79,7 +79,7 @@ fn apply_one(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], dictionary:
             input[i] = if rng.chance(2) {
                 INTERESTING[rng.below(INTERESTING.len())]
             } else {
-                rng.next() as u8
+                rng.next_u64() as u8
             };
         }
         2 => {
@@ -90,7 +90,7 @@ fn apply_one(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], dictionary:
                     if rng.chance(2) {
                         INTERESTING[rng.below(INTERESTING.len())]
                     } else {
-                        rng.next() as u8
+                        rng.next_u64() as u8
                     }
                 })
                 .collect();
@@ -161,7 +161,7 @@ fn apply_one(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], dictionary:
         9 if len > 0 => input.truncate(rng.below(len)),
         _ => {
             let at = rng.below(len + 1);
-            input.insert(at, rng.next() as u8);
+            input.insert(at, rng.next_u64() as u8);
         }
     }
 }

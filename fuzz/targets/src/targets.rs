@@ -654,7 +654,7 @@ pub fn ini(data: &[u8]) -> String {
     let mut sig = match &words {
         Ok((words, _)) => {
             assert!(
-                words.first().is_none_or(|w| w.starts_with("--")),
+                words.first().map_or(true, |w| w.starts_with("--")),
                 "the first word is an option: {words:?}"
             );
             let argv: Vec<String> = ["uwsgid", "--ini", &p].map(String::from).to_vec();
