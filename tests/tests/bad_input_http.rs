@@ -173,11 +173,16 @@ fn stats_clients_sending_garbage_delay_nothing() {
     for mut s in clients {
         s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
         let mut out = Vec::new();
-        let r = s.read_to_end(&mut out);
-        assert!(
-            r.is_ok() || out.is_empty(),
-            "a stats client was left hanging: {r:?}"
-        );
+        // A reset is fine (the server closed with our garbage unread); a timeout is not.
+        if let Err(e) = s.read_to_end(&mut out) {
+            assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a stats client was left hanging: {e}"
+            );
+        }
     }
     d.assert_alive();
 }
