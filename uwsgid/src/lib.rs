@@ -29,6 +29,7 @@ pub fn main_entry() -> i32 {
     }
     sys::install_fatal_handlers();
     sys::ignore_sigpipe();
+    sys::raise_fd_limit();
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();

@@ -394,3 +394,15 @@ pub fn listen_queue(fd: RawFd) -> Option<(u64, u64)> {
         Some((info.tcpi_unacked as u64, info.tcpi_sacked as u64))
     }
 }
+
+/// Raise the soft limit on open files to the hard limit (workers hold one fd per client).
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit write and read a local rlimit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

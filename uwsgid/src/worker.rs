@@ -28,6 +28,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A draining worker closes a keep-alive connection once it has been idle this long.
 pub const DRAIN_IDLE: Duration = Duration::from_millis(150);
+/// Connections one worker holds at most; beyond it the worker stops accepting until one
+/// closes, and new connections wait in the backlog for a worker with room.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// After accept fails for lack of fds or memory, the worker stops accepting this long.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const MAX_HEAD: usize = 8192;
 const MAX_BODY: usize = 1 << 20;
 const MAX_SLEEP_MS: u64 = 600_000;
@@ -83,6 +88,9 @@ struct Worker<'a> {
     paused: bool,
     pid: u32,
     log_epoch: u32,
+    open_conns: usize,
+    /// Accepting is suspended until then (accept failed with EMFILE, ENFILE, ENOMEM...).
+    accept_retry: Option<Instant>,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -147,6 +155,8 @@ impl<'a> Worker<'a> {
             paused: false,
             pid: std::process::id(),
             log_epoch: 0,
+            open_conns: 0,
+            accept_retry: None,
         };
         worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
         worker.paused = worker.setup.board.paused();
@@ -161,7 +171,12 @@ impl<'a> Worker<'a> {
     }
 
     fn start_accepting(&mut self) -> io::Result<()> {
-        if self.accepting || self.draining {
+        if self.accepting
+            || self.draining
+            || self.paused
+            || self.accept_retry.is_some()
+            || self.open_conns >= MAX_CONNECTIONS
+        {
             return Ok(());
         }
         for (i, &fd) in self.setup.listeners.iter().enumerate() {
@@ -241,7 +256,7 @@ impl<'a> Worker<'a> {
     }
 
     fn live_conns(&self) -> usize {
-        self.conns.iter().filter(|c| c.is_some()).count()
+        self.open_conns
     }
 
     /// Follow the master to a reopened or rotated log file.
@@ -335,6 +350,9 @@ impl<'a> Worker<'a> {
             return;
         };
         for _ in 0..64 {
+            if !self.accepting {
+                return;
+            }
             // SAFETY: accept4 on our listener; a new fd is returned that we own.
             let fd = unsafe {
                 libc::accept4(
@@ -345,6 +363,16 @@ impl<'a> Worker<'a> {
                 )
             };
             if fd < 0 {
+                let err = io::Error::last_os_error();
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
+                    // The listener stays readable: stop polling it for a while rather than spin.
+                    crate::log!("accept: {err}; pausing accepts for {ACCEPT_RETRY:?}");
+                    self.stop_accepting();
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                }
                 return;
             }
             // SAFETY: fd was just returned by accept4.
@@ -382,6 +410,10 @@ impl<'a> Worker<'a> {
             };
             let raw = conn.fd.as_raw_fd();
             self.conns[idx] = Some(conn);
+            self.open_conns += 1;
+            if self.open_conns >= MAX_CONNECTIONS {
+                self.stop_accepting();
+            }
             let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
             if epoll_ctl(
                 self.epoll.as_raw_fd(),
@@ -403,6 +435,10 @@ impl<'a> Worker<'a> {
                 self.end_in_flight();
             }
             self.free.push(idx);
+            self.open_conns -= 1;
+            if self.open_conns + 1 == MAX_CONNECTIONS {
+                let _ = self.start_accepting();
+            }
         }
     }
 
@@ -688,7 +724,7 @@ impl<'a> Worker<'a> {
 
     fn next_timeout(&self) -> i32 {
         let now = Instant::now();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = self.accept_retry;
         for c in self.conns.iter().flatten() {
             let d = self.deadline(c);
             next = Some(next.map_or(d, |n| n.min(d)));
@@ -719,6 +755,10 @@ impl<'a> Worker<'a> {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
+        if self.accept_retry.is_some_and(|t| now >= t) {
+            self.accept_retry = None;
+            let _ = self.start_accepting();
+        }
         for idx in 0..self.conns.len() {
             let Some(c) = self.conns[idx].as_ref() else {
                 continue;
