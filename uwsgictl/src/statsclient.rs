@@ -173,14 +173,37 @@ pub fn parse(addr: &dyn std::fmt::Display, raw: &[u8]) -> Result<StatsDocument, 
             "stats {addr}: the server sent an empty document; is it a stats server?"
         )));
     }
-    serde_json::from_str(&text).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         let hint = if e.is_eof() {
             "the document is truncated: the server closed the connection early"
         } else {
             "the document is malformed; is it a uWSGI or uwsgid stats server?"
         };
         FetchError::Broken(format!("stats {addr}: {hint} ({e})"))
+    })?;
+    defuse_control_chars(&mut value);
+    serde_json::from_value(value).map_err(|e| {
+        FetchError::Broken(format!(
+            "stats {addr}: the document is malformed: it does not have the stats schema ({e})"
+        ))
     })
+}
+
+/// Replace control characters in every string with `?`: what a stats server says is shown on
+/// a terminal, and must not be able to move the cursor or change its settings. (`--json`
+/// passes the raw document through, where JSON escaping already makes them inert.)
+fn defuse_control_chars(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.chars().any(char::is_control) => {
+            *s = s
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(defuse_control_chars),
+        serde_json::Value::Object(map) => map.values_mut().for_each(defuse_control_chars),
+        _ => {}
+    }
 }
 
 /// Fetch and parse.
@@ -188,6 +211,19 @@ pub fn fetch(addr: &StatsAddr, timeout: Duration) -> Result<(StatsDocument, Vec<
     let raw = fetch_raw(addr, timeout)?;
     let doc = parse(addr, &raw)?;
     Ok((doc, raw))
+}
+
+#[cfg(test)]
+mod defuse_tests {
+    #[test]
+    fn escape_sequences_from_a_server_never_reach_the_terminal() {
+        let raw = br#"{"version":"2.0\u001b[2J","workers":[{"id":1,"status":"idle\u0007"}],"uwsgid":{"last_error":"bad\u001b]0;title\u0007"}}"#;
+        let doc = super::parse(&"test", raw).unwrap();
+        assert_eq!(doc.version, "2.0?[2J");
+        assert_eq!(doc.workers[0].status, "idle?");
+        let err = doc.uwsgid.unwrap().last_error.unwrap();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+    }
 }
 
 #[cfg(test)]
