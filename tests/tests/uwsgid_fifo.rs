@@ -221,6 +221,12 @@ fn commands_in_one_write_run_in_order() {
     d.fifo_write(b"ww");
     let s = d.wait_generation(3);
     assert_eq!(instance(&s)["generation"], 3);
+    // A re-exec in the middle of a write: what follows it runs in the next image.
+    d.fifo_write(b"rws");
+    let s = d.wait_generation(5);
+    assert_eq!(instance(&s)["generation"], 5);
+    d.wait_log("running 2 FIFO command(s) written before the re-exec");
+    d.wait_log("statistics: generation 5");
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub enum Probe<S> {
 
 const FIRST_INTERVAL: Duration = Duration::from_millis(1);
 const MAX_INTERVAL: Duration = Duration::from_millis(5);
+const FAST_POLLING: Duration = Duration::from_millis(100);
 
 /// Poll `probe` until it is done or failed, or `deadline` passes. `what` names what is awaited
 /// in the timeout message ("reload of pid 123 to complete").
@@ -71,7 +72,11 @@ pub fn wait_until<S: fmt::Display + Serialize>(
             .with_state(json));
         }
         std::thread::sleep(interval.min(deadline - now));
-        interval = (interval * 2).min(MAX_INTERVAL);
+        // Most reloads finish within a few ms: poll tightly at first so completion is reported
+        // within a millisecond, then back off so a long wait costs the master little.
+        if now - started > FAST_POLLING {
+            interval = (interval * 2).min(MAX_INTERVAL);
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Handoff {
     /// `config`: the reload then ends as failed, with this reason.
     #[serde(default)]
     pub config_refused: Option<String>,
+    /// FIFO command bytes read by the old image after the one that asked for this re-exec.
+    #[serde(default)]
+    pub fifo_pending: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

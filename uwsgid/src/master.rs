@@ -216,7 +216,21 @@ pub struct Master {
     runner_path: Option<PathBuf>,
     /// The reload under way runs the previous configuration because the new one was refused.
     config_refused: Option<String>,
+    /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
+    /// requests (a `--wait` polls every millisecond) do not cost a file read per worker each.
+    memory: std::cell::RefCell<std::collections::HashMap<i32, MemorySample>>,
+    /// A re-exec decided by this step, performed once the step is over.
+    pending_exec: Option<(ReloadKind, String)>,
+    /// When the pending re-exec was asked for (its check included in the reload's duration).
+    reload_asked: Option<(Instant, u64)>,
+    /// FIFO commands read but not run when a re-exec was decided; the next image runs them.
+    fifo_leftover: Vec<u8>,
 }
+
+/// When a worker's `(rss, vsz)` was read, and the values.
+type MemorySample = (Instant, (u64, u64));
+
+const MEMORY_TTL: Duration = Duration::from_millis(500);
 
 /// Start (or, after a re-exec, continue) the master and run it until it exits.
 pub fn run(
@@ -412,6 +426,10 @@ impl Master {
             exit_code: None,
             runner_path: None,
             config_refused: None,
+            memory: Default::default(),
+            pending_exec: None,
+            reload_asked: None,
+            fifo_leftover: Vec::new(),
         })
     }
 
@@ -621,7 +639,23 @@ impl Master {
         // Pidfiles stay valid (same pid); write only ones that are new in this configuration.
         m.write_pidfiles(true);
         m.spawn_missing(Instant::now());
+        if !h.fifo_pending.is_empty() {
+            log!(
+                "running {} FIFO command(s) written before the re-exec",
+                h.fifo_pending.len()
+            );
+            m.run_fifo_bytes(&h.fifo_pending);
+        }
         Ok(m)
+    }
+
+    /// Run command bytes kept over from before a re-exec (or a failed one).
+    fn run_fifo_bytes(&mut self, bytes: &[u8]) {
+        let commands: Vec<FifoCommand> = bytes
+            .iter()
+            .filter_map(|&b| FifoCommand::from_byte(b))
+            .collect();
+        self.run_fifo_commands(&commands);
     }
 
     fn kind_name(&self) -> &'static str {
@@ -750,6 +784,12 @@ impl Master {
                 self.cleanup();
                 log!("goodbye (exit {code})");
                 return code;
+            }
+            // Re-execute only once everything already read has been acted on; signals not
+            // yet read stay pending across execve, FIFO bytes not yet run go in the handoff.
+            if let Some((kind, cause)) = self.pending_exec.take() {
+                self.exec_self(kind, &cause);
+                continue;
             }
             self.wait_for_events();
         }
@@ -1023,8 +1063,19 @@ impl Master {
                 return;
             }
         };
-        for c in commands {
+        self.run_fifo_commands(&commands);
+    }
+
+    /// Run FIFO commands in order; once one of them calls for a re-exec, keep the rest for the
+    /// next image (it runs them first), so a write like `rw` loses nothing.
+    fn run_fifo_commands(&mut self, commands: &[FifoCommand]) {
+        for (i, &c) in commands.iter().enumerate() {
             self.on_fifo_command(c);
+            if self.pending_exec.is_some() {
+                self.fifo_leftover
+                    .extend(commands[i + 1..].iter().map(|c| c.as_byte()));
+                break;
+            }
         }
     }
 
@@ -1108,6 +1159,7 @@ impl Master {
     }
 
     fn on_worker_exit(&mut self, w: Worker, status: i32) {
+        self.memory.get_mut().remove(&w.pid);
         let now = Instant::now();
         let how = sys::describe_status(status);
         let cell = self.board.cell(w.cell);
@@ -1228,26 +1280,46 @@ impl Master {
         text.truncate(n.max(0) as usize);
         let text = String::from_utf8_lossy(&text).trim().replace('\n', " ");
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-            self.exec_self(kind, &cause);
+            self.pending_exec = Some((kind, cause));
         } else {
-            let reason = format!(
-                "{} reload ({cause}) refused, the instance keeps serving: {}",
-                kind.name(),
-                if text.is_empty() {
-                    sys::describe_status(status)
-                } else {
-                    text
-                }
-            );
-            self.note_error(reason.clone());
-            self.record_outcome(
-                kind,
-                self.generation,
-                false,
-                reason,
-                Instant::now(),
-                now_unix_ms(),
-            );
+            let why = if text.is_empty() {
+                sys::describe_status(status)
+            } else {
+                text
+            };
+            self.refuse_reload(kind, &cause, why);
+        }
+    }
+
+    /// A reload that cannot go ahead: log it, keep serving, show it in stats.
+    fn refuse_reload(&mut self, kind: ReloadKind, cause: &str, why: String) {
+        let reason = format!(
+            "{} reload ({cause}) refused, the instance keeps serving: {why}",
+            kind.name()
+        );
+        self.note_error(reason.clone());
+        self.record_outcome(
+            kind,
+            self.generation,
+            false,
+            reason,
+            Instant::now(),
+            now_unix_ms(),
+        );
+    }
+
+    /// True if the binary at our path is the very file this process runs (same device and
+    /// inode), so it needs no trial run before we re-execute it.
+    fn exe_unchanged(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            std::fs::metadata(&self.exe),
+            std::fs::metadata("/proc/self/exe"),
+        ) {
+            (Ok(on_disk), Ok(running)) => {
+                on_disk.dev() == running.dev() && on_disk.ino() == running.ino()
+            }
+            _ => false,
         }
     }
 
@@ -1374,7 +1446,17 @@ impl Master {
             return;
         }
         if kind.re_executes() {
-            self.start_checker(kind, cause, now);
+            self.reload_asked = Some((now, now_unix_ms()));
+            if self.exe_unchanged() {
+                // The binary on disk is the one running now: it starts fine, so only the
+                // options need checking, and that is cheap enough to do here.
+                match crate::cli::Config::load(&self.argv) {
+                    Ok(_) => self.pending_exec = Some((kind, cause.to_string())),
+                    Err(e) => self.refuse_reload(kind, cause, e.replace('\n', " ")),
+                }
+            } else {
+                self.start_checker(kind, cause, now);
+            }
             return;
         }
         if let Some(r) = &self.reload {
@@ -1473,8 +1555,10 @@ impl Master {
 
     /// Re-execute the master in place. Returns only if `execve` failed.
     fn exec_self(&mut self, kind: ReloadKind, cause: &str) {
-        let started = Instant::now();
-        let started_ms = now_unix_ms();
+        let (started, started_ms) = self
+            .reload_asked
+            .take()
+            .unwrap_or_else(|| (Instant::now(), now_unix_ms()));
         if kind == ReloadKind::Brutal {
             for w in &mut self.workers {
                 if w.state != WorkerState::Killed {
@@ -1528,6 +1612,8 @@ impl Master {
         );
         self.note_error(reason.clone());
         self.record_outcome(kind, self.generation, false, reason, started, started_ms);
+        let leftover = std::mem::take(&mut self.fifo_leftover);
+        self.run_fifo_bytes(&leftover);
     }
 
     fn handoff(&self, kind: ReloadKind, started_ms: u64) -> Handoff {
@@ -1597,6 +1683,7 @@ impl Master {
                 .collect(),
             last_reload: self.last_reload.clone(),
             config_refused: None,
+            fifo_pending: self.fifo_leftover.clone(),
         }
     }
 
@@ -2293,6 +2380,19 @@ impl Master {
         }
     }
 
+    fn memory_of(&self, pid: i32) -> (u64, u64) {
+        let now = Instant::now();
+        let mut cache = self.memory.borrow_mut();
+        match cache.get(&pid) {
+            Some(&(at, mem)) if now.duration_since(at) < MEMORY_TTL => mem,
+            _ => {
+                let mem = sys::memory_of(pid);
+                cache.insert(pid, (now, mem));
+                mem
+            }
+        }
+    }
+
     fn worker_entry(
         &self,
         id: u32,
@@ -2342,7 +2442,7 @@ impl Master {
             }
             Some(w) => {
                 let cell = self.board.cell(w.cell);
-                let (rss, vsz) = sys::memory_of(w.pid);
+                let (rss, vsz) = self.memory_of(w.pid);
                 let busy = cell.in_flight.load(Relaxed) > 0;
                 entry.pid = w.pid as i64;
                 entry.accepting = u8::from(w.state == WorkerState::Ready && !self.paused);
