@@ -2442,7 +2442,15 @@ impl Master {
             }
             Some(w) => {
                 let cell = self.board.cell(w.cell);
-                let (rss, vsz) = self.memory_of(w.pid);
+                // A worker settling in (an exec'd program loading) changes fast: read it live.
+                let settled = w
+                    .ready_at
+                    .is_some_and(|t| t.elapsed() > Duration::from_secs(1));
+                let (rss, vsz) = if settled {
+                    self.memory_of(w.pid)
+                } else {
+                    sys::memory_of(w.pid)
+                };
                 let busy = cell.in_flight.load(Relaxed) > 0;
                 entry.pid = w.pid as i64;
                 entry.accepting = u8::from(w.state == WorkerState::Ready && !self.paused);
