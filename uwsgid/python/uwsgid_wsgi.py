@@ -18,7 +18,6 @@ its mercy. SIGINT and SIGQUIT exit at once. Startup errors print one clear line 
 traceback when there is one) and exit 1 before READY.
 """
 
-import argparse
 import importlib
 import importlib.util
 import os
@@ -29,10 +28,11 @@ import socket
 import sys
 import threading
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
-from email.utils import formatdate
-from urllib.parse import unquote_to_bytes
+
+# Start-up time is reload time: every worker of a new generation imports this file. So only
+# cheap modules are imported here (argparse, concurrent.futures, email.utils, urllib.parse and
+# traceback would add some 40 ms); the few functions needed from them are written out below,
+# and traceback is imported only when there is one to print.
 
 PROG = "uwsgid-wsgi"
 LISTEN_FDS_START = 3
@@ -80,30 +80,143 @@ def log(message):
 # Startup: options, inherited listeners, the application
 
 
+class Options:
+    """The runner's options (uwsgid builds this command line; people rarely type it)."""
+
+    def __init__(self):
+        self.wsgi_file = None
+        self.module = None
+        self.callable = None
+        self.pythonpath = []
+        self.chdir = None
+        self.threads = 8
+        self.max_connections = 1000
+        self.keepalive_timeout = 15.0
+        self.socket_timeout = 30.0
+        self.log_requests = False
+
+
+USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
+         "[--pythonpath DIR]... [--chdir DIR] [--threads N] [--max-connections N] "
+         "[--keepalive-timeout SECS] [--socket-timeout SECS] [--log-requests]" % PROG)
+
+# option -> (attribute, converter); None means a flag without a value.
+OPTIONS = {
+    "--wsgi-file": ("wsgi_file", str),
+    "--module": ("module", str),
+    "--callable": ("callable", str),
+    "--pythonpath": ("pythonpath", str),
+    "--chdir": ("chdir", str),
+    "--threads": ("threads", int),
+    "--max-connections": ("max_connections", int),
+    "--keepalive-timeout": ("keepalive_timeout", float),
+    "--socket-timeout": ("socket_timeout", float),
+    "--log-requests": ("log_requests", None),
+}
+
+
+def usage_error(message):
+    sys.stderr.write("%s\n%s: error: %s\n" % (USAGE, PROG, message))
+    sys.exit(2)
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog=PROG, description="Serve a WSGI application on the "
-                                "listeners inherited by the systemd protocol (LISTEN_FDS).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--wsgi-file", metavar="FILE", help="Python file defining the callable")
-    src.add_argument("--module", metavar="PKG.MOD[:CALLABLE]", help="module to import")
-    p.add_argument("--callable", metavar="NAME", default=None,
-                   help="name of the WSGI callable (default: application)")
-    p.add_argument("--pythonpath", metavar="DIR", action="append", default=[],
-                   help="prepend DIR to sys.path (repeatable)")
-    p.add_argument("--chdir", metavar="DIR", help="change directory before loading the app")
-    p.add_argument("--threads", type=int, default=8, metavar="N",
-                   help="requests served concurrently by this worker (default 8)")
-    p.add_argument("--max-connections", type=int, default=1000, metavar="N",
-                   help="open connections before the worker stops accepting (default 1000)")
-    p.add_argument("--keepalive-timeout", type=float, default=15.0, metavar="SECS",
-                   help="close idle keep-alive connections after SECS (default 15)")
-    p.add_argument("--socket-timeout", type=float, default=30.0, metavar="SECS",
-                   help="give up on a client silent for SECS mid-request (default 30)")
-    p.add_argument("--log-requests", action="store_true", help="one line per request on stderr")
-    args = p.parse_args(argv)
+    if "-h" in argv or "--help" in argv:
+        sys.stdout.write(USAGE + "\n")
+        sys.exit(0)
+    args = Options()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name, eq, inline = word.partition("=")
+        if name not in OPTIONS:
+            usage_error("unrecognized argument: %s" % word)
+        attr, convert = OPTIONS[name]
+        if convert is None:
+            if eq:
+                usage_error("%s takes no value" % name)
+            setattr(args, attr, True)
+            i += 1
+            continue
+        if eq:
+            value = inline
+            i += 1
+        elif i + 1 < len(argv):
+            value = argv[i + 1]
+            i += 2
+        else:
+            usage_error("argument %s: expected one argument" % name)
+        try:
+            value = convert(value)
+        except ValueError:
+            usage_error("argument %s: invalid %s value: %r" % (name, convert.__name__, value))
+        if attr == "pythonpath":
+            args.pythonpath.append(value)
+        else:
+            setattr(args, attr, value)
+    if (args.wsgi_file is None) == (args.module is None):
+        usage_error("give exactly one of --wsgi-file and --module")
     if args.threads < 1 or args.max_connections < 1:
-        p.error("--threads and --max-connections must be at least 1")
+        usage_error("--threads and --max-connections must be at least 1")
     return args
+
+
+def format_exc():
+    import traceback
+    return traceback.format_exc()
+
+
+class Pool:
+    """A fixed set of threads running submitted calls (concurrent.futures costs 17 ms of
+    imports at every worker start)."""
+
+    def __init__(self, threads):
+        self.tasks = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self.run, name="request-%d" % n, daemon=True)
+                        for n in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            fn, arg = task
+            try:
+                fn(arg)
+            except BaseException:
+                log("internal error:\n" + format_exc())
+
+    def submit(self, fn, arg):
+        self.tasks.put((fn, arg))
+
+    def shutdown(self, wait=True):
+        for _ in self.threads:
+            self.tasks.put(None)
+        if wait:
+            for t in self.threads:
+                t.join()
+
+
+_HEX = {b"%02x" % n: n for n in range(256)}
+_HEX.update({b"%02X" % n: n for n in range(256)})
+
+
+def unquote_to_bytes(raw):
+    """Percent-decode bytes; malformed escapes are kept as they are (as urllib does)."""
+    if b"%" not in raw:
+        return raw
+    parts = raw.split(b"%")
+    out = bytearray(parts[0])
+    for part in parts[1:]:
+        code = _HEX.get(part[:2])
+        if code is None:
+            out += b"%" + part
+        else:
+            out.append(code)
+            out += part[2:]
+    return bytes(out)
 
 
 def inherited_listeners():
@@ -168,7 +281,7 @@ def load_application(args):
             raise StartupError("%s: syntax error at %s line %s: %s"
                                % (what, e.filename, e.lineno, e.msg))
         except BaseException as e:
-            traceback.print_exc()
+            sys.stderr.write(format_exc())
             raise StartupError("%s: %s raised while loading: %s" % (what, type(e).__name__, e))
         name = args.callable or "application"
     else:
@@ -186,10 +299,10 @@ def load_application(args):
             if e.name and modname.startswith(e.name):
                 raise StartupError("%s: no module named %r (sys.path[0] is %s)"
                                    % (what, e.name, sys.path[0]))
-            traceback.print_exc()
+            sys.stderr.write(format_exc())
             raise StartupError("%s: %s" % (what, e))
         except BaseException as e:
-            traceback.print_exc()
+            sys.stderr.write(format_exc())
             raise StartupError("%s: %s raised while importing: %s" % (what, type(e).__name__, e))
     app = getattr(module, name, None)
     if app is None:
@@ -479,7 +592,7 @@ def http_date():
     now = int(time.time())
     if _date_cache[0] != now:
         _date_cache[0] = now
-        _date_cache[1] = formatdate(now, usegmt=True)
+        _date_cache[1] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
     return _date_cache[1]
 
 
@@ -501,7 +614,7 @@ class Server:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.returned = queue.SimpleQueue()  # connections handed back by pool threads
-        self.pool = ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="request")
+        self.pool = Pool(args.threads)
         self.lock = threading.Lock()
         self.busy = 0  # connections owned by pool threads
         self.idle = {}  # socket fd -> Connection waiting in the selector
@@ -671,7 +784,7 @@ class Server:
                 if not keep or self.draining or not conn.buf:
                     break
         except Exception:  # a bug here must not kill the pool thread silently
-            log("internal error:\n" + traceback.format_exc())
+            log("internal error:\n" + format_exc())
             keep = False
         finally:
             if keep and not self.draining:
@@ -907,7 +1020,7 @@ class Server:
             raise
         except Exception:
             log("%s %s: application error\n%s" % (req.method, req.target,
-                                                  traceback.format_exc().rstrip()))
+                                                  format_exc().rstrip()))
             if state["sent"]:
                 raise ClientGone("response cut by the application error")
             simple_response(conn, 500, "the application raised an exception")

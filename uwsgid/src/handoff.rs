@@ -45,6 +45,9 @@ pub struct Handoff {
     /// FIFO command bytes read by the old image after the one that asked for this re-exec.
     #[serde(default)]
     pub fifo_pending: Vec<u8>,
+    /// The runner's interpreter as configured and the executable it resolved to.
+    #[serde(default)]
+    pub python: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -219,6 +219,8 @@ pub struct Master {
     /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
     /// requests (a `--wait` polls every millisecond) do not cost a file read per worker each.
     memory: std::cell::RefCell<std::collections::HashMap<i32, MemorySample>>,
+    /// The bundled runner's interpreter: as configured, and the real executable behind it.
+    python: Option<(String, String)>,
     /// A re-exec decided by this step, performed once the step is over.
     pending_exec: Option<(ReloadKind, String)>,
     /// When the pending re-exec was asked for (its check included in the reload's duration).
@@ -427,6 +429,7 @@ impl Master {
             runner_path: None,
             config_refused: None,
             memory: Default::default(),
+            python: None,
             pending_exec: None,
             reload_asked: None,
             fifo_leftover: Vec::new(),
@@ -458,7 +461,7 @@ impl Master {
         m.locks = locks;
         m.listeners = listeners;
         m.open_channels(None)?;
-        m.prepare_runner()?;
+        m.prepare_runner(None)?;
         m.resize_slots();
         for slot in &mut m.slots {
             slot.target = 1;
@@ -610,7 +613,7 @@ impl Master {
         m.resize_slots();
 
         m.open_channels(Some(&h))?;
-        m.prepare_runner()?;
+        m.prepare_runner(Some(&h))?;
 
         m.generation = h.generation + 1;
         let kind = ReloadKind::from_name(&h.kind);
@@ -666,7 +669,7 @@ impl Master {
     }
 
     /// The bundled Python WSGI runner, written where exec workers can run it.
-    fn prepare_runner(&mut self) -> Result<(), String> {
+    fn prepare_runner(&mut self, handoff: Option<&Handoff>) -> Result<(), String> {
         let WorkerKind::Exec { argv, .. } = &self.config.worker else {
             return Ok(());
         };
@@ -683,6 +686,18 @@ impl Master {
                 .map_err(|e| format!("WSGI runner {}: {e}", path.display()))?;
         }
         self.runner_path = Some(path);
+        // Resolve the interpreter once: a wrapper script (a pyenv or asdf shim) would otherwise
+        // cost every worker of every generation its own run (100 ms here).
+        let python = argv[0].clone();
+        let resolved = handoff
+            .and_then(|h| h.python.clone())
+            .filter(|(name, _)| *name == python)
+            .map(|(_, path)| path)
+            .unwrap_or_else(|| resolve_interpreter(&python));
+        if resolved != python {
+            log!("Python interpreter {python} is {resolved}");
+        }
+        self.python = Some((python, resolved));
         Ok(())
     }
 
@@ -1684,6 +1699,7 @@ impl Master {
             last_reload: self.last_reload.clone(),
             config_refused: None,
             fifo_pending: self.fifo_leftover.clone(),
+            python: self.python.clone(),
         }
     }
 
@@ -2052,7 +2068,7 @@ impl Master {
                     .as_ref()
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let argv: Vec<String> = argv
+                let mut argv: Vec<String> = argv
                     .iter()
                     .map(|a| {
                         if a == "{runner}" {
@@ -2062,6 +2078,9 @@ impl Master {
                         }
                     })
                     .collect();
+                if let Some((_, resolved)) = &self.python {
+                    argv[0] = resolved.clone();
+                }
                 let spec = crate::exec::ExecSpec {
                     argv,
                     env: env.clone(),
@@ -2512,4 +2531,39 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::env::current_dir()
         .map(|d| d.join(p))
         .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The executable behind an interpreter name: itself, unless it is a script (a version
+/// manager's shim), in which case the interpreter is asked for `sys.executable` once.
+fn resolve_interpreter(name: &str) -> String {
+    let path = if name.contains('/') {
+        Some(PathBuf::from(name))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    let Some(path) = path else {
+        return name.to_string();
+    };
+    let mut head = [0u8; 2];
+    let is_script = std::fs::File::open(&path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == *b"#!";
+    if !is_script {
+        return name.to_string();
+    }
+    std::process::Command::new(&path)
+        .args(["-c", "import sys; sys.stdout.write(sys.executable or '')"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty() && std::path::Path::new(p).is_file())
+        .unwrap_or_else(|| name.to_string())
 }
