@@ -277,6 +277,23 @@ impl Daemon {
         http_get(&self.addr, path)
     }
 
+    /// Start `GET path` on a thread and return once a worker is busy with it.
+    pub fn request_in_flight(
+        &self,
+        path: &str,
+    ) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+        let (addr, path) = (self.addr.clone(), path.to_string());
+        let handle = std::thread::spawn(move || http_get(&addr, &path));
+        self.wait_stats("the request in flight", |s| {
+            s["workers"]
+                .as_array()?
+                .iter()
+                .any(|w| w["status"] == "busy")
+                .then_some(())
+        });
+        handle
+    }
+
     /// Wait for the master to exit; returns its raw wait status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let child = &mut self.child;

@@ -56,11 +56,7 @@ fn sighup_reloads_in_place_keeping_pid_and_listener() {
 fn sigterm_is_a_brutal_reload_that_cuts_requests_in_flight() {
     let dir = TestDir::new("sigterm");
     let d = Daemon::start(&dir, &["--processes", "1"]);
-    let addr = d.addr.clone();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=5000"));
-    d.wait_stats("the slow request in flight", |s| {
-        (s["workers"][0]["status"] == "busy").then_some(())
-    });
+    let slow = d.request_in_flight("/sleep?ms=5000");
     let old = d.worker_pids()[0];
     d.signal(libc::SIGTERM);
     d.wait_generation(2);
@@ -76,16 +72,7 @@ fn sigterm_is_a_brutal_reload_that_cuts_requests_in_flight() {
 fn sigterm_with_die_on_term_stops_gracefully_after_requests_finish() {
     let dir = TestDir::new("die-on-term");
     let mut d = Daemon::start(&dir, &["--processes", "2", "--die-on-term"]);
-    let addr = d.addr.clone();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=400"));
-    d.wait_stats("the slow request in flight", |s| {
-        s["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["status"] == "busy")
-            .then_some(())
-    });
+    let slow = d.request_in_flight("/sleep?ms=400");
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "graceful stop exit status");
@@ -102,16 +89,7 @@ fn assert_brutal_stop(sig: i32, name: &str) {
     let dir = TestDir::new(name);
     let mut d = Daemon::start(&dir, &["--processes", "2"]);
     let workers = d.worker_pids();
-    let addr = d.addr.clone();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=5000"));
-    d.wait_stats("the slow request in flight", |s| {
-        s["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["status"] == "busy")
-            .then_some(())
-    });
+    let slow = d.request_in_flight("/sleep?ms=5000");
     d.signal(sig);
     let status = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
@@ -156,16 +134,7 @@ fn sigusr1_logs_statistics() {
 fn sigusr2_logs_what_each_worker_is_doing_and_never_kills() {
     let dir = TestDir::new("sigusr2");
     let d = Daemon::start(&dir, &["--processes", "2"]);
-    let addr = d.addr.clone();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
-    d.wait_stats("the slow request in flight", |s| {
-        s["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["status"] == "busy")
-            .then_some(())
-    });
+    let slow = d.request_in_flight("/sleep?ms=1500");
     d.signal(libc::SIGUSR2);
     let log = d.wait_log("serving \"GET /sleep?ms=1500\"");
     assert!(
