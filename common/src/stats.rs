@@ -125,6 +125,22 @@ pub struct Instance {
     /// FIFO paths, slot order, and the active slot.
     pub fifo: Vec<String>,
     pub fifo_slot: u32,
+    /// Python preload zygotes (`--wsgi-file`/`--module` without `--lazy-apps`): one process
+    /// per generation that imported the application and forks the workers. Not workers.
+    /// Left out of the document when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zygotes: Vec<Zygote>,
+}
+
+/// A preload zygote of one generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Zygote {
+    pub pid: i64,
+    pub generation: u64,
+    /// `starting` (importing the application), `ready` (forking workers on request) or
+    /// `stopping`.
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -113,6 +113,11 @@ fn full_document() -> StatsDocument {
             }],
             fifo: vec!["/run/app.fifo".into()],
             fifo_slot: 0,
+            zygotes: vec![Zygote {
+                pid: 26995,
+                generation: 3,
+                state: "ready".into(),
+            }],
         }),
     }
 }

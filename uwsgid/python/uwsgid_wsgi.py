@@ -12,6 +12,14 @@ connection back to the selector (or keeps going while pipelined requests are buf
 connections therefore hold no thread, and a slow request holds exactly one. When every thread
 is busy the worker stops accepting, so other workers sharing the listeners take new clients.
 
+Preload (``--zygote``, uwsgid's default for Python apps): this process imports the application
+once, says ``READY=1`` and then waits on its control socket (fd ``UWSGID_ZYGOTE_FD``) for lines
+``fork SLOT GENERATION``. For each it forks a child that forks the worker and exits at once,
+so the worker is re-parented to the master (a child subreaper). The worker waits for that,
+sets its parent-death signal, and serves; its ``READY=1`` carries ``UWSGID_SLOT`` and
+``UWSGID_GENERATION`` so that the master adopts it. The zygote never serves and starts no
+thread: threads exist only after the fork.
+
 SIGTERM and SIGHUP drain: stop accepting, close idle connections, let requests in flight
 finish (their responses say ``Connection: close``), then exit 0. uwsgid bounds the drain with
 its mercy. SIGINT and SIGQUIT exit at once. Startup errors print one clear line (and the
@@ -94,6 +102,7 @@ class Options:
         self.keepalive_timeout = 15.0
         self.socket_timeout = 30.0
         self.log_requests = False
+        self.zygote = False
 
 
 USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
@@ -112,6 +121,7 @@ OPTIONS = {
     "--keepalive-timeout": ("keepalive_timeout", float),
     "--socket-timeout": ("socket_timeout", float),
     "--log-requests": ("log_requests", None),
+    "--zygote": ("zygote", None),
 }
 
 
@@ -622,6 +632,7 @@ class Server:
         self.draining = False
         self.drain_started = False
         self.drain_reason = None
+        self.ready_extra = ""  # more sd_notify lines for READY (a forked worker's slot)
 
     # -- main thread ------------------------------------------------------------------------
 
@@ -659,7 +670,8 @@ class Server:
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.set_accepting(True)
         names = ", ".join(name for _, name in self.listeners)
-        notify("READY=1\nSTATUS=serving on %s with %d threads" % (names, self.args.threads))
+        notify("READY=1\nSTATUS=serving on %s with %d threads%s"
+               % (names, self.args.threads, self.ready_extra))
         log("ready: serving on %s with %d threads" % (names, self.args.threads))
         while True:
             if self.draining:
@@ -1034,6 +1046,110 @@ def peer_text(peer):
     return peer or "unix"
 
 
+# ---------------------------------------------------------------------------------------------
+# Preload: the zygote
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def zygote(app, listeners, args):
+    """Fork a worker per request on the control socket; return when the master closes it."""
+    master = os.getppid()
+    try:
+        control = int(os.environ.pop("UWSGID_ZYGOTE_FD"))
+    except (KeyError, ValueError):
+        log("error: --zygote needs UWSGID_ZYGOTE_FD (only uwsgid runs a zygote)")
+        return 2
+    import ctypes  # loaded here, once, so that a fork costs no import
+    libc = ctypes.CDLL(None, use_errno=True)
+    if threading.active_count() > 1:
+        log("warning: the application started %d thread(s) at import; they do not exist in "
+            "the forked workers (start threads lazily, or use --lazy-apps)"
+            % (threading.active_count() - 1))
+    generation = os.environ.get("UWSGID_GENERATION", "?")
+    notify("READY=1\nSTATUS=zygote of generation %s: application loaded" % generation)
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(control, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return 0
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            words = line.split()
+            if len(words) == 3 and words[0] == b"fork" and words[1].isdigit() \
+                    and words[2].isdigit():
+                fork_worker(app, listeners, args, master, libc, control,
+                            int(words[1]), int(words[2]))
+            else:
+                log("zygote: unknown request %r ignored" % line)
+
+
+def fork_worker(app, listeners, args, master, libc, control, slot, generation):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        middle = os.fork()
+    except OSError as e:
+        log("zygote: cannot fork worker %d: %s" % (slot, e))
+        return
+    if middle:
+        while True:
+            try:
+                os.waitpid(middle, 0)
+                return
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return
+    # The middle child: fork the worker and leave at once, so the worker is re-parented.
+    code = 0
+    try:
+        if os.fork() == 0:
+            code = 1
+            run_forked_worker(app, listeners, args, master, libc, control, slot, generation)
+            code = 0
+    except BaseException:
+        try:
+            log("worker %d: internal error:\n%s" % (slot, format_exc()))
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def run_forked_worker(app, listeners, args, master, libc, control, slot, generation):
+    os.close(control)
+    middle = os.getppid()
+    deadline = time.monotonic() + 5.0
+    while True:
+        parent = os.getppid()
+        if parent == master:
+            break
+        if parent != middle or time.monotonic() > deadline:
+            os._exit(1)  # the master is gone
+        time.sleep(0.0005)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != master:
+        os._exit(1)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    os.environ["UWSGID_WORKER_ID"] = str(slot)
+    os.environ["UWSGID_GENERATION"] = str(generation)
+    server = Server(app, listeners, args)
+    server.ready_extra = "\nUWSGID_SLOT=%d\nUWSGID_GENERATION=%d" % (slot, generation)
+    server.run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -1042,6 +1158,8 @@ def main(argv=None):
     except StartupError as e:
         log("error: %s" % e)
         return 1
+    if args.zygote:
+        return zygote(app, listeners, args)
     Server(app, listeners, args).run()
     return 0
 

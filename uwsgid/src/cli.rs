@@ -108,7 +108,7 @@ pub struct Args {
     /// Accepted for uWSGI compatibility: the Python runner always runs threads
     #[arg(long = "enable-threads")]
     pub enable_threads: bool,
-    /// Accepted for uWSGI compatibility: every Python worker always loads the app itself
+    /// Import the Python app in every worker instead of once per generation before forking
     #[arg(long = "lazy-apps")]
     pub lazy_apps: bool,
     /// Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)
@@ -170,6 +170,10 @@ pub enum WorkerKind {
         /// `--chdir DIR`, absolute.
         #[serde(default)]
         chdir: Option<PathBuf>,
+        /// The bundled Python runner imports the application once per generation, in a zygote
+        /// that forks the workers (`--wsgi-file`/`--module` without `--lazy-apps`).
+        #[serde(default)]
+        preload: bool,
     },
 }
 
@@ -674,6 +678,7 @@ impl Config {
                 stop_signal,
                 env,
                 chdir,
+                preload: false,
             }
         } else if python_app {
             let python = args.python.clone().unwrap_or_else(|| "python3".into());
@@ -715,6 +720,7 @@ impl Config {
                 stop_signal,
                 env,
                 chdir,
+                preload: !args.lazy_apps,
             }
         } else {
             WorkerKind::Builtin

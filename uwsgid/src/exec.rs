@@ -235,7 +235,23 @@ pub fn exec_worker(
     worker_id: u32,
     generation: u64,
 ) -> io::Error {
-    match try_exec_worker(spec, listeners, notify_socket, worker_id, generation) {
+    match try_exec_worker(spec, listeners, notify_socket, worker_id, generation, None) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// Like [`exec_worker`], for a preload zygote: `control` (the zygote's end of its control
+/// socket) is passed as fd `3 + listeners.len()`, named by `UWSGID_ZYGOTE_FD`, and
+/// `UWSGID_WORKER_ID` is 0. Returns only if that failed.
+pub fn exec_zygote(
+    spec: &ExecSpec,
+    listeners: &[(RawFd, String)],
+    notify_socket: &str,
+    generation: u64,
+    control: RawFd,
+) -> io::Error {
+    match try_exec_worker(spec, listeners, notify_socket, 0, generation, Some(control)) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -247,6 +263,7 @@ fn try_exec_worker(
     notify_socket: &str,
     worker_id: u32,
     generation: u64,
+    control: Option<RawFd>,
 ) -> io::Result<Infallible> {
     let Some(program) = spec.argv.first() else {
         return Err(io::Error::new(
@@ -265,7 +282,8 @@ fn try_exec_worker(
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() };
     let names: Vec<String> = listeners.iter().map(|(_, name)| fd_name(name)).collect();
-    let ours = [
+    let control_at = LISTEN_FDS_START + listeners.len() as RawFd;
+    let mut ours = vec![
         ("LISTEN_FDS", listeners.len().to_string()),
         ("LISTEN_PID", pid.to_string()),
         ("LISTEN_FDNAMES", names.join(":")),
@@ -273,6 +291,9 @@ fn try_exec_worker(
         ("UWSGID_WORKER_ID", worker_id.to_string()),
         ("UWSGID_GENERATION", generation.to_string()),
     ];
+    if control.is_some() {
+        ours.push(("UWSGID_ZYGOTE_FD", control_at.to_string()));
+    }
     let env = worker_env(inherited_env(), &spec.env, &ours);
     let path_var = env
         .iter()
@@ -297,8 +318,32 @@ fn try_exec_worker(
     let argv_ptrs = null_terminated(&c_argv);
     let env_ptrs = null_terminated(&c_env);
 
+    // The control socket is first copied above every target fd, so placing the listeners
+    // cannot overwrite it, then put right after them.
+    let control = match control {
+        Some(fd) => {
+            // SAFETY: F_DUPFD_CLOEXEC only reads the fd number; an invalid one is EBADF.
+            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, control_at + 1) };
+            if tmp < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: tmp is a new fd that nothing else owns.
+            Some(unsafe { OwnedFd::from_raw_fd(tmp) })
+        }
+        None => None,
+    };
     place_listeners(listeners)?;
-    mark_cloexec_from(LISTEN_FDS_START + listeners.len() as RawFd);
+    let mut first_closed = control_at;
+    if let Some(tmp) = &control {
+        // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
+        // FD_CLOEXEC clear, so the program inherits it.
+        if unsafe { libc::dup2(tmp.as_raw_fd(), control_at) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        first_closed = control_at + 1;
+    }
+    drop(control);
+    mark_cloexec_from(first_closed);
     reset_signals();
 
     // SAFETY: c_path is a valid C string, and argv_ptrs/env_ptrs are arrays of pointers into
@@ -541,6 +586,10 @@ pub struct NotifyMessage {
     pub status: Option<String>,
     /// `RELOADING=1`: the worker reloads its own configuration; not ready until `READY=1`.
     pub reloading: bool,
+    /// `UWSGID_SLOT=k`: a worker forked by a preload zygote says which slot it serves.
+    pub slot: Option<u32>,
+    /// `UWSGID_GENERATION=g`: and which generation it belongs to.
+    pub generation: Option<u64>,
 }
 
 /// Parse an sd_notify datagram: newline-separated `KEY=VALUE` assignments.
@@ -562,6 +611,12 @@ pub fn parse_notify(pid: i32, datagram: &[u8]) -> NotifyMessage {
             b"STOPPING" => msg.stopping |= value == b"1",
             b"RELOADING" => msg.reloading |= value == b"1",
             b"STATUS" => msg.status = Some(String::from_utf8_lossy(value).into_owned()),
+            b"UWSGID_SLOT" => {
+                msg.slot = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            }
+            b"UWSGID_GENERATION" => {
+                msg.generation = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            }
             _ => {}
         }
     }
@@ -860,7 +915,9 @@ mod tests {
                 ready: true,
                 stopping: false,
                 status: Some("serving 4 threads".into()),
-                reloading: false
+                reloading: false,
+                slot: None,
+                generation: None,
             }
         );
         let m = parse_notify(7, b"STOPPING=1\nSTATUS=a=b\nSTATUS=last\xff");
@@ -868,6 +925,10 @@ mod tests {
         assert_eq!(m.status.as_deref(), Some("last\u{fffd}"));
         let m = parse_notify(7, b"READY=0\nRELOADING=1\ngarbage\n\nREADY");
         assert!(!m.ready && m.reloading && m.status.is_none());
+        let m = parse_notify(7, b"READY=1\nUWSGID_SLOT=3\nUWSGID_GENERATION=12\n");
+        assert_eq!((m.slot, m.generation), (Some(3), Some(12)));
+        let m = parse_notify(7, b"UWSGID_SLOT=x\nUWSGID_GENERATION=-1");
+        assert_eq!((m.slot, m.generation), (None, None));
         assert_eq!(
             parse_notify(3, b""),
             NotifyMessage {

@@ -38,6 +38,9 @@ pub struct Handoff {
     pub workers: Vec<HandoffWorker>,
     pub slots: Vec<HandoffSlot>,
     pub last_reload: Option<common::stats::ReloadOutcome>,
+    /// Preload zygotes, still our children, with their control sockets.
+    #[serde(default)]
+    pub zygotes: Vec<HandoffZygote>,
     /// Set by the new image itself when it could not parse its options and fell back to
     /// `config`: the reload then ends as failed, with this reason.
     #[serde(default)]
@@ -77,6 +80,16 @@ pub struct HandoffWorker {
     pub retiring: bool,
     pub spawned_unix_ms: u64,
     pub status_text: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandoffZygote {
+    pub pid: i32,
+    pub generation: u64,
+    pub control_fd: i32,
+    pub ready: bool,
+    /// Already told to stop.
+    pub stopping: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -29,6 +29,18 @@
 //! Invariants: a pid leaves the worker table only after `waitpid` returned it, and nothing is
 //! signalled after that; every fd is close-on-exec except, during re-exec, those the handoff
 //! names; the master never blocks anywhere but in `poll`.
+//!
+//! # Preload (Python apps without `--lazy-apps`)
+//!
+//! The master is a child subreaper. For each generation it runs one **zygote**: the bundled
+//! runner with `--zygote` and a control socket, which imports the application once and says
+//! `READY=1`. Spawning a worker is then a request on the control socket (`fork SLOT GEN`): the
+//! zygote double-forks, so the worker is re-parented to the master, which `waitpid`s it like any
+//! worker. The worker announces itself with `READY=1`, `UWSGID_SLOT` and `UWSGID_GENERATION`;
+//! the master adopts a sender it does not know only if it is its own child (`/proc/PID/stat`)
+//! and, to serve, only if a fork for that slot and generation is pending (any other one is
+//! adopted and retired at once). A pending fork not ready within the start timeout, or whose
+//! zygote exits, is a failed start. A zygote is stopped once no slot targets its generation.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -42,7 +54,9 @@ use common::stats as wire;
 
 use crate::cli::{Config, StatsAddr, WorkerKind};
 use crate::fifo::{Batch, Fifo};
-use crate::handoff::{Handoff, HandoffFifo, HandoffListener, HandoffSlot, HandoffWorker};
+use crate::handoff::{
+    Handoff, HandoffFifo, HandoffListener, HandoffSlot, HandoffWorker, HandoffZygote,
+};
 use crate::listener::{self, Listener};
 use crate::log;
 use crate::scoreboard::{self, Allocator, Scoreboard};
@@ -150,9 +164,32 @@ impl Worker {
     }
 }
 
+/// Preload: a worker asked of a zygote, not yet adopted.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    generation: u64,
+    since: Instant,
+    /// When the fork request was written; `None` while the zygote is still loading.
+    asked: Option<Instant>,
+}
+
+/// Preload: the process of one generation that imported the app and forks its workers.
+struct Zygote {
+    pid: i32,
+    generation: u64,
+    /// The master's end of the control socket (non-blocking).
+    control: OwnedFd,
+    ready: bool,
+    spawned: Instant,
+    /// Told to stop: SIGKILL at this deadline (once).
+    stopping: Option<Instant>,
+    killed: bool,
+}
+
 #[derive(Default)]
 struct Slot {
     target: u64,
+    pending: Option<Pending>,
     respawn_count: u64,
     failed_starts: u32,
     next_spawn: Option<Instant>,
@@ -200,6 +237,7 @@ pub struct Master {
     locks: Vec<(PathBuf, OwnedFd)>,
     pidfiles_written: Vec<PathBuf>,
     workers: Vec<Worker>,
+    zygotes: Vec<Zygote>,
     slots: Vec<Slot>,
     generation: u64,
     phase: Phase,
@@ -391,6 +429,12 @@ impl Master {
     ) -> Result<Master, String> {
         let signals =
             sys::signalfd(&sys::managed_signals()).map_err(|e| format!("signalfd: {e}"))?;
+        // Workers forked by a preload zygote's child are re-parented to us, so we can reap
+        // them. Set again after each re-exec (it survives execve, but costs nothing).
+        // SAFETY: prctl with integer arguments only.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
+        }
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find our own binary: {e}"))?;
         // After a rebuild /proc/self/exe reads "PATH (deleted)": re-exec the path, which now
@@ -413,6 +457,7 @@ impl Master {
             locks: Vec::new(),
             pidfiles_written: Vec::new(),
             workers: Vec::new(),
+            zygotes: Vec::new(),
             slots: Vec::new(),
             generation: 1,
             phase: Phase::Running,
@@ -596,6 +641,20 @@ impl Master {
                 spawned_unix_ms: w.spawned_unix_ms,
                 ready_at: w.ready.then_some(now),
                 status_text: w.status_text.clone(),
+            });
+        }
+        for z in &h.zygotes {
+            let _ = sys::set_cloexec(z.control_fd, true);
+            let now = Instant::now();
+            m.zygotes.push(Zygote {
+                pid: z.pid,
+                generation: z.generation,
+                // SAFETY: the handoff names this fd as the control socket of this zygote.
+                control: unsafe { OwnedFd::from_raw_fd(z.control_fd) },
+                ready: z.ready,
+                spawned: now,
+                stopping: z.stopping.then_some(now + m.config.mercy),
+                killed: false,
             });
         }
         m.slots = h
@@ -922,6 +981,16 @@ impl Master {
             if let Some(t) = s.next_spawn {
                 consider(t);
             }
+            if let Some(t) = s.pending.and_then(|p| p.asked) {
+                consider(t + self.config.start_timeout);
+            }
+        }
+        for z in &self.zygotes {
+            match z.stopping {
+                Some(t) if !z.killed => consider(t),
+                None if !z.ready => consider(z.spawned + self.config.start_timeout),
+                _ => {}
+            }
         }
         match &self.phase {
             Phase::Checking { deadline, .. } | Phase::Stopping { deadline, .. } => {
@@ -1004,6 +1073,24 @@ impl Master {
         // or a respawn while paused), so none of them accepts before the resume.
         let freeze = self.paused && matches!(self.config.worker, WorkerKind::Exec { .. });
         let mercy = self.config.mercy;
+        if let Some(z) = self.zygotes.iter_mut().find(|z| z.pid == msg.pid) {
+            if msg.ready && !z.ready && z.stopping.is_none() {
+                z.ready = true;
+                let (pid, g) = (z.pid, z.generation);
+                log!(
+                    "zygote of generation {g} (pid {pid}) loaded the application in {:.1} ms",
+                    z.spawned.elapsed().as_secs_f64() * 1e3
+                );
+                self.ask_pending_forks(g, Instant::now());
+            }
+            return;
+        }
+        if let (Some(id), Some(g)) = (msg.slot, msg.generation) {
+            if !self.workers.iter().any(|w| w.pid == msg.pid) {
+                self.adopt(msg, id, g);
+                return;
+            }
+        }
         let Some(w) = self.workers.iter_mut().find(|w| w.pid == msg.pid) else {
             log!(
                 "notify from pid {} which is not one of our workers: ignored",
@@ -1164,6 +1251,11 @@ impl Master {
                     self.on_checker_exit(status);
                     continue;
                 }
+            }
+            if let Some(pos) = self.zygotes.iter().position(|z| z.pid == pid) {
+                let z = self.zygotes.remove(pos);
+                self.on_zygote_exit(z, status);
+                continue;
             }
             let Some(pos) = self.workers.iter().position(|w| w.pid == pid) else {
                 continue;
@@ -1400,12 +1492,13 @@ impl Master {
         self.enforce_deadlines(now);
         match self.phase {
             Phase::Stopping { .. } => {
-                if self.workers.is_empty() {
+                if self.workers.is_empty() && self.zygotes.is_empty() {
                     self.exit_code = Some(0);
                 }
             }
             _ => {
                 self.spawn_missing(now);
+                self.stop_unused_zygotes(now);
                 self.retire_replaced(now);
                 self.advance_chain(now);
                 self.check_reload_complete(now);
@@ -1432,6 +1525,11 @@ impl Master {
                 sys::kill(w.pid, libc::SIGKILL);
                 w.state = WorkerState::Killed;
             }
+            for z in &mut self.zygotes {
+                sys::kill(z.pid, libc::SIGKILL);
+                z.stopping.get_or_insert(now);
+                z.killed = true;
+            }
             self.phase = Phase::Stopping {
                 brutal: true,
                 deadline: now + Duration::from_secs(5),
@@ -1446,6 +1544,9 @@ impl Master {
             let ids: Vec<i32> = self.workers.iter().map(|w| w.pid).collect();
             for pid in ids {
                 self.retire(pid, now);
+            }
+            for i in 0..self.zygotes.len() {
+                self.stop_zygote(i, now);
             }
             self.phase = Phase::Stopping {
                 brutal: false,
@@ -1590,6 +1691,7 @@ impl Master {
             keep.extend([f.read_fd, f.keep_fd]);
         }
         keep.extend(handoff.stats_fd);
+        keep.extend(handoff.zygotes.iter().map(|z| z.control_fd));
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, false);
         }
@@ -1697,6 +1799,17 @@ impl Master {
                 })
                 .collect(),
             last_reload: self.last_reload.clone(),
+            zygotes: self
+                .zygotes
+                .iter()
+                .map(|z| HandoffZygote {
+                    pid: z.pid,
+                    generation: z.generation,
+                    control_fd: z.control.as_raw_fd(),
+                    ready: z.ready,
+                    stopping: z.stopping.is_some(),
+                })
+                .collect(),
             config_refused: None,
             fifo_pending: self.fifo_leftover.clone(),
             python: self.python.clone(),
@@ -1774,6 +1887,7 @@ impl Master {
     }
 
     fn enforce_deadlines(&mut self, now: Instant) {
+        self.enforce_preload_deadlines(now);
         let grace = self.ready_grace();
         let start_timeout = self.config.start_timeout;
         for w in &mut self.workers {
@@ -1820,6 +1934,10 @@ impl Master {
                     sys::kill(w.pid, libc::SIGKILL);
                     w.state = WorkerState::Killed;
                 }
+                for z in &mut self.zygotes {
+                    sys::kill(z.pid, libc::SIGKILL);
+                    z.killed = true;
+                }
                 // Every worker was SIGKILLed; a zombie that is never reaped cannot hold us.
                 if now >= deadline + Duration::from_secs(5) {
                     self.exit_code = Some(1);
@@ -1845,6 +1963,12 @@ impl Master {
                 .any(|w| w.id == id && w.generation == target && w.alive_for_slot())
             {
                 continue;
+            }
+            match self.slots[i].pending {
+                Some(p) if p.generation == target => continue,
+                // Asked for a generation the slot no longer targets: a late one is retired.
+                Some(_) => self.slots[i].pending = None,
+                None => {}
             }
             if self.slots[i].next_spawn.is_some_and(|t| now < t) {
                 continue;
@@ -1998,6 +2122,9 @@ impl Master {
     // ---------------------------------------------------------------------------------------
 
     fn spawn(&mut self, id: u32, generation: u64, now: Instant) -> Result<(), String> {
+        if self.preload() {
+            return self.spawn_forked(id, generation, now);
+        }
         let cell = self.cells.alloc().ok_or("scoreboard full")?;
         let master_pid = std::process::id() as i32;
         match sys::fork() {
@@ -2036,6 +2163,353 @@ impl Master {
         }
     }
 
+    /// The exec program with `{runner}` and the interpreter resolved.
+    fn exec_spec(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        chdir: Option<PathBuf>,
+    ) -> crate::exec::ExecSpec {
+        let runner = self
+            .runner_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut argv: Vec<String> = argv
+            .into_iter()
+            .map(|a| if a == "{runner}" { runner.clone() } else { a })
+            .collect();
+        if let Some((_, resolved)) = &self.python {
+            argv[0] = resolved.clone();
+        }
+        crate::exec::ExecSpec {
+            argv,
+            env,
+            cwd: chdir,
+        }
+    }
+
+    fn named_listeners(&self) -> Vec<(RawFd, String)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.raw(), l.name.clone()))
+            .collect()
+    }
+
+    /// Python workers are forked by a zygote per generation (not `--lazy-apps`).
+    fn preload(&self) -> bool {
+        matches!(self.config.worker, WorkerKind::Exec { preload: true, .. })
+            && self.runner_path.is_some()
+    }
+
+    /// Preload: ask the zygote of `generation` for a worker in slot `id`, starting the zygote
+    /// first if there is none. The slot is pending until the worker says it is ready.
+    fn spawn_forked(&mut self, id: u32, generation: u64, now: Instant) -> Result<(), String> {
+        let zygote = self
+            .zygotes
+            .iter()
+            .find(|z| z.generation == generation && z.stopping.is_none())
+            .map(|z| z.ready);
+        let ready = match zygote {
+            Some(ready) => ready,
+            None => {
+                self.spawn_zygote(generation, now)?;
+                false
+            }
+        };
+        self.slots[id as usize - 1].pending = Some(Pending {
+            generation,
+            since: now,
+            asked: None,
+        });
+        if ready {
+            if let Err(e) = self.ask_fork(id, generation, now) {
+                self.slots[id as usize - 1].pending = None;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `fork SLOT GEN` to the ready zygote of `generation`.
+    fn ask_fork(&mut self, id: u32, generation: u64, now: Instant) -> Result<(), String> {
+        let Some(z) = self
+            .zygotes
+            .iter()
+            .find(|z| z.generation == generation && z.ready && z.stopping.is_none())
+        else {
+            return Err(format!("no ready zygote for generation {generation}"));
+        };
+        let line = format!("fork {id} {generation}\n");
+        // SAFETY: writing our buffer to the control socket we own (non-blocking).
+        let n = unsafe {
+            libc::send(
+                z.control.as_raw_fd(),
+                line.as_ptr() as *const libc::c_void,
+                line.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n != line.len() as isize {
+            return Err(format!(
+                "fork request to zygote pid {}: {}",
+                z.pid,
+                std::io::Error::last_os_error()
+            ));
+        }
+        if let Some(p) = &mut self.slots[id as usize - 1].pending {
+            p.asked = Some(now);
+        }
+        Ok(())
+    }
+
+    /// The zygote of `generation` is ready: send the forks its slots wait for.
+    fn ask_pending_forks(&mut self, generation: u64, now: Instant) {
+        for i in 0..self.slots.len() {
+            let id = i as u32 + 1;
+            let waiting = self.slots[i]
+                .pending
+                .is_some_and(|p| p.generation == generation && p.asked.is_none());
+            if waiting {
+                if let Err(e) = self.ask_fork(id, generation, now) {
+                    self.slots[i].pending = None;
+                    self.fail_start(id, generation, &e, now);
+                }
+            }
+        }
+    }
+
+    /// Fork and exec the runner as the zygote of `generation`.
+    fn spawn_zygote(&mut self, generation: u64, now: Instant) -> Result<(), String> {
+        let WorkerKind::Exec {
+            argv, env, chdir, ..
+        } = &self.config.worker
+        else {
+            return Err("not an exec worker".into());
+        };
+        let mut argv = argv.clone();
+        argv.push("--zygote".into());
+        let spec = self.exec_spec(argv, env.clone(), chdir.clone());
+        let named = self.named_listeners();
+        let (ours, theirs) = sys_socketpair().map_err(|e| format!("zygote socketpair: {e}"))?;
+        let master_pid = std::process::id() as i32;
+        match sys::fork() {
+            Err(e) => Err(format!("fork: {e}")),
+            Ok(sys::Fork::Child) => {
+                if !sys::die_with_parent(master_pid) {
+                    // SAFETY: the master is already gone; leave at once.
+                    unsafe { libc::_exit(1) }
+                }
+                crate::log::set_worker(0);
+                let mut keep: Vec<RawFd> = named.iter().map(|(fd, _)| *fd).collect();
+                keep.push(theirs.as_raw_fd());
+                sys::close_fds_except(&keep);
+                sys::stdin_from_devnull();
+                // SAFETY: own process group, so a terminal's Ctrl-C reaches the master only.
+                unsafe {
+                    libc::setpgid(0, 0);
+                }
+                sys::reset_signals_for_exec();
+                let e = crate::exec::exec_zygote(
+                    &spec,
+                    &named,
+                    &self.notify_addr,
+                    generation,
+                    theirs.as_raw_fd(),
+                );
+                log!("cannot execute the zygote {:?}: {e}", spec.argv.first());
+                // SAFETY: leave the failed child without running the master's destructors.
+                unsafe { libc::_exit(127) }
+            }
+            Ok(sys::Fork::Parent(pid)) => {
+                drop(theirs);
+                log!("zygote of generation {generation} (pid {pid}) loading the application");
+                self.zygotes.push(Zygote {
+                    pid,
+                    generation,
+                    control: ours,
+                    ready: false,
+                    spawned: now,
+                    stopping: None,
+                    killed: false,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Stop zygote `i` (SIGTERM now, SIGKILL after the mercy).
+    fn stop_zygote(&mut self, i: usize, now: Instant) {
+        let mercy = self.config.mercy;
+        let z = &mut self.zygotes[i];
+        if z.stopping.is_some() {
+            return;
+        }
+        z.stopping = Some(now + mercy);
+        sys::kill(z.pid, libc::SIGTERM);
+        log!(
+            "zygote of generation {} (pid {}) no longer needed: stopping it",
+            z.generation,
+            z.pid
+        );
+    }
+
+    fn stop_unused_zygotes(&mut self, now: Instant) {
+        for i in 0..self.zygotes.len() {
+            let g = self.zygotes[i].generation;
+            if !self.slots.iter().any(|s| s.target == g) {
+                self.stop_zygote(i, now);
+            }
+        }
+    }
+
+    fn enforce_preload_deadlines(&mut self, now: Instant) {
+        let timeout = self.config.start_timeout;
+        for z in &mut self.zygotes {
+            match z.stopping {
+                Some(t) if now >= t && !z.killed => {
+                    log!("zygote pid {} still alive after the mercy: SIGKILL", z.pid);
+                    sys::kill(z.pid, libc::SIGKILL);
+                    z.killed = true;
+                }
+                None if !z.ready && !z.killed && now >= z.spawned + timeout => {
+                    log!(
+                        "zygote of generation {} (pid {}) not ready after {}s: SIGKILL",
+                        z.generation,
+                        z.pid,
+                        timeout.as_secs_f64()
+                    );
+                    sys::kill(z.pid, libc::SIGKILL);
+                    // Its exit fails the slots waiting for it.
+                    z.killed = true;
+                }
+                _ => {}
+            }
+        }
+        for i in 0..self.slots.len() {
+            let Some(p) = self.slots[i].pending else {
+                continue;
+            };
+            if p.asked.is_some_and(|t| now >= t + timeout) {
+                self.slots[i].pending = None;
+                let how = format!("was not ready {}s after its fork", timeout.as_secs_f64());
+                self.fail_start(i as u32 + 1, p.generation, &how, now);
+            }
+        }
+    }
+
+    /// A zygote exited: unless asked to stop, every slot waiting on it failed to start.
+    fn on_zygote_exit(&mut self, z: Zygote, status: i32) {
+        let how = sys::describe_status(status);
+        if z.stopping.is_some() || matches!(self.phase, Phase::Stopping { .. }) {
+            log!(
+                "zygote of generation {} (pid {}) stopped: {how}",
+                z.generation,
+                z.pid
+            );
+            return;
+        }
+        let when = if z.ready { "" } else { " before it was ready" };
+        log!(
+            "zygote of generation {} (pid {}) exited{when}: {how}",
+            z.generation,
+            z.pid
+        );
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            if self.slots[i]
+                .pending
+                .is_some_and(|p| p.generation == z.generation)
+            {
+                self.slots[i].pending = None;
+                let what = format!("(its zygote, pid {}) {how}", z.pid);
+                self.fail_start(i as u32 + 1, z.generation, &what, now);
+            }
+        }
+    }
+
+    /// A worker of `generation` for slot `id` did not come up: back off, report.
+    fn fail_start(&mut self, id: u32, generation: u64, how: &str, now: Instant) {
+        let Some(slot) = self.slots.get_mut(id as usize - 1) else {
+            return;
+        };
+        slot.last_exit = Some(how.to_string());
+        slot.failed_starts += 1;
+        let exp = (slot.failed_starts - 1).min(16);
+        let delay = (BACKOFF_FIRST * 2u32.pow(exp)).min(BACKOFF_MAX);
+        slot.next_spawn = Some(now + delay);
+        let failed = slot.failed_starts;
+        log!(
+            "worker {id} of generation {generation} {how}; failed start {failed} in a row, next try in {:.1}s",
+            delay.as_secs_f64()
+        );
+        self.on_failed_start(id, generation, failed, how);
+    }
+
+    /// A notify sender we do not know says it is the worker of slot `id`, generation `g`:
+    /// adopt it if it is our child (a zygote's grandchild re-parented to us).
+    fn adopt(&mut self, msg: crate::exec::NotifyMessage, id: u32, g: u64) {
+        let pid = msg.pid;
+        let me = std::process::id() as i32;
+        if id == 0 || parent_of(pid) != Some(me) {
+            log!("notify from pid {pid} (worker {id}, generation {g}) which is not our child: ignored");
+            return;
+        }
+        let now = Instant::now();
+        let Some(cell) = self.cells.alloc() else {
+            log!("forked worker pid {pid}: scoreboard full, SIGKILL");
+            sys::kill(pid, libc::SIGKILL);
+            return;
+        };
+        self.board.cell(cell).reset(pid);
+        let pending = self
+            .slots
+            .get(id as usize - 1)
+            .and_then(|s| s.pending)
+            .filter(|p| p.generation == g && p.asked.is_some());
+        let since = pending.map_or(now, |p| p.since);
+        self.workers.push(Worker {
+            pid,
+            id,
+            generation: g,
+            cell,
+            state: WorkerState::Ready,
+            spawned: since,
+            spawned_unix_ms: now_unix_ms(),
+            ready_at: Some(now),
+            status_text: msg.status,
+        });
+        if let Some(slot) = self.slots.get_mut(id as usize - 1) {
+            slot.respawn_count += 1;
+            slot.last_spawn = now_unix_ms() / 1000;
+            if pending.is_some() {
+                slot.pending = None;
+            }
+        }
+        let stopping = matches!(self.phase, Phase::Stopping { .. });
+        if pending.is_none() || stopping {
+            log!(
+                "worker {id} (pid {pid}, generation {g}) forked but no longer wanted: retiring it"
+            );
+            if let Phase::Stopping { brutal: true, .. } = self.phase {
+                sys::kill(pid, libc::SIGKILL);
+                if let Some(w) = self.workers.last_mut() {
+                    w.state = WorkerState::Killed;
+                }
+            } else {
+                self.retire(pid, now);
+            }
+            return;
+        }
+        log!(
+            "worker {id} (pid {pid}, generation {g}) forked and ready in {:.1} ms",
+            now.duration_since(since).as_secs_f64() * 1e3
+        );
+        if self.paused {
+            sys::kill(pid, libc::SIGSTOP);
+        }
+    }
+
     /// In the forked child: become worker `id`. Never returns.
     fn become_worker(&mut self, id: u32, generation: u64, cell: usize) -> ! {
         crate::log::set_worker(id);
@@ -2058,39 +2532,14 @@ impl Master {
             WorkerKind::Exec {
                 argv, env, chdir, ..
             } => {
+                let (argv, env, chdir) = (argv.clone(), env.clone(), chdir.clone());
                 // SAFETY: own process group, so a terminal's Ctrl-C reaches the master only.
                 unsafe {
                     libc::setpgid(0, 0);
                 }
                 sys::reset_signals_for_exec();
-                let runner = self
-                    .runner_path
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let mut argv: Vec<String> = argv
-                    .iter()
-                    .map(|a| {
-                        if a == "{runner}" {
-                            runner.clone()
-                        } else {
-                            a.clone()
-                        }
-                    })
-                    .collect();
-                if let Some((_, resolved)) = &self.python {
-                    argv[0] = resolved.clone();
-                }
-                let spec = crate::exec::ExecSpec {
-                    argv,
-                    env: env.clone(),
-                    cwd: chdir.clone(),
-                };
-                let named: Vec<(RawFd, String)> = self
-                    .listeners
-                    .iter()
-                    .map(|l| (l.raw(), l.name.clone()))
-                    .collect();
+                let spec = self.exec_spec(argv, env, chdir);
+                let named = self.named_listeners();
                 let e = crate::exec::exec_worker(&spec, &named, &self.notify_addr, id, generation);
                 log!("cannot execute worker program {:?}: {e}", spec.argv.first());
                 // SAFETY: leave the failed child without running the master's destructors.
@@ -2395,6 +2844,20 @@ impl Master {
                     })
                     .unwrap_or_default(),
                 fifo_slot: self.fifo.as_ref().map_or(0, |f| f.active as u32),
+                zygotes: self
+                    .zygotes
+                    .iter()
+                    .map(|z| wire::Zygote {
+                        pid: z.pid as i64,
+                        generation: z.generation,
+                        state: match (z.stopping, z.ready) {
+                            (Some(_), _) => "stopping",
+                            (None, true) => "ready",
+                            (None, false) => "starting",
+                        }
+                        .into(),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -2451,7 +2914,9 @@ impl Master {
         let mut core = wire::Core::default();
         match current {
             None => {
-                entry.status = if slot.next_spawn.is_some() {
+                entry.status = if slot.pending.is_some() {
+                    "starting"
+                } else if slot.next_spawn.is_some() {
                     "backoff"
                 } else {
                     "dead"
@@ -2566,4 +3031,37 @@ fn resolve_interpreter(name: &str) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|p| !p.is_empty() && std::path::Path::new(p).is_file())
         .unwrap_or_else(|| name.to_string())
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses; it ends at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec; ours is non-blocking.
+fn sys_socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds that we then own.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created by socketpair.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        let flags = libc::fcntl(ours.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(ours.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((ours, theirs))
 }
