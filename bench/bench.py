@@ -377,16 +377,25 @@ class Uwsgid(Server):
                    (w.get("uwsgid") or {}).get("ready", True) for w in ws)
 
 
+# The interpreter uWSGI's python3 plugin embeds; uwsgid is given the same one, so that both
+# run the app on the same Python (a `python3` on PATH may be a version manager's shim).
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
 class UwsgidPy(Uwsgid):
-    """uwsgid running bench/app.py through its bundled WSGI runner (exec workers)."""
+    """uwsgid running bench/app.py through its bundled WSGI runner (preload: one zygote per
+    generation imports the app and forks the workers, like uWSGI without --lazy-apps)."""
 
     label = "uwsgid --wsgi-file"
 
     def argv(self):
-        return [os.path.join(BIN_DIR, "uwsgid"), "--http-socket", "127.0.0.1:%d" % self.port,
-                "--processes", str(self.workers), "--stats", self.stats_addr,
-                "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
-                "--logto", self.logfile, "--wsgi-file", APP]
+        a = [os.path.join(BIN_DIR, "uwsgid"), "--http-socket", "127.0.0.1:%d" % self.port,
+             "--processes", str(self.workers), "--stats", self.stats_addr,
+             "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
+             "--logto", self.logfile, "--wsgi-file", APP]
+        if os.path.exists(SYSTEM_PYTHON):
+            a += ["--python", SYSTEM_PYTHON]
+        return a
 
 
 class Nginx:
@@ -1185,6 +1194,22 @@ class Bench:
                                 key(srv), "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
                 finally:
                     srv.stop()
+        for srv in pair(16, "py16"):
+            try:
+                srv.start()
+                srv.wait_ready(60)
+                for rep in range(3 if q else 5):
+                    settle(srv)
+                    r = reload_once(srv, KINDS["graceful"], 60)
+                    out.setdefault("reload16_ms", {}).setdefault(key(srv), []).append(r.get("ms"))
+                    log("%s graceful reload (python app, 16 workers): %s" % (
+                        key(srv), "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
+                settle(srv)
+                time.sleep(1.0)
+                out.setdefault("worker_pss16_kib", {})[key(srv)] = median(
+                    [pss_kib(p) for p in srv.worker_pids()])
+            finally:
+                srv.stop()
         servers = pair(2, "pytput")
         try:
             for srv in servers:
@@ -1207,9 +1232,15 @@ class Bench:
         rm = {k: median(v) for k, v in out.get("reload4_ms", {}).items()}
         self.row_speed("python app: graceful reload, 4 workers", "median ms", rm.get(o),
                        rm.get(u))
+        rm16 = {k: median(v) for k, v in out.get("reload16_ms", {}).items()}
+        self.row_speed("python app: graceful reload, 16 workers", "median ms", rm16.get(o),
+                       rm16.get(u))
         wr = out.get("worker_rss_kib", {})
         self.row("python app: idle worker RSS", "KiB", wr.get(o), wr.get(u),
                  wr[o] / wr[u] if wr.get(o) and wr.get(u) else None, unit="KiB")
+        wp = out.get("worker_pss16_kib", {})
+        self.row("python app: worker PSS, 16 workers", "KiB", wp.get(o), wp.get(u),
+                 wp[o] / wp[u] if wp.get(o) and wp.get(u) else None, unit="KiB")
         rps = {k: median([d["rps"] for d in v]) for k, v in out.get("wrk", {}).items()}
         p99 = {k: median([d["p99_us"] / 1000.0 for d in v]) for k, v in out.get("wrk", {}).items()}
         self.row("python app: 2 workers, wrk -t2 -c32", "req/s", rps.get(o), rps.get(u),

@@ -27,15 +27,21 @@ traceback when there is one) and exit 1 before READY.
 """
 
 import importlib
-import importlib.util
 import os
-import queue
 import selectors
 import signal
 import socket
 import sys
 import threading
 import time
+
+try:  # the C parts of queue and importlib.util, without their imports (5 ms at every start)
+    import _queue as queue
+    from importlib._bootstrap import module_from_spec
+    from importlib._bootstrap_external import spec_from_file_location
+except ImportError:  # pragma: no cover - other interpreters
+    import queue
+    from importlib.util import module_from_spec, spec_from_file_location
 
 # Start-up time is reload time: every worker of a new generation imports this file. So only
 # cheap modules are imported here (argparse, concurrent.futures, email.utils, urllib.parse and
@@ -177,15 +183,16 @@ def format_exc():
 
 
 class Pool:
-    """A fixed set of threads running submitted calls (concurrent.futures costs 17 ms of
-    imports at every worker start)."""
+    """Up to `threads` threads running submitted calls (concurrent.futures costs 17 ms of
+    imports at every worker start). Threads start when work needs them, not before: a worker
+    is ready sooner, and one that serves little keeps few threads."""
 
     def __init__(self, threads):
         self.tasks = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self.run, name="request-%d" % n, daemon=True)
-                        for n in range(threads)]
-        for t in self.threads:
-            t.start()
+        self.limit = threads
+        self.threads = []
+        self.lock = threading.Lock()
+        self.idle = 0  # threads waiting for a task and not yet promised one
 
     def run(self):
         while True:
@@ -197,15 +204,28 @@ class Pool:
                 fn(arg)
             except BaseException:
                 log("internal error:\n" + format_exc())
+            with self.lock:
+                self.idle += 1
 
     def submit(self, fn, arg):
+        with self.lock:
+            if self.idle > 0:
+                self.idle -= 1
+            elif len(self.threads) < self.limit:
+                t = threading.Thread(target=self.run, name="request-%d" % len(self.threads),
+                                     daemon=True)
+                self.threads.append(t)
+                t.start()
+            # else: every thread is busy; the first one done takes it
         self.tasks.put((fn, arg))
 
     def shutdown(self, wait=True):
-        for _ in self.threads:
+        with self.lock:
+            threads = list(self.threads)
+        for _ in threads:
             self.tasks.put(None)
         if wait:
-            for t in self.threads:
+            for t in threads:
                 t.join()
 
 
@@ -279,10 +299,10 @@ def load_application(args):
         sys.path.insert(0, os.path.dirname(path))
         stem = os.path.splitext(os.path.basename(path))[0]
         modname = "uwsgi_file_" + "".join(c if c.isalnum() else "_" for c in stem)
-        spec = importlib.util.spec_from_file_location(modname, path)
+        spec = spec_from_file_location(modname, path)
         if spec is None or spec.loader is None:
             raise StartupError("--wsgi-file %s: not loadable as Python source" % args.wsgi_file)
-        module = importlib.util.module_from_spec(spec)
+        module = module_from_spec(spec)
         sys.modules[modname] = module
         what = "--wsgi-file %s" % args.wsgi_file
         try:
@@ -1067,6 +1087,10 @@ def zygote(app, listeners, args):
         log("warning: the application started %d thread(s) at import; they do not exist in "
             "the forked workers (start threads lazily, or use --lazy-apps)"
             % (threading.active_count() - 1))
+    # Objects that exist now are never collected in the workers: the collector would
+    # otherwise touch, and so copy, every page of them in each worker.
+    import gc
+    gc.freeze()
     generation = os.environ.get("UWSGID_GENERATION", "?")
     notify("READY=1\nSTATUS=zygote of generation %s: application loaded" % generation)
     buf = b""
@@ -1078,34 +1102,40 @@ def zygote(app, listeners, args):
         if not chunk:
             return 0
         buf += chunk
+        middles = []  # every request read is forked before any is waited for
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             words = line.split()
             if len(words) == 3 and words[0] == b"fork" and words[1].isdigit() \
                     and words[2].isdigit():
-                fork_worker(app, listeners, args, master, libc, control,
-                            int(words[1]), int(words[2]))
+                middle = fork_worker(app, listeners, args, master, libc, control,
+                                     int(words[1]), int(words[2]))
+                if middle:
+                    middles.append(middle)
             else:
                 log("zygote: unknown request %r ignored" % line)
+        for middle in middles:
+            while True:
+                try:
+                    os.waitpid(middle, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    break
 
 
 def fork_worker(app, listeners, args, master, libc, control, slot, generation):
+    """Fork the middle child (returned, for the caller to reap) that forks the worker."""
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         middle = os.fork()
     except OSError as e:
         log("zygote: cannot fork worker %d: %s" % (slot, e))
-        return
+        return None
     if middle:
-        while True:
-            try:
-                os.waitpid(middle, 0)
-                return
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                return
+        return middle
     # The middle child: fork the worker and leave at once, so the worker is re-parented.
     code = 0
     try:
@@ -1132,7 +1162,7 @@ def run_forked_worker(app, listeners, args, master, libc, control, slot, generat
             break
         if parent != middle or time.monotonic() > deadline:
             os._exit(1)  # the master is gone
-        time.sleep(0.0005)
+        time.sleep(0.0002)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != master:
         os._exit(1)

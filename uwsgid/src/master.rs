@@ -738,11 +738,29 @@ impl Master {
         let dir = common::discovery::runtime_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("runtime directory {}: {e}", dir.display()))?;
+        // The runner is a module imported by a two-line script, so that Python caches its
+        // bytecode (compiling it costs every interpreter start 9 ms; a script is never cached).
+        // The module is named after its content, so a cached .pyc can never be stale.
+        let module = format!(
+            "uwsgid_wsgi_{:016x}",
+            fnv1a(crate::exec::WSGI_RUNNER.as_bytes())
+        );
+        let module_path = dir.join(format!("{module}.py"));
+        let stub = format!(
+            "# uwsgid's bundled WSGI runner: the code is in {module}.py, beside this file.\n\
+             # Its bytecode is cached even under PYTHONDONTWRITEBYTECODE (only this module's).\n\
+             import sys\nkeep = sys.dont_write_bytecode\nsys.dont_write_bytecode = False\n\
+             import {module} as runner\nsys.dont_write_bytecode = keep\nsys.exit(runner.main())\n"
+        );
         let path = dir.join(format!("uwsgid_wsgi-{}.py", common::VERSION));
-        let current = std::fs::read_to_string(&path).unwrap_or_default();
-        if current != crate::exec::WSGI_RUNNER {
-            common::pidfile::write_file_atomic(&path, crate::exec::WSGI_RUNNER.as_bytes(), 0o644)
-                .map_err(|e| format!("WSGI runner {}: {e}", path.display()))?;
+        for (file, text) in [
+            (&module_path, crate::exec::WSGI_RUNNER),
+            (&path, stub.as_str()),
+        ] {
+            if std::fs::read_to_string(file).unwrap_or_default() != text {
+                common::pidfile::write_file_atomic(file, text.as_bytes(), 0o644)
+                    .map_err(|e| format!("WSGI runner {}: {e}", file.display()))?;
+            }
         }
         self.runner_path = Some(path);
         // Resolve the interpreter once: a wrapper script (a pyenv or asdf shim) would otherwise
@@ -3064,4 +3082,11 @@ fn sys_socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
         libc::fcntl(ours.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
     Ok((ours, theirs))
+}
+
+/// FNV-1a, 64 bits: a stable name for the runner's content.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
