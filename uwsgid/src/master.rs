@@ -169,7 +169,7 @@ impl Worker {
 struct Pending {
     generation: u64,
     since: Instant,
-    /// When the fork request was written; `None` while the zygote is still loading.
+    /// When the fork request was written (at once, even to a zygote still loading).
     asked: Option<Instant>,
 }
 
@@ -2228,35 +2228,31 @@ impl Master {
             .iter()
             .find(|z| z.generation == generation && z.stopping.is_none())
             .map(|z| z.ready);
-        let ready = match zygote {
-            Some(ready) => ready,
-            None => {
-                self.spawn_zygote(generation, now)?;
-                false
-            }
-        };
+        if zygote.is_none() {
+            self.spawn_zygote(generation, now)?;
+        }
         self.slots[id as usize - 1].pending = Some(Pending {
             generation,
             since: now,
             asked: None,
         });
-        if ready {
-            if let Err(e) = self.ask_fork(id, generation, now) {
-                self.slots[id as usize - 1].pending = None;
-                return Err(e);
-            }
+        // Asked at once, even of a zygote still loading: it reads the request as soon as it
+        // is ready, without waiting for us to hear its READY=1.
+        if let Err(e) = self.ask_fork(id, generation, now) {
+            self.slots[id as usize - 1].pending = None;
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Write `fork SLOT GEN` to the ready zygote of `generation`.
+    /// Write `fork SLOT GEN` to the zygote of `generation` (read once it is ready).
     fn ask_fork(&mut self, id: u32, generation: u64, now: Instant) -> Result<(), String> {
         let Some(z) = self
             .zygotes
             .iter()
-            .find(|z| z.generation == generation && z.ready && z.stopping.is_none())
+            .find(|z| z.generation == generation && z.stopping.is_none())
         else {
-            return Err(format!("no ready zygote for generation {generation}"));
+            return Err(format!("no zygote for generation {generation}"));
         };
         let line = format!("fork {id} {generation}\n");
         // SAFETY: writing our buffer to the control socket we own (non-blocking).

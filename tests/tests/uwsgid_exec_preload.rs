@@ -1,0 +1,277 @@
+//! Python apps in preload mode (the default for `--wsgi-file`/`--module`): one zygote per
+//! generation imports the app and forks the workers, which are the master's children. The app
+//! is imported once per generation, workers share its module state, every reload kind under a
+//! request loop drops nothing, a broken release fails the reload with the old workers serving,
+//! a killed worker is re-forked from the live zygote, `--lazy-apps` keeps one interpreter per
+//! worker, and nothing outlives a SIGKILLed master.
+
+mod uwsgid_exec_support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use uwsgi_tests::*;
+use uwsgid_exec_support::*;
+
+/// An app that appends its pid to `imports.txt` when imported, and answers
+/// `/who` with `PID PPID IMPORTED_BY MARK`.
+const COUNTING_APP: &str = r#"
+import os, time
+IMPORTED_BY = os.getpid()
+MARK = "v1"
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "imports.txt"), "a") as f:
+    f.write("%d\n" % IMPORTED_BY)
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path == "/sleep":
+        query = environ.get("QUERY_STRING", "")
+        time.sleep(int(query.split("=", 1)[1]) / 1000.0)
+    body = "%d %d %d %s" % (os.getpid(), os.getppid(), IMPORTED_BY, MARK)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+"#;
+
+fn start(dir: &TestDir, processes: &str, extra: &[&str]) -> Daemon {
+    dir.write("app.py", COUNTING_APP);
+    let mut args = vec![
+        "--wsgi-file",
+        "app.py",
+        "--processes",
+        processes,
+        "--python",
+    ];
+    let py = python();
+    args.push(&py);
+    args.extend_from_slice(extra);
+    Daemon::start(dir, &args)
+}
+
+fn imports(dir: &TestDir) -> Vec<i64> {
+    std::fs::read_to_string(dir.join("imports.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn zygotes(s: &serde_json::Value) -> Vec<(i64, u64, String)> {
+    s["uwsgid"]["zygotes"]
+        .as_array()
+        .map(|zs| {
+            zs.iter()
+                .map(|z| {
+                    (
+                        z["pid"].as_i64().unwrap(),
+                        z["generation"].as_u64().unwrap(),
+                        z["state"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(pid, ppid, imported_by, mark)` of whichever worker answers.
+fn who(d: &Daemon) -> (i64, i64, i64, String) {
+    let (status, body) = d.get("/who").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let w: Vec<&str> = body.split_whitespace().collect();
+    (
+        w[0].parse().unwrap(),
+        w[1].parse().unwrap(),
+        w[2].parse().unwrap(),
+        w[3].to_string(),
+    )
+}
+
+/// The ready zygote of the current generation, once the old ones are gone.
+fn current_zygote(d: &Daemon) -> i64 {
+    d.wait_stats("one ready zygote of the current generation", |s| {
+        let g = s["uwsgid"]["generation"].as_u64()?;
+        match zygotes(s).as_slice() {
+            [(pid, zg, state)] if *zg == g && state == "ready" => Some(*pid),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn the_app_is_imported_once_per_generation_and_workers_are_forks() {
+    let dir = TestDir::new("preload-once");
+    let d = start(&dir, "4", &[]);
+    let zygote = current_zygote(&d);
+    assert_eq!(imports(&dir), vec![zygote], "imported once, by the zygote");
+    let pids = d.worker_pids();
+    assert_eq!(pids.len(), 4);
+    assert!(!pids.contains(&zygote), "the zygote is listed as a worker");
+    for _ in 0..12 {
+        let (pid, ppid, imported_by, _) = who(&d);
+        assert!(pids.contains(&pid), "{pid} is not a worker");
+        assert_eq!(ppid, d.pid as i64, "worker {pid} is not the master's child");
+        assert_eq!(
+            imported_by, zygote,
+            "module state not inherited from the zygote"
+        );
+    }
+
+    // A workers reload and a re-exec reload: one more import each, by a new zygote.
+    for (how, n) in [(&b"w"[..], 2), (&b"r"[..], 3)] {
+        let g = d.generation();
+        d.fifo_write(how);
+        let s = d.wait_generation(g + 1);
+        assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+        let z = current_zygote(&d);
+        let seen = imports(&dir);
+        assert_eq!(seen.len(), n, "{seen:?}");
+        assert_eq!(seen.last(), Some(&z));
+        assert!(!alive(zygote as i32), "the old zygote {zygote} still runs");
+        assert_eq!(who(&d).2, z);
+    }
+}
+
+/// One reload under a request loop: slow requests in flight finish, nothing fails.
+fn reload_under_load(d: &Daemon, how: &[u8]) {
+    let before = d.generation();
+    let load = Load::start(&d.addr, 4, &["/", "/sleep?ms=20", "/who"]);
+    wait_for("some load", Duration::from_secs(10), || {
+        (load.ok.load(Relaxed) > 20).then_some(())
+    });
+    let slow: Vec<_> = (0..2)
+        .map(|_| in_flight(&d.addr, "/sleep?ms=600"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    d.fifo_write(how);
+    let s = d.wait_generation(before + 1);
+    let settled = load.ok.load(Relaxed);
+    wait_for("load after the reload", Duration::from_secs(10), || {
+        (load.ok.load(Relaxed) > settled + 20).then_some(())
+    });
+    let (ok, errors) = load.finish();
+    for h in slow {
+        let (r, _) = h.join().unwrap();
+        let (status, body) = r.unwrap_or_else(|e| panic!("slow request cut: {e}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors in {ok}: {errors:?}",
+        errors.len()
+    );
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+}
+
+#[test]
+fn reloads_under_load_drop_nothing() {
+    let dir = TestDir::new("preload-load");
+    let d = start(&dir, "2", &[]);
+    reload_under_load(&d, b"r");
+    reload_under_load(&d, b"w");
+    reload_under_load(&d, b"c");
+    // New code is picked up by the next generation's zygote.
+    dir.write("app.py", &COUNTING_APP.replace("\"v1\"", "\"v2\""));
+    let g = d.generation();
+    d.fifo_write(b"w");
+    d.wait_generation(g + 1);
+    assert_eq!(who(&d).3, "v2");
+    assert_eq!(imports(&dir).len(), 5);
+}
+
+#[test]
+fn a_broken_app_fails_the_reload_and_the_old_workers_keep_serving() {
+    let dir = TestDir::new("preload-broken");
+    let d = start(&dir, "2", &[]);
+    let old = d.worker_pids();
+    dir.write("app.py", "raise RuntimeError('broken release')\n");
+
+    let g = d.generation();
+    d.fifo_write(b"w");
+    let last = d.wait_stats("the workers reload to fail", |s| {
+        let l = &s["uwsgid"]["last_reload"];
+        (l["generation"].as_u64() == Some(g + 1) && l["result"] == "failed").then(|| l.clone())
+    });
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failed to start"),
+        "{last}"
+    );
+    assert!(d.log_text().contains("broken release"));
+    d.fifo_write(b"c");
+    let last = d.wait_stats("the chain reload to fail", |s| {
+        let l = &s["uwsgid"]["last_reload"];
+        (l["kind"] == "chain" && l["result"] == "failed").then(|| l.clone())
+    });
+    assert!(last["reason"].as_str().unwrap().contains("chain stopped"));
+    assert_eq!(d.get("/who").unwrap().0, 200);
+    for p in &old {
+        assert!(
+            alive(*p as i32),
+            "old worker {p} stopped by a failed reload"
+        );
+    }
+
+    dir.write("app.py", COUNTING_APP);
+    let g = d.generation();
+    d.fifo_write(b"w");
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    assert_eq!(current_zygote(&d), who(&d).2);
+}
+
+#[test]
+fn a_killed_worker_is_re_forked_quickly_by_the_same_zygote() {
+    let dir = TestDir::new("preload-respawn");
+    let d = start(&dir, "2", &[]);
+    let zygote = current_zygote(&d);
+    let victim = d.worker_pids()[0];
+    let t = Instant::now();
+    // SAFETY: SIGKILL to a worker of the daemon this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    d.wait_stats("a replacement", |s| {
+        let pids: Vec<i64> = workers(s)
+            .iter()
+            .filter_map(|w| w["pid"].as_i64())
+            .collect();
+        (all_ready(s) && !pids.contains(&victim) && pids.len() == 2).then_some(())
+    });
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "respawn took {took:?}");
+    assert_eq!(current_zygote(&d), zygote, "a new zygote was started");
+    assert_eq!(imports(&dir), vec![zygote], "the app was imported again");
+    let (_, ppid, imported_by, _) = who(&d);
+    assert_eq!((ppid, imported_by), (d.pid as i64, zygote));
+}
+
+#[test]
+fn lazy_apps_keeps_one_interpreter_per_worker() {
+    let dir = TestDir::new("preload-lazy");
+    let d = start(&dir, "2", &["--lazy-apps"]);
+    let pids = d.worker_pids();
+    let mut seen = imports(&dir);
+    seen.sort();
+    let mut expected = pids.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "each worker imports the app itself");
+    assert!(zygotes(&d.stats()).is_empty());
+    let (pid, _, imported_by, _) = who(&d);
+    assert_eq!(pid, imported_by);
+}
+
+#[test]
+fn no_zygote_or_worker_outlives_a_killed_master() {
+    let dir = TestDir::new("preload-orphans");
+    let mut d = start(&dir, "3", &[]);
+    let mut pids: Vec<i64> = d.worker_pids();
+    pids.push(current_zygote(&d));
+    // SAFETY: SIGKILL to the master this test started.
+    unsafe { libc::kill(d.pid, libc::SIGKILL) };
+    d.wait_exit(Duration::from_secs(5));
+    for p in pids {
+        wait_for(
+            &format!("process {p} to die with the master"),
+            Duration::from_secs(5),
+            || (!alive(p as i32)).then_some(()),
+        );
+    }
+}
