@@ -31,7 +31,9 @@
 //! `UWSGID_*` left over from whoever started the master, plus [`ExecSpec::env`] (which wins over
 //! inherited values), plus, last and winning over both:
 //! `LISTEN_FDS=n`, `LISTEN_PID=<the child's pid>`, `LISTEN_FDNAMES=a:b` (see [`fd_name`]),
-//! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`.
+//! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`. [`exec_zygote`] runs a
+//! preload zygote the same way, with its control socket as one more fd right after the
+//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`).
 //!
 //! Listeners are passed as they are. `O_NONBLOCK` belongs to the open socket, shared by the
 //! master and every worker: a program may switch it (the bundled runner and gunicorn make it

@@ -2314,7 +2314,6 @@ impl Master {
                     // SAFETY: the master is already gone; leave at once.
                     unsafe { libc::_exit(1) }
                 }
-                crate::log::set_worker(0);
                 let mut keep: Vec<RawFd> = named.iter().map(|(fd, _)| *fd).collect();
                 keep.push(theirs.as_raw_fd());
                 sys::close_fds_except(&keep);
