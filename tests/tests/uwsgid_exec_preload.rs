@@ -275,3 +275,42 @@ fn no_zygote_or_worker_outlives_a_killed_master() {
         );
     }
 }
+
+#[test]
+fn a_re_exec_reload_with_new_worker_options_uses_a_zygote_started_with_them() {
+    // The old image starts the next zygote before re-executing; when the new configuration
+    // changes the worker options, the new image must not use it.
+    let dir = TestDir::new("preload-new-options");
+    dir.write(
+        "app.py",
+        r#"
+import os
+GREETING = os.environ.get("GREETING", "")
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [GREETING.encode()]
+"#,
+    );
+    let ini = |greeting: &str| {
+        format!(
+            "[uwsgi]\nwsgi-file = app.py\nprocesses = 2\npython = {}\nenv = GREETING={greeting}\n",
+            python()
+        )
+    };
+    let path = dir.write("app.ini", &ini("one"));
+    let d = Daemon::start(&dir, &["--ini", path.to_str().unwrap()]);
+    assert_eq!(d.get("/").unwrap(), (200, "one".into()));
+    dir.write("app.ini", &ini("two"));
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    for _ in 0..6 {
+        assert_eq!(d.get("/").unwrap(), (200, "two".into()));
+    }
+    // Unchanged options: the zygote started before the re-exec is the one that serves.
+    d.signal(libc::SIGHUP);
+    d.wait_generation(g + 2);
+    assert_eq!(d.get("/").unwrap(), (200, "two".into()));
+    d.wait_log("zygote of generation");
+}

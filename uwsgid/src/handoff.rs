@@ -90,6 +90,8 @@ pub struct HandoffZygote {
     pub ready: bool,
     /// Already told to stop.
     pub stopping: bool,
+    #[serde(default)]
+    pub spawned_unix_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

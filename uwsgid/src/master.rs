@@ -652,7 +652,11 @@ impl Master {
                 // SAFETY: the handoff names this fd as the control socket of this zygote.
                 control: unsafe { OwnedFd::from_raw_fd(z.control_fd) },
                 ready: z.ready,
-                spawned: now,
+                spawned: now
+                    .checked_sub(Duration::from_millis(
+                        now_unix_ms().saturating_sub(z.spawned_unix_ms),
+                    ))
+                    .unwrap_or(now),
                 stopping: z.stopping.then_some(now + m.config.mercy),
                 killed: false,
             });
@@ -698,6 +702,14 @@ impl Master {
             m.generation,
             m.workers.len()
         );
+        // A zygote the old image started for this generation runs the old worker options.
+        if h.config.worker != m.config.worker {
+            for i in 0..m.zygotes.len() {
+                if m.zygotes[i].generation == m.generation {
+                    m.stop_zygote(i, Instant::now());
+                }
+            }
+        }
         // Pidfiles stay valid (same pid); write only ones that are new in this configuration.
         m.write_pidfiles(true);
         m.spawn_missing(Instant::now());
@@ -1701,6 +1713,21 @@ impl Master {
                 }
             }
         }
+        // Preload: the next generation's zygote starts loading now, while we re-execute (the
+        // new image adopts it, or stops it if the worker configuration changed). Only for the
+        // same binary: another one may bring another runner.
+        let next = self.generation + 1;
+        if self.preload()
+            && self.exe_unchanged()
+            && !self
+                .zygotes
+                .iter()
+                .any(|z| z.generation == next && z.stopping.is_none())
+        {
+            if let Err(e) = self.spawn_zygote(next, Instant::now()) {
+                log!("cannot start the zygote of generation {next} before re-executing: {e}");
+            }
+        }
         let handoff = self.handoff(kind, started_ms);
         let mut keep: Vec<RawFd> = vec![handoff.scoreboard_fd, handoff.notify_fd];
         keep.extend(handoff.listeners.iter().map(|l| l.fd));
@@ -1826,6 +1853,8 @@ impl Master {
                     control_fd: z.control.as_raw_fd(),
                     ready: z.ready,
                     stopping: z.stopping.is_some(),
+                    spawned_unix_ms: now_unix_ms()
+                        .saturating_sub(z.spawned.elapsed().as_millis() as u64),
                 })
                 .collect(),
             config_refused: None,
