@@ -850,6 +850,55 @@ class Bench:
                      unit="nginx")
 
     # 5: reload storm under load ----------------------------------------------------------
+    def storm_once(self, srv, path, secs):
+        """wrk on `path` for `secs` while SIGHUP reloads `srv` every second (each after the
+        previous one completed); returns wrk's figures plus reload counts. `srv` is started."""
+        res = {}
+        p = subprocess.Popen(
+            ["wrk", "-t2", "-c32", "-d%ds" % secs, "--timeout", "5s", "-s", LUA,
+             "http://127.0.0.1:%d%s" % (srv.port, path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reloads, waited, died = 0, 0.0, False
+        t_end = now() + secs - 0.5
+        t_next = now() + 0.5
+        snap = None
+        while now() < t_end:
+            time.sleep(max(0.0, t_next - now()))
+            # uWSGI dies if a SIGHUP lands while its new image starts (its handlers are not
+            # installed yet), so wait for the previous reload to be complete: that measures
+            # reloads, not that bug
+            t_w = now()
+            while snap and now() < t_end:
+                doc = srv.stats()
+                if doc and completion(srv, snap, doc)[0]:
+                    break
+                if srv.proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+            waited += now() - t_w
+            if srv.proc.poll() is not None:
+                died = True
+                break
+            if now() >= t_end:
+                break
+            snap = snapshot(srv)
+            if snap is None:
+                time.sleep(0.01)
+                continue
+            os.kill(srv.pid, signal.SIGHUP)
+            reloads += 1
+            t_next = now() + 1.0
+        stdout, _ = p.communicate(timeout=secs + 30)
+        for line in stdout.splitlines():
+            if line.startswith("WRKJSON "):
+                res = json.loads(line[8:])
+        res["reloads"] = reloads
+        res["master_died"] = died or srv.proc.poll() is not None
+        res["waited_for_previous_reload_s"] = waited
+        res["errors"] = sum(res.get(k, 0) for k in
+                            ("connect", "read", "write", "status", "timeout"))
+        return res
+
     def reload_under_load(self):
         secs = 5 if self.quick else 10
         out = self.results["scenarios"].setdefault("reload_under_load", {})
@@ -858,53 +907,10 @@ class Bench:
                 try:
                     srv.start()
                     srv.wait_ready(30)
-                    res = {}
-                    p = subprocess.Popen(
-                        ["wrk", "-t2", "-c32", "-d%ds" % secs, "--timeout", "5s", "-s", LUA,
-                         "http://127.0.0.1:%d%s" % (srv.port, path)],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                    reloads, waited, died = 0, 0.0, False
-                    t_end = now() + secs - 0.5
-                    t_next = now() + 0.5
-                    snap = None
-                    while now() < t_end:
-                        time.sleep(max(0.0, t_next - now()))
-                        # uWSGI dies if a SIGHUP lands while its new image starts (its
-                        # handlers are not installed yet), so wait for the previous reload
-                        # to be complete: that measures reloads, not that bug
-                        t_w = now()
-                        while snap and now() < t_end:
-                            doc = srv.stats()
-                            if doc and completion(srv, snap, doc)[0]:
-                                break
-                            if srv.proc.poll() is not None:
-                                break
-                            time.sleep(0.01)
-                        waited += now() - t_w
-                        if srv.proc.poll() is not None:
-                            died = True
-                            break
-                        if now() >= t_end:
-                            break
-                        snap = snapshot(srv)
-                        if snap is None:
-                            time.sleep(0.01)
-                            continue
-                        os.kill(srv.pid, signal.SIGHUP)
-                        reloads += 1
-                        t_next = now() + 1.0
-                    stdout, _ = p.communicate(timeout=secs + 30)
-                    for line in stdout.splitlines():
-                        if line.startswith("WRKJSON "):
-                            res = json.loads(line[8:])
-                    res["reloads"] = reloads
-                    res["master_died"] = died or srv.proc.poll() is not None
-                    res["waited_for_previous_reload_s"] = waited
-                    res["errors"] = sum(res.get(k, 0) for k in
-                                        ("connect", "read", "write", "status", "timeout"))
+                    res = self.storm_once(srv, path, secs)
                     out.setdefault(path, {})[srv.kind] = res
                     log("%s reload storm %s: %d reloads, %s requests, %d errors, p99 %.1f ms, "
-                        "max %.1f ms" % (srv.kind, path, reloads, res.get("requests"),
+                        "max %.1f ms" % (srv.kind, path, res["reloads"], res.get("requests"),
                                          res["errors"], res.get("p99_us", 0) / 1000.0,
                                          res.get("max_us", 0) / 1000.0))
                 finally:
@@ -1225,22 +1231,54 @@ class Bench:
         finally:
             for srv in servers:
                 srv.stop()
+        # Issue 5: requests in flight during reloads, against the same server's steady state.
+        secs = 5 if q else 10
+        for srv in pair(4, "pystorm"):
+            try:
+                srv.start()
+                srv.wait_ready(60)
+                steady = self.wrk(srv.port, "/sleep?ms=50", 3 if q else 5)
+                res = self.storm_once(srv, "/sleep?ms=50", secs)
+                res["steady_p99_us"] = steady["p99_us"]
+                out.setdefault("storm", {})[key(srv)] = res
+                log("%s python reload storm: %d reloads, %s requests, %d errors, p99 %.1f ms "
+                    "(steady %.1f ms)" % (key(srv), res["reloads"], res.get("requests"),
+                                          res["errors"], res.get("p99_us", 0) / 1000.0,
+                                          steady["p99_us"] / 1000.0))
+            finally:
+                srv.stop()
         o, u = "uwsgid-py", "uwsgi"
         sm = {k: median(v) for k, v in out.get("start_ms", {}).items()}
         self.row_speed("python app: start to first 200 (4 workers)", "median ms", sm.get(o),
                        sm.get(u))
         rm = {k: median(v) for k, v in out.get("reload4_ms", {}).items()}
         self.row_speed("python app: graceful reload, 4 workers", "median ms", rm.get(o),
-                       rm.get(u))
+                       rm.get(u), 2)
         rm16 = {k: median(v) for k, v in out.get("reload16_ms", {}).items()}
         self.row_speed("python app: graceful reload, 16 workers", "median ms", rm16.get(o),
-                       rm16.get(u))
+                       rm16.get(u), 2)
         wr = out.get("worker_rss_kib", {})
         self.row("python app: idle worker RSS", "KiB", wr.get(o), wr.get(u),
                  wr[o] / wr[u] if wr.get(o) and wr.get(u) else None, unit="KiB")
         wp = out.get("worker_pss16_kib", {})
         self.row("python app: worker PSS, 16 workers", "KiB", wp.get(o), wp.get(u),
                  wp[o] / wp[u] if wp.get(o) and wp.get(u) else None, unit="KiB")
+        st = out.get("storm", {})
+        so, su = st.get(o, {}), st.get(u, {})
+        sc = "python app: /sleep?ms=50, HUP every 1s"
+        self.row(sc, "failed requests", so.get("errors"), su.get("errors"), None, "0 (ours)",
+                 (so.get("errors") == 0) if so else None, unit="count")
+        self.row(sc, "reloads done", so.get("reloads"), su.get("reloads"), unit="count")
+
+        def worsening(r):
+            return r["p99_us"] / r["steady_p99_us"] if r.get("p99_us") and r.get(
+                "steady_p99_us") else None
+        wo, wu = worsening(so), worsening(su)
+        self.row(sc, "p99 during reloads / steady p99", wo, wu, None, "<=2x (ours)",
+                 (wo <= 2.0) if wo is not None else None, unit="x")
+        self.row(sc, "p99 ms during reloads",
+                 so.get("p99_us", 0) / 1000.0 if so else None,
+                 su.get("p99_us", 0) / 1000.0 if su else None, unit="ms")
         rps = {k: median([d["rps"] for d in v]) for k, v in out.get("wrk", {}).items()}
         p99 = {k: median([d["p99_us"] / 1000.0 for d in v]) for k, v in out.get("wrk", {}).items()}
         self.row("python app: 2 workers, wrk -t2 -c32", "req/s", rps.get(o), rps.get(u),

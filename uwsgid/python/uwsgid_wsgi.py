@@ -94,6 +94,10 @@ def log(message):
 # Startup: options, inherited listeners, the application
 
 
+# While draining, an idle keep-alive connection is closed once idle this long (seconds).
+DRAIN_IDLE = 0.15
+
+
 class Options:
     """The runner's options (uwsgid builds this command line; people rarely type it)."""
 
@@ -754,9 +758,6 @@ class Server:
                 conn = self.returned.get_nowait()
             except queue.Empty:
                 return
-            if self.draining and not conn.buf:
-                conn.close()
-                continue
             if conn.buf:  # pipelined bytes arrived meanwhile: straight back to a thread
                 self.submit(conn)
                 continue
@@ -769,7 +770,7 @@ class Server:
         if not self.idle:
             return None
         now = time.monotonic()
-        limit = self.args.keepalive_timeout
+        limit = DRAIN_IDLE if self.draining else self.args.keepalive_timeout
         next_deadline = None
         for fd, conn in list(self.idle.items()):
             deadline = conn.idle_since + limit
@@ -790,7 +791,10 @@ class Server:
             for sock, _ in self.listeners:
                 sock.close()  # our copy only: other workers keep the listeners open
         # An idle connection whose request is already here is served (with Connection:
-        # close); the others are closed now.
+        # close). The others are closed once idle for DRAIN_IDLE: a client that got a
+        # keep-alive response a moment ago may be sending its next request right now, and
+        # closing under it would fail that request; given a moment, it is answered with
+        # Connection: close instead.
         ready = set()
         if self.idle:
             probe = selectors.DefaultSelector()
@@ -798,12 +802,15 @@ class Server:
                 probe.register(conn.sock, selectors.EVENT_READ)
             ready = {key.fd for key, _ in probe.select(0)}
             probe.close()
+        now = time.monotonic()
         for fd, conn in list(self.idle.items()):
-            self.selector.unregister(conn.sock)
-            del self.idle[fd]
             if fd in ready:
+                self.selector.unregister(conn.sock)
+                del self.idle[fd]
                 self.submit(conn)
-            else:
+            elif now - conn.idle_since >= DRAIN_IDLE:
+                self.selector.unregister(conn.sock)
+                del self.idle[fd]
                 conn.close()
 
     # -- pool threads -----------------------------------------------------------------------
@@ -819,7 +826,9 @@ class Server:
             log("internal error:\n" + format_exc())
             keep = False
         finally:
-            if keep and not self.draining:
+            if keep:
+                # Even when draining: the response went out keep-alive, so the client may
+                # already be sending its next request (see start_drain).
                 self.returned.put(conn)
             else:
                 conn.close()
