@@ -119,17 +119,7 @@ fn uwsgid_reload_wait_reports_timeout_and_master_death() {
     let port = d.port;
     // A slow request keeps an old worker draining: the reload cannot complete within 0.2 s.
     let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=1500"));
-    eventually("the slow request to start", Duration::from_secs(5), || {
-        d.stats_doc()
-            .filter(|s| {
-                s["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|w| w["status"] == "busy")
-            })
-            .map(|_| ())
-    });
+    wait_busy(&d);
     let out = ctl(pidfile_args(&d, &["reload", "--wait", "--timeout", "0.2"])).run();
     out.code(20)
         .stderr_has("timed out after")
@@ -138,17 +128,7 @@ fn uwsgid_reload_wait_reports_timeout_and_master_death() {
 
     // The master dies while uwsgictl waits: exit 21, promptly.
     let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=3000"));
-    eventually("the slow request to start", Duration::from_secs(5), || {
-        d.stats_doc()
-            .filter(|s| {
-                s["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|w| w["status"] == "busy")
-            })
-            .map(|_| ())
-    });
+    wait_busy(&d);
     let args = pidfile_args(&d, &["reload", "--wait", "--timeout", "30"]);
     let waiter = std::thread::spawn(move || ctl(args).run());
     eventually("the reload to be under way", Duration::from_secs(5), || {
@@ -174,17 +154,7 @@ fn uwsgid_stop_wait_lets_a_slow_request_finish() {
     let mut d = Uwsgid::start(&dir);
     let port = d.port;
     let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=600"));
-    eventually("the slow request to start", Duration::from_secs(5), || {
-        d.stats_doc()
-            .filter(|s| {
-                s["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|w| w["status"] == "busy")
-            })
-            .map(|_| ())
-    });
+    wait_busy(&d);
     let out = ctl(pidfile_args(&d, &["stop", "--wait", "--json"])).run();
     let doc = out.code(0).json();
     assert_eq!(doc["byte"], "q");
@@ -383,17 +353,7 @@ fn uwsgid_terminal_output_progress_and_colour() {
     let port = d.port;
     // A slow request keeps the reload going long enough for the progress display to draw.
     let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=400"));
-    eventually("the slow request to start", Duration::from_secs(5), || {
-        d.stats_doc()
-            .filter(|s| {
-                s["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|w| w["status"] == "busy")
-            })
-            .map(|_| ())
-    });
+    wait_busy(&d);
     let Some(shown) = on_terminal(&format!("{ctl_bin} --pidfile {pf} reload --wait"), &[]) else {
         return;
     };
@@ -422,4 +382,17 @@ fn uwsgid_terminal_output_progress_and_colour() {
     // --watch clears and redraws in place on a terminal.
     let watched = on_terminal(&format!("{cmd} --watch --count 2 --interval 0.05"), &[]).unwrap();
     assert_eq!(watched.matches("\x1b[H\x1b[2J").count(), 2, "{watched}");
+}
+
+/// Wait until some worker of `d` is serving a request.
+fn wait_busy(d: &Uwsgid) {
+    eventually("the slow request to start", Duration::from_secs(5), || {
+        d.stats_doc()
+            .filter(|s| {
+                s["workers"]
+                    .as_array()
+                    .is_some_and(|ws| ws.iter().any(|w| w["status"] == "busy"))
+            })
+            .map(|_| ())
+    });
 }
