@@ -33,6 +33,7 @@ complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response
 complete -c uwsgid -l vacuum -d 'On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made'
 complete -c uwsgid -l enable-threads -d 'Accepted for uWSGI compatibility: the Python runner always runs threads'
 complete -c uwsgid -l lazy-apps -d 'Import the Python app in every worker instead of once per generation before forking'
+complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s Python interpreter started in standby (it makes a preload reload skip the interpreter\'s start-up, for the memory of one idle interpreter)'
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

@@ -3,7 +3,9 @@
 //! is imported once per generation, workers share its module state, every reload kind under a
 //! request loop drops nothing, a broken release fails the reload with the old workers serving,
 //! a killed worker is re-forked from the live zygote, `--lazy-apps` keeps one interpreter per
-//! worker, and nothing outlives a SIGKILLed master.
+//! worker, and nothing outlives a SIGKILLed master. The next generation's zygote waits in
+//! standby and imports the code that is on disk at the reload; a standby whose interpreter
+//! changed on disk, or that died, is replaced by a fresh zygote.
 
 mod uwsgid_exec_support;
 
@@ -84,14 +86,30 @@ fn who(d: &Daemon) -> (i64, i64, i64, String) {
     )
 }
 
-/// The ready zygote of the current generation, once the old ones are gone.
+/// The ready zygote of the current generation, once the old ones are gone (the standby of
+/// the next generation aside).
 fn current_zygote(d: &Daemon) -> i64 {
     d.wait_stats("one ready zygote of the current generation", |s| {
         let g = s["uwsgid"]["generation"].as_u64()?;
-        match zygotes(s).as_slice() {
+        let others: Vec<_> = zygotes(s)
+            .into_iter()
+            .filter(|(_, zg, state)| !(*zg == g + 1 && state == "standby"))
+            .collect();
+        match others.as_slice() {
             [(pid, zg, state)] if *zg == g && state == "ready" => Some(*pid),
             _ => None,
         }
+    })
+}
+
+/// The standby zygote of the next generation.
+fn standby_zygote(d: &Daemon) -> i64 {
+    d.wait_stats("a standby zygote for the next generation", |s| {
+        let g = s["uwsgid"]["generation"].as_u64()?;
+        zygotes(s)
+            .into_iter()
+            .find(|(_, zg, state)| *zg == g + 1 && state == "standby")
+            .map(|(pid, _, _)| pid)
     })
 }
 
@@ -264,6 +282,7 @@ fn no_zygote_or_worker_outlives_a_killed_master() {
     let mut d = start(&dir, "3", &[]);
     let mut pids: Vec<i64> = d.worker_pids();
     pids.push(current_zygote(&d));
+    pids.push(standby_zygote(&d));
     // SAFETY: SIGKILL to the master this test started.
     unsafe { libc::kill(d.pid, libc::SIGKILL) };
     d.wait_exit(Duration::from_secs(5));
@@ -313,4 +332,116 @@ def application(environ, start_response):
     d.wait_generation(g + 2);
     assert_eq!(d.get("/").unwrap(), (200, "two".into()));
     d.wait_log("zygote of generation");
+}
+
+#[test]
+fn a_reload_imports_the_code_on_disk_into_the_standby_interpreter() {
+    let dir = TestDir::new("preload-standby");
+    let d = start(&dir, "2", &[]);
+    let first = current_zygote(&d);
+    let standby = standby_zygote(&d);
+    assert!(alive(standby as i32));
+    assert_eq!(
+        imports(&dir),
+        vec![first],
+        "a standby imports nothing until a reload"
+    );
+
+    // A release written while the standby waits is the one the reload serves.
+    dir.write("app.py", &COUNTING_APP.replace("\"v1\"", "\"v2\""));
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    assert_eq!(
+        current_zygote(&d),
+        standby,
+        "the reload did not use the standby"
+    );
+    d.wait_log("loading the application (from standby)");
+    for _ in 0..6 {
+        let (_, ppid, imported_by, mark) = who(&d);
+        assert_eq!(
+            (ppid, imported_by, mark.as_str()),
+            (d.pid as i64, standby, "v2")
+        );
+    }
+    assert_eq!(imports(&dir), vec![first, standby]);
+    // And the following generation gets its own standby.
+    let next = standby_zygote(&d);
+    assert_ne!(next, standby);
+    assert!(!alive(first as i32), "the first zygote {first} still runs");
+}
+
+#[test]
+fn a_standby_whose_interpreter_changed_or_that_died_is_not_used() {
+    let dir = TestDir::new("preload-stale-standby");
+    // An interpreter of our own (a copy, as a venv with --copies makes), so that the test can
+    // "upgrade" it by changing its modification time.
+    let venv = dir.join("venv");
+    let made = std::process::Command::new(python())
+        .args(["-m", "venv", "--copies", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .expect("python -m venv");
+    assert!(made.success(), "python -m venv --copies failed");
+    let py = venv.join("bin/python3");
+    dir.write("app.py", COUNTING_APP);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            "app.py",
+            "--processes",
+            "2",
+            "--python",
+            py.to_str().unwrap(),
+        ],
+    );
+
+    let stale = standby_zygote(&d);
+    // (Opened read-only: a running executable cannot be opened for writing.)
+    std::fs::File::open(&py)
+        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)))
+        .expect("change the interpreter's mtime");
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    d.wait_log("not used: the Python interpreter changed on disk");
+    let fresh = current_zygote(&d);
+    assert_ne!(fresh, stale);
+    wait_for("the stale standby to stop", Duration::from_secs(10), || {
+        (!alive(stale as i32)).then_some(())
+    });
+    assert_eq!(who(&d).2, fresh);
+
+    // A standby killed from outside: the next reload starts a fresh zygote.
+    let dead = standby_zygote(&d);
+    // SAFETY: SIGKILL to the standby zygote of the daemon this test started.
+    unsafe { libc::kill(dead as i32, libc::SIGKILL) };
+    d.wait_log(&format!("(pid {dead}) exited: killed by signal 9"));
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    let z = current_zygote(&d);
+    assert!(z != dead && z != fresh, "zygote {z}");
+    assert_eq!(who(&d).2, z);
+}
+
+#[test]
+fn no_python_standby_starts_each_zygote_at_the_reload() {
+    let dir = TestDir::new("preload-no-standby");
+    let d = start(&dir, "2", &["--no-python-standby"]);
+    current_zygote(&d);
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    // The standby is started in the same step that completes a reload, so a stats document
+    // that shows the reload complete would show it.
+    let s = d.wait_generation(g + 1);
+    let zs = zygotes(&s);
+    assert!(zs.iter().all(|(_, _, state)| state != "standby"), "{zs:?}");
+    assert!(!d.log_text().contains("standby zygote"));
+    assert_eq!(who(&d).3, "v1");
 }

@@ -20,6 +20,10 @@ sets its parent-death signal, and serves; its ``READY=1`` carries ``UWSGID_SLOT`
 ``UWSGID_GENERATION`` so that the master adopts it. The zygote never serves and starts no
 thread: threads exist only after the fork.
 
+Standby (``--zygote --standby``): the zygote of the *next* generation, started while the
+current one serves. It starts the interpreter and this module, then waits for the line
+``load`` before it imports the application, so a reload pays only for the import.
+
 SIGTERM and SIGHUP drain: stop accepting, close idle connections, let requests in flight
 finish (their responses say ``Connection: close``), then exit 0. uwsgid bounds the drain with
 its mercy. SIGINT and SIGQUIT exit at once. Startup errors print one clear line (and the
@@ -113,6 +117,7 @@ class Options:
         self.socket_timeout = 30.0
         self.log_requests = False
         self.zygote = False
+        self.standby = False
 
 
 USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
@@ -132,6 +137,7 @@ OPTIONS = {
     "--socket-timeout": ("socket_timeout", float),
     "--log-requests": ("log_requests", None),
     "--zygote": ("zygote", None),
+    "--standby": ("standby", None),
 }
 
 
@@ -178,6 +184,8 @@ def parse_args(argv):
         usage_error("give exactly one of --wsgi-file and --module")
     if args.threads < 1 or args.max_connections < 1:
         usage_error("--threads and --max-connections must be at least 1")
+    if args.standby and not args.zygote:
+        usage_error("--standby is a mode of --zygote")
     return args
 
 
@@ -1082,8 +1090,9 @@ def peer_text(peer):
 PR_SET_PDEATHSIG = 1
 
 
-def zygote(app, listeners, args):
-    """Fork a worker per request on the control socket; return when the master closes it."""
+def zygote(listeners, args):
+    """Import the application (after ``load``, for a standby), then fork a worker per request
+    on the control socket; return when the master closes it."""
     master = os.getppid()
     try:
         control = int(os.environ.pop("UWSGID_ZYGOTE_FD"))
@@ -1091,26 +1100,45 @@ def zygote(app, listeners, args):
         log("error: --zygote needs UWSGID_ZYGOTE_FD (only uwsgid runs a zygote)")
         return 2
     import ctypes  # loaded here, once, so that a fork costs no import
+    import gc
     libc = ctypes.CDLL(None, use_errno=True)
+    buf = b""
+    if args.standby:
+        while b"\n" not in buf:
+            try:
+                chunk = os.read(control, 4096)
+            except InterruptedError:
+                continue
+            if not chunk:
+                return 0  # the master no longer needs us
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        if line.strip() != b"load":
+            log("error: standby zygote: expected 'load', got %r" % line)
+            return 2
+    try:
+        app = load_application(args)
+    except StartupError as e:
+        log("error: %s" % e)
+        return 1
     if threading.active_count() > 1:
         log("warning: the application started %d thread(s) at import; they do not exist in "
             "the forked workers (start threads lazily, or use --lazy-apps)"
             % (threading.active_count() - 1))
     # Objects that exist now are never collected in the workers: the collector would
     # otherwise touch, and so copy, every page of them in each worker.
-    import gc
     gc.freeze()
     generation = os.environ.get("UWSGID_GENERATION", "?")
     notify("READY=1\nSTATUS=zygote of generation %s: application loaded" % generation)
-    buf = b""
     while True:
-        try:
-            chunk = os.read(control, 4096)
-        except InterruptedError:
-            continue
-        if not chunk:
-            return 0
-        buf += chunk
+        if b"\n" not in buf:
+            try:
+                chunk = os.read(control, 4096)
+            except InterruptedError:
+                continue
+            if not chunk:
+                return 0
+            buf += chunk
         middles = []  # every request read is forked before any is waited for
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
@@ -1193,12 +1221,12 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         listeners = inherited_listeners()
+        if args.zygote:
+            return zygote(listeners, args)
         app = load_application(args)
     except StartupError as e:
         log("error: %s" % e)
         return 1
-    if args.zygote:
-        return zygote(app, listeners, args)
     Server(app, listeners, args).run()
     return 0
 

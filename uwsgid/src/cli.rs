@@ -111,6 +111,10 @@ pub struct Args {
     /// Import the Python app in every worker instead of once per generation before forking
     #[arg(long = "lazy-apps")]
     pub lazy_apps: bool,
+    /// Do not keep the next generation's Python interpreter started in standby (it makes a
+    /// preload reload skip the interpreter's start-up, for the memory of one idle interpreter)
+    #[arg(long = "no-python-standby")]
+    pub no_python_standby: bool,
     /// Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)
     #[arg(long, visible_alias = "python-path", value_name = "DIR")]
     pub pythonpath: Vec<PathBuf>,
@@ -174,6 +178,10 @@ pub enum WorkerKind {
         /// that forks the workers (`--wsgi-file`/`--module` without `--lazy-apps`).
         #[serde(default)]
         preload: bool,
+        /// Preload keeps the next generation's zygote started in standby
+        /// (not `--no-python-standby`).
+        #[serde(default)]
+        standby: bool,
     },
 }
 
@@ -679,6 +687,7 @@ impl Config {
                 env,
                 chdir,
                 preload: false,
+                standby: false,
             }
         } else if python_app {
             let python = args.python.clone().unwrap_or_else(|| "python3".into());
@@ -721,6 +730,7 @@ impl Config {
                 env,
                 chdir,
                 preload: !args.lazy_apps,
+                standby: !args.lazy_apps && !args.no_python_standby,
             }
         } else {
             WorkerKind::Builtin

@@ -88,6 +88,12 @@ pub struct HandoffZygote {
     pub generation: u64,
     pub control_fd: i32,
     pub ready: bool,
+    /// A standby, not yet told to `load`.
+    #[serde(default)]
+    pub standby: bool,
+    /// The interpreter it was started from.
+    #[serde(default)]
+    pub interpreter: Option<crate::sys::FileStamp>,
     /// Already told to stop.
     pub stopping: bool,
     #[serde(default)]

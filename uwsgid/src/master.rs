@@ -41,6 +41,13 @@
 //! and, to serve, only if a fork for that slot and generation is pending (any other one is
 //! adopted and retired at once). A pending fork not ready within the start timeout, or whose
 //! zygote exits, is a failed start. A zygote is stopped once no slot targets its generation.
+//!
+//! Once a generation is complete, the master starts the next generation's zygote in
+//! **standby** (`--standby`): the interpreter and the runner are up, the application is not
+//! imported. A reload sends it `load`, so it pays only the import. A standby is used only if
+//! the master binary and the interpreter on disk are still the ones it was started from (and,
+//! after a re-exec, only if the worker options did not change); otherwise it is stopped and a
+//! fresh zygote is started. `--no-python-standby` turns this off.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -61,7 +68,7 @@ use crate::listener::{self, Listener};
 use crate::log;
 use crate::scoreboard::{self, Allocator, Scoreboard};
 use crate::stats_server::StatsServer;
-use crate::sys;
+use crate::sys::{self, FileStamp};
 use crate::touch::{Touch, TouchAction};
 
 /// A worker that lived this long after becoming ready resets its slot's failure count.
@@ -71,6 +78,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A reload is reported failed once a new worker failed to start this many times in a row.
 const RELOAD_FAIL_AFTER: u32 = 3;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a standby zygote exited unasked (or could not start), wait this long for the next.
+const STANDBY_RETRY: Duration = Duration::from_secs(30);
 
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
@@ -180,6 +189,11 @@ struct Zygote {
     /// The master's end of the control socket (non-blocking).
     control: OwnedFd,
     ready: bool,
+    /// A standby, not yet told to `load`: it has no start deadline.
+    standby: bool,
+    /// The interpreter it was started from, to tell whether it is still the one on disk.
+    interpreter: Option<FileStamp>,
+    /// When it was started, or told to `load`.
     spawned: Instant,
     /// Told to stop: SIGKILL at this deadline (once).
     stopping: Option<Instant>,
@@ -257,6 +271,8 @@ pub struct Master {
     /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
     /// requests (a `--wait` polls every millisecond) do not cost a file read per worker each.
     memory: std::cell::RefCell<std::collections::HashMap<i32, MemorySample>>,
+    /// No standby zygote is started before this (one exited unasked, or could not start).
+    standby_retry: Option<Instant>,
     /// The bundled runner's interpreter: as configured, and the real executable behind it.
     python: Option<(String, String)>,
     /// A re-exec decided by this step, performed once the step is over.
@@ -475,6 +491,7 @@ impl Master {
             config_refused: None,
             memory: Default::default(),
             python: None,
+            standby_retry: None,
             pending_exec: None,
             reload_asked: None,
             fifo_leftover: Vec::new(),
@@ -652,6 +669,8 @@ impl Master {
                 // SAFETY: the handoff names this fd as the control socket of this zygote.
                 control: unsafe { OwnedFd::from_raw_fd(z.control_fd) },
                 ready: z.ready,
+                standby: z.standby,
+                interpreter: z.interpreter,
                 spawned: now
                     .checked_sub(Duration::from_millis(
                         now_unix_ms().saturating_sub(z.spawned_unix_ms),
@@ -1018,9 +1037,12 @@ impl Master {
         for z in &self.zygotes {
             match z.stopping {
                 Some(t) if !z.killed => consider(t),
-                None if !z.ready => consider(z.spawned + self.config.start_timeout),
+                None if !z.ready && !z.standby => consider(z.spawned + self.config.start_timeout),
                 _ => {}
             }
+        }
+        if let Some(t) = self.standby_retry {
+            consider(t);
         }
         match &self.phase {
             Phase::Checking { deadline, .. } | Phase::Stopping { deadline, .. } => {
@@ -1532,6 +1554,7 @@ impl Master {
                 self.retire_replaced(now);
                 self.advance_chain(now);
                 self.check_reload_complete(now);
+                self.ensure_standby(now);
             }
         }
     }
@@ -1714,17 +1737,13 @@ impl Master {
             }
         }
         // Preload: the next generation's zygote starts loading now, while we re-execute (the
-        // new image adopts it, or stops it if the worker configuration changed). Only for the
-        // same binary: another one may bring another runner.
+        // new image adopts it, or stops it if the worker configuration changed): the standby
+        // if it is still valid, else a fresh one. Only for the same binary: another one may
+        // bring another runner.
         let next = self.generation + 1;
-        if self.preload()
-            && self.exe_unchanged()
-            && !self
-                .zygotes
-                .iter()
-                .any(|z| z.generation == next && z.stopping.is_none())
-        {
-            if let Err(e) = self.spawn_zygote(next, Instant::now()) {
+        let same_exe = self.exe_unchanged();
+        if self.preload() && !self.activate_standby(next, same_exe) && same_exe {
+            if let Err(e) = self.spawn_zygote(next, false, Instant::now()) {
                 log!("cannot start the zygote of generation {next} before re-executing: {e}");
             }
         }
@@ -1852,6 +1871,8 @@ impl Master {
                     generation: z.generation,
                     control_fd: z.control.as_raw_fd(),
                     ready: z.ready,
+                    standby: z.standby,
+                    interpreter: z.interpreter,
                     stopping: z.stopping.is_some(),
                     spawned_unix_ms: now_unix_ms()
                         .saturating_sub(z.spawned.elapsed().as_millis() as u64),
@@ -2256,9 +2277,16 @@ impl Master {
             .zygotes
             .iter()
             .find(|z| z.generation == generation && z.stopping.is_none())
-            .map(|z| z.ready);
-        if zygote.is_none() {
-            self.spawn_zygote(generation, now)?;
+            .map(|z| z.standby);
+        match zygote {
+            None => self.spawn_zygote(generation, false, now)?,
+            Some(true) => {
+                let same_exe = self.exe_unchanged();
+                if !self.activate_standby(generation, same_exe) {
+                    self.spawn_zygote(generation, false, now)?;
+                }
+            }
+            Some(false) => {}
         }
         self.slots[id as usize - 1].pending = Some(Pending {
             generation,
@@ -2322,8 +2350,9 @@ impl Master {
         }
     }
 
-    /// Fork and exec the runner as the zygote of `generation`.
-    fn spawn_zygote(&mut self, generation: u64, now: Instant) -> Result<(), String> {
+    /// Fork and exec the runner as the zygote of `generation`; as a standby that waits for
+    /// `load` before importing the application, if `standby`.
+    fn spawn_zygote(&mut self, generation: u64, standby: bool, now: Instant) -> Result<(), String> {
         let WorkerKind::Exec {
             argv, env, chdir, ..
         } = &self.config.worker
@@ -2332,6 +2361,10 @@ impl Master {
         };
         let mut argv = argv.clone();
         argv.push("--zygote".into());
+        if standby {
+            argv.push("--standby".into());
+        }
+        let interpreter = self.interpreter_stamp();
         let spec = self.exec_spec(argv, env.clone(), chdir.clone());
         let named = self.named_listeners();
         let (ours, theirs) = sys_socketpair().map_err(|e| format!("zygote socketpair: {e}"))?;
@@ -2365,12 +2398,18 @@ impl Master {
             }
             Ok(sys::Fork::Parent(pid)) => {
                 drop(theirs);
-                log!("zygote of generation {generation} (pid {pid}) loading the application");
+                if standby {
+                    log!("standby zygote of generation {generation} (pid {pid}) started: the next reload imports the application into it");
+                } else {
+                    log!("zygote of generation {generation} (pid {pid}) loading the application");
+                }
                 self.zygotes.push(Zygote {
                     pid,
                     generation,
                     control: ours,
                     ready: false,
+                    standby,
+                    interpreter,
                     spawned: now,
                     stopping: None,
                     killed: false,
@@ -2378,6 +2417,99 @@ impl Master {
                 Ok(())
             }
         }
+    }
+
+    /// Preload: once the current generation is complete and nothing else is under way, start
+    /// the next generation's zygote as a standby, so the next reload skips the interpreter's
+    /// start-up.
+    fn ensure_standby(&mut self, now: Instant) {
+        let WorkerKind::Exec { standby: true, .. } = self.config.worker else {
+            return;
+        };
+        let next = self.generation + 1;
+        let settled = self.reload.is_none()
+            && matches!(self.phase, Phase::Running)
+            && self.pending_exec.is_none()
+            && self.slots.iter().all(|s| {
+                s.target == self.generation && s.pending.is_none() && s.next_spawn.is_none()
+            })
+            && !self.zygotes.iter().any(|z| z.generation >= next);
+        if !settled || !self.preload() || self.standby_retry.is_some_and(|t| now < t) {
+            return;
+        }
+        self.standby_retry = None;
+        // A binary replaced on disk would bring its own runner at the next reload.
+        if !self.exe_unchanged() {
+            self.standby_retry = Some(now + STANDBY_RETRY);
+            return;
+        }
+        if let Err(e) = self.spawn_zygote(next, true, now) {
+            log!("cannot start a standby zygote for generation {next}: {e}");
+            self.standby_retry = Some(now + STANDBY_RETRY);
+        }
+    }
+
+    /// Tell the standby zygote of `generation`, if there is one, to import the application.
+    /// A standby whose master binary (`same_exe`) or interpreter changed on disk since it
+    /// started is stopped instead. True if a standby now loads.
+    fn activate_standby(&mut self, generation: u64, same_exe: bool) -> bool {
+        let Some(i) = self
+            .zygotes
+            .iter()
+            .position(|z| z.generation == generation && z.standby && z.stopping.is_none())
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let interpreter = self.interpreter_stamp();
+        let z = &self.zygotes[i];
+        let stale = if !same_exe {
+            Some("the uwsgid binary changed")
+        } else if interpreter.is_none() || interpreter != z.interpreter {
+            Some("the Python interpreter changed on disk")
+        } else {
+            None
+        };
+        if let Some(why) = stale {
+            log!(
+                "standby zygote of generation {generation} (pid {}) not used: {why}",
+                z.pid
+            );
+            self.stop_zygote(i, now);
+            return false;
+        }
+        // SAFETY: writing our buffer to the control socket we own (non-blocking).
+        let n = unsafe {
+            libc::send(
+                z.control.as_raw_fd(),
+                b"load\n".as_ptr() as *const libc::c_void,
+                5,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n != 5 {
+            log!(
+                "standby zygote of generation {generation} (pid {}): {}",
+                z.pid,
+                std::io::Error::last_os_error()
+            );
+            self.stop_zygote(i, now);
+            return false;
+        }
+        let z = &mut self.zygotes[i];
+        z.standby = false;
+        z.spawned = now;
+        log!(
+            "zygote of generation {generation} (pid {}) loading the application (from standby)",
+            z.pid
+        );
+        true
+    }
+
+    /// The interpreter the bundled runner runs on, as it is on disk now.
+    fn interpreter_stamp(&self) -> Option<FileStamp> {
+        let (_, path) = self.python.as_ref()?;
+        FileStamp::of_program(path)
     }
 
     /// Stop zygote `i` (SIGTERM now, SIGKILL after the mercy).
@@ -2398,8 +2530,9 @@ impl Master {
 
     fn stop_unused_zygotes(&mut self, now: Instant) {
         for i in 0..self.zygotes.len() {
-            let g = self.zygotes[i].generation;
-            if !self.slots.iter().any(|s| s.target == g) {
+            let (g, standby) = (self.zygotes[i].generation, self.zygotes[i].standby);
+            let next_standby = standby && g == self.generation + 1;
+            if !next_standby && !self.slots.iter().any(|s| s.target == g) {
                 self.stop_zygote(i, now);
             }
         }
@@ -2414,7 +2547,7 @@ impl Master {
                     sys::kill(z.pid, libc::SIGKILL);
                     z.killed = true;
                 }
-                None if !z.ready && !z.killed && now >= z.spawned + timeout => {
+                None if !z.ready && !z.standby && !z.killed && now >= z.spawned + timeout => {
                     log!(
                         "zygote of generation {} (pid {}) not ready after {}s: SIGKILL",
                         z.generation,
@@ -2451,13 +2584,23 @@ impl Master {
             );
             return;
         }
+        let now = Instant::now();
+        if z.standby {
+            self.standby_retry = Some(now + STANDBY_RETRY);
+            log!(
+                "standby zygote of generation {} (pid {}) exited: {how}; the next reload starts a fresh one (next standby in {}s)",
+                z.generation,
+                z.pid,
+                STANDBY_RETRY.as_secs()
+            );
+            return;
+        }
         let when = if z.ready { "" } else { " before it was ready" };
         log!(
             "zygote of generation {} (pid {}) exited{when}: {how}",
             z.generation,
             z.pid
         );
-        let now = Instant::now();
         for i in 0..self.slots.len() {
             if self.slots[i]
                 .pending
@@ -2892,10 +3035,11 @@ impl Master {
                     .map(|z| wire::Zygote {
                         pid: z.pid as i64,
                         generation: z.generation,
-                        state: match (z.stopping, z.ready) {
-                            (Some(_), _) => "stopping",
-                            (None, true) => "ready",
-                            (None, false) => "starting",
+                        state: match (z.stopping, z.ready, z.standby) {
+                            (Some(_), _, _) => "stopping",
+                            (None, true, _) => "ready",
+                            (None, false, true) => "standby",
+                            (None, false, false) => "starting",
                         }
                         .into(),
                     })

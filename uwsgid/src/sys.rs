@@ -406,3 +406,34 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// A cheap identity of a file's content on disk: device, inode, size and modification time.
+/// A package upgrade replaces the file (new inode) or rewrites it (new mtime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+}
+
+impl FileStamp {
+    /// The stamp of `program` (symlinks followed), looked up in `PATH` when it has no `/`.
+    pub fn of_program(program: &str) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let path = if program.contains('/') {
+            std::path::PathBuf::from(program)
+        } else {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())?
+        };
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+        })
+    }
+}
