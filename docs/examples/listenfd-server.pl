@@ -42,6 +42,7 @@ sub serve {
     my $head = '';
     while ($head !~ /\r?\n\r?\n/) {
         my $got = sysread($client, $head, 4096, length $head);
+        next if !defined $got && $!{EINTR};    # SIGTERM while reading: finish this request
         return unless $got;    # closed, or an error
         return if length $head > 65536;
     }
