@@ -445,3 +445,71 @@ fn no_python_standby_starts_each_zygote_at_the_reload() {
     assert!(!d.log_text().contains("standby zygote"));
     assert_eq!(who(&d).3, "v1");
 }
+
+#[test]
+fn a_forked_worker_that_dies_before_it_is_ready_is_a_failed_start_at_once() {
+    // While `break` exists, every process forked from the zygote breaks the runner's event
+    // loop after the fork, so the worker dies after it announced itself, before READY=1.
+    let dir = TestDir::new("preload-dies-starting");
+    dir.write(
+        "app.py",
+        r#"
+import os, selectors
+HERE = os.path.dirname(os.path.abspath(__file__))
+def broken():
+    raise OSError("broken after fork by the test")
+def after_fork():
+    if os.path.exists(os.path.join(HERE, "break")):
+        selectors.DefaultSelector = broken
+os.register_at_fork(after_in_child=after_fork)
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"#,
+    );
+    let py = python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            "app.py",
+            "--processes",
+            "2",
+            "--python",
+            &py,
+            "--worker-start-timeout",
+            "60",
+        ],
+    );
+    dir.write("break", "");
+    let victim = d.worker_pids()[0];
+    let t = Instant::now();
+    // SAFETY: SIGKILL to a worker of the daemon this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // (The killed worker itself may count as a failed start: it had not served for long.)
+    let w = d.wait_stats("a failed start of the replacement", |s| {
+        workers(s).into_iter().find(|w| {
+            w["uwsgid"]["last_exit"]
+                .as_str()
+                .is_some_and(|e| e.contains("status 1"))
+        })
+    });
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the failed start was noticed after {took:?}, as if by the 60 s start timeout"
+    );
+    assert!(w["uwsgid"]["failed_starts"].as_u64() >= Some(1), "{w}");
+    assert!(d.log_text().contains("broken after fork by the test"));
+    assert_eq!(
+        d.get("/").unwrap().0,
+        200,
+        "the other worker stopped serving"
+    );
+
+    // Fixed: the backed-off slot gets a worker that serves.
+    std::fs::remove_file(dir.join("break")).unwrap();
+    d.wait_stats("both slots ready again", |s| {
+        (all_ready(s) && workers(s).len() == 2).then_some(())
+    });
+}

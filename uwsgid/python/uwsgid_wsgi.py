@@ -16,8 +16,9 @@ Preload (``--zygote``, uwsgid's default for Python apps): this process imports t
 once, says ``READY=1`` and then waits on its control socket (fd ``UWSGID_ZYGOTE_FD``) for lines
 ``fork SLOT GENERATION``. For each it forks a child that forks the worker and exits at once,
 so the worker is re-parented to the master (a child subreaper). The worker waits for that,
-sets its parent-death signal, and serves; its ``READY=1`` carries ``UWSGID_SLOT`` and
-``UWSGID_GENERATION`` so that the master adopts it. The zygote never serves and starts no
+sets its parent-death signal, announces itself (``STATUS=`` with ``UWSGID_SLOT`` and
+``UWSGID_GENERATION``, so that the master adopts it while it starts) and serves; its
+``READY=1`` carries the same two lines. The zygote never serves and starts no
 thread: threads exist only after the fork.
 
 Standby (``--zygote --standby``): the zygote of the *next* generation, started while the
@@ -1209,8 +1210,12 @@ def run_forked_worker(app, listeners, args, master, libc, control, slot, generat
         pass
     os.environ["UWSGID_WORKER_ID"] = str(slot)
     os.environ["UWSGID_GENERATION"] = str(generation)
+    # Announce ourselves before anything can fail, so that the master adopts us now and an
+    # exit before READY=1 is a failed start at once, not at the start timeout.
+    who = "\nUWSGID_SLOT=%d\nUWSGID_GENERATION=%d" % (slot, generation)
+    notify("STATUS=worker %d of generation %d starting%s" % (slot, generation, who))
     server = Server(app, listeners, args)
-    server.ready_extra = "\nUWSGID_SLOT=%d\nUWSGID_GENERATION=%d" % (slot, generation)
+    server.ready_extra = who
     server.run()
     sys.stdout.flush()
     sys.stderr.flush()

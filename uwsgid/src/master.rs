@@ -36,7 +36,8 @@
 //! runner with `--zygote` and a control socket, which imports the application once and says
 //! `READY=1`. Spawning a worker is then a request on the control socket (`fork SLOT GEN`): the
 //! zygote double-forks, so the worker is re-parented to the master, which `waitpid`s it like any
-//! worker. The worker announces itself with `READY=1`, `UWSGID_SLOT` and `UWSGID_GENERATION`;
+//! worker. The worker announces itself (`UWSGID_SLOT` and `UWSGID_GENERATION`, first while it
+//! starts, then with `READY=1`), so an exit before it is ready is a failed start at once;
 //! the master adopts a sender it does not know only if it is its own child (`/proc/PID/stat`)
 //! and, to serve, only if a fork for that slot and generation is pending (any other one is
 //! adopted and retired at once). A pending fork not ready within the start timeout, or whose
@@ -2653,15 +2654,22 @@ impl Master {
             .and_then(|s| s.pending)
             .filter(|p| p.generation == g && p.asked.is_some());
         let since = pending.map_or(now, |p| p.since);
+        // A worker announces itself while it starts, so that an exit before READY=1 is a
+        // failed start at once; older runners announce themselves with READY=1.
+        let ready = msg.ready;
         self.workers.push(Worker {
             pid,
             id,
             generation: g,
             cell,
-            state: WorkerState::Ready,
+            state: if ready {
+                WorkerState::Ready
+            } else {
+                WorkerState::Starting
+            },
             spawned: since,
             spawned_unix_ms: now_unix_ms(),
-            ready_at: Some(now),
+            ready_at: ready.then_some(now),
             status_text: msg.status,
         });
         if let Some(slot) = self.slots.get_mut(id as usize - 1) {
@@ -2685,6 +2693,9 @@ impl Master {
                 self.retire(pid, now);
             }
             return;
+        }
+        if !ready {
+            return; // its READY=1 is handled like any exec worker's
         }
         log!(
             "worker {id} (pid {pid}, generation {g}) forked and ready in {:.1} ms",
