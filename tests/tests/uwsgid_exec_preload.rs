@@ -513,3 +513,42 @@ def application(environ, start_response):
         (all_ready(s) && workers(s).len() == 2).then_some(())
     });
 }
+
+#[test]
+fn a_re_exec_reload_that_adds_a_listener_serves_it_from_the_new_zygote() {
+    // The next generation's zygote (standby, or started before the re-exec) holds the
+    // listeners of its time: a reload that adds one must not use it.
+    let dir = TestDir::new("preload-new-listener");
+    dir.write("app.py", COUNTING_APP);
+    let first = format!("127.0.0.1:{}", free_port());
+    let second = format!("127.0.0.1:{}", free_port());
+    let ini = |extra: &str| {
+        format!(
+            "[uwsgi]\nwsgi-file = app.py\nprocesses = 2\npython = {}\n{extra}",
+            python()
+        )
+    };
+    let path = dir.write("app.ini", &ini(""));
+    let d = Daemon::start(
+        &dir,
+        &["--ini", path.to_str().unwrap(), "--http-socket", &first],
+    );
+    let stale = standby_zygote(&d);
+    assert!(!listening(&second));
+    dir.write("app.ini", &ini(&format!("http-socket = {second}\n")));
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    assert_ne!(
+        current_zygote(&d),
+        stale,
+        "the reload used a zygote without the new listener"
+    );
+    for addr in [&first, &second] {
+        for _ in 0..4 {
+            let (status, body) = http_get(addr, "/who").unwrap();
+            assert_eq!(status, 200, "{addr}: {body}");
+        }
+    }
+}

@@ -722,8 +722,9 @@ impl Master {
             m.generation,
             m.workers.len()
         );
-        // A zygote the old image started for this generation runs the old worker options.
-        if h.config.worker != m.config.worker {
+        // A zygote the old image started for this generation runs the old worker options and
+        // holds the old listeners.
+        if h.config.worker != m.config.worker || h.config.listeners != m.config.listeners {
             for i in 0..m.zygotes.len() {
                 if m.zygotes[i].generation == m.generation {
                     m.stop_zygote(i, Instant::now());
