@@ -35,15 +35,19 @@ def application(environ, start_response):
 
 fn start(dir: &TestDir, processes: &str, extra: &[&str]) -> Daemon {
     dir.write("app.py", COUNTING_APP);
+    serve_app(dir, processes, &python(), extra)
+}
+
+/// Serve the `app.py` already in `dir` on interpreter `python`.
+fn serve_app(dir: &TestDir, processes: &str, python: &str, extra: &[&str]) -> Daemon {
     let mut args = vec![
         "--wsgi-file",
         "app.py",
         "--processes",
         processes,
         "--python",
+        python,
     ];
-    let py = python();
-    args.push(&py);
     args.extend_from_slice(extra);
     Daemon::start(dir, &args)
 }
@@ -100,6 +104,14 @@ fn current_zygote(d: &Daemon) -> i64 {
             _ => None,
         }
     })
+}
+
+/// SIGHUP, and wait until that reload is complete.
+fn graceful_reload(d: &Daemon) {
+    let g = d.generation();
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(g + 1);
+    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
 }
 
 /// The standby zygote of the next generation.
@@ -320,16 +332,12 @@ def application(environ, start_response):
     let d = Daemon::start(&dir, &["--ini", path.to_str().unwrap()]);
     assert_eq!(d.get("/").unwrap(), (200, "one".into()));
     dir.write("app.ini", &ini("two"));
-    let g = d.generation();
-    d.signal(libc::SIGHUP);
-    let s = d.wait_generation(g + 1);
-    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    graceful_reload(&d);
     for _ in 0..6 {
         assert_eq!(d.get("/").unwrap(), (200, "two".into()));
     }
     // Unchanged options: the zygote started before the re-exec is the one that serves.
-    d.signal(libc::SIGHUP);
-    d.wait_generation(g + 2);
+    graceful_reload(&d);
     assert_eq!(d.get("/").unwrap(), (200, "two".into()));
     d.wait_log("zygote of generation");
 }
@@ -349,10 +357,7 @@ fn a_reload_imports_the_code_on_disk_into_the_standby_interpreter() {
 
     // A release written while the standby waits is the one the reload serves.
     dir.write("app.py", &COUNTING_APP.replace("\"v1\"", "\"v2\""));
-    let g = d.generation();
-    d.signal(libc::SIGHUP);
-    let s = d.wait_generation(g + 1);
-    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    graceful_reload(&d);
     assert_eq!(
         current_zygote(&d),
         standby,
@@ -387,27 +392,14 @@ fn a_standby_whose_interpreter_changed_or_that_died_is_not_used() {
     assert!(made.success(), "python -m venv --copies failed");
     let py = venv.join("bin/python3");
     dir.write("app.py", COUNTING_APP);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--wsgi-file",
-            "app.py",
-            "--processes",
-            "2",
-            "--python",
-            py.to_str().unwrap(),
-        ],
-    );
+    let d = serve_app(&dir, "2", py.to_str().unwrap(), &[]);
 
     let stale = standby_zygote(&d);
     // (Opened read-only: a running executable cannot be opened for writing.)
     std::fs::File::open(&py)
         .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)))
         .expect("change the interpreter's mtime");
-    let g = d.generation();
-    d.signal(libc::SIGHUP);
-    let s = d.wait_generation(g + 1);
-    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    graceful_reload(&d);
     d.wait_log("not used: the Python interpreter changed on disk");
     let fresh = current_zygote(&d);
     assert_ne!(fresh, stale);
@@ -421,10 +413,7 @@ fn a_standby_whose_interpreter_changed_or_that_died_is_not_used() {
     // SAFETY: SIGKILL to the standby zygote of the daemon this test started.
     unsafe { libc::kill(dead as i32, libc::SIGKILL) };
     d.wait_log(&format!("(pid {dead}) exited: killed by signal 9"));
-    let g = d.generation();
-    d.signal(libc::SIGHUP);
-    let s = d.wait_generation(g + 1);
-    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    graceful_reload(&d);
     let z = current_zygote(&d);
     assert!(z != dead && z != fresh, "zygote {z}");
     assert_eq!(who(&d).2, z);
@@ -467,20 +456,7 @@ def application(environ, start_response):
     return [str(os.getpid()).encode()]
 "#,
     );
-    let py = python();
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--wsgi-file",
-            "app.py",
-            "--processes",
-            "2",
-            "--python",
-            &py,
-            "--worker-start-timeout",
-            "60",
-        ],
-    );
+    let d = serve_app(&dir, "2", &python(), &["--worker-start-timeout", "60"]);
     dir.write("break", "");
     let victim = d.worker_pids()[0];
     let t = Instant::now();
@@ -536,10 +512,7 @@ fn a_re_exec_reload_that_adds_a_listener_serves_it_from_the_new_zygote() {
     let stale = standby_zygote(&d);
     assert!(!listening(&second));
     dir.write("app.ini", &ini(&format!("http-socket = {second}\n")));
-    let g = d.generation();
-    d.signal(libc::SIGHUP);
-    let s = d.wait_generation(g + 1);
-    assert_eq!(s["uwsgid"]["last_reload"]["result"], "complete");
+    graceful_reload(&d);
     assert_ne!(
         current_zygote(&d),
         stale,

@@ -1106,13 +1106,9 @@ def zygote(listeners, args):
     buf = b""
     if args.standby:
         while b"\n" not in buf:
-            try:
-                chunk = os.read(control, 4096)
-            except InterruptedError:
-                continue
-            if not chunk:
+            buf = read_more(control, buf)
+            if buf is None:
                 return 0  # the master no longer needs us
-            buf += chunk
         line, buf = buf.split(b"\n", 1)
         if line.strip() != b"load":
             log("error: standby zygote: expected 'load', got %r" % line)
@@ -1133,13 +1129,9 @@ def zygote(listeners, args):
     notify("READY=1\nSTATUS=zygote of generation %s: application loaded" % generation)
     while True:
         if b"\n" not in buf:
-            try:
-                chunk = os.read(control, 4096)
-            except InterruptedError:
-                continue
-            if not chunk:
+            buf = read_more(control, buf)
+            if buf is None:
                 return 0
-            buf += chunk
         middles = []  # every request read is forked before any is waited for
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
@@ -1161,6 +1153,16 @@ def zygote(listeners, args):
                     continue
                 except ChildProcessError:
                     break
+
+
+def read_more(control, buf):
+    """``buf`` and the next bytes from the control socket; None once the master closed it."""
+    while True:
+        try:
+            chunk = os.read(control, 4096)
+        except InterruptedError:
+            continue
+        return buf + chunk if chunk else None
 
 
 def fork_worker(app, listeners, args, master, libc, control, slot, generation):
