@@ -1299,7 +1299,13 @@ impl Master {
 
     /// Reap every exited child and update the table.
     fn reap(&mut self) {
+        let mut heard = false;
         while let Some((pid, status)) = sys::reap_one() {
+            // What a child said before it exited (STOPPING=1, say) is in the notify socket
+            // already: hear it first, while the child is still in the table.
+            if !std::mem::replace(&mut heard, true) {
+                self.read_notify();
+            }
             if let Phase::Checking { checker, .. } = self.phase {
                 if pid == checker {
                     self.on_checker_exit(status);
