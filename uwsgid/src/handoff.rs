@@ -51,6 +51,9 @@ pub struct Handoff {
     /// The runner's interpreter as configured and the executable it resolved to.
     #[serde(default)]
     pub python: Option<(String, String)>,
+    /// The exec workers' log pipe: (read end, write end).
+    #[serde(default)]
+    pub relay: Option<(i32, i32)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

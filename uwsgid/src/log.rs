@@ -1,12 +1,17 @@
 //! The instance log: timestamped lines on stderr, which `--logto FILE` points at a file.
 //!
 //! Master and workers write whole lines to fd 2 with one `write` each (O_APPEND keeps them from
-//! interleaving inside a line). `--logto` opens the file and puts it on fds 1 and 2, so workers
-//! and exec'd programs inherit it; reopening (FIFO `l`) and rotating (FIFO `L`) swap it in place.
+//! interleaving inside a line). `--logto` opens the file and puts it on fds 1 and 2, so built-in
+//! workers inherit it; reopening (FIFO `l`) and rotating (FIFO `L`) swap it in place, and
+//! built-in workers follow (the scoreboard's log epoch).
+//!
+//! Exec workers are other programs, which cannot be told to reopen anything: with `--logto`
+//! their stdout and stderr are the write end of a [`Relay`] pipe, which the master copies into
+//! whatever fd 2 is now. So after a rotation their lines land in the new file too.
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -107,6 +112,86 @@ pub fn rotate(path: &Path) -> io::Result<std::path::PathBuf> {
     std::fs::rename(path, &backup)?;
     redirect_to(path)?;
     Ok(backup)
+}
+
+/// The pipe exec workers write their stdout and stderr to, copied into the log by the master.
+/// Both ends are close-on-exec in the master; the read end is non-blocking.
+pub struct Relay {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+/// Bytes copied per [`Relay::pump`] at most, so that a chatty worker cannot hold the master.
+const PUMP_MAX: usize = 1 << 20;
+
+impl Relay {
+    pub fn new() -> io::Result<Relay> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the array with two new fds, which we own from here on.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // Writers block when the pipe is full rather than lose a line; only the master's end
+        // is non-blocking.
+        // SAFETY: F_SETFL on an fd we own.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, 0) };
+        Ok(Relay { read, write })
+    }
+
+    /// Adopt the ends a previous image handed over.
+    ///
+    /// # Safety
+    /// `read` and `write` must be the two ends of a relay pipe that nothing else owns.
+    pub unsafe fn inherit(read: RawFd, write: RawFd) -> Relay {
+        // SAFETY: the caller guarantees both fds are relay ends that nothing else owns.
+        unsafe {
+            Relay {
+                read: OwnedFd::from_raw_fd(read),
+                write: OwnedFd::from_raw_fd(write),
+            }
+        }
+    }
+
+    pub fn read_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    pub fn write_fd(&self) -> RawFd {
+        self.write.as_raw_fd()
+    }
+
+    /// Copy what is waiting in the pipe to fd 2 (the log as it is now); the bytes copied.
+    pub fn pump(&self) -> usize {
+        let mut buf = [0u8; 65536];
+        let mut total = 0;
+        while total < PUMP_MAX {
+            // SAFETY: reading into a buffer we own from an fd we own.
+            let n = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                break; // EAGAIN: drained (EOF cannot happen: we hold the write end)
+            }
+            let mut chunk = &buf[..n as usize];
+            while !chunk.is_empty() {
+                // SAFETY: writing a buffer we own to fd 2.
+                let w =
+                    unsafe { libc::write(2, chunk.as_ptr() as *const libc::c_void, chunk.len()) };
+                if w <= 0 {
+                    break; // a log that cannot be written (ENOSPC): drop, as log! does
+                }
+                chunk = &chunk[w as usize..];
+            }
+            total += n as usize;
+        }
+        total
+    }
 }
 
 #[cfg(test)]

@@ -272,6 +272,9 @@ pub struct Master {
     /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
     /// requests (a `--wait` polls every millisecond) do not cost a file read per worker each.
     memory: std::cell::RefCell<std::collections::HashMap<i32, MemorySample>>,
+    /// With `--logto`, exec workers write their stdout and stderr here; the master copies it
+    /// into the log as it is now (so a rotation reaches them too).
+    relay: Option<crate::log::Relay>,
     /// No standby zygote is started before this (one exited unasked, or could not start).
     standby_retry: Option<Instant>,
     /// The bundled runner's interpreter: as configured, and the real executable behind it.
@@ -493,6 +496,7 @@ impl Master {
             memory: Default::default(),
             python: None,
             standby_retry: None,
+            relay: None,
             pending_exec: None,
             reload_asked: None,
             fifo_leftover: Vec::new(),
@@ -695,6 +699,12 @@ impl Master {
             .collect();
         m.resize_slots();
 
+        if let Some((read, write)) = h.relay {
+            let _ = sys::set_cloexec(read, true);
+            let _ = sys::set_cloexec(write, true);
+            // SAFETY: the handoff names these fds as the relay's ends, owned by nobody else.
+            m.relay = Some(unsafe { crate::log::Relay::inherit(read, write) });
+        }
         m.open_channels(Some(&h))?;
         m.prepare_runner(Some(&h))?;
 
@@ -906,6 +916,9 @@ impl Master {
             let now = Instant::now();
             self.step(now);
             if let Some(code) = self.exit_code {
+                if let Some(r) = &self.relay {
+                    r.pump(); // the workers' last words
+                }
                 self.cleanup();
                 log!("goodbye (exit {code})");
                 return code;
@@ -964,6 +977,14 @@ impl Master {
             });
             fds.len() - 1
         });
+        let relay_at = self.relay.as_ref().map(|r| {
+            fds.push(libc::pollfd {
+                fd: r.read_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.len() - 1
+        });
         let checker_at = match &self.phase {
             Phase::Checking { output, .. } => {
                 fds.push(libc::pollfd {
@@ -1005,6 +1026,11 @@ impl Master {
         }
         if touch_at.is_some_and(|i| fds[i].revents != 0) {
             self.check_touch();
+        }
+        if relay_at.is_some_and(|i| fds[i].revents != 0) {
+            if let Some(r) = &self.relay {
+                r.pump();
+            }
         }
         let _ = checker_at;
         if let Some(s) = &mut self.stats {
@@ -1763,6 +1789,7 @@ impl Master {
             keep.extend([f.read_fd, f.keep_fd]);
         }
         keep.extend(handoff.stats_fd);
+        keep.extend(handoff.relay.iter().flat_map(|&(r, w)| [r, w]));
         keep.extend(handoff.zygotes.iter().map(|z| z.control_fd));
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, false);
@@ -1889,6 +1916,7 @@ impl Master {
             config_refused: None,
             fifo_pending: self.fifo_leftover.clone(),
             python: self.python.clone(),
+            relay: self.relay.as_ref().map(|r| (r.read_fd(), r.write_fd())),
         }
     }
 
@@ -2201,6 +2229,9 @@ impl Master {
         if self.preload() {
             return self.spawn_forked(id, generation, now);
         }
+        if matches!(self.config.worker, WorkerKind::Exec { .. }) {
+            self.ensure_relay();
+        }
         let cell = self.cells.alloc().ok_or("scoreboard full")?;
         let master_pid = std::process::id() as i32;
         match sys::fork() {
@@ -2376,6 +2407,7 @@ impl Master {
         let spec = self.exec_spec(argv, env.clone(), chdir.clone());
         let named = self.named_listeners();
         let (ours, theirs) = sys_socketpair().map_err(|e| format!("zygote socketpair: {e}"))?;
+        self.ensure_relay();
         let master_pid = std::process::id() as i32;
         match sys::fork() {
             Err(e) => Err(format!("fork: {e}")),
@@ -2384,6 +2416,7 @@ impl Master {
                     // SAFETY: the master is already gone; leave at once.
                     unsafe { libc::_exit(1) }
                 }
+                self.stdio_to_relay();
                 let mut keep: Vec<RawFd> = named.iter().map(|(fd, _)| *fd).collect();
                 keep.push(theirs.as_raw_fd());
                 sys::close_fds_except(&keep);
@@ -2717,6 +2750,9 @@ impl Master {
     fn become_worker(&mut self, id: u32, generation: u64, cell: usize) -> ! {
         crate::log::set_worker(id);
         sys::set_process_name(&format!("uwsgid:w{id}"));
+        if matches!(self.config.worker, WorkerKind::Exec { .. }) {
+            self.stdio_to_relay();
+        }
         let listeners: Vec<RawFd> = self.listeners.iter().map(|l| l.raw()).collect();
         sys::close_fds_except(&listeners);
         sys::stdin_from_devnull();
@@ -2803,6 +2839,28 @@ impl Master {
         }
     }
 
+    /// With `--logto`, make sure the relay pipe for exec workers exists (before a fork).
+    fn ensure_relay(&mut self) {
+        if self.relay.is_some() || self.config.logto.is_none() {
+            return;
+        }
+        match crate::log::Relay::new() {
+            Ok(r) => self.relay = Some(r),
+            Err(e) => log!("cannot create the log pipe for exec workers (they write to the log file directly): {e}"),
+        }
+    }
+
+    /// In a forked child about to exec a program: stdout and stderr to the relay, if any.
+    fn stdio_to_relay(&self) {
+        if let Some(r) = &self.relay {
+            // SAFETY: dup2 onto the standard fds of this fresh child.
+            unsafe {
+                libc::dup2(r.write_fd(), 1);
+                libc::dup2(r.write_fd(), 2);
+            }
+        }
+    }
+
     fn reopen_log(&mut self, rotate: bool) {
         let Some(path) = self.config.logto.clone() else {
             log!("log reopen/rotate asked, but there is no --logto file");
@@ -2816,7 +2874,7 @@ impl Master {
         match result {
             Ok(m) => {
                 log!("{m}");
-                // Built-in workers reopen the file too (exec workers keep what they inherited).
+                // Built-in workers reopen the file too; exec workers write through the relay.
                 self.board.header().log_epoch.fetch_add(1, Relaxed);
                 if matches!(self.config.worker, WorkerKind::Builtin) {
                     for w in &self.workers {
