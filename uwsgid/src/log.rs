@@ -9,8 +9,8 @@
 //! their stdout and stderr are the write end of a [`Relay`] pipe, which the master copies into
 //! whatever fd 2 is now. So after a rotation their lines land in the new file too.
 
-use std::fs::OpenOptions;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -117,7 +117,7 @@ pub fn rotate(path: &Path) -> io::Result<std::path::PathBuf> {
 /// The pipe exec workers write their stdout and stderr to, copied into the log by the master.
 /// Both ends are close-on-exec in the master; the read end is non-blocking.
 pub struct Relay {
-    read: OwnedFd,
+    read: File,
     write: OwnedFd,
 }
 
@@ -132,7 +132,7 @@ impl Relay {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both fds were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // Writers block when the pipe is full rather than lose a line; only the master's end
         // is non-blocking.
         // SAFETY: F_SETFL on an fd we own.
@@ -148,7 +148,7 @@ impl Relay {
         // SAFETY: the caller guarantees both fds are relay ends that nothing else owns.
         unsafe {
             Relay {
-                read: OwnedFd::from_raw_fd(read),
+                read: File::from_raw_fd(read),
                 write: OwnedFd::from_raw_fd(write),
             }
         }
@@ -166,29 +166,16 @@ impl Relay {
     pub fn pump(&self) -> usize {
         let mut buf = [0u8; 65536];
         let mut total = 0;
+        let mut log = io::stderr().lock();
         while total < PUMP_MAX {
-            // SAFETY: reading into a buffer we own from an fd we own.
-            let n = unsafe {
-                libc::read(
-                    self.read.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            if n <= 0 {
-                break; // EAGAIN: drained (EOF cannot happen: we hold the write end)
-            }
-            let mut chunk = &buf[..n as usize];
-            while !chunk.is_empty() {
-                // SAFETY: writing a buffer we own to fd 2.
-                let w =
-                    unsafe { libc::write(2, chunk.as_ptr() as *const libc::c_void, chunk.len()) };
-                if w <= 0 {
-                    break; // a log that cannot be written (ENOSPC): drop, as log! does
+            match (&self.read).read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    // A log that cannot be written (ENOSPC) drops the bytes, as log! does.
+                    let _ = log.write_all(&buf[..n]);
+                    total += n;
                 }
-                chunk = &chunk[w as usize..];
+                _ => break, // EAGAIN: drained (no EOF: we hold the write end)
             }
-            total += n as usize;
         }
         total
     }
