@@ -555,3 +555,41 @@ fn uwsgitop_shows_a_uwsgid_instance() {
     assert_eq!(rows, 3, "{screen}");
     assert!(screen.contains("idle"), "{screen}");
 }
+
+#[test]
+fn a_re_exec_does_not_cut_a_document_still_being_sent() {
+    // 256 workers make a document larger than a Unix socket's send buffer, so a client that
+    // does not read yet leaves the rest in the master's hands when it re-executes.
+    let dir = TestDir::new("stats-across-exec");
+    let d = Daemon::start(&dir, &["--processes", "256"]);
+    let at = StatsAt::Unix(d.stats.clone());
+    let size = serde_json::to_vec_pretty(&d.stats()).unwrap().len();
+    let mut slow = UnixStream::connect(&d.stats).unwrap();
+    let mut queued: libc::c_int = 0;
+    wait_for("the first bytes", Duration::from_secs(5), || {
+        // SAFETY: FIONREAD into an int we own, on our socket.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&slow),
+                libc::FIONREAD,
+                &mut queued,
+            )
+        };
+        (queued > 0).then_some(())
+    });
+    assert!(
+        (queued as usize) < size,
+        "the whole document ({size} bytes) fit in the socket: the test proves nothing"
+    );
+
+    d.signal(libc::SIGHUP);
+    wait_stats_at(&d, &at, false, "the re-exec reload", |s| {
+        (s["uwsgid"]["generation"] == 2 && s["uwsgid"]["reload"].is_null()).then_some(())
+    });
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut slow, &mut text).unwrap();
+    let doc = common::stats::parse(&text)
+        .unwrap_or_else(|e| panic!("the client got {} bytes of about {size}: {e}", text.len()));
+    assert_eq!(doc.workers.len(), 256);
+}

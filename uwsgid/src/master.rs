@@ -1817,6 +1817,9 @@ impl Master {
             self.generation,
             self.generation + 1
         );
+        if let Some(s) = &mut self.stats {
+            s.finish_in_background();
+        }
         let e = sys::execve(&path, &argv, &env);
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, true);

@@ -8,7 +8,8 @@
 //! the clients in excess wait in the backlog instead of waking the master in a loop. With
 //! `--stats-http` the server first waits (same deadline) for the request, then answers with a
 //! minimal HTTP/1.0 response. Clients still being served when the master re-executes are
-//! closed with it (they see a short document); the listener itself is inherited.
+//! finished by a forked helper ([`StatsServer::finish_in_background`]), so none sees a short
+//! document; the listener itself is inherited.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -180,6 +181,45 @@ impl StatsServer {
                 continue;
             }
             self.clients.push(client);
+        }
+    }
+
+    /// Just before the master re-executes: hand the clients still being served to a forked
+    /// child that finishes them (within their deadlines) and exits, so the re-exec neither
+    /// waits for them nor cuts their documents short. The new image reaps the child as an
+    /// unknown one. If the fork fails they are cut, as an exec alone would.
+    pub fn finish_in_background(&mut self) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let master = std::process::id() as i32;
+        match crate::sys::fork() {
+            Ok(crate::sys::Fork::Child) => {
+                if !crate::sys::die_with_parent(master) {
+                    // SAFETY: the master is gone; leave at once.
+                    unsafe { libc::_exit(0) }
+                }
+                crate::sys::set_process_name("uwsgid:stats");
+                let keep: Vec<RawFd> = self.clients.iter().map(|c| c.fd.as_raw_fd()).collect();
+                crate::sys::close_fds_except(&keep);
+                while !self.clients.is_empty() {
+                    let mut fds = self.poll_fds();
+                    let wait = self
+                        .next_deadline()
+                        .map_or(0, |d| {
+                            d.saturating_duration_since(Instant::now()).as_millis()
+                        })
+                        .min(i32::MAX as u128) as i32
+                        + 1;
+                    if crate::sys::poll(&mut fds, wait).is_err() {
+                        break;
+                    }
+                    self.service(&fds);
+                }
+                // SAFETY: leave without running the master's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(crate::sys::Fork::Parent(_)) | Err(_) => self.clients.clear(),
         }
     }
 
