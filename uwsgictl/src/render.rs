@@ -189,8 +189,15 @@ fn worker_rate(w: &Worker, prev: Option<&Previous<'_>>, now_unix: u64) -> f64 {
     }
 }
 
+/// An exec worker's request counters are not kept (uwsgid says `counters: unknown`): they
+/// are shown as `-`, never as a zero that would look like an idle worker.
+fn counters_unknown(w: &Worker) -> bool {
+    w.uwsgid.as_ref().is_some_and(|x| x.counters == "unknown")
+}
+
 fn cell_text(col: Col, w: &Worker, prev: Option<&Previous<'_>>, now: u64) -> String {
     match col {
+        Col::Requests | Col::Rps | Col::Avg if counters_unknown(w) => "-".into(),
         Col::Id => w.id.to_string(),
         Col::Pid => {
             if w.pid > 0 {
@@ -401,7 +408,7 @@ pub fn render_stats(
                                 w.id,
                                 cell_text(Col::Pid, w, prev, opts.now_unix),
                                 display_status(w),
-                                w.requests
+                                cell_text(Col::Requests, w, prev, opts.now_unix)
                             )
                         })
                         .collect::<Vec<_>>()
@@ -541,6 +548,28 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG    RSS  RESPAWNS  UPTIME
  3     -    3  dead           0      0      -      -         1       -
 ";
         assert_eq!(got, want, "got:\n{got}");
+    }
+
+    #[test]
+    fn unknown_counters_show_as_dashes_not_zeros() {
+        let mut doc = uwsgid_doc();
+        for w in &mut doc.workers {
+            w.requests = 0;
+            w.avg_rt = 0;
+            if let Some(x) = &mut w.uwsgid {
+                x.counters = "unknown".into();
+            }
+        }
+        doc.workers[2].pid = 4245;
+        let got = render_stats(&doc, None, &opts(None));
+        let want_rows = "\
+ID   PID  GEN  STATUS  REQUESTS  REQ/S  AVG    RSS  RESPAWNS  UPTIME
+─────────────────────────────────────────────────────────────────────
+ 1  4243    3  idle           -      -    -  12.0M         1   2m05s
+ 2  4244    3  busy           -      -    -  14.0M         1   2m05s
+ 3  4245    3  idle           -      -    -      -         1   2m05s
+";
+        assert!(got.ends_with(want_rows), "got:\n{got}");
     }
 
     #[test]
