@@ -362,6 +362,14 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
                 .collect();
             lines.push(format!("draining: {}", pids.join(", ")));
         }
+        if !ext.zygotes.is_empty() {
+            let zygotes: Vec<String> = ext
+                .zygotes
+                .iter()
+                .map(|z| format!("{} (gen {}, {})", z.pid, z.generation, z.state))
+                .collect();
+            lines.push(format!("python zygotes: {}", zygotes.join(", ")));
+        }
         if let Some(g) = ext.snapshot {
             lines.push(format!("snapshot: generation {g} parked"));
         }
@@ -469,7 +477,7 @@ pub fn render_list(rows: &[ListRow], opts: &RenderOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::stats::{Instance, ReloadOutcome, Socket, WorkerExt};
+    use common::stats::{Instance, ReloadOutcome, Socket, WorkerExt, Zygote};
 
     const NOW: u64 = 1_800_000_000;
 
@@ -551,7 +559,7 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG    RSS  RESPAWNS  UPTIME
     }
 
     #[test]
-    fn unknown_counters_show_as_dashes_not_zeros() {
+    fn exec_workers_show_unknown_counters_as_dashes_and_zygotes_on_a_line() {
         let mut doc = uwsgid_doc();
         for w in &mut doc.workers {
             w.requests = 0;
@@ -561,7 +569,25 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG    RSS  RESPAWNS  UPTIME
             }
         }
         doc.workers[2].pid = 4245;
+        if let Some(x) = &mut doc.uwsgid {
+            x.zygotes = vec![
+                Zygote {
+                    pid: 4240,
+                    generation: 3,
+                    state: "ready".into(),
+                },
+                Zygote {
+                    pid: 4250,
+                    generation: 4,
+                    state: "standby".into(),
+                },
+            ];
+        }
         let got = render_stats(&doc, None, &opts(None));
+        assert!(
+            got.contains("\npython zygotes: 4240 (gen 3, ready), 4250 (gen 4, standby)\n"),
+            "got:\n{got}"
+        );
         let want_rows = "\
 ID   PID  GEN  STATUS  REQUESTS  REQ/S  AVG    RSS  RESPAWNS  UPTIME
 ─────────────────────────────────────────────────────────────────────
