@@ -1064,6 +1064,9 @@ class Bench:
                 ["uwsgi", "--connect-and-read", theirs.stats_addr], reps)
             out["python one-shot (uwsgitop fetch)"] = self.wall(
                 [sys.executable, "-c", pyread % theirs.stats_port], reps)
+            top = uwsgitop_first_screen(theirs.stats_addr, reps)
+            if top:
+                out["uwsgitop (first screen)"] = top
             if os.access(ctl, os.X_OK):
                 tgt = ["--pidfile", theirs.pidfile, "--stats", theirs.stats_addr]
                 out["uwsgictl stats --json (on uWSGI)"] = self.wall(
@@ -1121,13 +1124,19 @@ class Bench:
         log("uwsgictl latency: %s" % {k: v.get("median_ms") for k, v in out.items()})
         car = (out.get("uwsgi --connect-and-read") or {}).get("median_ms")
         py = (out.get("python one-shot (uwsgitop fetch)") or {}).get("median_ms")
+        top = (out.get("uwsgitop (first screen)") or {}).get("median_ms")
         for name in ("uwsgictl status", "uwsgictl stats --json"):
             ov = (out.get(name) or {}).get("median_ms")
+            # uwsgitop itself when it is installed; else its fetch alone, in Python.
             for ref_name, ref in (("uwsgi --connect-and-read", car),
+                                  ("uwsgitop, first screen", top) if top else
                                   ("python uwsgitop-style read", py)):
                 ratio = ref / ov if ov and ref else None
                 self.row("%s vs %s" % (name, ref_name), "wall ms", ov, ref, ratio,
                          ">=20x faster", (ratio >= 20) if ratio else None, unit="ms")
+        if top:
+            self.row("python one-shot read of the stats socket (uwsgitop's fetch alone)",
+                     "wall ms", py, None, unit="ms")
         fl = (out.get("spawn floor (/bin/true)") or {}).get("median_ms")
         self.row("process spawn floor (/bin/true)", "wall ms", fl, None, unit="ms")
         # The best any separate process can do against connect-and-read: one that does
@@ -1419,6 +1428,43 @@ def log_phases(logfile, offset):
             out["exec"] = marks["execed"] - marks["exec"]
             out["workers"] = marks["complete"] - marks["execed"]
     return out
+
+
+def uwsgitop_first_screen(addr, reps):
+    """Wall time from starting uwsgitop (in a pseudo-terminal, as it is interactive) until it
+    has drawn its worker table ("WID" header); None if uwsgitop is not installed beside this
+    Python. It is then killed: we started it."""
+    import pty
+    import select
+    script = os.path.join(os.path.dirname(sys.executable), "uwsgitop")
+    if not os.path.exists(script):
+        return None
+    times = []
+    for _ in range(reps):
+        t0 = now()
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ["TERM"] = "xterm"
+            try:
+                os.execv(sys.executable, [sys.executable, script, addr])
+            finally:
+                os._exit(127)
+        seen, deadline = b"", time.monotonic() + 10
+        while b"WID" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+        if b"WID" in seen:
+            times.append((now() - t0) * 1000.0)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    if not times:
+        log("uwsgitop never drew its table; its column is left out")
+        return None
+    return {"median_ms": median(times), "samples_ms": times, "failures": reps - len(times)}
 
 
 def signal_received_ms(logfile, sender_pid):
