@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop), then run the
+# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop, gunicorn), then run the
 # tidy checks and the whole test suite. This is the README's test command and all .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ fi
 if ! command -v uwsgitop >/dev/null 2>&1; then
   echo "== installing uwsgitop from PyPI"
   python3 -m pip install -q uwsgitop || python3 -m pip install -q --break-system-packages uwsgitop
+fi
+if ! python3 -c 'import gunicorn' >/dev/null 2>&1; then
+  echo "== installing gunicorn from PyPI (the documented gunicorn example is tested)"
+  python3 -m pip install -q gunicorn || python3 -m pip install -q --break-system-packages gunicorn
 fi
 
 echo "== cargo fmt --check"

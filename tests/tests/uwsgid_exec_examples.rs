@@ -1,6 +1,7 @@
 //! The examples in `docs/exec-workers.md` run as documented: the Perl program (notify
-//! readiness) and the Node.js program (grace readiness) serve, reload under load without an
-//! error, and stop on SIGTERM. A test whose interpreter is not installed says so and passes.
+//! readiness), the Node.js program (grace readiness) and gunicorn (its own notify support)
+//! serve, reload under load without an error, and stop on SIGTERM. A test whose interpreter
+//! or server is not installed says so and passes (tests/run.sh installs them).
 
 mod uwsgid_exec_support;
 
@@ -81,5 +82,39 @@ fn node_example_with_a_grace() {
             "1",
         ],
         "Node.js",
+    );
+}
+
+#[test]
+fn gunicorn_example_as_documented() {
+    // tests/run.sh installs gunicorn from PyPI; without it, say so and pass.
+    let python = "python3";
+    let found = std::process::Command::new(python)
+        .args(["-c", "import gunicorn"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("gunicorn is not installed: skipped");
+        return;
+    }
+    let dir = TestDir::new("exec-example-gunicorn");
+    dir.write(
+        "app.py",
+        r#"
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello from gunicorn\n"]
+"#,
+    );
+    // The command of docs/exec-workers.md, with `python3 -m gunicorn` for `gunicorn` so that
+    // the gunicorn of this Python runs whatever PATH holds.
+    let cmd = format!(
+        "{python} -m gunicorn --preload --workers 2 --no-control-socket --graceful-timeout 5 \
+         app:application"
+    );
+    serve_reload_stop(
+        &dir,
+        &["--worker-exec", &cmd, "--processes", "2"],
+        "gunicorn",
     );
 }
