@@ -72,10 +72,22 @@ def zombies(pid):
     return out
 
 
+def children(pid):
+    """The master's live children: workers, and with --python the zygotes."""
+    n = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                n += len(f.read().split())
+    except OSError:
+        return None
+    return n - len(zombies(pid))
+
+
 def health(srv):
     return {"fds": fd_count(srv.pid), "rss_kib": bench.rss_kib(srv.pid),
             "zombies": zombies(srv.pid), "listener_inode": listener_inode(srv.pid, srv.port),
-            "alive": srv.proc.poll() is None}
+            "children": children(srv.pid), "alive": srv.proc.poll() is None}
 
 
 def start_load(port, seconds):
@@ -158,6 +170,8 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--quick", action="store_true", help="50 graceful, 10 chain, 10 brutal")
+    ap.add_argument("--python", action="store_true",
+                    help="serve bench/app.py through the WSGI runner (zygotes, standby)")
     args = ap.parse_args()
     if args.quick:
         args.graceful, args.chain, args.brutal = 50, 10, 10
@@ -176,7 +190,7 @@ def main():
     t_end = now() + args.max_seconds
     report = {"args": vars(args), "phases": []}
     ok = True
-    srv = Uwsgid(workdir, args.workers, "soak")
+    srv = (bench.UwsgidPy if args.python else Uwsgid)(workdir, args.workers, "soak")
     try:
         srv.start()
         srv.wait_ready(30)
@@ -216,6 +230,8 @@ def main():
                                           for p in report["phases"]),
             "no fd growth": h1.get("fds") is not None and h1["fds"] <= h0["fds"],
             "no zombie": all(not p["after"].get("zombies") for p in report["phases"]),
+            "no process left behind": h1.get("children") is not None and
+            h1["children"] <= h0["children"],
             "RSS growth < 1 MiB": h1.get("rss_kib") is not None and
             h1["rss_kib"] - h0["rss_kib"] < 1024,
             "listener inode unchanged": h1.get("listener_inode") == h0["listener_inode"],
@@ -229,7 +245,8 @@ def main():
     name = os.path.join(resdir, "soak-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     with open(name, "w") as f:
         json.dump(report, f, indent=1, default=str)
-    print("\nsoak: %d workers, %.0f s" % (args.workers, now() - bench.T_START))
+    print("\nsoak: %d %sworkers, %.0f s" % (args.workers, "Python " if args.python else "",
+                                            now() - bench.T_START))
     print("%-9s %8s %10s %12s %10s %8s %6s %9s %8s" % (
         "phase", "reloads", "median ms", "requests", "failed", "fds", "zomb", "rss KiB",
         "inode"))
