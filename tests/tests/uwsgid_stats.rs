@@ -326,6 +326,16 @@ fn two_hundred_clients_at_once_never_delay_a_reload() {
     }
 }
 
+/// Wait until the server has sent `sock` something; how many bytes wait to be read.
+fn first_bytes(sock: &impl std::os::fd::AsRawFd) -> usize {
+    wait_for("the first bytes", Duration::from_secs(5), || {
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int we own, on our socket.
+        unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+        (waiting > 0).then_some(waiting as usize)
+    })
+}
+
 /// A TCP connection whose receive buffer is as small as the kernel allows.
 fn tiny_window_connect(addr: &str) -> std::net::TcpStream {
     let sa: std::net::SocketAddrV4 = addr.parse().unwrap();
@@ -376,20 +386,9 @@ fn a_client_that_never_reads_a_64_worker_document_delays_nothing() {
     let stuck = tiny_window_connect(&stats);
     let held_since = Instant::now();
     // The master wrote what the window took and moved on: it has more than that to send.
-    let mut waiting: libc::c_int = 0;
-    wait_for("the first bytes", Duration::from_secs(5), || {
-        // SAFETY: FIONREAD into an int we own, on our socket.
-        unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&stuck),
-                libc::FIONREAD,
-                &mut waiting,
-            )
-        };
-        (waiting > 0).then_some(())
-    });
+    let waiting = first_bytes(&stuck);
     assert!(
-        (waiting as usize) < size / 2,
+        waiting < size / 2,
         "{waiting} of {size} bytes already delivered"
     );
 
@@ -565,20 +564,9 @@ fn a_re_exec_does_not_cut_a_document_still_being_sent() {
     let at = StatsAt::Unix(d.stats.clone());
     let size = serde_json::to_vec_pretty(&d.stats()).unwrap().len();
     let mut slow = UnixStream::connect(&d.stats).unwrap();
-    let mut queued: libc::c_int = 0;
-    wait_for("the first bytes", Duration::from_secs(5), || {
-        // SAFETY: FIONREAD into an int we own, on our socket.
-        unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&slow),
-                libc::FIONREAD,
-                &mut queued,
-            )
-        };
-        (queued > 0).then_some(())
-    });
+    let queued = first_bytes(&slow);
     assert!(
-        (queued as usize) < size,
+        queued < size,
         "the whole document ({size} bytes) fit in the socket: the test proves nothing"
     );
 

@@ -936,63 +936,33 @@ impl Master {
     fn wait_for_events(&mut self) {
         const SIGNALS: usize = 0;
         const NOTIFY: usize = 1;
-        let mut fds = vec![
-            libc::pollfd {
-                fd: self.signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.notify.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let fifo_at = self.fifo.as_ref().map(|f| {
-            fds.push(libc::pollfd {
-                fd: f.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            fds.len() - 1
-        });
+        let mut fds = Vec::new();
+        watch(&mut fds, self.signals.as_raw_fd(), libc::POLLIN);
+        watch(&mut fds, self.notify.as_raw_fd(), libc::POLLIN);
+        let fifo_at = self
+            .fifo
+            .as_ref()
+            .map(|f| watch(&mut fds, f.raw(), libc::POLLIN));
+        // A full stats server leaves its listener unpolled: clients wait in the backlog.
         let stats_at = self.stats.as_ref().map(|s| {
-            // A full stats server leaves its listener unpolled: clients wait in the backlog.
-            fds.push(libc::pollfd {
-                fd: s.raw(),
-                events: if s.wants_accept(Instant::now()) {
-                    libc::POLLIN
-                } else {
-                    0
-                },
-                revents: 0,
-            });
-            fds.len() - 1
+            let events = if s.wants_accept(Instant::now()) {
+                libc::POLLIN
+            } else {
+                0
+            };
+            watch(&mut fds, s.raw(), events)
         });
-        let touch_at = self.touch.as_ref().map(|t| {
-            fds.push(libc::pollfd {
-                fd: t.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            fds.len() - 1
-        });
-        let relay_at = self.relay.as_ref().map(|r| {
-            fds.push(libc::pollfd {
-                fd: r.read_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            fds.len() - 1
-        });
+        let touch_at = self
+            .touch
+            .as_ref()
+            .map(|t| watch(&mut fds, t.raw(), libc::POLLIN));
+        let relay_at = self
+            .relay
+            .as_ref()
+            .map(|r| watch(&mut fds, r.read_fd(), libc::POLLIN));
         let checker_at = match &self.phase {
             Phase::Checking { output, .. } => {
-                fds.push(libc::pollfd {
-                    fd: output.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                Some(fds.len() - 1)
+                Some(watch(&mut fds, output.as_raw_fd(), libc::POLLIN))
             }
             _ => None,
         };
@@ -3265,6 +3235,16 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 
 /// The executable behind an interpreter name: itself, unless it is a script (a version
 /// manager's shim), in which case the interpreter is asked for `sys.executable` once.
+/// Add `fd` to a poll set; its index there.
+fn watch(fds: &mut Vec<libc::pollfd>, fd: RawFd, events: libc::c_short) -> usize {
+    fds.push(libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    });
+    fds.len() - 1
+}
+
 fn resolve_interpreter(name: &str) -> String {
     let path = if name.contains('/') {
         Some(PathBuf::from(name))
