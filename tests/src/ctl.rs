@@ -6,11 +6,7 @@
 //! is polled against a deadline, and every process started is stopped in `Drop` by its pid
 //! (its own process group, which it leads).
 //!
-//! Test files include it with `#[path = "../src/ctl.rs"] mod ctl;`, so it does not depend on
-//! the state of the harness in `lib.rs`; each binary uses a subset, hence `dead_code` is
-//! allowed.
-
-#![allow(dead_code)]
+//! The test binary reaches it as `uwsgi_tests::ctl`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -230,14 +226,24 @@ impl Decoy {
         fs::write(&script, text).unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        let child = Command::new(&script)
-            .arg(&log)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn decoy");
+        // Another test thread may fork while this one holds the script open for writing, so
+        // the exec can see ETXTBSY until that child has exec'd: retry it until a deadline.
+        let child = eventually(
+            "the decoy script to be executable",
+            Duration::from_secs(5),
+            || match Command::new(&script)
+                .arg(&log)
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => Some(child),
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => None,
+                Err(e) => panic!("spawn decoy: {e}"),
+            },
+        );
         let pid = child.id() as i32;
         let decoy = Decoy { child, pid, log };
         eventually("the decoy to start", Duration::from_secs(5), || {

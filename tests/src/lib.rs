@@ -6,6 +6,8 @@
 //! then `killpg(SIGKILL)` as the last resort. When a test fails, the daemon's log is printed.
 //! Nothing here sleeps for a fixed time: every wait polls a condition until a deadline.
 
+pub mod ctl;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

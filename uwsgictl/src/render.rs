@@ -629,7 +629,7 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG
 
     #[test]
     fn snapshot_uwsgi_sample() {
-        let raw = include_str!("../../../shared/samples/uwsgi-2.0.31/idle.raw.json");
+        let raw = include_str!("../../tests/fixtures/uwsgi-2.0.31/idle.raw.json");
         let doc: StatsDocument = serde_json::from_str(raw).unwrap();
         let got = render_stats(&doc, None, &opts(Some(200)));
         assert!(

@@ -1,7 +1,7 @@
 //! `--vacuum` (BEHAVIOUR 1.5): on exit the master removes the pidfile if it still holds its
 //! pid, and the FIFOs and Unix sockets it created; nothing else, and nothing without `--vacuum`.
 
-mod chan;
+use crate::chan;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! standby and imports the code that is on disk at the reload; a standby whose interpreter
 //! changed on disk, or that died, is replaced by a fresh zygote.
 
-mod uwsgid_exec_support;
+use crate::exec_support as uwsgid_exec_support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! request cut, and a reload whose new workers crash is reported failed while the old
 //! generation keeps serving.
 
-mod uwsgid_exec_support;
+use crate::exec_support as uwsgid_exec_support;
 
 use std::time::Duration;
 

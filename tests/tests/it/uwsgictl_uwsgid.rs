@@ -4,8 +4,7 @@
 //! lets a slow request finish; pause/resume are idempotent; a pidfile alone or `--name` finds
 //! the FIFO and stats.
 
-#[path = "../src/ctl.rs"]
-mod ctl;
+use uwsgi_tests::ctl;
 
 use std::fs;
 use std::time::Duration;

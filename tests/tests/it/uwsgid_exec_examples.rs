@@ -3,7 +3,7 @@
 //! serve, reload under load without an error, and stop on SIGTERM. A test whose interpreter
 //! or server is not installed says so and passes (tests/run.sh installs them).
 
-mod uwsgid_exec_support;
+use crate::exec_support as uwsgid_exec_support;
 
 use std::path::PathBuf;
 use std::time::Duration;

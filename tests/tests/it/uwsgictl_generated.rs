@@ -2,8 +2,7 @@
 //! `common`'s tables generate now. Regenerate with
 //! `UWSGI_REGENERATE=1 cargo test -p uwsgi-tests generated` and commit the result.
 
-#[path = "../src/ctl.rs"]
-mod ctl;
+use uwsgi_tests::ctl;
 
 #[test]
 fn generated_uwsgictl_man_page_and_completions_are_fresh() {

@@ -3,7 +3,7 @@
 //! including when the file did not exist and is created, and never on a change that is not a
 //! touch (a chmod) or on a file next to it.
 
-mod chan;
+use crate::chan;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

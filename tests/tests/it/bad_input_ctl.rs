@@ -3,8 +3,7 @@
 //! with exit code 14 (`status`: 4, unknown), a message naming the path and what it is, nothing on stdout, no hang,
 //! nothing read past the limit, and a decoy process that records signals receives none.
 
-#[path = "../src/ctl.rs"]
-mod ctl;
+use uwsgi_tests::ctl;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

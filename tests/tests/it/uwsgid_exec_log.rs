@@ -3,7 +3,7 @@
 //! rotation, a rotation by the master (FIFO `L`) and a re-exec reload all leave their lines in
 //! the current file, for forked (preload) and exec'd (`--lazy-apps`) Python workers alike.
 
-mod uwsgid_exec_support;
+use crate::exec_support as uwsgid_exec_support;
 
 use std::path::Path;
 use std::time::Duration;

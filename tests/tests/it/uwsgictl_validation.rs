@@ -4,8 +4,7 @@
 //! group (uWSGI's own `--reload` signals the caller's group when the pidfile is empty).
 //! Also: FIFO, stats and ini target errors, and `--json` error documents.
 
-#[path = "../src/ctl.rs"]
-mod ctl;
+use uwsgi_tests::ctl;
 
 use std::fs;
 use std::io::Write;
@@ -235,8 +234,7 @@ fn malformed_stats_are_clear_errors() {
 fn stats_renders_a_uwsgi_document_and_json_passes_it_through() {
     let dir = TempDir::new("stats-ok");
     let sock = dir.join("ok.sock");
-    let sample: &'static [u8] =
-        include_bytes!("../../../shared/samples/uwsgi-2.0.31/busy-sleep.raw.json");
+    let sample: &'static [u8] = include_bytes!("../../fixtures/uwsgi-2.0.31/busy-sleep.raw.json");
     fake_stats(&sock, sample);
     let out = ctl(["--stats", sock.to_str().unwrap(), "stats"])
         .env("COLUMNS", "200")

@@ -3,7 +3,7 @@
 //! become ready stops the chain with the remaining old workers serving, reported in stats and in
 //! the log.
 
-mod chan;
+use crate::chan;
 
 use std::time::Duration;
 

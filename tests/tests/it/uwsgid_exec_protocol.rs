@@ -3,7 +3,7 @@
 //! readiness, the configured stop signal then SIGKILL at the mercy, crash-loop backoff that
 //! costs no CPU and blocks neither reloads nor stops, `+`/`-` scaling, and stats.
 
-mod uwsgid_exec_support;
+use crate::exec_support as uwsgid_exec_support;
 
 use std::time::{Duration, Instant};
 

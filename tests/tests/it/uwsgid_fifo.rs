@@ -2,7 +2,7 @@
 //! outside (stats, log, files), slot switching, the file's mode, refusal of a path that is not a
 //! FIFO, ordered batches, unknown and garbage bytes, and writers that come and go.
 
-mod chan;
+use crate::chan;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

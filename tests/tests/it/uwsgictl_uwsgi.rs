@@ -3,8 +3,7 @@
 //! toggle, and graceful and brutal stop, all given its pidfile, stats socket and FIFO, or its
 //! ini file. Skips with a message when uWSGI is not installed, except under CI=true.
 
-#[path = "../src/ctl.rs"]
-mod ctl;
+use uwsgi_tests::ctl;
 
 use std::time::Duration;
 

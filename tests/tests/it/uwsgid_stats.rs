@@ -3,7 +3,7 @@
 //! no client (silent, never reading, or 200 at once) delays signals or reloads. uwsgitop shows a
 //! uwsgid instance.
 
-mod chan;
+use crate::chan;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -14,8 +14,8 @@ use chan::*;
 use serde_json::Value;
 use uwsgi_tests::*;
 
-const SAMPLE: &str = include_str!("../fixtures/uwsgi-2.0.31/busy-sleep.raw.json");
-const KEYS: &str = include_str!("../fixtures/uwsgi-2.0.31/keys.txt");
+const SAMPLE: &str = include_str!("../../fixtures/uwsgi-2.0.31/busy-sleep.raw.json");
+const KEYS: &str = include_str!("../../fixtures/uwsgi-2.0.31/keys.txt");
 
 /// The JSON type of a value, integers told apart from other numbers.
 fn kind(v: &Value) -> &'static str {
