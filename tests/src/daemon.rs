@@ -95,15 +95,29 @@ impl Daemon {
 
     /// Wait until the pidfile names us and every worker is ready; learn the HTTP address.
     pub fn wait_running(&mut self) -> Value {
+        self.addr = self.wait_record();
+        self.wait_stats("every worker ready", |s| all_ready(s).then_some(()));
+        self.stats()
+    }
+
+    /// Wait until the pidfile's instance record names this daemon (without waiting for the
+    /// workers, for instances that never get ready); its first listener address.
+    pub fn wait_record(&self) -> String {
         let record = wait_for("the instance record", Duration::from_secs(20), || {
             self.assert_alive();
             common::discovery::read_record(&self.pidfile)
                 .ok()
                 .filter(|r| r.pid == self.pid)
         });
-        self.addr = record.listeners.first().cloned().unwrap_or_default();
-        self.wait_stats("every worker ready", |s| all_ready(s).then_some(()));
-        self.stats()
+        record.listeners.first().cloned().unwrap_or_default()
+    }
+
+    /// Start with exactly `args` (none of the harness's own): the caller names the pidfile
+    /// (`--safe-pidfile`) and the rest; returns once the pidfile record names it.
+    pub fn spawn_bare(dir: &TestDir, args: &[&str]) -> Daemon {
+        let d = Daemon::spawn_with(dir, args, &bin("uwsgid"), false);
+        d.wait_record();
+        d
     }
 
     pub fn assert_alive(&self) {

@@ -8,6 +8,7 @@
 //! - [`uwsgi`]: [`Uwsgi`], a guard for a real uWSGI 2.0 master.
 //! - [`require`](mod@require): [`require()`], a missing dependency fails under `CI=true`, is a
 //!   visible skip elsewhere.
+//! - [`load`]: [`Load`], client threads that count every failed request.
 //! - [`http`], [`procs`]: loopback HTTP clients and ports; /proc readers.
 //! - [`ctl`]: running uwsgictl and judging its output, decoy processes.
 //!
@@ -19,6 +20,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dir;
 pub mod http;
+pub mod load;
 pub mod poll;
 pub mod procs;
 pub mod require;
@@ -28,6 +30,7 @@ pub use bins::{bin, profile_dir, workspace_root};
 pub use daemon::{all_ready, Daemon};
 pub use dir::TestDir;
 pub use http::{free_port, http_get, http_raw, listening, parse_response};
+pub use load::{Load, LoadPaths};
 pub use poll::{poll, wait_for};
 pub use procs::{alive, group_members, is_zombie, socket_inodes};
 pub use require::{

@@ -286,7 +286,7 @@ fn a_crash_looping_worker_is_backed_off_and_costs_no_busy_cpu() {
 #[test]
 fn the_embedded_default_serves_on_port_8000_with_files_in_the_runtime_dir() {
     if listening("127.0.0.1:8000") {
-        eprintln!("skipped: something else listens on 127.0.0.1:8000");
+        skip("something else listens on 127.0.0.1:8000, the embedded default's port");
         return;
     }
     let dir = TestDir::new("default");
