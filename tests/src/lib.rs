@@ -35,5 +35,6 @@ pub use poll::{poll, wait_for};
 pub use procs::{alive, group_members, is_zombie, socket_inodes};
 pub use require::{
     have_program, have_python_module, in_ci, require, require_program, require_python_module, skip,
+    when_missing,
 };
 pub use uwsgi::{uwsgi_available, Uwsgi};

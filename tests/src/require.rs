@@ -1,8 +1,9 @@
 //! Tests that need something outside the workspace (real uWSGI, a Python module, tmux,
 //! uwsgitop, gunicorn, perl, node...) ask [`require`] first. When it is missing, under `CI=true`
 //! the test fails (CI installs everything: `tests/run.sh`); elsewhere the test is skipped,
-//! and the skip is printed to stderr with the reason and the fix, never silent.
-//! `cargo test -- --nocapture` (or a failing run) shows it; `grep SKIPPED` finds them all.
+//! and the skip is printed with the reason and the fix, never silent: straight to the
+//! process's stderr, past libtest's capture of `eprintln!`, so a plain `cargo test` run shows
+//! a `SKIPPED:` line among the results (`grep SKIPPED` finds them all).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,15 +20,29 @@ pub fn require(present: bool, what: &str, fix: &str) -> bool {
     if present {
         return true;
     }
+    match when_missing(what, fix, in_ci()) {
+        Ok(skip_line) => {
+            say(&skip_line);
+            false
+        }
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// What [`require`] does about a missing `what`: under CI (`ci`) the failure message (`Err`),
+/// elsewhere the skip line it prints (`Ok`).
+pub fn when_missing(what: &str, fix: &str, ci: bool) -> Result<String, String> {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")
         .to_string();
-    if in_ci() {
-        panic!("CI=true but {what} is missing: {fix} (tests/run.sh installs it)");
+    if ci {
+        Err(format!(
+            "CI=true but {what} is missing: {fix} (tests/run.sh installs it)"
+        ))
+    } else {
+        Ok(format!("SKIPPED: {test}: {what} is missing ({fix})"))
     }
-    eprintln!("SKIPPED: {test}: {what} is missing ({fix})");
-    false
 }
 
 /// A skip for a reason other than a missing dependency (a busy fixed port, say): printed the
@@ -37,7 +52,13 @@ pub fn skip(reason: &str) {
         .name()
         .unwrap_or("this test")
         .to_string();
-    eprintln!("SKIPPED: {test}: {reason}");
+    say(&format!("SKIPPED: {test}: {reason}"));
+}
+
+/// One line to the real stderr (fd 2), which libtest does not capture.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// True if `program` is an executable file in one of the `PATH` directories (or, given with a

@@ -88,13 +88,13 @@ fn a_missing_dependency_is_a_visible_skip_or_a_ci_failure() {
     assert!(require(true, "something present", "nothing to do"));
     assert!(have_program("sh"));
     assert!(!have_program("surely-no-such-program-here"));
-    let missing =
-        std::panic::catch_unwind(|| require(false, "a thing that is not there", "install it"));
-    if in_ci() {
-        let msg = missing.unwrap_err();
-        let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
-        assert!(msg.contains("a thing that is not there"), "{msg}");
-    } else {
-        assert_eq!(missing.ok(), Some(false));
-    }
+    let failure = when_missing("a thing that is not there", "install it", true).unwrap_err();
+    assert!(failure.contains("CI=true"), "{failure}");
+    assert!(failure.contains("a thing that is not there"), "{failure}");
+    let skip = when_missing("a thing that is not there", "install it", false).unwrap();
+    assert!(
+        skip.starts_with("SKIPPED: harness::a_missing_dependency"),
+        "the skip line names the test: {skip}"
+    );
+    assert!(skip.contains("install it"), "{skip}");
 }
