@@ -4,7 +4,15 @@
 //! pidfd on its pid, check through `/proc` that the pid is a live uwsgid or uWSGI master that
 //! started before the pidfile was written, then confirm through the pidfd that the same
 //! process is still alive. If it is, the `/proc` facts were about it (a pid cannot be reused
-//! while its process exists), and every later signal goes through that pidfd.
+//! while its process exists), and every later signal goes through that pidfd. A master is known
+//! by its executable as well as its name ([`common::process`]), so a process that merely
+//! renamed itself `uwsgid` receives nothing.
+//!
+//! The channels are tied to that master too: a FIFO is written only if its inode is open in
+//! the master's `/proc/PID/fd` ([`Master::owns_fifo`]), so an instance record naming another
+//! instance's FIFO cannot make a command act on that instance; a stats document must carry the
+//! master's pid. A master that is stopped (state `T`, after SIGSTOP) acts on nothing until it
+//! is continued, so commands say so instead of timing out.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +31,19 @@ pub struct Master {
     pub kind: MasterKind,
     pub pidfile: Option<PathBuf>,
     pub handle: PidHandle,
+}
+
+/// The error for a master that is stopped (SIGSTOP, a debugger): it acts on nothing, and its
+/// stats server accepts but never answers, until it is continued.
+pub fn stopped_error(pid: i32, kind: &str) -> CtlError {
+    CtlError::new(
+        Exit::Failure,
+        format!(
+            "the {kind} master pid {pid} is stopped (state T: SIGSTOP, SIGTSTP from a terminal, \
+             or a debugger) and will act on nothing until it is continued; continue it with \
+             'kill -CONT {pid}' (or end the debugger session); nothing was sent"
+        ),
+    )
 }
 
 /// uWSGI rewrites its safe pidfile in place (truncate, then write) once per initial worker, so
@@ -75,6 +96,11 @@ pub fn master_error(pidfile: Option<&Path>, err: &MasterError) -> CtlError {
             Exit::NotAMaster,
             "nothing was sent; the pidfile is stale and its pid now belongs to another program: \
              remove the file",
+        ),
+        MasterError::NotOurExe { .. } => (
+            Exit::NotAMaster,
+            "nothing was sent; the pidfile names a process that only takes a master's name (its \
+             pid was reused, or it is a decoy): remove the file",
         ),
         MasterError::Younger { .. } => (
             Exit::PidReused,
@@ -170,6 +196,63 @@ impl Master {
 
     pub fn exited(&self, timeout: Duration) -> bool {
         self.handle.exited(timeout)
+    }
+
+    /// True if the master is stopped right now (state `T` or `t` in `/proc/PID/stat`).
+    pub fn is_stopped(&self) -> bool {
+        process::ProcessInfo::read(self.pid).is_some_and(|i| i.is_stopped())
+    }
+
+    /// Err if the master is stopped (see [`stopped_error`]).
+    pub fn check_running(&self) -> Result<(), CtlError> {
+        if self.is_stopped() {
+            return Err(stopped_error(self.pid, self.kind_name()));
+        }
+        Ok(())
+    }
+
+    /// Check that the FIFO `file` (opened from `path`) is one this master has open: its
+    /// device and inode appear among `/proc/PID/fd`.
+    pub fn owns_fifo(&self, path: &Path, file: &std::fs::File) -> Result<(), CtlError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file
+            .metadata()
+            .map_err(|e| CtlError::new(Exit::Fifo, format!("fifo {}: {e}", path.display())))?;
+        let dir = format!("/proc/{}/fd", self.pid);
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            CtlError::new(
+                Exit::Permission,
+                format!(
+                    "cannot check that fifo {} belongs to {} pid {} ({dir}: {e}); nothing was \
+                     sent; run uwsgictl as the instance's user or as root",
+                    path.display(),
+                    self.kind_name(),
+                    self.pid
+                ),
+            )
+        })?;
+        let open_here = entries.flatten().any(|e| {
+            std::fs::metadata(e.path())
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+        });
+        if open_here {
+            return Ok(());
+        }
+        let whose = match &self.pidfile {
+            Some(p) => format!(" (the master of pidfile {})", p.display()),
+            None => String::new(),
+        };
+        Err(CtlError::new(
+            Exit::Fifo,
+            format!(
+                "fifo {} is not open in {} pid {}{whose}: it belongs to another instance, or the \
+                 instance record is stale or forged; nothing was sent; give the instance's own \
+                 --fifo, or restart it to rewrite its record",
+                path.display(),
+                self.kind_name(),
+                self.pid
+            ),
+        ))
     }
 
     pub fn kind_name(&self) -> &'static str {

@@ -67,7 +67,7 @@ pub(super) fn fifo_cmd(ctx: &Ctx, a: &FifoArgs) -> Result<Report, CtlError> {
     } else {
         Duration::ZERO
     };
-    crate::fifo::write(&path, &bytes, retry)?;
+    crate::fifo::write(&path, &bytes, retry, master.as_ref())?;
     let sent = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Report::new(
         format!(

@@ -12,6 +12,11 @@ use crate::statsclient;
 use crate::target::{self, StatsAddr};
 
 pub(super) fn list(json_out: bool) -> Result<Report, CtlError> {
+    let runtime = common::discovery::runtime_dir();
+    if std::fs::symlink_metadata(&runtime).is_ok() {
+        common::trust::check_dir("runtime directory", &runtime, true)
+            .map_err(|e| CtlError::new(Exit::Permission, e.to_string()))?;
+    }
     let mut rows = Vec::new();
     for (name, paths) in common::discovery::list_instances() {
         let mut row = ListRow {
@@ -21,6 +26,12 @@ pub(super) fn list(json_out: bool) -> Result<Report, CtlError> {
             workers: None,
             pidfile: paths.pidfile.display().to_string(),
         };
+        if let Err(e) = paths.check() {
+            eprintln!("uwsgictl: warning: {e}");
+            row.status = "untrusted".into();
+            rows.push(row);
+            continue;
+        }
         match master::from_pidfile(&paths.pidfile) {
             Ok(m) => {
                 row.pid = Some(m.pid);
@@ -34,7 +45,10 @@ pub(super) fn list(json_out: bool) -> Result<Report, CtlError> {
                         endpoint: target::Endpoint::Unix(paths.stats.clone()),
                         http: false,
                     });
-                if let Ok((doc, _)) = statsclient::fetch(&addr, Duration::from_millis(300)) {
+                let doc = statsclient::fetch(&addr, Duration::from_millis(300))
+                    .ok()
+                    .filter(|(doc, _)| doc.pid == i64::from(m.pid));
+                if let Some((doc, _)) = doc {
                     if let Some(ext) = &doc.uwsgid {
                         if !ext.state.is_empty() {
                             row.status = ext.state.clone();
@@ -58,7 +72,6 @@ pub(super) fn list(json_out: bool) -> Result<Report, CtlError> {
         rows.push(row);
     }
     let text = render::render_list(&rows, &render_opts());
-    let runtime = common::discovery::runtime_dir();
     let _ = json_out;
     Ok(Report::new(
         text.trim_end().to_string(),

@@ -14,7 +14,7 @@ use common::stats::StatsDocument;
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command};
-use crate::exit::CtlError;
+use crate::exit::{CtlError, Exit};
 use crate::master::{self, Master};
 use crate::render::RenderOptions;
 use crate::statsclient::{self, FetchError};
@@ -55,6 +55,8 @@ pub struct Ctx {
     pub target: Target,
     /// Draw `--wait` progress (stderr is a terminal and no `--json`).
     pub progress: bool,
+    /// The pid of the live master the pidfile names, if any: a stats document must carry it.
+    pub pinned: Option<i32>,
 }
 
 /// Stats reads during one-shot commands.
@@ -82,10 +84,17 @@ pub fn run(cli: Cli) -> Result<Report, CtlError> {
     for w in &target.warnings {
         eprintln!("uwsgictl: warning: {w}");
     }
+    let pinned = target
+        .pidfile
+        .as_ref()
+        .and_then(|p| common::pidfile::read(p).ok())
+        .map(|c| c.pid)
+        .filter(|&pid| common::process::check_master(pid, None).is_ok());
     let ctx = Ctx {
         json: cli.json,
         progress: !cli.json && term::stderr_is_terminal(),
         target,
+        pinned,
     };
     match cli.command {
         Command::Reload(a) => reload::reload(&ctx, &a),
@@ -124,17 +133,76 @@ impl Ctx {
 
     fn fetch(&self, why: &str) -> Result<(StatsDocument, Vec<u8>), CtlError> {
         let addr = self.stats_addr(why)?;
-        statsclient::fetch(addr, STATS_TIMEOUT).map_err(FetchError::into_ctl)
+        let (doc, raw) =
+            statsclient::fetch(addr, STATS_TIMEOUT).map_err(|e| self.explain_fetch(e))?;
+        self.check_doc(addr, &doc)?;
+        Ok((doc, raw))
     }
 
-    /// The stats document if a stats address is known and answers.
+    /// The stats document if a stats address is known, answers, and is the pinned master's.
     fn try_fetch(&self) -> Option<StatsDocument> {
         let addr = self.target.stats.as_ref()?;
-        statsclient::fetch(addr, STATS_TIMEOUT).ok().map(|(d, _)| d)
+        let (doc, _) = statsclient::fetch(addr, STATS_TIMEOUT).ok()?;
+        match self.check_doc(addr, &doc) {
+            Ok(()) => Some(doc),
+            Err(e) => {
+                eprintln!("uwsgictl: warning: {}; ignoring it", e.message);
+                None
+            }
+        }
     }
 
-    /// The validated master from the pidfile, or (without one) from the stats document's pid.
+    /// A stats document must come from the master the pidfile names: a record naming another
+    /// instance's stats socket must not make a command report on (or decide from) that one.
+    pub(super) fn check_doc(&self, addr: &StatsAddr, doc: &StatsDocument) -> Result<(), CtlError> {
+        match self.pinned {
+            Some(pid) if doc.pid != i64::from(pid) => Err(CtlError::new(
+                Exit::Stats,
+                format!(
+                    "stats {addr} answer for pid {}, not for the master pid {pid} that {} names: \
+                     the address belongs to another instance, or the instance record is stale \
+                     or forged; give the instance's own --stats ADDR",
+                    doc.pid,
+                    self.target.describe()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Err if the master the pidfile names is stopped: it would answer nothing.
+    pub(super) fn refuse_if_stopped(&self) -> Result<(), CtlError> {
+        match self.pinned {
+            Some(pid)
+                if common::process::ProcessInfo::read(pid).is_some_and(|i| i.is_stopped()) =>
+            {
+                let kind = common::process::check_master(pid, None)
+                    .map(master::kind_name)
+                    .unwrap_or("uwsgid");
+                Err(master::stopped_error(pid, kind))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A stats read that failed: if the master is stopped (SIGSTOP), say that instead (its
+    /// listening socket still accepts, so the read just times out).
+    pub(super) fn explain_fetch(&self, e: FetchError) -> CtlError {
+        match self.refuse_if_stopped() {
+            Err(stopped) => stopped,
+            Ok(()) => e.into_ctl(),
+        }
+    }
+
+    /// The validated master from the pidfile, or (without one) from the stats document's pid;
+    /// refused if it is stopped.
     fn master(&self, why: &str) -> Result<Master, CtlError> {
+        let m = self.find_master(why)?;
+        m.check_running()?;
+        Ok(m)
+    }
+
+    fn find_master(&self, why: &str) -> Result<Master, CtlError> {
         if let Some(p) = &self.target.pidfile {
             return master::from_pidfile(p);
         }
@@ -152,10 +220,15 @@ impl Ctx {
         )))
     }
 
-    /// The validated master if a pidfile is known (validation errors are errors).
+    /// The validated master if a pidfile is known (validation errors are errors, and so is a
+    /// stopped master).
     fn optional_master(&self) -> Result<Option<Master>, CtlError> {
         match &self.target.pidfile {
-            Some(p) => master::from_pidfile(p).map(Some),
+            Some(p) => {
+                let m = master::from_pidfile(p)?;
+                m.check_running()?;
+                Ok(Some(m))
+            }
             None => Ok(None),
         }
     }
@@ -237,7 +310,7 @@ fn deliver(
             } else {
                 Duration::ZERO
             };
-            crate::fifo::write(&path, &[byte], retry)
+            crate::fifo::write(&path, &[byte], retry, master)
         }
     }
 }

@@ -16,9 +16,11 @@ use crate::term;
 
 pub(super) fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Report, CtlError> {
     let addr = ctx.stats_addr("stats")?.clone();
+    ctx.refuse_if_stopped()?;
     if !a.watch {
-        let raw = statsclient::fetch_raw(&addr, STATS_TIMEOUT).map_err(FetchError::into_ctl)?;
+        let raw = statsclient::fetch_raw(&addr, STATS_TIMEOUT).map_err(|e| ctx.explain_fetch(e))?;
         let doc = statsclient::parse(&addr, &raw).map_err(FetchError::into_ctl)?;
+        ctx.check_doc(&addr, &doc)?;
         if ctx.json {
             // The daemon's own document, as it sent it (validated above).
             let text = String::from_utf8_lossy(&raw).trim().to_string();

@@ -53,10 +53,25 @@ fn status_inner(ctx: &Ctx) -> (Exit, &'static str, String, Value) {
         },
         None => None,
     };
-    let doc = t
-        .stats
-        .as_ref()
-        .map(|a| statsclient::fetch(a, Duration::from_millis(500)));
+    if let Some(m) = master.as_ref().filter(|m| m.is_stopped()) {
+        // Its stats server accepts but never answers: say why instead of timing out.
+        let message = master::stopped_error(m.pid, m.kind_name())
+            .message
+            .replace("; nothing was sent", "");
+        json["pid"] = json!(m.pid);
+        json["master"] = json!(m.kind_name());
+        json["state"] = json!("stopped");
+        json["message"] = json!(message);
+        return (Exit::Ok, "stopped", format!("stopped: {message}"), json);
+    }
+    let doc = t.stats.as_ref().map(|a| {
+        statsclient::fetch(a, Duration::from_millis(500)).and_then(|(doc, raw)| {
+            match ctx.check_doc(a, &doc) {
+                Ok(()) => Ok((doc, raw)),
+                Err(e) => Err(FetchError::Broken(e.message)),
+            }
+        })
+    });
     let pid = master.as_ref().map(|m| m.pid);
     match (&master, doc) {
         (_, Some(Ok((doc, _)))) => {
