@@ -358,6 +358,25 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_temp_file_is_neither_used_nor_removed() {
+        let dir = std::env::temp_dir().join(format!("pidfile-plant-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.pid");
+        // The name the old scheme would have used, and a few random-looking ones.
+        let planted = dir.join(format!(".a.pid.{}.tmp", std::process::id()));
+        fs::write(&planted, "planted").unwrap();
+        for _ in 0..3 {
+            write_atomic(&path, 42).unwrap();
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "42\n");
+        assert_eq!(fs::read_to_string(&planted).unwrap(), "planted");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "temporary files left behind: {left:?}");
+        assert_ne!(random_u64().unwrap(), random_u64().unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn writes_atomically_and_refuses_symlinks() {
         let dir = std::env::temp_dir().join(format!("pidfile-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

@@ -10,6 +10,8 @@
 //! file whose name starts with `uwsgi` (`uwsgid`, `uwsgi`, Debian's `uwsgi-core`), owned by root
 //! or by the effective uid and writable by neither group nor others. A renamed Python, a shell
 //! script called `uwsgid`, or a copy of an interpreter another user placed is not a master.
+//! (Another user's process whose executable we may not read is judged by its name: we could
+//! neither signal it nor open its FIFO through its fds anyway.)
 
 use std::fmt;
 use std::fs;
@@ -141,12 +143,14 @@ pub fn exe_problem(pid: i32) -> Option<String> {
     let link = format!("/proc/{pid}/exe");
     let exe = match fs::read_link(&link) {
         Ok(p) => p,
-        Err(e) => {
-            return Some(format!(
-                "its executable cannot be read ({link}: {e}); run uwsgictl as the instance's \
-                 user or as root"
-            ))
+        // Another user's process (no ptrace access): we cannot signal it or open its fds
+        // either, so what it is changes nothing we could do to it; its name has to do.
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM) =>
+        {
+            return None
         }
+        Err(e) => return Some(format!("its executable cannot be read ({link}: {e})")),
     };
     let shown = exe.to_string_lossy();
     let name = exe
