@@ -203,3 +203,41 @@ fn a_stopped_master_is_reported_as_stopped() {
         .code(0)
         .stdout_has("running:");
 }
+
+#[test]
+fn another_users_master_is_judged_by_its_name_and_still_refuses_signals() {
+    let dir = TestDir::new("foreign-user");
+    let d = Daemon::start(&dir, &["--processes", "1"]);
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(uwsgi_tests::ctl::ctl_bin())
+            .args(["--pidfile", d.pidfile.to_str().unwrap()])
+            .args(args)
+            .env(
+                "UWSGID_RUNTIME_DIR",
+                std::env::temp_dir().join("uwsgictl-no-runtime"),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // nobody may not read root's /proc/PID/exe: the master is still a running master...
+    let (code, out, err) = as_nobody(&["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("running: uwsgid pid {}", d.pid)),
+        "{out}"
+    );
+    // ...that nobody cannot signal.
+    let (code, _, err) = as_nobody(&["signal", "HUP"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("belongs to another user"), "{err}");
+    d.assert_alive();
+    assert_eq!(d.generation(), 1);
+}
