@@ -330,7 +330,8 @@ pub fn uwsgictl_sections() -> Vec<ManSection> {
             .para(
                 "The channels are tied to that master: a FIFO is written only if its inode is \
                  open in the master's /proc/PID/fd, and a stats document is used only if it \
-                 carries the master's pid, so a record naming another instance's FIFO or stats \
+                 carries the master's pid and comes from a listening socket the master holds \
+                 (found by inode in /proc/net/unix or /proc/net/tcp), so a record naming another instance's FIFO or stats \
                  socket makes no command act on (or report on) that instance (24, 23). A \
                  master that is stopped (state T: SIGSTOP, a debugger) acts on nothing until \
                  continued: commands say so and how to continue it (kill -CONT PID) instead \

@@ -11,7 +11,7 @@
 //! The channels are tied to that master too: a FIFO is written only if its inode is open in
 //! the master's `/proc/PID/fd` ([`Master::owns_fifo`]), so an instance record naming another
 //! instance's FIFO cannot make a command act on that instance; a stats document must carry the
-//! master's pid. A master that is stopped (state `T`, after SIGSTOP) acts on nothing until it
+//! master's pid and come from a listening socket the master holds ([`listens_on`]). A master that is stopped (state `T`, after SIGSTOP) acts on nothing until it
 //! is continued, so commands say so instead of timing out.
 
 use std::io;
@@ -265,6 +265,76 @@ pub fn kind_name(kind: MasterKind) -> &'static str {
         MasterKind::Uwsgid => "uwsgid",
         MasterKind::Uwsgi => "uwsgi",
     }
+}
+
+/// Does `pid` hold the listening socket of `addr`? Looked up by the socket's inode: the
+/// listening entry for that path (`/proc/net/unix`) or port (`/proc/net/tcp{,6}`), then
+/// `socket:[INODE]` among `/proc/PID/fd`. `None` when that cannot be told (no access to the
+/// fds, no such listening entry in this network namespace): the caller then relies on the
+/// document's pid alone.
+pub fn listens_on(pid: i32, addr: &crate::target::StatsAddr) -> Option<bool> {
+    use crate::target::Endpoint;
+    let inodes: Vec<u64> = match &addr.endpoint {
+        Endpoint::Unix(path) => {
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            unix_listeners(|p| Path::new(p) == path.as_path() || Path::new(p) == abs)
+        }
+        Endpoint::Abstract(name) => unix_listeners(|p| p.strip_prefix('@') == Some(name)),
+        Endpoint::Tcp(a) => {
+            let port: u16 = a.rsplit(':').next()?.parse().ok()?;
+            tcp_listeners(port)
+        }
+    };
+    if inodes.is_empty() {
+        return None;
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let held = fds.flatten().any(|e| {
+        std::fs::read_link(e.path()).is_ok_and(|l| {
+            let l = l.to_string_lossy();
+            inodes
+                .iter()
+                .any(|i| l.as_ref() == format!("socket:[{i}]").as_str())
+        })
+    });
+    Some(held)
+}
+
+/// Inodes of listening unix sockets whose path satisfies `want`.
+fn unix_listeners(want: impl Fn(&str) -> bool) -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 = listening.
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let path = f.get(7)?;
+            (flags & 0x10000 != 0 && want(path)).then(|| f.get(6)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// Inodes of TCP sockets listening on `port` (any address, v4 or v6).
+fn tcp_listeners(port: u16) -> Vec<u64> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local_address rem_address st ... inode (index 9); st 0A = LISTEN.
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                if let Some(i) = f.get(9).and_then(|i| i.parse().ok()) {
+                    found.push(i);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Map an io error kind for messages.

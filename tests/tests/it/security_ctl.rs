@@ -165,6 +165,46 @@ fn a_record_naming_another_instances_fifo_and_stats_acts_on_neither() {
         .run()
         .code(23)
         .stderr_has(&format!("not for the master pid {}", a.pid));
+    // The tie is real: A holds its own stats socket, not B's.
+    let own = uwsgictl::target::StatsAddr::parse(a.stats.to_str().unwrap(), false).unwrap();
+    let other = uwsgictl::target::StatsAddr::parse(b.stats.to_str().unwrap(), false).unwrap();
+    assert_eq!(uwsgictl::master::listens_on(a.pid, &own), Some(true));
+    assert_eq!(uwsgictl::master::listens_on(a.pid, &other), Some(false));
+    // A forged stats server that answers with A's own document (A's pid) is not A's socket.
+    let doc = a.stats().to_string();
+    let fake = dir_a.join("fake-stats.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&fake).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = std::io::Write::write_all(&mut s, doc.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        })
+    };
+    record.stats = Some(fake.to_str().unwrap().to_string());
+    common::pidfile::write_file_atomic(
+        &common::discovery::record_path(&a.pidfile),
+        serde_json::to_string(&record).unwrap().as_bytes(),
+        0o644,
+    )
+    .unwrap();
+    ctl(["--pidfile", p, "stats"])
+        .run()
+        .code(23)
+        .stderr_has(&format!("is not a socket the master pid {} that", a.pid));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
     // B was neither paused nor stopped, A neither.
     for d in [&a, &b] {
         d.assert_alive();

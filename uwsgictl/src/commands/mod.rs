@@ -154,6 +154,7 @@ impl Ctx {
 
     /// A stats document must come from the master the pidfile names: a record naming another
     /// instance's stats socket must not make a command report on (or decide from) that one.
+    /// The document must carry its pid, and the socket must be one it holds.
     pub(super) fn check_doc(&self, addr: &StatsAddr, doc: &StatsDocument) -> Result<(), CtlError> {
         match self.pinned {
             Some(pid) if doc.pid != i64::from(pid) => Err(CtlError::new(
@@ -163,6 +164,15 @@ impl Ctx {
                      the address belongs to another instance, or the instance record is stale \
                      or forged; give the instance's own --stats ADDR",
                     doc.pid,
+                    self.target.describe()
+                ),
+            )),
+            Some(pid) if master::listens_on(pid, addr) == Some(false) => Err(CtlError::new(
+                Exit::Stats,
+                format!(
+                    "stats {addr} is not a socket the master pid {pid} that {} names holds: \
+                     the address belongs to another process, or the instance record is stale \
+                     or forged; give the instance's own --stats ADDR",
                     self.target.describe()
                 ),
             )),
