@@ -406,17 +406,8 @@ fn daemonize(log: &std::path::Path) {
 }
 
 fn lock_pidfile(path: &std::path::Path) -> Result<OwnedFd, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let lock = common::pidfile::lock_path(path);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock)
-        .map_err(|e| format!("pidfile lock {}: {e}", lock.display()))?;
+    let file = common::pidfile::open_lock(path)?;
     let fd: OwnedFd = file.into();
     match sys::try_lock(fd.as_raw_fd()) {
         Ok(true) => Ok(fd),
@@ -509,11 +500,12 @@ impl Master {
         if let Some(dir) = &config.instance_dir {
             common::discovery::InstancePaths::in_dir(dir.clone())
                 .create()
-                .map_err(|e| format!("instance directory: {e}"))?;
+                .map_err(|e| e.to_string())?;
         }
         if let Some(log) = &config.logto {
             crate::log::redirect_to(log).map_err(|e| format!("--logto: {e}"))?;
         }
+        crate::fifo::check_paths(&config.fifos)?;
         let mut locks = Vec::new();
         for p in &config.pidfiles {
             locks.push((p.clone(), lock_pidfile(p)?));

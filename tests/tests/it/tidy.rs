@@ -14,12 +14,17 @@ use uwsgi_tests::workspace_root;
 /// added here, in the same commit, with the reason its `SAFETY:` comments give.
 const UNSAFE_ALLOWED: &[&str] = &[
     "common/src/discovery.rs",
+    "common/src/pidfile.rs",
     "common/src/process.rs",
+    "common/src/trust.rs",
     "tests/src/ctl.rs",
     "tests/src/daemon.rs",
     "tests/src/procs.rs",
     "tests/src/uwsgi.rs",
     "tests/tests/it/exec_support.rs",
+    "tests/tests/it/security_ctl.rs",
+    "tests/tests/it/security_fifo.rs",
+    "tests/tests/it/security_runtime.rs",
     "tests/tests/it/uwsgictl_uwsgid.rs",
     "tests/tests/it/uwsgid_exec_preload.rs",
     "tests/tests/it/uwsgid_exec_protocol.rs",
