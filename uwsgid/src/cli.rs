@@ -16,7 +16,7 @@ use common::discovery::{self, InstancePaths};
 /// uwsgid: a pre-forking master with zero-downtime reloads, managed like uWSGI.
 ///
 /// With no arguments it runs the embedded default instance: the default page on
-/// 127.0.0.1:8000 with 4 workers, its pidfile, master FIFO and stats socket in the runtime
+/// 127.0.0.1:8000 with 4 workers (fewer on fewer CPUs), its pidfile, master FIFO and stats socket in the runtime
 /// directory (printed at startup).
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100, allow_negative_numbers = true)]

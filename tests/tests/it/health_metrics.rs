@@ -96,7 +96,10 @@ fn health_is_200_while_serving_and_readiness_503_while_paused_or_stopping() {
     wait_for("the request in flight", Duration::from_secs(10), || {
         let (_, _, doc) = stats_get(&stats, "/")?;
         let doc: Value = serde_json::from_str(&doc).ok()?;
-        workers(&doc).iter().any(|w| w["status"] == "busy").then_some(())
+        workers(&doc)
+            .iter()
+            .any(|w| w["status"] == "busy")
+            .then_some(())
     });
     d.fifo_write(b"q");
     let body = wait_code(&d, &stats, "/health", 503);
@@ -124,10 +127,16 @@ fn metrics_parse_with_prometheus_client_and_promtool() {
     for _ in 0..3 {
         assert_eq!(d.get("/").unwrap().0, 200);
     }
-    let (code, head, text) = wait_for("metrics counting 3 requests", Duration::from_secs(20), || {
-        let r = stats_get(&stats, "/metrics")?;
-        r.2.lines().any(|l| l == "uwsgid_requests_total 3").then_some(r)
-    });
+    let (code, head, text) = wait_for(
+        "metrics counting 3 requests",
+        Duration::from_secs(20),
+        || {
+            let r = stats_get(&stats, "/metrics")?;
+            r.2.lines()
+                .any(|l| l == "uwsgid_requests_total 3")
+                .then_some(r)
+        },
+    );
     assert_eq!(code, 200);
     assert!(
         head.contains("Content-Type: text/plain; version=0.0.4"),

@@ -7,6 +7,7 @@ mod bad_input_options;
 mod chan;
 mod exec_support;
 mod health_metrics;
+mod sizing;
 mod uwsgictl_generated;
 mod uwsgictl_uwsgi;
 mod uwsgictl_uwsgid;
