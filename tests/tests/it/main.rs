@@ -5,6 +5,7 @@ mod bad_input_ctl;
 mod bad_input_http;
 mod bad_input_options;
 mod chan;
+mod contrib;
 mod exec_support;
 mod health_metrics;
 mod sizing;
