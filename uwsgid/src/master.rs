@@ -535,6 +535,9 @@ impl Master {
             m.kind_name(),
             m.config.mercy.as_secs_f64()
         );
+        if let Some(why) = &m.config.processes_from {
+            log!("worker count: {why}");
+        }
         m.spawn_missing(Instant::now());
         m.write_pidfiles(false);
         m.announce_files();
@@ -1275,12 +1278,7 @@ impl Master {
     fn serve_stats(&mut self) {
         let mut stats = self.stats.take();
         if let Some(s) = &mut stats {
-            s.accept(|| {
-                let doc = self.stats_document();
-                let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                out.push(b'\n');
-                out
-            });
+            s.accept(|| self.stats_document());
         }
         self.stats = stats;
     }

@@ -41,6 +41,8 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "uwsgid/src/master.rs",
     "uwsgid/src/notify.rs",
     "uwsgid/src/scoreboard.rs",
+    "uwsgid/src/sd_notify.rs",
+    "uwsgid/src/sizing.rs",
     "uwsgid/src/stats_server.rs",
     "uwsgid/src/sys.rs",
     "uwsgid/src/touch.rs",

@@ -11,7 +11,8 @@ fn uwsgid_sections() -> Vec<ManSection> {
     vec![
         ManSection::new("DEFAULT INSTANCE").para(
             "With no arguments uwsgid serves its default page on 127.0.0.1:8000 with 4 \
-                 workers, and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
+                 workers (fewer when its cgroup's CPU quota or its CPU affinity allows fewer \
+                 CPUs; the log says which), and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
                  stats socket (stats.sock) in RUNTIME/default/, which it prints at startup. \
                  --name NAME does the same under RUNTIME/NAME/. RUNTIME is $UWSGID_RUNTIME_DIR, \
                  else $XDG_RUNTIME_DIR/uwsgid, else /tmp/uwsgid-UID.",
