@@ -20,6 +20,7 @@ pub mod sizing;
 pub mod stats_server;
 pub mod sys;
 pub mod touch;
+pub mod uwsgi_proto;
 pub mod worker;
 
 /// Run uwsgid with the process's arguments; returns the exit code.

@@ -15,6 +15,7 @@
 pub mod engine;
 pub mod mutate;
 pub mod targets;
+pub mod uwsgi;
 
 /// One fuzz target: its name, the function, its seeds and the tokens its format uses.
 pub struct Target {
@@ -67,6 +68,12 @@ pub const TARGETS: &[Target] = &[
         run: targets::addr,
         seeds: targets::addr_seeds,
         dictionary: targets::ADDR_TOKENS,
+    },
+    Target {
+        name: "uwsgi",
+        run: uwsgi::run,
+        seeds: uwsgi::seeds,
+        dictionary: uwsgi::TOKENS,
     },
 ];
 
