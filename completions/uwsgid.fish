@@ -26,6 +26,9 @@ complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serv
 complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
 complete -c uwsgid -l chdir -d 'Working directory of exec workers (the master\'s by default)' -r -F
 complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; returns once the instance serves' -r -F
+complete -c uwsgid -l chmod-socket -d 'Mode of the Unix sockets the instance creates, octal (given bare: 666)' -r
+complete -c uwsgid -l chown-socket -d 'Owner of the Unix sockets the instance creates: USER[:GROUP] or :GROUP (names or numbers)' -r
+complete -c uwsgid -l umask -d 'The process\'s file-creation mask, octal (e.g. 022)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'

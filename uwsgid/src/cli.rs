@@ -133,6 +133,15 @@ pub struct Args {
     /// Parse and validate the options, print the result and exit (binds nothing)
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// Mode of the Unix sockets the instance creates, octal (given bare: 666)
+    #[arg(long = "chmod-socket", value_name = "MODE", num_args = 0..=1, default_missing_value = "666")]
+    pub chmod_socket: Option<String>,
+    /// Owner of the Unix sockets the instance creates: USER[:GROUP] or :GROUP (names or numbers)
+    #[arg(long = "chown-socket", value_name = "USER[:GROUP]")]
+    pub chown_socket: Option<String>,
+    /// The process's file-creation mask, octal (e.g. 022)
+    #[arg(long, value_name = "MODE")]
+    pub umask: Option<String>,
 }
 
 /// Where a listener is.
@@ -158,6 +167,9 @@ impl std::fmt::Display for ListenAddr {
 pub struct ListenerSpec {
     pub configured: String,
     pub addr: ListenAddr,
+    /// Mode and owner given to the socket file a Unix listener creates.
+    #[serde(default)]
+    pub ownership: crate::privileges::SocketOwnership,
 }
 
 /// What each worker runs.
@@ -232,6 +244,9 @@ pub struct Config {
     pub daemonize: Option<PathBuf>,
     /// The instance's directory in the runtime directory, for named and default instances.
     pub instance_dir: Option<PathBuf>,
+    /// `--umask`, set before anything is created.
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 fn default_start_timeout() -> Duration {
@@ -510,6 +525,28 @@ impl Config {
         };
         let instance = name.as_deref().map(InstancePaths::for_name);
 
+        let ownership = crate::privileges::SocketOwnership {
+            mode: match &args.chmod_socket {
+                Some(m) => Some(crate::privileges::parse_mode(
+                    "--chmod-socket",
+                    m,
+                    Some(0o666),
+                )?),
+                None => None,
+            },
+            ..Default::default()
+        };
+        let ownership = match &args.chown_socket {
+            Some(c) => {
+                let (uid, gid) = crate::privileges::parse_chown(c)?;
+                crate::privileges::SocketOwnership {
+                    uid,
+                    gid,
+                    ..ownership
+                }
+            }
+            None => ownership,
+        };
         let mut listeners = Vec::new();
         let addrs: Vec<String> = if args.http_socket.is_empty() && args.worker_exec.is_none() {
             vec![DEFAULT_ADDR.to_string()]
@@ -524,6 +561,7 @@ impl Config {
             listeners.push(ListenerSpec {
                 configured: text.clone(),
                 addr,
+                ownership: ownership.clone(),
             });
         }
         if listeners.is_empty() {
@@ -774,6 +812,10 @@ impl Config {
             worker,
             daemonize: args.daemonize.clone(),
             instance_dir: instance.map(|i| i.dir),
+            umask: match &args.umask {
+                Some(m) => Some(crate::privileges::parse_mode("--umask", m, None)?),
+                None => None,
+            },
         })
     }
 

@@ -14,6 +14,7 @@ pub mod log;
 pub mod master;
 pub mod metrics;
 pub mod notify;
+pub mod privileges;
 pub mod scoreboard;
 pub mod sd_notify;
 pub mod sizing;
@@ -58,6 +59,9 @@ pub fn main_entry() -> i32 {
                     config.processes
                 );
                 return 0;
+            }
+            if let Some(mask) = config.umask {
+                privileges::set_umask(mask);
             }
             master::run(argv, config, handoff, warnings)
         }

@@ -148,7 +148,29 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
                 }
                 std::fs::remove_file(path).map_err(fail)?;
             }
-            let l = std::os::unix::net::UnixListener::bind(path).map_err(fail)?;
+            // Bound with umask 177, so the socket is never reachable with a wider mode than
+            // asked for; then given its configured (or umask-derived) mode and owner.
+            let umask = crate::privileges::set_umask(0o177);
+            let bound = std::os::unix::net::UnixListener::bind(path);
+            crate::privileges::set_umask(umask);
+            let l = bound.map_err(fail)?;
+            let own = crate::privileges::SocketOwnership {
+                mode: Some(spec.ownership.mode.unwrap_or(0o777 & !umask)),
+                ..spec.ownership.clone()
+            };
+            crate::privileges::apply(path, &own).map_err(|e| {
+                let _ = std::fs::remove_file(path);
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                    "; --chown-socket needs root (or the socket's group among yours)"
+                } else {
+                    ""
+                };
+                format!(
+                    "--http-socket {}: cannot set the mode or owner of {}: {e}{hint}",
+                    spec.configured,
+                    path.display()
+                )
+            })?;
             let fd: OwnedFd = l.into();
             set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
             finish(fd, spec.configured.clone(), Some(path.clone())).map_err(fail)

@@ -13,6 +13,7 @@ mod security_ctl;
 mod security_fifo;
 mod security_runtime;
 mod sizing;
+mod socket_ownership;
 mod tidy;
 mod uwsgictl_generated;
 mod uwsgictl_uwsgi;
