@@ -23,7 +23,7 @@ _uwsgid() {
 
     case "${cmd}" in
         uwsgid)
-            opts="-p -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --help --version"
+            opts="-p -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --reload --stop --graceful-stop --brutal-reload --chain-reload --pause --suspend --resume --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -170,6 +170,38 @@ _uwsgid() {
                     return 0
                     ;;
                 --umask)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stop)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --graceful-stop)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --brutal-reload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chain-reload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pause)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --suspend)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

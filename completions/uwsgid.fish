@@ -29,6 +29,14 @@ complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; 
 complete -c uwsgid -l chmod-socket -d 'Mode of the Unix sockets the instance creates, octal (given bare: 666)' -r
 complete -c uwsgid -l chown-socket -d 'Owner of the Unix sockets the instance creates: USER[:GROUP] or :GROUP (names or numbers)' -r
 complete -c uwsgid -l umask -d 'The process\'s file-creation mask, octal (e.g. 022)' -r
+complete -c uwsgid -l reload -d 'Gracefully reload the instance of PIDFILE (SIGHUP through a pidfd) and exit' -r -F
+complete -c uwsgid -l stop -d 'Stop the instance of PIDFILE at once (SIGINT, as uWSGI) and exit' -r -F
+complete -c uwsgid -l graceful-stop -d 'Stop the instance of PIDFILE gracefully (FIFO \'q\': requests finish) and exit' -r -F
+complete -c uwsgid -l brutal-reload -d 'Brutally reload the instance of PIDFILE (FIFO \'R\') and exit' -r -F
+complete -c uwsgid -l chain-reload -d 'Chain-reload the instance of PIDFILE, one worker at a time (FIFO \'c\'), and exit' -r -F
+complete -c uwsgid -l pause -d 'Pause the instance of PIDFILE (FIFO \'h\'; already paused: no change) and exit' -r -F
+complete -c uwsgid -l suspend -d 'Same as --pause' -r -F
+complete -c uwsgid -l resume -d 'Resume the instance of PIDFILE (FIFO \'u\'; already running: no change) and exit' -r -F
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
@@ -38,5 +46,6 @@ complete -c uwsgid -l enable-threads -d 'Accepted for uWSGI compatibility: the P
 complete -c uwsgid -l lazy-apps -d 'Import the Python app in every worker instead of once per generation before forking'
 complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s Python interpreter started in standby (it makes a preload reload skip the interpreter\'s start-up, for the memory of one idle interpreter)'
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
+complete -c uwsgid -l wait -d 'With a management option: block until it is done (at most 60 s; exit 20 on timeout)'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

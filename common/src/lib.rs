@@ -6,7 +6,9 @@
 //! specification of that protocol.
 
 pub mod discovery;
+pub mod exit;
 pub mod fifo;
+pub mod pidfd;
 pub mod pidfile;
 pub mod process;
 pub mod signals;

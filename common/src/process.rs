@@ -222,6 +222,17 @@ pub fn check_master(pid: i32, written: Option<SystemTime>) -> Result<MasterKind,
     Ok(kind)
 }
 
+/// Does `pid` have `file` open (its device and inode among `/proc/PID/fd`)? An error when the
+/// fds cannot be read (another user's process).
+pub fn holds_file(pid: i32, file: &fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    let entries = fs::read_dir(format!("/proc/{pid}/fd"))?;
+    Ok(entries.flatten().any(|e| {
+        fs::metadata(e.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

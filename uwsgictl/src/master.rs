@@ -52,61 +52,13 @@ const EMPTY_RETRY: Duration = Duration::from_millis(50);
 
 /// The exit code and fix for a pidfile that cannot be read.
 pub fn pidfile_error(err: &PidfileError) -> CtlError {
-    let (exit, fix) = match err {
-        PidfileError::Missing(_) => (
-            Exit::NotRunning,
-            "the instance is not running, or give its pidfile with --pidfile, --ini or --name",
-        ),
-        PidfileError::Empty(_) => (
-            Exit::PidfileEmpty,
-            "nothing was sent; if no instance is starting, remove the file",
-        ),
-        PidfileError::NotANumber { .. } => (
-            Exit::PidfileNotANumber,
-            "nothing was sent; check --pidfile names a pidfile, or remove the file",
-        ),
-        PidfileError::Reserved { .. } => (
-            Exit::PidfileReserved,
-            "nothing was sent; remove the file and restart the instance",
-        ),
-        PidfileError::OutOfRange { .. } => (
-            Exit::PidfileOutOfRange,
-            "nothing was sent; remove the file and restart the instance",
-        ),
-        PidfileError::NotRegular { .. } | PidfileError::TooLarge { .. } => (
-            Exit::PidfileUnreadable,
-            "nothing was sent; check --pidfile names the instance's pidfile",
-        ),
-        PidfileError::Io { .. } => (
-            Exit::PidfileUnreadable,
-            "nothing was sent; check the file's permissions",
-        ),
-    };
+    let (exit, fix) = common::exit::pidfile_exit(err);
     CtlError::new(exit, format!("{err}; {fix}"))
 }
 
 /// The exit code and fix for a pid that is not the master.
 pub fn master_error(pidfile: Option<&Path>, err: &MasterError) -> CtlError {
-    let (exit, fix) = match err {
-        MasterError::Dead { .. } => (
-            Exit::Stale,
-            "nothing was sent; the instance is not running: remove the stale pidfile or start it",
-        ),
-        MasterError::NotAMaster { .. } => (
-            Exit::NotAMaster,
-            "nothing was sent; the pidfile is stale and its pid now belongs to another program: \
-             remove the file",
-        ),
-        MasterError::NotOurExe { .. } => (
-            Exit::NotAMaster,
-            "nothing was sent; the pidfile names a process that only takes a master's name (its \
-             pid was reused, or it is a decoy): remove the file",
-        ),
-        MasterError::Younger { .. } => (
-            Exit::PidReused,
-            "nothing was sent; the master that wrote the pidfile is gone: remove the file",
-        ),
-    };
+    let (exit, fix) = common::exit::master_exit(err);
     let prefix = match pidfile {
         Some(p) => format!("pidfile {}: ", p.display()),
         None => String::new(),
@@ -214,12 +166,11 @@ impl Master {
     /// Check that the FIFO `file` (opened from `path`) is one this master has open: its
     /// device and inode appear among `/proc/PID/fd`.
     pub fn owns_fifo(&self, path: &Path, file: &std::fs::File) -> Result<(), CtlError> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = file
+        let _ = file
             .metadata()
             .map_err(|e| CtlError::new(Exit::Fifo, format!("fifo {}: {e}", path.display())))?;
         let dir = format!("/proc/{}/fd", self.pid);
-        let entries = std::fs::read_dir(&dir).map_err(|e| {
+        let open_here = process::holds_file(self.pid, file).map_err(|e| {
             CtlError::new(
                 Exit::Permission,
                 format!(
@@ -231,10 +182,6 @@ impl Master {
                 ),
             )
         })?;
-        let open_here = entries.flatten().any(|e| {
-            std::fs::metadata(e.path())
-                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
-        });
         if open_here {
             return Ok(());
         }

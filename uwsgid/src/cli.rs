@@ -142,6 +142,65 @@ pub struct Args {
     /// The process's file-creation mask, octal (e.g. 022)
     #[arg(long, value_name = "MODE")]
     pub umask: Option<String>,
+    /// Gracefully reload the instance of PIDFILE (SIGHUP through a pidfd) and exit
+    #[arg(
+        long,
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub reload: Option<PathBuf>,
+    /// Stop the instance of PIDFILE at once (SIGINT, as uWSGI) and exit
+    #[arg(
+        long,
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub stop: Option<PathBuf>,
+    /// Stop the instance of PIDFILE gracefully (FIFO 'q': requests finish) and exit
+    #[arg(
+        long = "graceful-stop",
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub graceful_stop: Option<PathBuf>,
+    /// Brutally reload the instance of PIDFILE (FIFO 'R') and exit
+    #[arg(
+        long = "brutal-reload",
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub brutal_reload: Option<PathBuf>,
+    /// Chain-reload the instance of PIDFILE, one worker at a time (FIFO 'c'), and exit
+    #[arg(
+        long = "chain-reload",
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub chain_reload: Option<PathBuf>,
+    /// Pause the instance of PIDFILE (FIFO 'h'; already paused: no change) and exit
+    #[arg(
+        long,
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub pause: Option<PathBuf>,
+    /// Same as --pause
+    #[arg(
+        long,
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub suspend: Option<PathBuf>,
+    /// Resume the instance of PIDFILE (FIFO 'u'; already running: no change) and exit
+    #[arg(
+        long,
+        value_name = "PIDFILE",
+        help_heading = "Managing a running instance"
+    )]
+    pub resume: Option<PathBuf>,
+    /// With a management option: block until it is done (at most 60 s; exit 20 on timeout)
+    #[arg(long, help_heading = "Managing a running instance")]
+    pub wait: bool,
 }
 
 /// Where a listener is.

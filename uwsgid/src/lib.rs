@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod http;
 pub mod listener;
 pub mod log;
+pub mod manage;
 pub mod master;
 pub mod metrics;
 pub mod notify;
@@ -38,6 +39,10 @@ pub fn main_entry() -> i32 {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // `--reload PIDFILE` and the other management options act on a running instance and exit.
+    if let Some(code) = manage::run(&argv) {
+        return code;
+    }
     let handoff = match handoff::Handoff::take() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
