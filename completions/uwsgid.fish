@@ -37,6 +37,11 @@ complete -c uwsgid -l chain-reload -d 'Chain-reload the instance of PIDFILE, one
 complete -c uwsgid -l pause -d 'Pause the instance of PIDFILE (FIFO \'h\'; already paused: no change) and exit' -r -F
 complete -c uwsgid -l suspend -d 'Same as --pause' -r -F
 complete -c uwsgid -l resume -d 'Resume the instance of PIDFILE (FIFO \'u\'; already running: no change) and exit' -r -F
+complete -c uwsgid -s s -l socket -l uwsgi-socket -d 'Listen for the uwsgi protocol (nginx\'s uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path' -r
+complete -c uwsgid -l http -d 'Listen for HTTP on ADDR, as --http-socket (uWSGI\'s router option; no router is needed)' -r
+complete -c uwsgid -l http11-socket -d 'Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)' -r
+complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]' -r
+complete -c uwsgid -l uwsgi-allow -d 'Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'

@@ -201,6 +201,21 @@ pub struct Args {
     /// With a management option: block until it is done (at most 60 s; exit 20 on timeout)
     #[arg(long, help_heading = "Managing a running instance")]
     pub wait: bool,
+    /// Listen for the uwsgi protocol (nginx's uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path
+    #[arg(short = 's', long, visible_alias = "uwsgi-socket", value_name = "ADDR")]
+    pub socket: Vec<String>,
+    /// Listen for HTTP on ADDR, as --http-socket (uWSGI's router option; no router is needed)
+    #[arg(long, value_name = "ADDR")]
+    pub http: Vec<String>,
+    /// Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)
+    #[arg(long = "http11-socket", value_name = "ADDR")]
+    pub http11_socket: Vec<String>,
+    /// Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]
+    #[arg(short = 'b', long = "buffer-size", value_name = "BYTES")]
+    pub buffer_size: Option<usize>,
+    /// Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always
+    #[arg(long = "uwsgi-allow", value_name = "IP[/BITS]")]
+    pub uwsgi_allow: Vec<String>,
 }
 
 /// Where a listener is.
@@ -226,10 +241,44 @@ impl std::fmt::Display for ListenAddr {
 pub struct ListenerSpec {
     pub configured: String,
     pub addr: ListenAddr,
+    /// What the listener speaks.
+    #[serde(default)]
+    pub proto: Proto,
     /// Mode and owner given to the socket file a Unix listener creates.
     #[serde(default)]
     pub ownership: crate::privileges::SocketOwnership,
 }
+
+/// The protocol a listener speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proto {
+    #[default]
+    Http,
+    /// The uwsgi protocol ([`crate::uwsgi_proto`]).
+    Uwsgi,
+}
+
+impl Proto {
+    /// The option that configures it, for messages.
+    pub fn option(self) -> &'static str {
+        match self {
+            Proto::Http => "--http-socket",
+            Proto::Uwsgi => "--socket",
+        }
+    }
+
+    /// As in the stats document's `sockets[].proto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Http => "http",
+            Proto::Uwsgi => "uwsgi",
+        }
+    }
+}
+
+/// The prefix that tells a uwsgi listener's configured text from an HTTP one's: the identity
+/// kept across reloads (`ListenerSpec::configured`) is `uwsgi=ADDR` for `--socket ADDR`.
+pub const UWSGI_PREFIX: &str = "uwsgi=";
 
 /// What each worker runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -306,6 +355,47 @@ pub struct Config {
     /// `--umask`, set before anything is created.
     #[serde(default)]
     pub umask: Option<u32>,
+    /// `--buffer-size`: the largest uwsgi vars block accepted.
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: usize,
+    /// `--uwsgi-allow`: TCP peers besides loopback that may speak uwsgi (address, prefix bits).
+    #[serde(default)]
+    pub uwsgi_allow: Vec<(std::net::IpAddr, u8)>,
+}
+
+fn default_buffer_size() -> usize {
+    crate::uwsgi_proto::DEFAULT_BUFFER_SIZE
+}
+
+/// Parse one `--uwsgi-allow` value: `IP`, `IP/BITS`, or `*` (any peer).
+pub fn parse_allow(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let t = text.trim();
+    if t == "*" {
+        return Ok(vec![
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        ]);
+    }
+    let (ip, bits) = match t.split_once('/') {
+        Some((ip, bits)) => (ip, Some(bits)),
+        None => (t, None),
+    };
+    let ip: IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("--uwsgi-allow {text:?}: not an IP address (IP, IP/BITS or *)"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        None => max,
+        Some(b) => b
+            .parse::<u8>()
+            .ok()
+            .filter(|&b| b <= max)
+            .ok_or_else(|| format!("--uwsgi-allow {text:?}: prefix must be 0 to {max}"))?,
+    };
+    Ok(vec![(ip, bits)])
 }
 
 fn default_start_timeout() -> Duration {
@@ -607,24 +697,47 @@ impl Config {
             None => ownership,
         };
         let mut listeners = Vec::new();
-        let addrs: Vec<String> = if args.http_socket.is_empty() && args.worker_exec.is_none() {
-            vec![DEFAULT_ADDR.to_string()]
-        } else {
-            args.http_socket.clone()
-        };
-        for text in &addrs {
-            let addr = parse_listen_addr(text)?;
+        let http: Vec<&String> = args
+            .http_socket
+            .iter()
+            .chain(&args.http)
+            .chain(&args.http11_socket)
+            .collect();
+        let default = [DEFAULT_ADDR.to_string()];
+        let http: Vec<&String> =
+            if http.is_empty() && args.socket.is_empty() && args.worker_exec.is_none() {
+                default.iter().collect()
+            } else {
+                http
+            };
+        let all = http
+            .into_iter()
+            .map(|t| (t, Proto::Http))
+            .chain(args.socket.iter().map(|t| (t, Proto::Uwsgi)));
+        for (text, proto) in all {
+            let addr = parse_listen_addr(text).map_err(|e| match proto {
+                Proto::Http => e,
+                Proto::Uwsgi => e.replacen("--http-socket", "--socket", 1),
+            })?;
             if listeners.iter().any(|l: &ListenerSpec| l.addr == addr) {
-                return Err(format!("--http-socket {text}: given twice"));
+                return Err(format!("{} {text}: given twice", proto.option()));
             }
+            let configured = match proto {
+                Proto::Http => text.clone(),
+                Proto::Uwsgi => format!("{UWSGI_PREFIX}{text}"),
+            };
             listeners.push(ListenerSpec {
-                configured: text.clone(),
+                configured,
                 addr,
+                proto,
                 ownership: ownership.clone(),
             });
         }
         if listeners.is_empty() {
-            return Err("no --http-socket given: exec workers need at least one listener".into());
+            return Err(
+                "no --http-socket or --socket given: exec workers need at least one listener"
+                    .into(),
+            );
         }
 
         // Without --processes: 4 for the default and named instances (documented), 1 as uWSGI
@@ -871,6 +984,23 @@ impl Config {
             worker,
             daemonize: args.daemonize.clone(),
             instance_dir: instance.map(|i| i.dir),
+            buffer_size: match args.buffer_size {
+                None => crate::uwsgi_proto::DEFAULT_BUFFER_SIZE,
+                Some(n) if (64..=crate::uwsgi_proto::MAX_VARS).contains(&n) => n,
+                Some(n) => {
+                    return Err(format!(
+                        "--buffer-size {n}: must be between 64 and {} (the uwsgi format's limit)",
+                        crate::uwsgi_proto::MAX_VARS
+                    ))
+                }
+            },
+            uwsgi_allow: {
+                let mut all = Vec::new();
+                for a in &args.uwsgi_allow {
+                    all.extend(parse_allow(a)?);
+                }
+                all
+            },
             umask: match &args.umask {
                 Some(m) => Some(crate::privileges::parse_mode("--umask", m, None)?),
                 None => None,
@@ -880,7 +1010,18 @@ impl Config {
 
     /// Load the configuration from a full argv (program name first).
     pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), String> {
-        let (args, warnings) = parse_args(argv)?;
+        let (args, mut warnings) = parse_args(argv)?;
+        for (option, addrs) in [
+            ("--http", &args.http),
+            ("--http11-socket", &args.http11_socket),
+        ] {
+            for a in addrs {
+                warnings.push(format!(
+                    "{option} {a}: serving HTTP on it in the workers, like --http-socket; uwsgid \
+                     needs no router process"
+                ));
+            }
+        }
         let config = Config::from_args(&args, argv.len() <= 1).map_err(|e| match &args.ini {
             Some(ini) => format!("{e} (options read from --ini {})", ini.display()),
             None => e,

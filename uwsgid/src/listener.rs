@@ -109,7 +109,12 @@ fn finish(fd: OwnedFd, configured: String, created_path: Option<PathBuf>) -> io:
 
 /// Bind a configured listener.
 pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
-    let fail = |e: io::Error| format!("--http-socket {}: {e}", spec.configured);
+    let option = spec.proto.option();
+    let shown = spec
+        .configured
+        .strip_prefix(crate::cli::UWSGI_PREFIX)
+        .unwrap_or(&spec.configured);
+    let fail = |e: io::Error| format!("{option} {shown}: {e}");
     match &spec.addr {
         ListenAddr::Tcp(addr) => {
             let l = std::net::TcpListener::bind(addr).map_err(|e| {
@@ -121,10 +126,7 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
                     io::ErrorKind::AddrNotAvailable => "; that address is not on this machine",
                     _ => "",
                 };
-                format!(
-                    "--http-socket {}: cannot bind {addr}: {e}{hint}",
-                    spec.configured
-                )
+                format!("{option} {shown}: cannot bind {addr}: {e}{hint}")
             })?;
             let fd: OwnedFd = l.into();
             set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
@@ -134,15 +136,13 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if !meta.file_type().is_socket() {
                     return Err(format!(
-                        "--http-socket {}: {} exists and is not a socket; remove it",
-                        spec.configured,
+                        "{option} {shown}: {} exists and is not a socket; remove it",
                         path.display()
                     ));
                 }
                 if std::os::unix::net::UnixStream::connect(path).is_ok() {
                     return Err(format!(
-                        "--http-socket {}: another process is serving on {}",
-                        spec.configured,
+                        "{option} {shown}: another process is serving on {}",
                         path.display()
                     ));
                 }
@@ -166,8 +166,7 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
                     ""
                 };
                 format!(
-                    "--http-socket {}: cannot set the mode or owner of {}: {e}{hint}",
-                    spec.configured,
+                    "{option} {shown}: cannot set the mode or owner of {}: {e}{hint}",
                     path.display()
                 )
             })?;
@@ -177,7 +176,7 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
         }
         ListenAddr::Fd(n) => {
             check_listening(*n)
-                .map_err(|e| format!("--http-socket fd://{n}: {e}; pass a listening socket"))?;
+                .map_err(|e| format!("{option} fd://{n}: {e}; pass a listening socket"))?;
             // SAFETY: the operator handed us fd N to use as a listener; we take it exactly once
             // (duplicates are refused by the configuration check).
             let fd = unsafe { OwnedFd::from_raw_fd(*n) };
@@ -233,6 +232,24 @@ impl Listener {
 
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// The protocol it speaks, from its configured text ([`crate::cli::UWSGI_PREFIX`]).
+    pub fn proto(&self) -> crate::cli::Proto {
+        if self.configured.starts_with(crate::cli::UWSGI_PREFIX) {
+            crate::cli::Proto::Uwsgi
+        } else {
+            crate::cli::Proto::Http
+        }
+    }
+
+    /// Its name for exec workers' `LISTEN_FDNAMES`: the address for HTTP listeners, `uwsgi=`
+    /// and the address for uwsgi ones (a program tells the protocols apart by that prefix).
+    pub fn fd_label(&self) -> String {
+        match self.proto() {
+            crate::cli::Proto::Http => self.name.clone(),
+            crate::cli::Proto::Uwsgi => format!("{}{}", crate::cli::UWSGI_PREFIX, self.name),
+        }
     }
 
     pub fn is_unix(&self) -> bool {

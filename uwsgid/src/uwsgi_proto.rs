@@ -254,6 +254,35 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// May a TCP peer at `ip` speak uwsgi? Loopback always may; others only when `allow` (from
+/// `--uwsgi-allow`, address and prefix bits) names a network holding it. IPv4-mapped IPv6
+/// addresses are judged as the IPv4 address they carry.
+pub fn peer_allowed(ip: std::net::IpAddr, allow: &[(std::net::IpAddr, u8)]) -> bool {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return true;
+    }
+    allow.iter().any(|&(net, bits)| match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    })
+}
+
 /// Encode a request packet (for tests, fuzzing and clients); `None` if a key, a value or the
 /// block does not fit the format's 16-bit lengths.
 pub fn encode(vars: &[(&str, &str)]) -> Option<Vec<u8>> {
@@ -505,6 +534,29 @@ mod tests {
             ("REQUEST_URI", "/")
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn peers_outside_loopback_need_the_allow_list() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(peer_allowed(ip("127.0.0.1"), &[]));
+        assert!(peer_allowed(ip("127.8.9.10"), &[]));
+        assert!(peer_allowed(ip("::1"), &[]));
+        assert!(peer_allowed(ip("::ffff:127.0.0.1"), &[]));
+        assert!(!peer_allowed(ip("10.0.0.5"), &[]));
+        assert!(!peer_allowed(ip("::ffff:10.0.0.5"), &[]));
+        let lan = [(ip("10.0.0.0"), 8), (ip("fd00::"), 8)];
+        assert!(peer_allowed(ip("10.200.0.5"), &lan));
+        assert!(peer_allowed(ip("::ffff:10.0.0.5"), &lan));
+        assert!(peer_allowed(ip("fd12::1"), &lan));
+        assert!(!peer_allowed(ip("11.0.0.1"), &lan));
+        assert!(!peer_allowed(ip("fe80::1"), &lan));
+        let one = [(ip("192.0.2.7"), 32)];
+        assert!(peer_allowed(ip("192.0.2.7"), &one));
+        assert!(!peer_allowed(ip("192.0.2.8"), &one));
+        let any = [(ip("0.0.0.0"), 0), (ip("::"), 0)];
+        assert!(peer_allowed(ip("203.0.113.1"), &any));
+        assert!(peer_allowed(ip("2001:db8::1"), &any));
     }
 
     /// The vars uWSGI acts on are plain data here: they parse as vars and change nothing about
