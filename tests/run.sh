@@ -13,11 +13,11 @@ if ! command -v uwsgi >/dev/null 2>&1 || ! ls /usr/lib/uwsgi/plugins/python3*_pl
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq uwsgi-core uwsgi-plugin-python3 curl tmux >/dev/null
 fi
-# The other programs some tests run (tmux for uwsgitop, perl and node for the documented exec
+# The other programs some tests run (nginx in front of --socket, tmux for uwsgitop, perl and node for the documented exec
 # examples, prlimit and script(1) from util-linux/bsdutils). Under CI=true a test whose program
 # is missing fails (tests/src/require.rs); elsewhere it is skipped with a SKIPPED line.
 missing=()
-for pair in tmux:tmux perl:perl node:nodejs prlimit:util-linux script:bsdutils python3:python3; do
+for pair in nginx:nginx tmux:tmux perl:perl node:nodejs prlimit:util-linux script:bsdutils python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -9,6 +9,7 @@
 //! - [`require`](mod@require): [`require()`], a missing dependency fails under `CI=true`, is a
 //!   visible skip elsewhere.
 //! - [`load`]: [`Load`], client threads that count every failed request.
+//! - [`nginx`]: [`Nginx`], a real nginx in front of an instance (`uwsgi_pass`).
 //! - [`http`], [`procs`]: loopback HTTP clients and ports; /proc readers.
 //! - [`ctl`]: running uwsgictl and judging its output, decoy processes.
 //!
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod dir;
 pub mod http;
 pub mod load;
+pub mod nginx;
 pub mod poll;
 pub mod procs;
 pub mod require;
@@ -31,6 +33,7 @@ pub use daemon::{all_ready, Daemon};
 pub use dir::TestDir;
 pub use http::{free_port, http_get, http_raw, listening, parse_response};
 pub use load::{Load, LoadPaths};
+pub use nginx::{nginx_binary, Nginx};
 pub use poll::{poll, wait_for};
 pub use procs::{alive, group_members, is_zombie, socket_inodes};
 pub use require::{

@@ -31,7 +31,9 @@
 //! `UWSGID_*` left over from whoever started the master, plus [`ExecSpec::env`] (which wins over
 //! inherited values), plus, last and winning over both:
 //! `LISTEN_FDS=n`, `LISTEN_PID=<the child's pid>`, `LISTEN_FDNAMES=a:b` (see [`fd_name`]),
-//! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`. [`exec_zygote`] runs a
+//! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID`, `UWSGID_GENERATION` and the instance facts of
+//! [`crate::pyapi`] (`UWSGID_MASTER_PID`, `UWSGID_MASTER_FIFO`, ...). uwsgi listeners are
+//! named `uwsgi=ADDR` in `LISTEN_FDNAMES`. [`exec_zygote`] runs a
 //! preload zygote the same way, with its control socket as one more fd right after the
 //! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`).
 //!
@@ -296,6 +298,12 @@ fn try_exec_worker(
     if control.is_some() {
         ours.push(("UWSGID_ZYGOTE_FD", control_at.to_string()));
     }
+    // The master's pid and FIFO, the slot count and the options (crate::pyapi).
+    ours.extend(
+        crate::pyapi::instance_env()
+            .iter()
+            .map(|(k, v)| (*k, v.clone())),
+    );
     let env = worker_env(inherited_env(), &spec.env, &ours);
     let path_var = env
         .iter()

@@ -16,6 +16,7 @@ pub mod master;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;
+pub mod pyapi;
 pub mod scoreboard;
 pub mod sd_notify;
 pub mod sizing;
@@ -68,6 +69,7 @@ pub fn main_entry() -> i32 {
             if let Some(mask) = config.umask {
                 privileges::set_umask(mask);
             }
+            pyapi::set_instance_env(&config, &argv);
             master::run(argv, config, handoff, warnings)
         }
         Err(e) => {

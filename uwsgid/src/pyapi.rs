@@ -1,0 +1,137 @@
+//! What applications learn about their instance: the environment of exec workers and the
+//! `uwsgi` Python module.
+//!
+//! Every exec worker (any language) gets `UWSGID_MASTER_PID` (its master), and when the
+//! instance has them `UWSGID_MASTER_FIFO` (the first `--master-fifo`), `UWSGID_PROCESSES`,
+//! `UWSGID_STARTED_ON` (the master's start, Unix seconds) and `UWSGID_OPT` (the options as
+//! JSON). A program reloads its instance gracefully by writing `r` to the FIFO, or by sending
+//! SIGHUP to the master pid (`docs/apps.md` has one-liners for Ruby, Node and Perl).
+//!
+//! [`UWSGI_MODULE`] is `python/uwsgi.py`, the `uwsgi` module Python apps written for uWSGI
+//! import (`reload()`, `stop()`, `worker_id()`, `masterpid()`, `numproc`, `opt`,
+//! `started_on`, `total_requests()`); it is written beside the bundled runner, so the runner's
+//! directory on `sys.path` makes it importable, and any other Python worker can serve it too.
+
+use std::sync::OnceLock;
+
+/// The `uwsgi` module's source.
+pub const UWSGI_MODULE: &str = include_str!("../python/uwsgi.py");
+
+static INSTANCE_ENV: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+
+/// Record the instance facts for exec workers (the master calls it once per image).
+pub fn set_instance_env(config: &crate::cli::Config, argv: &[String]) {
+    let mut vars = vec![
+        ("UWSGID_MASTER_PID", std::process::id().to_string()),
+        ("UWSGID_PROCESSES", config.processes.to_string()),
+        ("UWSGID_OPT", options_json(argv)),
+    ];
+    if let Some(info) = common::process::ProcessInfo::read(std::process::id() as i32) {
+        if let Ok(t) = info.started.duration_since(std::time::UNIX_EPOCH) {
+            vars.push(("UWSGID_STARTED_ON", t.as_secs().to_string()));
+        }
+    }
+    if let Some(fifo) = config.fifos.first() {
+        let abs = std::path::absolute(fifo).unwrap_or_else(|_| fifo.clone());
+        vars.push(("UWSGID_MASTER_FIFO", abs.to_string_lossy().into_owned()));
+    }
+    let _ = INSTANCE_ENV.set(vars);
+}
+
+/// The facts recorded by [`set_instance_env`] (empty before).
+pub fn instance_env() -> &'static [(&'static str, String)] {
+    INSTANCE_ENV.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The options of the command line and its `--ini` file, as a JSON object: `name` -> value
+/// (`true` for a flag), a list when an option is given more than once.
+pub fn options_json(argv: &[String]) -> String {
+    use clap::CommandFactory;
+    let mut words: Vec<String> = Vec::new();
+    let ini = argv
+        .iter()
+        .position(|a| a == "--ini")
+        .and_then(|i| argv.get(i + 1))
+        .or_else(|| {
+            argv.iter()
+                .find_map(|a| a.strip_prefix("--ini=").map(|_| a))
+        });
+    if let Some(ini) = ini {
+        let path = ini.strip_prefix("--ini=").unwrap_or(ini);
+        if let Ok((w, _)) = crate::cli::ini_args(std::path::Path::new(path)) {
+            words.extend(w);
+        }
+    }
+    words.extend(argv.iter().skip(1).cloned());
+    let cmd = crate::cli::Args::command();
+    let takes_value = |name: &str| {
+        cmd.get_arguments()
+            .find(|a| {
+                a.get_long() == Some(name)
+                    || a.get_visible_aliases().is_some_and(|v| v.contains(&name))
+            })
+            .map(|a| {
+                a.get_action().takes_values() && a.get_num_args().is_none_or(|n| n.min_values() > 0)
+            })
+    };
+    let mut map = serde_json::Map::new();
+    let mut push = |k: &str, v: serde_json::Value| match map.get_mut(k) {
+        None => {
+            map.insert(k.to_string(), v);
+        }
+        Some(serde_json::Value::Array(list)) => list.push(v),
+        Some(old) => *old = serde_json::Value::Array(vec![old.clone(), v]),
+    };
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        i += 1;
+        let Some(opt) = w.strip_prefix("--") else {
+            continue;
+        };
+        if let Some((k, v)) = opt.split_once('=') {
+            push(k, v.into());
+            continue;
+        }
+        match takes_value(opt) {
+            Some(true) if i < words.len() => {
+                push(opt, words[i].clone().into());
+                i += 1;
+            }
+            Some(false) if i < words.len() && !words[i].starts_with('-') => {
+                // An optional value (--chmod-socket 660).
+                push(opt, words[i].clone().into());
+                i += 1;
+            }
+            _ => push(opt, true.into()),
+        }
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn options_become_json() {
+        let argv: Vec<String> = [
+            "uwsgid",
+            "--processes",
+            "2",
+            "--master",
+            "--http-socket",
+            "a",
+            "--http-socket",
+            "b",
+            "--chmod-socket=660",
+            "--vacuum",
+        ]
+        .map(String::from)
+        .to_vec();
+        let v: serde_json::Value = serde_json::from_str(&super::options_json(&argv)).unwrap();
+        assert_eq!(v["processes"], "2");
+        assert_eq!(v["master"], true);
+        assert_eq!(v["http-socket"], serde_json::json!(["a", "b"]));
+        assert_eq!(v["chmod-socket"], "660");
+        assert_eq!(v["vacuum"], true);
+    }
+}
