@@ -56,8 +56,9 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
 
-/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program.
-pub const WSGI_RUNNER: &str = include_str!("../python/uwsgid_wsgi.py");
+/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program
+/// without a file ([`crate::runner`]).
+pub const WSGI_RUNNER: &str = crate::runner::SOURCE;
 
 /// The first fd of the listeners, as in systemd's `SD_LISTEN_FDS_START`.
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -78,6 +79,10 @@ pub struct ExecSpec {
     /// The program's working directory (`--chdir`); the master's when `None`. A relative
     /// program path or `PATH` entry is resolved from there, as a shell started there would.
     pub cwd: Option<PathBuf>,
+    /// The program runs the bundled runner ([`crate::runner::expand`] put its bootstrap in
+    /// `argv`): its source is passed in a sealed memfd, at the fd after the listeners (and the
+    /// zygote's control socket), named by `UWSGID_RUNNER_FD`.
+    pub runner: bool,
 }
 
 /// Split a command line into words as a POSIX shell would, without running a shell.
@@ -285,6 +290,8 @@ fn try_exec_worker(
     let pid = unsafe { libc::getpid() };
     let names: Vec<String> = listeners.iter().map(|(_, name)| fd_name(name)).collect();
     let control_at = LISTEN_FDS_START + listeners.len() as RawFd;
+    let runner_at = control_at + RawFd::from(control.is_some());
+    let first_free = runner_at + RawFd::from(spec.runner);
     let mut ours = vec![
         ("LISTEN_FDS", listeners.len().to_string()),
         ("LISTEN_PID", pid.to_string()),
@@ -295,6 +302,9 @@ fn try_exec_worker(
     ];
     if control.is_some() {
         ours.push(("UWSGID_ZYGOTE_FD", control_at.to_string()));
+    }
+    if spec.runner {
+        ours.push((crate::runner::FD_VAR, runner_at.to_string()));
     }
     let env = worker_env(inherited_env(), &spec.env, &ours);
     let path_var = env
@@ -320,12 +330,17 @@ fn try_exec_worker(
     let argv_ptrs = null_terminated(&c_argv);
     let env_ptrs = null_terminated(&c_env);
 
-    // The control socket is first copied above every target fd, so placing the listeners
-    // cannot overwrite it, then put right after them.
+    // The runner's source and the control socket are first put above every target fd, so
+    // placing the listeners cannot overwrite them, then right after the listeners.
+    let runner = if spec.runner {
+        Some(crate::runner::source_fd(first_free)?)
+    } else {
+        None
+    };
     let control = match control {
         Some(fd) => {
             // SAFETY: F_DUPFD_CLOEXEC only reads the fd number; an invalid one is EBADF.
-            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, control_at + 1) };
+            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) };
             if tmp < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -335,17 +350,18 @@ fn try_exec_worker(
         None => None,
     };
     place_listeners(listeners)?;
-    let mut first_closed = control_at;
-    if let Some(tmp) = &control {
-        // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
-        // FD_CLOEXEC clear, so the program inherits it.
-        if unsafe { libc::dup2(tmp.as_raw_fd(), control_at) } < 0 {
-            return Err(io::Error::last_os_error());
+    for (tmp, at) in [(&control, control_at), (&runner, runner_at)] {
+        if let Some(tmp) = tmp {
+            // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
+            // FD_CLOEXEC clear, so the program inherits it.
+            if unsafe { libc::dup2(tmp.as_raw_fd(), at) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        first_closed = control_at + 1;
     }
     drop(control);
-    mark_cloexec_from(first_closed);
+    drop(runner);
+    mark_cloexec_from(first_free);
     reset_signals();
 
     // SAFETY: c_path is a valid C string, and argv_ptrs/env_ptrs are arrays of pointers into
@@ -899,6 +915,7 @@ mod tests {
             argv: vec!["uwsgid-no-such-program".into()],
             env: vec![("PATH".into(), "/nonexistent".into())],
             cwd: None,
+            runner: false,
         };
         let e = exec_worker(&spec, &[(0, "x".into())], "@n", 1, 1);
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
@@ -1074,6 +1091,7 @@ mod tests {
             argv: vec!["python3".into(), "-c".into(), script.into()],
             env: vec![("UWSGID_TEST_FOO".into(), "bar".into())],
             cwd: None,
+            runner: false,
         }
     }
 
@@ -1200,14 +1218,16 @@ def application(environ, start_response):
             let port = listener.local_addr().unwrap().port();
             let notify_name = format!("@{}", unique("runner"));
             let notify = bind_notify_socket(&notify_name).unwrap();
-            let mut argv: Vec<String> = vec!["python3".into(), "-c".into(), WSGI_RUNNER.into()];
+            let mut argv: Vec<String> = vec!["python3".into(), "{runner}".into()];
             argv.push("--wsgi-file".into());
             argv.push(dir.path.join("app.py").to_str().unwrap().into());
             argv.extend(args.iter().map(|a| a.to_string()));
+            let (argv, runner) = crate::runner::expand(argv);
             let spec = ExecSpec {
                 argv,
                 env: vec![],
                 cwd: None,
+                runner,
             };
             let listeners = vec![(listener.as_raw_fd(), format!("127.0.0.1:{port}"))];
             let child = spawn_worker(spec, listeners, notify_name, || Ok(()));

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod log;
 pub mod master;
 pub mod notify;
+pub mod runner;
 pub mod scoreboard;
 pub mod stats_server;
 pub mod sys;
