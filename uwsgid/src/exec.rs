@@ -33,7 +33,9 @@
 //! `LISTEN_FDS=n`, `LISTEN_PID=<the child's pid>`, `LISTEN_FDNAMES=a:b` (see [`fd_name`]),
 //! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`. [`exec_zygote`] runs a
 //! preload zygote the same way, with its control socket as one more fd right after the
-//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`).
+//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`). A program that runs
+//! the bundled runner ([`ExecSpec::runner`]) gets, after those, a sealed memfd with the
+//! runner's source, named by `UWSGID_RUNNER_FD` ([`crate::runner`]).
 //!
 //! Listeners are passed as they are. `O_NONBLOCK` belongs to the open socket, shared by the
 //! master and every worker: a program may switch it (the bundled runner and gunicorn make it
