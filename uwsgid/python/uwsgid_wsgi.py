@@ -195,7 +195,14 @@ def parse_args(argv):
 
 
 def format_exc():
+    import linecache
     import traceback
+    # Run from memory (uwsgid/src/runner.rs): give the traceback module our own lines.
+    source = globals().get("__source__")
+    name = getattr(sys._getframe().f_code, "co_filename", None)
+    if source is not None and name and name not in linecache.cache:
+        text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
     return traceback.format_exc()
 
 

@@ -37,12 +37,13 @@ pub const FD_VAR: &str = "UWSGID_RUNNER_FD";
 
 /// The `-c` program: drop `''` (the current directory) from the front of `sys.path` unless
 /// `-P`/`PYTHONSAFEPATH` already kept it off, read the source from the inherited memfd, close
-/// it, run it as the module `uwsgid_wsgi`. One line, so that `ps` shows it readably.
+/// it, run it as the module `uwsgid_wsgi` (file name `<uwsgid-wsgi>`; its `__source__` lets
+/// the runner show its own lines in a traceback). One line, so that `ps` shows it readably.
 pub const BOOTSTRAP: &str = "import os,sys;p=sys.path;\
 getattr(sys.flags,'safe_path',0) or p[:1]!=[''] or p.pop(0);\
 fd=os.environ.pop('UWSGID_RUNNER_FD','') or sys.exit('uwsgid-wsgi: UWSGID_RUNNER_FD is not set (only uwsgid runs this)');\
 fd=int(fd);src=os.pread(fd,os.fstat(fd).st_size,0);os.close(fd);\
-m=type(sys)('uwsgid_wsgi');sys.modules[m.__name__]=m;\
+m=type(sys)('uwsgid_wsgi');sys.modules[m.__name__]=m;m.__source__=src;\
 exec(compile(src,'<uwsgid-wsgi>','exec'),m.__dict__);del src;sys.exit(m.main())";
 
 /// Whether the command line runs the bundled runner.
