@@ -14,6 +14,7 @@ pub mod log;
 pub mod master;
 pub mod metrics;
 pub mod notify;
+pub mod runner;
 pub mod scoreboard;
 pub mod sd_notify;
 pub mod sizing;

@@ -266,7 +266,8 @@ pub struct Master {
     started_unix: u64,
     requests: Requests,
     exit_code: Option<i32>,
-    runner_path: Option<PathBuf>,
+    /// The exec program runs the bundled runner (`{runner}`).
+    runner: bool,
     /// The reload under way runs the previous configuration because the new one was refused.
     config_refused: Option<String>,
     /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
@@ -482,7 +483,7 @@ impl Master {
             started_unix: now_unix_ms() / 1000,
             requests: Requests::default(),
             exit_code: None,
-            runner_path: None,
+            runner: false,
             config_refused: None,
             memory: Default::default(),
             python: None,
@@ -765,42 +766,16 @@ impl Master {
         }
     }
 
-    /// The bundled Python WSGI runner, written where exec workers can run it.
+    /// The bundled Python WSGI runner: handed to the interpreter without a file
+    /// ([`crate::runner`]), so only the interpreter is resolved here.
     fn prepare_runner(&mut self, handoff: Option<&Handoff>) -> Result<(), String> {
         let WorkerKind::Exec { argv, .. } = &self.config.worker else {
             return Ok(());
         };
-        if !argv.iter().any(|a| a == "{runner}") {
+        if !crate::runner::wanted(argv) {
             return Ok(());
         }
-        let dir = common::discovery::runtime_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("runtime directory {}: {e}", dir.display()))?;
-        // The runner is a module imported by a two-line script, so that Python caches its
-        // bytecode (compiling it costs every interpreter start 9 ms; a script is never cached).
-        // The module is named after its content, so a cached .pyc can never be stale.
-        let module = format!(
-            "uwsgid_wsgi_{:016x}",
-            fnv1a(crate::exec::WSGI_RUNNER.as_bytes())
-        );
-        let module_path = dir.join(format!("{module}.py"));
-        let stub = format!(
-            "# uwsgid's bundled WSGI runner: the code is in {module}.py, beside this file.\n\
-             # Its bytecode is cached even under PYTHONDONTWRITEBYTECODE (only this module's).\n\
-             import sys\nkeep = sys.dont_write_bytecode\nsys.dont_write_bytecode = False\n\
-             import {module} as runner\nsys.dont_write_bytecode = keep\nsys.exit(runner.main())\n"
-        );
-        let path = dir.join(format!("uwsgid_wsgi-{}.py", common::VERSION));
-        for (file, text) in [
-            (&module_path, crate::exec::WSGI_RUNNER),
-            (&path, stub.as_str()),
-        ] {
-            if std::fs::read_to_string(file).unwrap_or_default() != text {
-                common::pidfile::write_file_atomic(file, text.as_bytes(), 0o644)
-                    .map_err(|e| format!("WSGI runner {}: {e}", file.display()))?;
-            }
-        }
-        self.runner_path = Some(path);
+        self.runner = true;
         // Resolve the interpreter once: a wrapper script (a pyenv or asdf shim) would otherwise
         // cost every worker of every generation its own run (100 ms here).
         let python = argv[0].clone();
@@ -2240,15 +2215,7 @@ impl Master {
         env: Vec<(String, String)>,
         chdir: Option<PathBuf>,
     ) -> crate::exec::ExecSpec {
-        let runner = self
-            .runner_path
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut argv: Vec<String> = argv
-            .into_iter()
-            .map(|a| if a == "{runner}" { runner.clone() } else { a })
-            .collect();
+        let (mut argv, runner) = crate::runner::expand(argv);
         if let Some((_, resolved)) = &self.python {
             argv[0] = resolved.clone();
         }
@@ -2256,6 +2223,7 @@ impl Master {
             argv,
             env,
             cwd: chdir,
+            runner,
         }
     }
 
@@ -2268,8 +2236,7 @@ impl Master {
 
     /// Python workers are forked by a zygote per generation (not `--lazy-apps`).
     fn preload(&self) -> bool {
-        matches!(self.config.worker, WorkerKind::Exec { preload: true, .. })
-            && self.runner_path.is_some()
+        matches!(self.config.worker, WorkerKind::Exec { preload: true, .. }) && self.runner
     }
 
     /// Preload: ask the zygote of `generation` for a worker in slot `id`, starting the zygote
@@ -3299,11 +3266,4 @@ fn sys_socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
         libc::fcntl(ours.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
     Ok((ours, theirs))
-}
-
-/// FNV-1a, 64 bits: a stable name for the runner's content.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

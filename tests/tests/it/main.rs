@@ -11,6 +11,7 @@ mod harness;
 mod health_metrics;
 mod security_ctl;
 mod security_fifo;
+mod security_runner;
 mod security_runtime;
 mod sizing;
 mod tidy;

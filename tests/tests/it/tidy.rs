@@ -40,6 +40,7 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "uwsgid/src/log.rs",
     "uwsgid/src/master.rs",
     "uwsgid/src/notify.rs",
+    "uwsgid/src/runner.rs",
     "uwsgid/src/scoreboard.rs",
     "uwsgid/src/sd_notify.rs",
     "uwsgid/src/sizing.rs",
