@@ -1,7 +1,8 @@
 //! `--daemonize LOG` with a log it cannot use: each case ends by itself, fast, with the cause
 //! on the terminal and nothing bound. A FIFO with no reader used to hang the launcher forever
 //! (and it ignored SIGTERM); an unwritable path said only "exited during startup"; `/dev/full`
-//! started and lost every line.
+//! started and lost every line. `--logto` with a FIFO that has no reader is refused at once too
+//! (it hung in `open()` as well).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -61,7 +62,7 @@ fn launch(dir: &TestDir, log: &Path) -> Child {
         .expect("spawn uwsgid --daemonize")
 }
 
-/// Wait (bounded) for the launcher to exit by itself; (exit code, stderr, time taken).
+/// Wait (bounded) for the launcher (or a foreground uwsgid) to exit by itself; (exit code, stderr, time taken).
 fn finish(dir: &TestDir, mut child: Child) -> (i32, String, Duration) {
     let mut cleanup = Cleanup {
         dir,
@@ -81,7 +82,7 @@ fn finish(dir: &TestDir, mut child: Child) -> (i32, String, Duration) {
     let Some(status) = exited else {
         drop(cleanup);
         let _ = child.wait();
-        panic!("uwsgid --daemonize still running after {took:?}: it hangs");
+        panic!("uwsgid still running after {took:?}: it hangs");
     };
     cleanup.launcher = None;
     let out = child.wait_with_output().unwrap();
@@ -205,4 +206,32 @@ fn a_fifo_log_with_a_reader_gets_the_lines() {
     wait_for("the daemon to exit", Duration::from_secs(10), || {
         (!alive(pid)).then_some(())
     });
+}
+
+#[test]
+fn a_logto_fifo_with_no_reader_is_refused_at_once_in_the_foreground() {
+    let dir = TestDir::new("logto-fifo");
+    let fifo = dir.join("log.fifo");
+    mkfifo(&fifo);
+    let _release = ReleaseFifo(&dir);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin("uwsgid"))
+        .arg("--logto")
+        .arg(&fifo)
+        .args(["--http-socket", &addr, "--safe-pidfile", "d.pid"])
+        .current_dir(&dir.path)
+        .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn uwsgid --logto");
+    let (code, err, took) = finish(&dir, child);
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(took < BOUND, "took {took:?}");
+    assert!(
+        err.contains("--logto") && err.contains("FIFO with no reader"),
+        "{err}"
+    );
+    assert!(!listening(&addr), "the port is bound");
 }
