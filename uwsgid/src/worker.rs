@@ -583,6 +583,10 @@ impl<'a> Worker<'a> {
         let conn = self.conns[idx].as_mut().expect("live connection");
         if conn.inbuf.is_empty() {
             conn.head_started = None;
+            // An idle keep-alive connection does not keep a large request's buffer.
+            if conn.inbuf.capacity() > 64 << 10 {
+                conn.inbuf = Vec::new();
+            }
         }
         self.set_interest(idx);
         true
