@@ -302,7 +302,7 @@ pub fn run(
 ) -> i32 {
     if handoff.is_none() {
         if let Some(log) = config.daemonize.clone() {
-            daemonize(&log);
+            crate::daemonize::daemonize(&log);
         }
     }
     let master = match handoff {
@@ -316,94 +316,10 @@ pub fn run(
         Ok(mut m) => m.run_loop(),
         Err(e) => {
             eprintln!("uwsgid: error: {e}");
-            report_to_launcher(&format!("error: {e}"));
+            crate::daemonize::report_to_launcher(&format!("error: {e}"));
             1
         }
     }
-}
-
-/// The write end of the pipe to the process that ran `uwsgid --daemonize` (-1 when none).
-static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-/// Tell a waiting `--daemonize` launcher how startup ended, once.
-fn report_to_launcher(message: &str) {
-    let fd = LAUNCHER.swap(-1, std::sync::atomic::Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: writing our message to the pipe we own, then closing it.
-        unsafe {
-            libc::write(fd, message.as_ptr() as *const libc::c_void, message.len());
-            libc::close(fd);
-        }
-    }
-}
-
-/// Detach: the launcher waits until the instance serves (or failed to start) and exits with
-/// that result, so `uwsgid --daemonize` never reports success for an instance that died.
-fn daemonize(log: &std::path::Path) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        eprintln!(
-            "uwsgid: error: --daemonize: pipe: {}",
-            std::io::Error::last_os_error()
-        );
-        std::process::exit(1);
-    }
-    match sys::fork() {
-        Err(e) => {
-            eprintln!("uwsgid: error: --daemonize: fork: {e}");
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Parent(child)) => {
-            let mut text = Vec::new();
-            // SAFETY: the launcher closes its write end, reaps the intermediate child and
-            // reads the daemon's report to EOF into a buffer it owns.
-            unsafe {
-                libc::close(fds[1]);
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = libc::read(fds[0], buf.as_mut_ptr() as *mut libc::c_void, buf.len());
-                    if n <= 0 {
-                        break;
-                    }
-                    text.extend_from_slice(&buf[..n as usize]);
-                }
-            }
-            let text = String::from_utf8_lossy(&text);
-            if let Some(pid) = text.strip_prefix("ok ") {
-                println!(
-                    "uwsgid: running in the background as pid {}, logging to {}",
-                    pid.trim(),
-                    log.display()
-                );
-                std::process::exit(0);
-            }
-            let why = text
-                .strip_prefix("error: ")
-                .unwrap_or("it exited during startup");
-            eprintln!("uwsgid: error: {why} (see {})", log.display());
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Child) => {}
-    }
-    // SAFETY: a new session, then a second fork so the daemon can never regain a terminal.
-    unsafe {
-        libc::close(fds[0]);
-        libc::setsid();
-    }
-    match sys::fork() {
-        Ok(sys::Fork::Child) => {}
-        // SAFETY: the intermediate process leaves at once, without running destructors.
-        _ => unsafe { libc::_exit(0) },
-    }
-    sys::stdin_from_devnull();
-    if let Err(e) = crate::log::redirect_to(log) {
-        report_to_launcher(&format!("error: --daemonize: {e}"));
-        std::process::exit(1);
-    }
-    LAUNCHER.store(fds[1], std::sync::atomic::Ordering::Relaxed);
 }
 
 fn lock_pidfile(path: &std::path::Path) -> Result<OwnedFd, String> {
@@ -542,7 +458,7 @@ impl Master {
         m.spawn_missing(Instant::now());
         m.write_pidfiles(false);
         m.announce_files();
-        report_to_launcher(&format!("ok {}", std::process::id()));
+        crate::daemonize::report_to_launcher(&format!("ok {}", std::process::id()));
         Ok(m)
     }
 
