@@ -643,10 +643,19 @@ impl Master {
         for w in &h.workers {
             m.cells.take(w.cell);
             let now = Instant::now();
-            let state = if w.retiring {
+            // A re-exec renews neither a draining worker's mercy nor a starting one's timeout:
+            // re-execs faster than the mercy would otherwise keep a stuck worker forever.
+            let since_ms = |t: u64| Duration::from_millis(now_unix_ms().saturating_sub(t));
+            let spawned = now.checked_sub(since_ms(w.spawned_unix_ms)).unwrap_or(now);
+            let left = w.deadline_unix_ms.map_or(m.config.mercy, |t| {
+                Duration::from_millis(t.saturating_sub(now_unix_ms())).min(m.config.mercy)
+            });
+            let state = if w.killed {
+                WorkerState::Killed
+            } else if w.retiring {
                 WorkerState::Draining {
                     since: now,
-                    deadline: now + m.config.mercy,
+                    deadline: now + left,
                 }
             } else if w.ready {
                 WorkerState::Ready
@@ -659,7 +668,7 @@ impl Master {
                 generation: w.generation,
                 cell: w.cell,
                 state,
-                spawned: now,
+                spawned,
                 spawned_unix_ms: w.spawned_unix_ms,
                 ready_at: w.ready.then_some(now),
                 status_text: w.status_text.clone(),
@@ -1761,10 +1770,25 @@ impl Master {
         keep.extend(handoff.stats_fd);
         keep.extend(handoff.relay.iter().flat_map(|&(r, w)| [r, w]));
         keep.extend(handoff.zygotes.iter().map(|z| z.control_fd));
+        // Large handoffs travel in a memfd (closed here if execve fails).
+        let (json, memfd) = match handoff.encode() {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!(
+                    "{} reload failed: {e}; the instance keeps serving",
+                    kind.name()
+                );
+                self.note_error(reason.clone());
+                self.record_outcome(kind, self.generation, false, reason, started, started_ms);
+                let leftover = std::mem::take(&mut self.fifo_leftover);
+                self.run_fifo_bytes(&leftover);
+                return;
+            }
+        };
+        keep.extend(memfd.as_ref().map(|fd| fd.as_raw_fd()));
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, false);
         }
-        let json = serde_json::to_string(&handoff).unwrap_or_default();
         let mut env: Vec<CString> = std::env::vars_os()
             .filter(|(k, _)| k != crate::handoff::ENV)
             .filter_map(|(k, v)| {
@@ -1857,6 +1881,16 @@ impl Master {
                     retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
                     spawned_unix_ms: w.spawned_unix_ms,
                     status_text: w.status_text.clone(),
+                    deadline_unix_ms: match w.state {
+                        WorkerState::Draining { deadline, .. } => Some(
+                            now_unix_ms()
+                                + deadline
+                                    .saturating_duration_since(Instant::now())
+                                    .as_millis() as u64,
+                        ),
+                        _ => None,
+                    },
+                    killed: w.state == WorkerState::Killed,
                 })
                 .collect(),
             slots: self
@@ -2062,30 +2096,19 @@ impl Master {
         }
     }
 
-    /// Retire workers whose slot already holds a ready worker of its target generation, and
-    /// workers of slots beyond the configured count.
+    /// Retire the workers [`superseded`] names: each slot keeps at most its newest ready worker
+    /// and one worker of its target generation.
     fn retire_replaced(&mut self, now: Instant) {
-        let mut victims = Vec::new();
-        for w in &self.workers {
-            if !w.alive_for_slot() {
-                continue;
-            }
-            let Some(slot) = self.slots.get(w.id as usize - 1) else {
-                victims.push(w.pid);
-                continue;
-            };
-            if w.generation == slot.target {
-                continue;
-            }
-            let replaced = self.workers.iter().any(|n| {
-                n.id == w.id && n.generation == slot.target && n.state == WorkerState::Ready
-            });
-            if replaced {
-                victims.push(w.pid);
-            }
-        }
-        for pid in victims {
-            self.retire(pid, now);
+        let alive: Vec<(i32, u32, u64, bool)> = self
+            .workers
+            .iter()
+            .filter(|w| w.alive_for_slot())
+            .map(|w| (w.pid, w.id, w.generation, w.state == WorkerState::Ready))
+            .collect();
+        let targets: Vec<u64> = self.slots.iter().map(|s| s.target).collect();
+        let view: Vec<(u32, u64, bool)> = alive.iter().map(|&(_, i, g, r)| (i, g, r)).collect();
+        for i in superseded(&view, &targets) {
+            self.retire(alive[i].0, now);
         }
     }
 
@@ -3278,6 +3301,38 @@ fn resolve_interpreter(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// Which of a slot's live workers (`(slot id, generation, ready)`, starting or ready, oldest
+/// first) to retire, given each slot's target generation (`targets[id - 1]`):
+/// - a worker of a slot beyond the configured count;
+/// - a worker not of its slot's target once a ready worker of the target holds the slot;
+/// - a *starting* worker not of its slot's target: it serves nothing and its slot now wants
+///   another generation. Keeping it until the target is ready let reloads that come faster
+///   than workers get ready (a re-exec runs the FIFO bytes left over before it hears any
+///   READY=1) pile up one starting worker per slot and reload, without bound;
+/// - a ready worker not of the target when a newer ready worker serves the slot in its place.
+///
+/// So a slot holds at most one ready worker of an older generation (serving until its
+/// replacement is ready) and one worker of its target; everything else drains.
+fn superseded(workers: &[(u32, u64, bool)], targets: &[u64]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, &(id, generation, ready)) in workers.iter().enumerate() {
+        let Some(&target) = (id as usize).checked_sub(1).and_then(|s| targets.get(s)) else {
+            out.push(i);
+            continue;
+        };
+        if generation == target {
+            continue;
+        }
+        let same_slot = || workers.iter().enumerate().filter(|(_, w)| w.0 == id);
+        let replaced = same_slot().any(|(_, w)| w.1 == target && w.2);
+        let newer_ready = same_slot().any(|(j, w)| j != i && w.2 && (w.1, j) > (generation, i));
+        if replaced || !ready || newer_ready {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// The parent pid of `pid`, from `/proc/PID/stat`.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -3316,4 +3371,59 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::superseded;
+
+    #[test]
+    fn a_starting_worker_of_an_old_target_is_retired_at_once() {
+        // Slot 1: ready gen 1 serving, starting gen 2 (a reload), now targeting gen 3.
+        let w = [(1, 1, true), (1, 2, false), (1, 3, false)];
+        assert_eq!(superseded(&w, &[3]), vec![1]);
+    }
+
+    #[test]
+    fn reloads_faster_than_readiness_leave_one_old_and_one_new_per_slot() {
+        // Every reload of a storm spawns a worker per slot; none is ready yet.
+        let mut w = vec![(1, 1, true), (2, 1, true)];
+        for g in 2..200u64 {
+            let targets = [g, g];
+            w.push((1, g, false));
+            w.push((2, g, false));
+            let gone = superseded(&w, &targets);
+            w = w
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, x)| x)
+                .collect();
+            assert_eq!(w.len(), 4, "generation {g}: {w:?}");
+        }
+        assert_eq!(
+            w,
+            vec![(1, 1, true), (2, 1, true), (1, 199, false), (2, 199, false)]
+        );
+    }
+
+    #[test]
+    fn the_old_worker_keeps_serving_until_the_new_one_is_ready() {
+        assert!(superseded(&[(1, 1, true), (1, 2, false)], &[2]).is_empty());
+        assert_eq!(superseded(&[(1, 1, true), (1, 2, true)], &[2]), vec![0]);
+    }
+
+    #[test]
+    fn only_the_newest_ready_worker_of_a_slot_serves_until_its_target_is_ready() {
+        // Gen 2 got ready after the slot already targeted gen 3: it replaces gen 1.
+        let w = [(1, 1, true), (1, 2, true), (1, 3, false), (2, 3, true)];
+        assert_eq!(superseded(&w, &[3, 3]), vec![0]);
+    }
+
+    #[test]
+    fn workers_of_removed_slots_and_a_chain_in_progress() {
+        // Slot 3 is gone; slot 2 still targets gen 1 (the chain has not reached it).
+        let w = [(1, 1, true), (1, 2, false), (2, 1, true), (3, 1, true)];
+        assert_eq!(superseded(&w, &[2, 1]), vec![3]);
+    }
 }
