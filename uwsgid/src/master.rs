@@ -1556,8 +1556,16 @@ impl Master {
 
         self.enforce_deadlines(now);
         match self.phase {
-            Phase::Stopping { .. } => {
-                if self.workers.is_empty() && self.zygotes.is_empty() {
+            Phase::Stopping { brutal, .. } => {
+                // Then every other child (adopted orphans of exec workers): nothing the
+                // instance started outlives it, nor keeps its listeners open.
+                let empty = self.workers.is_empty() && self.zygotes.is_empty();
+                let strays = if brutal || empty {
+                    self.kill_strays()
+                } else {
+                    0
+                };
+                if empty && strays == 0 {
                     self.exit_code = Some(0);
                 }
             }
@@ -1570,6 +1578,32 @@ impl Master {
                 self.ensure_standby(now);
             }
         }
+    }
+
+    /// SIGKILL every live child of ours the table does not hold (a worker's children adopted
+    /// once it died, since we are a child subreaper; a checker) and its process group, unless
+    /// that is ours. Returns how many there were: once killed, each is reaped like any child,
+    /// and whatever it leaves is adopted in turn and found by the next call.
+    fn kill_strays(&self) -> usize {
+        // SAFETY: getpgrp has no preconditions and cannot fail.
+        let ours = unsafe { libc::getpgrp() };
+        let strays: Vec<(i32, i32)> = children_of(std::process::id() as i32)
+            .into_iter()
+            .filter(|&(pid, _)| {
+                !self.workers.iter().any(|w| w.pid == pid)
+                    && !self.zygotes.iter().any(|z| z.pid == pid)
+            })
+            .collect();
+        for &(pid, group) in &strays {
+            log!("stopping: killing pid {pid} (a child the instance adopted) and its group");
+            if group > 1 && group != ours {
+                // SAFETY: kill has no memory effects; the group is that of an unreaped child
+                // of ours, so its id cannot have been reused.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
+            sys::kill(pid, libc::SIGKILL);
+        }
+        strays.len()
     }
 
     fn begin_stop(&mut self, brutal: bool, cause: &str, now: Instant) {
@@ -1588,11 +1622,11 @@ impl Master {
                 self.workers.len()
             );
             for w in &mut self.workers {
-                sys::kill(w.pid, libc::SIGKILL);
+                kill_group(w.pid);
                 w.state = WorkerState::Killed;
             }
             for z in &mut self.zygotes {
-                sys::kill(z.pid, libc::SIGKILL);
+                kill_group(z.pid);
                 z.stopping.get_or_insert(now);
                 z.killed = true;
             }
@@ -1661,7 +1695,7 @@ impl Master {
         if kind == ReloadKind::BrutalWorkers {
             for w in &mut self.workers {
                 if w.generation < g && w.state != WorkerState::Killed {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
             }
@@ -1744,7 +1778,7 @@ impl Master {
         if kind == ReloadKind::Brutal {
             for w in &mut self.workers {
                 if w.state != WorkerState::Killed {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
             }
@@ -2010,7 +2044,7 @@ impl Master {
                         w.pid,
                         self.config.mercy.as_secs_f64()
                     );
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
                 WorkerState::Starting => {
@@ -2032,7 +2066,7 @@ impl Master {
                             w.pid,
                             start_timeout.as_secs_f64()
                         );
-                        sys::kill(w.pid, libc::SIGKILL);
+                        kill_group(w.pid);
                         // Stays Starting so its exit counts as a failed start.
                     }
                 }
@@ -2042,11 +2076,11 @@ impl Master {
         match self.phase {
             Phase::Stopping { deadline, .. } if now >= deadline => {
                 for w in &mut self.workers {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
                 for z in &mut self.zygotes {
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     z.killed = true;
                 }
                 // Every worker was SIGKILLed; a zombie that is never reaped cannot hold us.
@@ -2057,7 +2091,7 @@ impl Master {
             Phase::Checking {
                 checker, deadline, ..
             } if now >= deadline => {
-                sys::kill(checker, libc::SIGKILL);
+                kill_group(checker);
             }
             _ => {}
         }
@@ -2581,7 +2615,7 @@ impl Master {
             match z.stopping {
                 Some(t) if now >= t && !z.killed => {
                     log!("zygote pid {} still alive after the mercy: SIGKILL", z.pid);
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     z.killed = true;
                 }
                 None if !z.ready && !z.standby && !z.killed && now >= z.spawned + timeout => {
@@ -2591,7 +2625,7 @@ impl Master {
                         z.pid,
                         timeout.as_secs_f64()
                     );
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     // Its exit fails the slots waiting for it.
                     z.killed = true;
                 }
@@ -2680,7 +2714,7 @@ impl Master {
         let now = Instant::now();
         let Some(cell) = self.cells.alloc() else {
             log!("forked worker pid {pid}: scoreboard full, SIGKILL");
-            sys::kill(pid, libc::SIGKILL);
+            kill_group(pid);
             return;
         };
         self.board.cell(cell).reset(pid);
@@ -2721,7 +2755,7 @@ impl Master {
                 "worker {id} (pid {pid}, generation {g}) forked but no longer wanted: retiring it"
             );
             if let Phase::Stopping { brutal: true, .. } = self.phase {
-                sys::kill(pid, libc::SIGKILL);
+                kill_group(pid);
                 if let Some(w) = self.workers.last_mut() {
                     w.state = WorkerState::Killed;
                 }
@@ -3328,6 +3362,42 @@ fn superseded(workers: &[(u32, u64, bool)], targets: &[u64]) -> Vec<usize> {
         let newer_ready = same_slot().any(|(j, w)| j != i && w.2 && (w.1, j) > (generation, i));
         if replaced || !ready || newer_ready {
             out.push(i);
+        }
+    }
+    out
+}
+
+/// SIGKILL `pid`, an unreaped child of ours (so neither its pid nor its group id can have been
+/// reused), and its whole process group if it leads one: exec workers and zygotes do (see
+/// `become_worker`, `spawn_zygote`), so the program's own children die with it.
+fn kill_group(pid: i32) {
+    // SAFETY: getpgid and kill have no memory effects.
+    if pid > 0 && unsafe { libc::getpgid(pid) } == pid {
+        // SAFETY: as above; -pid is the group that child leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    sys::kill(pid, libc::SIGKILL);
+}
+
+/// The live (not zombie) children of `parent` with their process groups, from /proc.
+fn children_of(parent: i32) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM ends at the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(3).collect();
+        if let [state, ppid, pgrp] = f[..] {
+            if state != "Z" && ppid.parse() == Ok(parent) {
+                out.push((pid, pgrp.parse().unwrap_or(0)));
+            }
         }
     }
     out
