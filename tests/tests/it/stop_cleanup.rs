@@ -4,6 +4,9 @@
 //! adopted from them (a crash-looping `sh -c "sleep & exit 0"` leaves one per start; a
 //! program's children that left its group with `setsid` are adopted when it exits).
 //!
+//! A master SIGKILLed right after a SIGHUP (mid re-exec, while the next zygote loads, or as
+//! the new image starts its standby) leaves no zygote or worker alive 2 s later.
+//!
 //! Every process a test starts carries a unique marker in its argv (`sleep 301.NNNNNN`), so
 //! the /proc scan finds only what this test started, and the guard kills those by pid.
 
@@ -151,5 +154,77 @@ fn a_workers_children_holding_the_listener_are_gone_after_a_brutal_stop() {
         }
         d.wait_exit(Duration::from_secs(10));
         nothing_left(&d, &mark, &addr);
+    }
+}
+
+/// Live processes other than this test whose argv names `dir` (the master, its forked
+/// built-in workers, and every Python process: the runner lives in `dir`'s runtime directory).
+fn of_instance(dir: &TestDir) -> Vec<(i32, String)> {
+    let needle = dir.path.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if pid != me && cmd.contains(&needle) && alive(pid) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_zygote_outlives_a_master_killed_right_after_a_hup() {
+    let python = crate::exec_support::python();
+    // A few delays between the HUP and the SIGKILL: during the re-exec, while the next
+    // zygote loads, and once the new image starts its own standby.
+    for delay_ms in [0u64, 5, 30, 150] {
+        let dir = TestDir::new("stop-kill-after-hup");
+        dir.write(
+            "app.py",
+            "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n",
+        );
+        let app = dir.join("app.py");
+        let mut d = Daemon::start(
+            &dir,
+            &[
+                "--processes",
+                "2",
+                "--wsgi-file",
+                app.to_str().unwrap(),
+                "--python",
+                &python,
+            ],
+        );
+        d.wait_log("standby zygote of generation 2");
+        let before = of_instance(&dir);
+        assert!(
+            before.len() >= 5,
+            "master, 2 workers, zygote, standby: {before:?}"
+        );
+        d.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.signal(libc::SIGKILL);
+        d.wait_exit(Duration::from_secs(5));
+        let killed = Instant::now();
+        loop {
+            let left = of_instance(&dir);
+            if left.is_empty() {
+                break;
+            }
+            if killed.elapsed() > Duration::from_secs(2) {
+                for (pid, _) in &left {
+                    // SAFETY: SIGKILL to a process of the instance this test started.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                }
+                panic!(
+                    "{delay_ms} ms after the HUP: alive 2 s after the master's SIGKILL: {left:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
