@@ -5,6 +5,7 @@
 //! [`exec`]. Everything a master passes to its next image is in [`handoff`].
 
 pub mod cli;
+pub mod daemonize;
 pub mod exec;
 pub mod fifo;
 pub mod handoff;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod privileges;
 pub mod pyapi;
+pub mod runner;
 pub mod scoreboard;
 pub mod sd_notify;
 pub mod sizing;

@@ -9,8 +9,8 @@
 //!
 //! [`UWSGI_MODULE`] is `python/uwsgi.py`, the `uwsgi` module Python apps written for uWSGI
 //! import (`reload()`, `stop()`, `worker_id()`, `masterpid()`, `numproc`, `opt`,
-//! `started_on`, `total_requests()`); it is written beside the bundled runner, so the runner's
-//! directory on `sys.path` makes it importable, and any other Python worker can serve it too.
+//! `started_on`, `total_requests()`); the bundled runner carries it ([`crate::runner::SOURCE`]) and installs it as
+//! `sys.modules["uwsgi"]` before it loads the app; any other Python worker can do the same.
 
 use std::sync::OnceLock;
 
@@ -111,6 +111,14 @@ pub fn options_json(argv: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The module travels inside the runner as a raw triple-quoted string.
+    #[test]
+    fn the_module_fits_in_a_raw_string() {
+        assert!(!super::UWSGI_MODULE.contains("'''"));
+        assert!(!super::UWSGI_MODULE.ends_with('\\'));
+        assert!(crate::runner::SOURCE.contains(super::UWSGI_MODULE));
+    }
+
     #[test]
     fn options_become_json() {
         let argv: Vec<String> = [
