@@ -2203,7 +2203,7 @@ impl Master {
     fn named_listeners(&self) -> Vec<(RawFd, String)> {
         self.listeners
             .iter()
-            .map(|l| (l.raw(), l.name.clone()))
+            .map(|l| (l.raw(), l.fd_label()))
             .collect()
     }
 
@@ -2670,6 +2670,7 @@ impl Master {
                 check_static: self.config.check_static.clone(),
                 notify_addr: Some(self.notify_addr.clone()),
                 logto: self.config.logto.clone(),
+                uwsgi: crate::worker::UwsgiSetup::of(&self.listeners, &self.config),
             }),
             WorkerKind::Exec {
                 argv, env, chdir, ..
@@ -2885,7 +2886,7 @@ impl Master {
                 queue = queue.max(q);
                 wire::Socket {
                     name: l.name.clone(),
-                    proto: "http".into(),
+                    proto: l.proto().name().into(),
                     queue: q,
                     max_queue: max,
                     shared: 0,

@@ -69,6 +69,50 @@ pub struct WorkerSetup<'a> {
     pub notify_addr: Option<String>,
     /// The `--logto` file, reopened when the master's log epoch changes.
     pub logto: Option<PathBuf>,
+    /// Which listeners speak the uwsgi protocol, and its limits.
+    pub uwsgi: UwsgiSetup,
+}
+
+/// The uwsgi side of a worker: listeners that speak it (nginx's `uwsgi_pass`), the TCP peers
+/// besides loopback that may use them (`--uwsgi-allow`) and the largest vars block
+/// (`--buffer-size`). A uwsgi connection carries one request: the answer is a plain HTTP
+/// response, then the worker closes it (nginx's uwsgi upstream never reuses one).
+#[derive(Clone, Debug, Default)]
+pub struct UwsgiSetup {
+    pub listeners: Vec<RawFd>,
+    pub allow: Vec<(std::net::IpAddr, u8)>,
+    pub buffer_size: usize,
+}
+
+impl UwsgiSetup {
+    pub fn of(listeners: &[crate::listener::Listener], config: &crate::cli::Config) -> UwsgiSetup {
+        UwsgiSetup {
+            listeners: listeners
+                .iter()
+                .filter(|l| l.proto() == crate::cli::Proto::Uwsgi)
+                .map(|l| l.raw())
+                .collect(),
+            allow: config.uwsgi_allow.clone(),
+            buffer_size: config.buffer_size,
+        }
+    }
+}
+
+/// The IP address of a peer, if it is an IP socket.
+fn peer_ip(storage: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match storage.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(std::net::Ipv6Addr::from(a.sin6_addr.s6_addr).into())
+        }
+        _ => None,
+    }
 }
 
 enum Pending {
@@ -114,6 +158,8 @@ struct Conn {
     /// The connection's current epoll interest.
     interest: u32,
     keep_alive: bool,
+    /// Accepted on a uwsgi listener: requests are uwsgi packets, one per connection.
+    uwsgi: bool,
 }
 
 impl Conn {
@@ -163,6 +209,27 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64
+}
+
+/// A parsed head (HTTP or uwsgi) whose body is in `inbuf`: `(method, target, keep_alive,
+/// consumed)`; `None` while the body is still arriving; a 413 for a body over the limit.
+#[allow(clippy::type_complexity)]
+fn body_ready(
+    inbuf: &[u8],
+    req: &http::Request<'_>,
+) -> Option<Result<(String, String, bool, usize), (u16, &'static str)>> {
+    if req.content_length > MAX_BODY {
+        return Some(Err((413, "request body larger than 1 MiB")));
+    }
+    if inbuf.len() < req.head_len + req.content_length {
+        return None;
+    }
+    Some(Ok((
+        req.method.to_string(),
+        req.target.to_string(),
+        req.keep_alive,
+        req.head_len + req.content_length,
+    )))
 }
 
 /// Run a built-in worker; never returns.
@@ -402,16 +469,21 @@ impl<'a> Worker<'a> {
         let Some(&lfd) = self.setup.listeners.get(index) else {
             return;
         };
+        let uwsgi = self.setup.uwsgi.listeners.contains(&lfd);
         for _ in 0..64 {
             if !self.accepting {
                 return;
             }
-            // SAFETY: accept4 on our listener; a new fd is returned that we own.
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut peer: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut peer_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: accept4 on our listener, writing at most `peer_len` bytes of the peer's
+            // address into `peer`; a new fd is returned that we own.
             let fd = unsafe {
                 libc::accept4(
                     lfd,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
+                    &mut peer as *mut _ as *mut libc::sockaddr,
+                    &mut peer_len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 )
             };
@@ -430,6 +502,20 @@ impl<'a> Worker<'a> {
             }
             // SAFETY: fd was just returned by accept4.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if uwsgi {
+                // The protocol has no authentication: TCP peers other than loopback only when
+                // --uwsgi-allow names them (Unix sockets are guarded by their file mode).
+                if let Some(ip) = peer_ip(&peer) {
+                    if !crate::uwsgi_proto::peer_allowed(ip, &self.setup.uwsgi.allow) {
+                        self.cell().bad_requests.fetch_add(1, Relaxed);
+                        crate::log!(
+                            "uwsgi: refused a connection from {ip}: only loopback peers may \
+                             speak uwsgi unless --uwsgi-allow names them"
+                        );
+                        continue;
+                    }
+                }
+            }
             let one: libc::c_int = 1;
             // SAFETY: setsockopt reads an int; fails harmlessly on Unix sockets.
             unsafe {
@@ -454,7 +540,8 @@ impl<'a> Worker<'a> {
                 last_activity: Instant::now(),
                 close_after_write: false,
                 interest: READ_INTEREST,
-                keep_alive: !self.closing(),
+                keep_alive: !self.closing() && !uwsgi,
+                uwsgi,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -607,22 +694,31 @@ impl<'a> Worker<'a> {
             if conn.body.is_some() || conn.out.len() - conn.out_pos > OUT_HIGH_WATER {
                 return true;
             }
-            let parsed = match http::parse(&conn.inbuf, MAX_HEAD) {
-                Parse::Incomplete => return false,
-                Parse::Invalid(status, why) => Err((status, why)),
-                Parse::Complete(req) => {
-                    if req.content_length > MAX_BODY {
-                        Err((413, "request body larger than 1 MiB"))
-                    } else if conn.inbuf.len() < req.head_len + req.content_length {
-                        return false;
-                    } else {
-                        let consumed = req.head_len + req.content_length;
-                        let target = req.target.to_string();
-                        let method = req.method.to_string();
-                        Ok((method, target, req.keep_alive, consumed))
-                    }
+            let parsed = if conn.uwsgi {
+                match crate::uwsgi_proto::parse(&conn.inbuf, self.setup.uwsgi.buffer_size) {
+                    crate::uwsgi_proto::Parse::Incomplete => return false,
+                    crate::uwsgi_proto::Parse::Invalid(status, why) => Err((status, why)),
+                    crate::uwsgi_proto::Parse::Complete(packet) => match packet.request() {
+                        Err(e) => Err(e),
+                        Ok(req) => match body_ready(&conn.inbuf, &req) {
+                            Some(r) => r,
+                            None => return false,
+                        },
+                    },
+                }
+            } else {
+                match http::parse(&conn.inbuf, MAX_HEAD) {
+                    Parse::Incomplete => return false,
+                    Parse::Invalid(status, why) => Err((status, why)),
+                    Parse::Complete(req) => match body_ready(&conn.inbuf, &req) {
+                        Some(r) => r,
+                        None => return false,
+                    },
                 }
             };
+            if let (true, Err((status, why))) = (conn.uwsgi, &parsed) {
+                crate::log!("uwsgi: refused a request ({status}): {why}");
+            }
             self.begin_in_flight();
             let conn = self.conns[idx].as_mut().expect("live connection");
             conn.served_since = Some(Instant::now());
