@@ -416,6 +416,7 @@ class Connection:
         self.server_addr = server_addr
         self.buf = bytearray()
         self.idle_since = time.monotonic()
+        self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
 
     def fill(self):
         try:
@@ -453,6 +454,59 @@ class Connection:
                 if not self.buf:
                     return None
                 raise
+
+    def read_uwsgi(self, limit):
+        """The vars of one uwsgi packet (nginx's uwsgi_pass) as a dict, or None on a clean EOF.
+
+        4-byte header (modifier1, little-endian vars size, modifier2), then u16-length-prefixed
+        keys and values. Only modifier1/modifier2 0 (a request) is served; a block larger than
+        ``limit`` (--buffer-size) is refused before it is read. Vars are data: UWSGI_FILE and
+        the like reach the application as plain environ entries and are never acted on."""
+        while len(self.buf) < 4:
+            try:
+                self.fill()
+            except ClientGone:
+                if not self.buf:
+                    return None
+                raise
+        m1, size, m2 = self.buf[0], self.buf[1] | self.buf[2] << 8, self.buf[3]
+        if m1 != 0 or m2 != 0:
+            raise BadRequest("uwsgi packet with modifier1 %d, modifier2 %d: only requests "
+                             "(0, 0) are served" % (m1, m2), 501)
+        if size > limit:
+            raise BadRequest("uwsgi vars block of %d bytes is larger than --buffer-size %d"
+                             % (size, limit), 431)
+        if size == 0:
+            raise BadRequest("uwsgi packet with an empty vars block")
+        while len(self.buf) < 4 + size:
+            self.fill()
+        block = bytes(self.buf[4:4 + size])
+        del self.buf[:4 + size]
+        env, at, n = {}, 0, len(block)
+        while at < n:
+            parts = []
+            for what in ("key", "value"):
+                if at + 2 > n:
+                    raise BadRequest("uwsgi vars block ends inside a %s length" % what)
+                length = block[at] | block[at + 1] << 8
+                at += 2
+                if at + length > n:
+                    raise BadRequest("uwsgi var %s runs past the vars block" % what)
+                parts.append(block[at:at + length])
+                at += length
+            key, value = parts
+            if not key or any(c <= 32 or c >= 127 for c in key):
+                raise BadRequest("uwsgi var with an empty or non-printable name")
+            if b"\0" in value or b"\r" in value or b"\n" in value:
+                raise BadRequest("uwsgi var value holds NUL, CR or LF")
+            key, value = key.decode("ascii"), value.decode("latin-1")
+            if key in env and env[key] != value:
+                if not key.startswith("HTTP_") or key in ("HTTP_HOST", "HTTP_CONTENT_LENGTH"):
+                    raise BadRequest("uwsgi packet repeats %s with another value" % key)
+                env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                env[key] = value
+        return env
 
     def read_line(self, limit):
         while True:
@@ -694,6 +748,10 @@ class Server:
         self.drain_started = False
         self.drain_reason = None
         self.ready_extra = ""  # more sd_notify lines for READY (a forked worker's slot)
+        # uwsgi listeners (uwsgid names them "uwsgi=ADDR"), their limit and allowed TCP peers.
+        self.uwsgi_socks = {s for s, name in listeners if name.startswith("uwsgi=")}
+        self.uwsgi_buffer = int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
+        self.uwsgi_allow = None
 
     # -- main thread ------------------------------------------------------------------------
 
@@ -778,11 +836,37 @@ class Server:
             except OSError as e:
                 log("accept: %s" % e)
                 return
+            if listener in self.uwsgi_socks and not self.uwsgi_peer_allowed(sock, peer):
+                continue
             sock.setblocking(True)
             sock.settimeout(self.args.socket_timeout)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.submit(Connection(sock, peer, listener.getsockname()))
+            conn = Connection(sock, peer, listener.getsockname())
+            conn.uwsgi = listener in self.uwsgi_socks
+            self.submit(conn)
+
+    def uwsgi_peer_allowed(self, sock, peer):
+        """uwsgi has no authentication: TCP peers other than loopback only when --uwsgi-allow
+        names them (UWSGID_UWSGI_ALLOW); Unix sockets are guarded by their file mode."""
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return True
+        import ipaddress
+        if self.uwsgi_allow is None:
+            self.uwsgi_allow = [ipaddress.ip_network(n, strict=False) for n in
+                                os.environ.get("UWSGID_UWSGI_ALLOW", "").split(",") if n]
+        ip = ipaddress.ip_address(peer[0])
+        if getattr(ip, "ipv4_mapped", None):
+            ip = ip.ipv4_mapped
+        if ip.is_loopback or any(ip.version == n.version and ip in n for n in self.uwsgi_allow):
+            return True
+        log("uwsgi: refused a connection from %s: only loopback peers may speak uwsgi unless "
+            "--uwsgi-allow names them" % peer[0])
+        try:
+            sock.close()
+        except OSError:
+            pass
+        return False
 
     def submit(self, conn):
         with self.lock:
@@ -875,12 +959,19 @@ class Server:
 
     def handle_one(self, conn):
         """Serve one request; True if the connection may carry another."""
+        env = None
         try:
-            head = conn.read_head()
-            if head is None:
-                return False
-            req = parse_head(head)
-            body = self.request_body(conn, req)
+            if conn.uwsgi:
+                vars = conn.read_uwsgi(self.uwsgi_buffer)
+                if vars is None:
+                    return False
+                req, body, env = self.uwsgi_request(conn, vars)
+            else:
+                head = conn.read_head()
+                if head is None:
+                    return False
+                req = parse_head(head)
+                body = self.request_body(conn, req)
         except BadRequest as e:
             try:
                 simple_response(conn, e.status, str(e))
@@ -893,9 +984,10 @@ class Server:
             return False
         started = time.monotonic()
         try:
-            status, keep = self.run_app(conn, req, body)
+            status, keep = self.run_app(conn, req, body, env)
         except ClientGone:
             return False
+        keep = keep and not conn.uwsgi
         if _UWSGI is not None:
             _UWSGI._count_request()
         if keep:
@@ -982,9 +1074,57 @@ class Server:
             env["REMOTE_ADDR"] = str(conn.peer or "")
         return env
 
-    def run_app(self, conn, req, body):
+    def uwsgi_request(self, conn, vars):
+        """(request, body, environ) of a uwsgi packet: the vars are the environ, as sent.
+
+        The request is HTTP/1.0 for the response logic (one request per connection, answered
+        without chunking, then closed: nginx's uwsgi upstream never reuses a connection)."""
+        method = vars.get("REQUEST_METHOD", "")
+        if not method or not set(method) <= TOKEN_CHARS:
+            raise BadRequest("uwsgi packet without a valid REQUEST_METHOD")
+        query = vars.get("QUERY_STRING", "")
+        target = vars.get("REQUEST_URI") or (vars.get("PATH_INFO", "/") +
+                                             ("?" + query if query else ""))
+        if vars.get("HTTP_TRANSFER_ENCODING"):
+            raise BadRequest("chunked request bodies are not supported", 501)
+        cl = vars.get("CONTENT_LENGTH", "")
+        if cl and not cl.isdigit():
+            raise BadRequest("uwsgi CONTENT_LENGTH %r is not a number" % cl[:40])
+        headers = [(k[5:].lower().replace("_", "-"), v) for k, v in vars.items()
+                   if k.startswith("HTTP_") and k != "HTTP_CONNECTION"]
+        req = Request(method, target, "HTTP/1.0", headers)
+        body = Body(conn, int(cl or 0), False, False)
+        env = dict(vars)
+        if not env.get("CONTENT_TYPE"):
+            env.pop("CONTENT_TYPE", None)
+        if not cl:
+            env.pop("CONTENT_LENGTH", None)
+        env.setdefault("SCRIPT_NAME", "")
+        env.setdefault("PATH_INFO", unquote_to_bytes(
+            target.partition("?")[0].encode("latin-1")).decode("latin-1"))
+        env.setdefault("QUERY_STRING", query)
+        env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
+        env.setdefault("SERVER_NAME", "localhost")
+        env.setdefault("SERVER_PORT", "80")
+        env.setdefault("REMOTE_ADDR", "")
+        env.update({
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if env.get("HTTPS", "").lower() in ("on", "1")
+            else "http",
+            "wsgi.input": body,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        })
+        return req, body, env
+
+    def run_app(self, conn, req, body, env=None):
         """Run the application and send its response; (status, keep-alive)."""
-        env = self.environ(conn, req, body)
+        if env is None:
+            env = self.environ(conn, req, body)
         conn_hdr = (req.header("connection") or "").lower()
         tokens = {t.strip() for t in conn_hdr.split(",")}
         if req.version == "HTTP/1.1":

@@ -4,7 +4,8 @@
 //! Every exec worker (any language) gets `UWSGID_MASTER_PID` (its master), and when the
 //! instance has them `UWSGID_MASTER_FIFO` (the first `--master-fifo`), `UWSGID_PROCESSES`,
 //! `UWSGID_STARTED_ON` (the master's start, Unix seconds) and `UWSGID_OPT` (the options as
-//! JSON). A program reloads its instance gracefully by writing `r` to the FIFO, or by sending
+//! JSON), plus `UWSGID_BUFFER_SIZE` and `UWSGID_UWSGI_ALLOW` (comma-separated networks) for
+//! programs that serve the uwsgi listeners. A program reloads its instance gracefully by writing `r` to the FIFO, or by sending
 //! SIGHUP to the master pid (`docs/apps.md` has one-liners for Ruby, Node and Perl).
 //!
 //! [`UWSGI_MODULE`] is `python/uwsgi.py`, the `uwsgi` module Python apps written for uWSGI
@@ -25,6 +26,17 @@ pub fn set_instance_env(config: &crate::cli::Config, argv: &[String]) {
         ("UWSGID_MASTER_PID", std::process::id().to_string()),
         ("UWSGID_PROCESSES", config.processes.to_string()),
         ("UWSGID_OPT", options_json(argv)),
+        // For Python workers serving uwsgi listeners (named uwsgi=ADDR in LISTEN_FDNAMES).
+        ("UWSGID_BUFFER_SIZE", config.buffer_size.to_string()),
+        (
+            "UWSGID_UWSGI_ALLOW",
+            config
+                .uwsgi_allow
+                .iter()
+                .map(|(ip, bits)| format!("{ip}/{bits}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ];
     if let Some(info) = common::process::ProcessInfo::read(std::process::id() as i32) {
         if let Ok(t) = info.started.duration_since(std::time::UNIX_EPOCH) {
