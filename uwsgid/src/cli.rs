@@ -719,13 +719,19 @@ impl Config {
                 Proto::Http => e,
                 Proto::Uwsgi => e.replacen("--http-socket", "--socket", 1),
             })?;
-            if listeners.iter().any(|l: &ListenerSpec| l.addr == addr) {
-                return Err(format!("{} {text}: given twice", proto.option()));
-            }
             let configured = match proto {
                 Proto::Http => text.clone(),
                 Proto::Uwsgi => format!("{UWSGI_PREFIX}{text}"),
             };
+            // Port 0 binds a fresh port each time: the same text twice is still refused (it
+            // names the listener across reloads), another protocol on :0 is another socket.
+            let any_port = matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
+            if listeners
+                .iter()
+                .any(|l: &ListenerSpec| l.configured == configured || (l.addr == addr && !any_port))
+            {
+                return Err(format!("{} {text}: given twice", proto.option()));
+            }
             listeners.push(ListenerSpec {
                 configured,
                 addr,

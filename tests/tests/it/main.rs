@@ -11,6 +11,7 @@ mod exec_support;
 mod harness;
 mod health_metrics;
 mod http_conformance;
+mod nginx_uwsgi;
 mod reload_storm;
 mod security_ctl;
 mod security_fifo;

@@ -1,0 +1,657 @@
+//! uwsgid behind a real nginx (issue 13, items 1-2): `--socket` on a Unix path and on TCP,
+//! `uwsgi_pass` with `include uwsgi_params`, built-in workers and the bundled Python runner.
+//! GET with query strings, repeated headers, cookies, POST bodies (small, 10 MB, and with
+//! `uwsgi_request_buffering off`), large responses, HEAD, 404, 500, 100 requests on one
+//! keep-alive client, and graceful reloads every second under load with no failed request.
+//! Plus what needs no nginx: packets uWSGI would act on (`UWSGI_FILE`, ...) are plain data,
+//! garbage never crashes a worker, TCP peers outside loopback need `--uwsgi-allow`, exec
+//! workers see `uwsgi=ADDR` in `LISTEN_FDNAMES` and the master's pid in their environment.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use uwsgi_tests::*;
+
+fn have_nginx() -> bool {
+    require(
+        nginx_binary().is_some(),
+        "nginx",
+        "apt-get install nginx (tests/run.sh does)",
+    )
+}
+
+/// One HTTP/1.1 client connection kept alive across requests.
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    fn new(addr: &str) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.s.read(&mut chunk).expect("read an answer");
+        assert!(n > 0, "connection closed before the answer was complete");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill();
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = self.take(i + 2);
+                return String::from_utf8_lossy(&l[..i]).into_owned();
+            }
+            self.fill();
+        }
+    }
+
+    /// Send `head` (and `body`), read one answer; `head_only` for HEAD.
+    fn send(&mut self, head: &str, body: &[u8], head_only: bool) -> Answer {
+        self.s.write_all(head.as_bytes()).unwrap();
+        self.s.write_all(body).unwrap();
+        let status_line = self.line();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap();
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let mut a = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_only {
+            return a;
+        }
+        if let Some(n) = a.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            a.body = self.take(n);
+        } else if a
+            .header("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"))
+        {
+            loop {
+                let size = usize::from_str_radix(self.line().trim(), 16).unwrap();
+                if size == 0 {
+                    self.line();
+                    break;
+                }
+                a.body.extend(self.take(size));
+                self.take(2);
+            }
+        } else {
+            panic!("an answer without length: {:?}", a.headers);
+        }
+        a
+    }
+
+    fn get(&mut self, path: &str) -> Answer {
+        self.send(
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"),
+            b"",
+            false,
+        )
+    }
+}
+
+const APP: &str = r#"
+import hashlib, os, uwsgi
+
+def application(env, start_response):
+    path = env["PATH_INFO"]
+    if path.endswith("/env"):
+        body = "\n".join("%s=%s" % (k, v) for k, v in sorted(env.items())
+                         if isinstance(v, str)).encode()
+    elif path.endswith("/echo"):
+        data = env["wsgi.input"].read()
+        body = ("%d %s" % (len(data), hashlib.sha256(data).hexdigest())).encode()
+    elif path == "/big":
+        body = b"0123456789abcdef" * (1 << 18)
+    elif path == "/boom":
+        raise RuntimeError("boom")
+    elif path == "/reload":
+        body = str(uwsgi.reload()).encode()
+    elif path == "/uwsgi":
+        body = repr((uwsgi.worker_id(), uwsgi.masterpid(), uwsgi.numproc,
+                     uwsgi.started_on, uwsgi.total_requests(),
+                     uwsgi.opt.get("processes"), os.getpid())).encode()
+    elif path == "/":
+        body = b"python " + str(os.getpid()).encode()
+    else:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"nope\n"]
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+fn sha(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The uwsgi socket's TCP address, from the record (the HTTP listener comes first).
+fn uwsgi_tcp(d: &Daemon) -> String {
+    let r = common::discovery::read_record(&d.pidfile).unwrap();
+    let s = d.stats();
+    let names: Vec<String> = s["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["proto"] == "uwsgi")
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    names
+        .into_iter()
+        .find(|n| !n.starts_with('/') && r.listeners.contains(n))
+        .expect("a uwsgi TCP listener")
+}
+
+#[test]
+fn builtin_workers_behind_nginx_on_unix_and_tcp() {
+    if !have_nginx() {
+        return;
+    }
+    let dir = TestDir::new("nginx-builtin");
+    let static_dir = dir.join("static");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    let big: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(static_dir.join("big.bin"), &big).unwrap();
+    let sock = dir.join("app.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "2",
+            "--socket",
+            sock.to_str().unwrap(),
+            "-s",
+            "127.0.0.1:0",
+            "--chmod-socket",
+            "--check-static",
+            static_dir.to_str().unwrap(),
+        ],
+    );
+    let tcp = uwsgi_tcp(&d);
+    for upstream in [format!("unix:{}", sock.display()), tcp] {
+        let ngx = Nginx::start(&dir, &upstream);
+        let mut c = Client::new(&ngx.addr);
+        let a = c.get("/?a=1&b=two");
+        assert_eq!(
+            (a.status, a.text().as_str()),
+            (200, "Hello World"),
+            "{upstream}"
+        );
+        let a = c.get("/pid");
+        let pid: i32 = a.text().parse().unwrap();
+        assert!(d.worker_pids().contains(&(pid as i64)));
+        let a = c.get("/no/such/page");
+        assert_eq!(a.status, 404);
+        let a = c.send("HEAD / HTTP/1.1\r\nHost: test\r\n\r\n", b"", true);
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("content-length"), Some("11"));
+        let a = c.get("/big.bin");
+        assert_eq!(a.status, 200);
+        assert!(a.body == big, "8 MiB static file intact through nginx");
+        // 100 requests on this one keep-alive client connection (nginx opens one upstream
+        // connection per request).
+        let started = Instant::now();
+        for i in 0..100 {
+            let a = c.get(&format!("/?n={i}"));
+            assert_eq!(a.status, 200, "request {i}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            !ngx.error_log_text().contains("upstream prematurely closed"),
+            "{}",
+            ngx.error_log_text()
+        );
+    }
+    let s = d.stats();
+    let protos: Vec<&str> = s["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["proto"].as_str().unwrap())
+        .collect();
+    assert_eq!(protos, ["http", "uwsgi", "uwsgi"]);
+}
+
+#[test]
+fn python_app_behind_nginx() {
+    if !have_nginx() || !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("nginx-python");
+    let app = dir.write("app.py", APP);
+    let sock = dir.join("app.sock");
+    let _d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "2",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--uwsgi-socket",
+            sock.to_str().unwrap(),
+            "--chmod-socket=660",
+        ],
+    );
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let mut c = Client::new(&ngx.addr);
+    let a = c.send(
+        "GET /env?q=1&r=%20x HTTP/1.1\r\nHost: example.test\r\nX-Many: one\r\nX-Many: two\r\n\
+         Cookie: a=1\r\nCookie: b=2\r\nUser-Agent: t\r\n\r\n",
+        b"",
+        false,
+    );
+    assert_eq!(a.status, 200);
+    let env = a.text();
+    for want in [
+        "REQUEST_METHOD=GET",
+        "QUERY_STRING=q=1&r=%20x",
+        "REQUEST_URI=/env?q=1&r=%20x",
+        "PATH_INFO=/env",
+        "SERVER_PROTOCOL=HTTP/1.1",
+        "HTTP_HOST=example.test",
+        "HTTP_USER_AGENT=t",
+        "REMOTE_ADDR=127.0.0.1",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in\n{env}");
+    }
+    let many = env.lines().find(|l| l.starts_with("HTTP_X_MANY=")).unwrap();
+    assert!(many.contains("one") && many.contains("two"), "{many}");
+    let cookie = env.lines().find(|l| l.starts_with("HTTP_COOKIE=")).unwrap();
+    assert!(cookie.contains("a=1") && cookie.contains("b=2"), "{cookie}");
+
+    let small = b"hello uwsgi".to_vec();
+    let large: Vec<u8> = (0..(10u32 << 20)).map(|i| (i * 7 % 256) as u8).collect();
+    for (path, body) in [
+        ("/echo", &small),
+        ("/echo", &large),
+        ("/unbuffered/echo", &large),
+        ("/unbuffered/echo", &small),
+    ] {
+        let a = c.send(
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body,
+            false,
+        );
+        assert_eq!(a.status, 200, "{path}");
+        assert_eq!(
+            a.text(),
+            format!("{} {}", body.len(), sha(body)),
+            "{path} {}",
+            body.len()
+        );
+    }
+    let a = c.get("/big");
+    assert_eq!((a.status, a.body.len()), (200, 4 << 20));
+    let a = c.send("HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n", b"", true);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-length"), Some("4194304"));
+    assert_eq!(c.get("/nope").status, 404);
+    assert_eq!(c.get("/boom").status, 500);
+    for i in 0..100 {
+        assert_eq!(c.get("/").status, 200, "request {i}");
+    }
+}
+
+#[test]
+fn graceful_reloads_every_second_through_nginx_fail_nothing() {
+    if !have_nginx() {
+        return;
+    }
+    let dir = TestDir::new("nginx-reload");
+    let sock = dir.join("app.sock");
+    let d = Daemon::start(
+        &dir,
+        &["--processes", "2", "--socket", sock.to_str().unwrap()],
+    );
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let load = Load::start(&ngx.addr, 4, "/");
+    load.wait_more(50);
+    let pf = d.pidfile.to_str().unwrap().to_string();
+    for n in 0..5 {
+        let started = Instant::now();
+        let out = std::process::Command::new(bin("uwsgid"))
+            .args(["--reload", &pf])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.wait_generation(n + 2);
+        let before = load.ok();
+        load.wait_more(before + 20);
+        if let Some(rest) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+            // One reload a second: wait out the second while the load runs.
+            let until = Instant::now() + rest;
+            wait_for("the second to pass", rest + Duration::from_secs(1), || {
+                (Instant::now() >= until).then_some(())
+            });
+        }
+    }
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} failed of {}: {:?}",
+        errors.len(),
+        ok,
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok > 100, "{ok}");
+}
+
+/// A raw uwsgi request on a fresh connection; the raw answer.
+fn uwsgi_raw(addr: &str, packet: &[u8]) -> Vec<u8> {
+    let mut s: Box<dyn ReadWrite> = if addr.starts_with('/') {
+        Box::new(std::os::unix::net::UnixStream::connect(addr).unwrap())
+    } else {
+        Box::new(TcpStream::connect(addr).unwrap())
+    };
+    s.write_all(packet).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    raw
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn packet(vars: &[(&str, &str)]) -> Vec<u8> {
+    uwsgid::uwsgi_proto::encode(vars).unwrap()
+}
+
+#[test]
+fn uwsgi_control_vars_are_plain_data_and_garbage_is_refused() {
+    if !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("uwsgi-vars");
+    let app = dir.write("app.py", APP);
+    let evil = dir.write(
+        "evil.py",
+        &format!(
+            "open({:?}, 'w').write('ran')\ndef application(e, s):\n    s('200 OK', [])\n    return [b'evil']\n",
+            dir.join("pwned").display()
+        ),
+    );
+    let sock = dir.join("py.sock");
+    let bsock = dir.join("builtin.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    let bdir = TestDir::new("uwsgi-vars-builtin");
+    let b = Daemon::start(
+        &bdir,
+        &["--processes", "1", "--socket", bsock.to_str().unwrap()],
+    );
+    let e = evil.to_str().unwrap();
+    let vars = [
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/env"),
+        ("PATH_INFO", "/env"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("UWSGI_FILE", e),
+        ("UWSGI_SCRIPT", "evil"),
+        ("UWSGI_MODULE", "evil"),
+        ("UWSGI_CALLABLE", "application"),
+        ("UWSGI_CHDIR", dir.path.to_str().unwrap()),
+        ("UWSGI_PYHOME", "/tmp"),
+        ("UWSGI_TOUCH_RELOAD", e),
+        ("UWSGI_SETENV", "UWSGID_PWNED=1"),
+        ("UWSGI_APPID", "evil"),
+    ];
+    for _ in 0..3 {
+        let (status, body) =
+            parse_response(&uwsgi_raw(sock.to_str().unwrap(), &packet(&vars))).unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains(&format!("UWSGI_FILE={e}")), "{body}");
+        assert!(body.contains("UWSGI_SETENV=UWSGID_PWNED=1"), "{body}");
+        assert!(
+            !body.lines().any(|l| l.starts_with("UWSGID_PWNED")),
+            "{body}"
+        );
+        assert!(
+            !body.contains("evil\n") || body.contains("UWSGI_"),
+            "{body}"
+        );
+        let (status, _) =
+            parse_response(&uwsgi_raw(bsock.to_str().unwrap(), &packet(&vars))).unwrap();
+        assert_eq!(status, 404, "the built-in worker serves /env as any path");
+    }
+    assert!(!dir.join("pwned").exists(), "UWSGI_FILE was executed");
+    assert_eq!(d.generation(), 1, "UWSGI_TOUCH_RELOAD reloaded nothing");
+
+    // Garbage: every kind is refused, no worker dies.
+    let pids = (d.worker_pids(), b.worker_pids());
+    let mut big = vec![0u8, 0xff, 0xff, 0];
+    big.extend(vec![b'a'; 70000]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![100, 0, 0, 0], "501"),
+        (vec![0, 4, 0, 5, 1, 0, b'K', 0], "501"),
+        (vec![0, 5, 0, 0, 10, 0, b'a', b'b', b'c'], "400"),
+        (vec![0, 0, 0, 0], "400"),
+        (vec![0, 0x01, 0x20, 0], "431"),
+        (big, "431"),
+        (packet(&[("REQUEST_URI", "/")]), "400"),
+        (packet(&[("K", "a\nb")]), "400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), ""),
+        (vec![0, 10, 0, 0, 1], ""), // truncated: the client gives up
+    ];
+    for s in [&sock, &bsock] {
+        for (raw, want) in &cases {
+            let answer = uwsgi_raw_timeout(s.to_str().unwrap(), raw);
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.is_empty() || text.starts_with("HTTP/1.1 "), "{text}");
+            if !want.is_empty() {
+                assert!(
+                    text.starts_with(&format!("HTTP/1.1 {want}")),
+                    "{raw:?}: {text}"
+                );
+            }
+        }
+        let ok = parse_response(&uwsgi_raw(s.to_str().unwrap(), &packet(&vars[..4]))).unwrap();
+        assert!(ok.0 == 200 || ok.0 == 404);
+    }
+    assert_eq!((d.worker_pids(), b.worker_pids()), pids, "no worker died");
+}
+
+/// Like [`uwsgi_raw`], giving up after a short while (for truncated packets).
+fn uwsgi_raw_timeout(addr: &str, raw: &[u8]) -> Vec<u8> {
+    let mut s = std::os::unix::net::UnixStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// A local address that is not loopback, if the machine has one.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn tcp_peers_outside_loopback_need_the_allow_list() {
+    let Some(ip) = non_loopback_ip() else {
+        require(
+            false,
+            "a non-loopback address",
+            "a network interface with an IPv4 address",
+        );
+        return;
+    };
+    let req = packet(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/pid")]);
+    for allow in [None, Some(format!("{ip}/32"))] {
+        let dir = TestDir::new("uwsgi-allow");
+        let port = free_port();
+        let bind = format!("0.0.0.0:{port}");
+        let mut args = vec!["--processes", "1", "--socket", bind.as_str()];
+        if let Some(a) = &allow {
+            args.extend(["--uwsgi-allow", a.as_str()]);
+        }
+        let d = Daemon::start(&dir, &args);
+        // From loopback: always served.
+        let (status, _) = parse_response(&uwsgi_raw(&format!("127.0.0.1:{port}"), &req)).unwrap();
+        assert_eq!(status, 200);
+        let remote = uwsgi_raw(&format!("{ip}:{port}"), &req);
+        match allow {
+            None => {
+                assert!(remote.is_empty(), "{}", String::from_utf8_lossy(&remote));
+                d.wait_log(&format!("refused a connection from {ip}"));
+            }
+            Some(_) => assert_eq!(parse_response(&remote).unwrap().0, 200),
+        }
+    }
+}
+
+#[test]
+fn exec_workers_see_uwsgi_listeners_and_the_master() {
+    if !require_program("perl", "perl") {
+        return;
+    }
+    let dir = TestDir::new("uwsgi-exec-names");
+    let out = dir.join("env.txt");
+    // The documented Perl one-liner reloads the instance from a worker: the first generation's
+    // worker sends SIGHUP to UWSGID_MASTER_PID.
+    let script = format!(
+        "perl -e 'open(my $f, \">>\", \"{}\"); print $f \"$ENV{{LISTEN_FDNAMES}} $ENV{{UWSGID_MASTER_PID}} $ENV{{UWSGID_GENERATION}}\\n\"; close $f; kill \"HUP\", $ENV{{UWSGID_MASTER_PID}} if $ENV{{UWSGID_GENERATION}} == 1; sleep 600'",
+        out.display()
+    );
+    let sock = dir.join("u.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--worker-exec",
+            &script,
+            "--worker-ready-timeout",
+            "0.2",
+            "--http-socket",
+            "127.0.0.1:0",
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    d.wait_generation(2);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first = text.lines().next().unwrap();
+    let fields: Vec<&str> = first.split(' ').collect();
+    assert_eq!(fields[1], d.pid.to_string(), "{text}");
+    let names: Vec<&str> = fields[0].split(':').collect();
+    assert_eq!(names.len(), 2, "{text}");
+    assert!(names[0].starts_with("127.0.0.1_"), "{text}");
+    assert_eq!(names[1], format!("uwsgi={}", sock.display()), "{text}");
+}
+
+#[test]
+fn uwsgi_module_in_python_apps() {
+    if !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("uwsgi-module");
+    let app = dir.write("app.py", APP);
+    let d = Daemon::start(
+        &dir,
+        &["--processes", "2", "--wsgi-file", app.to_str().unwrap()],
+    );
+    let (status, body) = d.get("/uwsgi").unwrap();
+    assert_eq!(status, 200, "{body}");
+    // (worker_id, masterpid, numproc, started_on, total_requests, opt["processes"], pid)
+    let inner = body.trim_matches(|c| c == '(' || c == ')');
+    let f: Vec<&str> = inner.split(", ").collect();
+    let id: u32 = f[0].parse().unwrap();
+    assert!((1..=2).contains(&id), "{body}");
+    assert_eq!(f[1], d.pid.to_string(), "{body}");
+    assert_eq!(f[2], "2", "{body}");
+    let started: u64 = f[3].parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(started <= now && now - started < 600, "{body}");
+    f[4].parse::<u64>().unwrap();
+    assert_eq!(f[5], "b'2'", "{body}");
+    // reload() returns at once; the reload is graceful.
+    let load = Load::start(&d.addr, 2, "/");
+    load.wait_more(20);
+    let (status, body) = d.get("/reload").unwrap();
+    assert_eq!((status, body.as_str()), (200, "True"));
+    d.wait_generation(2);
+    let before = load.ok();
+    load.wait_more(before + 20);
+    let (ok, errors) = load.finish();
+    assert!(errors.is_empty(), "{ok} ok, failed: {errors:?}");
+}
