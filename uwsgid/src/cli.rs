@@ -216,6 +216,15 @@ pub struct Args {
     /// Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always
     #[arg(long = "uwsgi-allow", value_name = "IP[/BITS]")]
     pub uwsgi_allow: Vec<String>,
+    /// After binding (as root), run the master and workers as USER (name or number)
+    #[arg(long, value_name = "USER")]
+    pub uid: Option<String>,
+    /// After binding (as root), run as GROUP (name or number; default: USER's group)
+    #[arg(long, value_name = "GROUP")]
+    pub gid: Option<String>,
+    /// With --uid/--gid: only the workers drop, the master keeps root
+    #[arg(long = "master-as-root")]
+    pub master_as_root: bool,
 }
 
 /// Where a listener is.
@@ -355,6 +364,9 @@ pub struct Config {
     /// `--umask`, set before anything is created.
     #[serde(default)]
     pub umask: Option<u32>,
+    /// `--uid`/`--gid`: who the instance runs as once everything is bound.
+    #[serde(default)]
+    pub identity: Option<crate::privileges::Identity>,
     /// `--buffer-size`: the largest uwsgi vars block accepted.
     #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
@@ -999,6 +1011,11 @@ impl Config {
             worker,
             daemonize: args.daemonize.clone(),
             instance_dir: instance.map(|i| i.dir),
+            identity: crate::privileges::resolve_identity(
+                args.uid.as_deref(),
+                args.gid.as_deref(),
+                args.master_as_root,
+            )?,
             buffer_size: match args.buffer_size {
                 None => crate::uwsgi_proto::DEFAULT_BUFFER_SIZE,
                 Some(n) if (64..=crate::uwsgi_proto::MAX_VARS).contains(&n) => n,

@@ -458,6 +458,8 @@ impl Master {
         m.spawn_missing(Instant::now());
         m.write_pidfiles(false);
         m.announce_files();
+        // Everything needing root is made (listeners, pidfile, FIFO, stats socket): drop.
+        crate::privileges::drop_master(m.config.identity.as_ref())?;
         crate::daemonize::report_to_launcher(&format!("ok {}", std::process::id()));
         Ok(m)
     }
@@ -2154,6 +2156,8 @@ impl Master {
                 // SAFETY: getpid in the child.
                 let me = unsafe { libc::getpid() };
                 self.board.cell(cell).reset(me);
+                // --uid/--gid before the parent-death signal (a credential change clears it).
+                crate::privileges::drop_in_child(self.config.identity.as_ref());
                 if !sys::die_with_parent(master_pid) {
                     // SAFETY: the master is already gone; leave at once.
                     unsafe { libc::_exit(1) }
@@ -2315,6 +2319,7 @@ impl Master {
         match sys::fork() {
             Err(e) => Err(format!("fork: {e}")),
             Ok(sys::Fork::Child) => {
+                crate::privileges::drop_in_child(self.config.identity.as_ref());
                 if !sys::die_with_parent(master_pid) {
                     // SAFETY: the master is already gone; leave at once.
                     unsafe { libc::_exit(1) }

@@ -256,3 +256,221 @@ mod tests {
         assert!(parse_chown(":").is_err());
     }
 }
+
+/// Who the instance runs as after startup (`--uid`, `--gid`): resolved while the options are
+/// checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The user to become (`None`: `--gid` alone, the user stays).
+    pub uid: Option<u32>,
+    pub gid: u32,
+    /// Supplementary groups: the user's from the group database, else just `gid`.
+    pub groups: Vec<u32>,
+    /// As given, for messages (`www-data`, `33:33`).
+    pub shown: String,
+    /// `--master-as-root`: only the workers drop.
+    pub master_as_root: bool,
+}
+
+fn grouplist(name: &str, gid: u32) -> Vec<u32> {
+    let Ok(cname) = CString::new(name) else {
+        return vec![gid];
+    };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let want = n;
+        // SAFETY: groups has room for `n` gids; getgrouplist writes at most that many and sets
+        // `n` to the count (or the needed count, returning -1).
+        let ret = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        if ret >= 0 {
+            groups.truncate(n.max(0) as usize);
+            return groups;
+        }
+        if n <= want || n > 65536 {
+            return vec![gid];
+        }
+    }
+}
+
+/// Resolve `--uid`/`--gid` (names or numbers). A user's primary group is the default group and
+/// its group memberships the supplementary groups. Refuses what cannot be applied: an unknown
+/// user or group, or a process that is neither root nor already that user and group.
+pub fn resolve_identity(
+    uid: Option<&str>,
+    gid: Option<&str>,
+    master_as_root: bool,
+) -> Result<Option<Identity>, String> {
+    if uid.is_none() && gid.is_none() {
+        if master_as_root {
+            return Err(
+                "--master-as-root without --uid or --gid: nothing to drop; give \
+                        --uid USER (and --gid GROUP)"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let user = match uid {
+        Some(u) => Some(
+            lookup_user(u)
+                .map_err(|e| format!("--uid {u}: {e}"))?
+                .or_else(|| {
+                    // A bare number without a user entry is still a uid (as in containers).
+                    u.parse::<u32>().ok().map(|n| User {
+                        name: String::new(),
+                        uid: n,
+                        gid: u32::MAX,
+                        home: String::new(),
+                    })
+                })
+                .ok_or_else(|| {
+                    format!("--uid {u}: no such user on this system; create it or give a uid")
+                })?,
+        ),
+        None => None,
+    };
+    let gid_value = match gid {
+        Some(g) => lookup_group(g)
+            .map_err(|e| format!("--gid {g}: {e}"))?
+            .ok_or_else(|| {
+                format!("--gid {g}: no such group on this system; create it or give a gid")
+            })?,
+        None => match &user {
+            Some(u) if u.gid != u32::MAX => u.gid,
+            Some(u) => {
+                return Err(format!(
+                    "--uid {}: uid {} has no user entry, so no group: give --gid too",
+                    uid.unwrap_or_default(),
+                    u.uid
+                ))
+            }
+            None => unreachable!("uid or gid is given"),
+        },
+    };
+    let groups = match &user {
+        Some(u) if !u.name.is_empty() => {
+            let mut g = grouplist(&u.name, gid_value);
+            if !g.contains(&gid_value) {
+                g.insert(0, gid_value);
+            }
+            g
+        }
+        _ => vec![gid_value],
+    };
+    let shown = match (uid, gid) {
+        (Some(u), Some(g)) => format!("{u}:{g}"),
+        (Some(u), None) => u.to_string(),
+        (None, Some(g)) => format!(":{g}"),
+        (None, None) => unreachable!(),
+    };
+    let id = Identity {
+        uid: user.map(|u| u.uid),
+        gid: gid_value,
+        groups,
+        shown,
+        master_as_root,
+    };
+    // SAFETY: geteuid/getegid have no memory effects.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let already = id.uid.is_none_or(|u| u == euid) && id.gid == egid;
+    if euid != 0 && !already {
+        return Err(format!(
+            "--uid/--gid {}: uwsgid runs as uid {euid} gid {egid} and cannot change to uid {} \
+             gid {}; start it as root (it binds, then drops), or leave --uid/--gid out",
+            id.shown,
+            id.uid
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| euid.to_string()),
+            id.gid
+        ));
+    }
+    if id.uid == Some(0) {
+        return Err(format!(
+            "--uid {}: that is root; give an unprivileged user",
+            id.shown
+        ));
+    }
+    Ok(Some(id))
+}
+
+/// Become `id` for good: supplementary groups, group, then user (all of real, effective and
+/// saved ids), checked afterwards. The process stays dumpable, so its owner (the new user) can
+/// still read its `/proc/PID/fd` (how uwsgictl ties a FIFO to its master).
+pub fn become_identity(id: &Identity) -> Result<(), String> {
+    // SAFETY: getuid/getgid have no memory effects.
+    let (uid_now, gid_now) = unsafe { (libc::getuid(), libc::getgid()) };
+    if id.uid.is_none_or(|u| u == uid_now) && id.gid == gid_now && uid_now != 0 {
+        return Ok(()); // already dropped (a re-executed master)
+    }
+    let gids: Vec<libc::gid_t> = id.groups.clone();
+    // SAFETY: setgroups reads `gids.len()` gids from a live vector; the id calls take integers.
+    unsafe {
+        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+            return Err(format!(
+                "--gid: setgroups: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::setresgid(id.gid, id.gid, id.gid) != 0 {
+            return Err(format!(
+                "--gid {}: setresgid: {}",
+                id.gid,
+                std::io::Error::last_os_error()
+            ));
+        }
+        if let Some(uid) = id.uid {
+            if libc::setresuid(uid, uid, uid) != 0 {
+                return Err(format!(
+                    "--uid {uid}: setresuid: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // Root must be gone for good.
+            if uid != 0 && (libc::setuid(0) == 0 || libc::geteuid() == 0) {
+                return Err(format!(
+                    "--uid {uid}: root could be regained after the drop"
+                ));
+            }
+        }
+        libc::prctl(libc::PR_SET_DUMPABLE, 1 as libc::c_ulong, 0, 0, 0);
+    }
+    Ok(())
+}
+
+/// In a freshly forked worker or zygote: become `--uid`/`--gid`, or exit at once (a worker
+/// never runs as root when `--uid` was given).
+pub fn drop_in_child(id: Option<&Identity>) {
+    let Some(id) = id else {
+        return;
+    };
+    if let Err(e) = become_identity(id) {
+        crate::log!("cannot drop privileges in a worker: {e}; exiting");
+        // SAFETY: leave the child at once, without the master's destructors.
+        unsafe { libc::_exit(1) }
+    }
+}
+
+/// In the master, once what needs root exists: become `--uid`/`--gid` (unless
+/// `--master-as-root`), logging it once.
+pub fn drop_master(id: Option<&Identity>) -> Result<(), String> {
+    let Some(id) = id else {
+        return Ok(());
+    };
+    if id.master_as_root {
+        crate::log!(
+            "--master-as-root: the master keeps root; workers run as {}",
+            id.shown
+        );
+        return Ok(());
+    }
+    become_identity(id)?;
+    crate::log!(
+        "dropped privileges: running as uid {} gid {} (groups {:?})",
+        // SAFETY: getuid has no memory effects.
+        unsafe { libc::getuid() },
+        id.gid,
+        id.groups
+    );
+    Ok(())
+}
