@@ -23,7 +23,7 @@ _uwsgid() {
 
     case "${cmd}" in
         uwsgid)
-            opts="-p -s -b -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --reload --stop --graceful-stop --brutal-reload --chain-reload --pause --suspend --resume --wait --uwsgi-socket --socket --http --http11-socket --buffer-size --uwsgi-allow --help --version"
+            opts="-p -s -b -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --reload --stop --graceful-stop --brutal-reload --chain-reload --pause --suspend --resume --wait --uwsgi-socket --socket --http --http11-socket --buffer-size --uwsgi-allow --uid --gid --master-as-root --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +234,14 @@ _uwsgid() {
                     return 0
                     ;;
                 --uwsgi-allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

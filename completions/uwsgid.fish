@@ -42,6 +42,8 @@ complete -c uwsgid -l http -d 'Listen for HTTP on ADDR, as --http-socket (uWSGI\
 complete -c uwsgid -l http11-socket -d 'Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)' -r
 complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]' -r
 complete -c uwsgid -l uwsgi-allow -d 'Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always' -r
+complete -c uwsgid -l uid -d 'After binding (as root), run the master and workers as USER (name or number)' -r
+complete -c uwsgid -l gid -d 'After binding (as root), run as GROUP (name or number; default: USER\'s group)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
@@ -52,5 +54,6 @@ complete -c uwsgid -l lazy-apps -d 'Import the Python app in every worker instea
 complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s Python interpreter started in standby (it makes a preload reload skip the interpreter\'s start-up, for the memory of one idle interpreter)'
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
 complete -c uwsgid -l wait -d 'With a management option: block until it is done (at most 60 s; exit 20 on timeout)'
+complete -c uwsgid -l master-as-root -d 'With --uid/--gid: only the workers drop, the master keeps root'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

@@ -12,6 +12,7 @@ mod harness;
 mod health_metrics;
 mod http_conformance;
 mod nginx_uwsgi;
+mod privileges;
 mod reload_storm;
 mod security_ctl;
 mod security_fifo;
