@@ -11,6 +11,7 @@ mod exec_support;
 mod harness;
 mod health_metrics;
 mod http_conformance;
+mod nginx_deployment;
 mod nginx_uwsgi;
 mod privileges;
 mod reload_storm;

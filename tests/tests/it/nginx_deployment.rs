@@ -1,0 +1,207 @@
+//! The headline of issue 13: the classic uWSGI deployment ini, run unchanged by uwsgid as root
+//! behind a real nginx (`uwsgi_pass unix:...` with `include uwsgi_params`): a Unix socket with
+//! `chmod-socket`, `uid`/`gid`, `master`, `processes`, `wsgi-file`, `die-on-term`, `vacuum`,
+//! `stats`, `safe-pidfile`. Reloaded by `uwsgid --reload PIDFILE` and by `uwsgi.reload()` from
+//! a request while load runs through nginx (no failed request), then stopped by
+//! `uwsgid --stop PIDFILE`: every process gone, nothing left in its directory but the
+//! pidfile's lock (kept by design: removing a lock file races a starting instance).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use uwsgi_tests::*;
+
+use crate::privileges::{assert_dropped, instance_pids, SYSTEM_PYTHON};
+
+const APP: &str = r#"
+import os, uwsgi
+
+def application(env, start_response):
+    if env["PATH_INFO"] == "/reload":
+        body = str(uwsgi.reload()).encode()
+    else:
+        body = ("hello from %d as %d" % (os.getpid(), os.getuid())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pid = self.0.id() as i32;
+        // SAFETY: the process group we created for the daemon, by its id.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn uwsgid(args: &[&str]) -> String {
+    let out = Command::new(bin("uwsgid")).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+fn stats_generation(stats: &std::path::Path) -> Option<(u64, bool)> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(stats).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&raw).ok()?;
+    let g = v["uwsgid"]["generation"].as_u64()?;
+    let settled = v["uwsgid"]["reload"].is_null()
+        && v["uwsgid"]["draining"]
+            .as_array()
+            .is_some_and(|d| d.is_empty())
+        && all_ready(&v);
+    Some((g, settled))
+}
+
+#[test]
+fn the_classic_deployment_ini_behind_nginx() {
+    if !require(
+        nginx_binary().is_some(),
+        "nginx",
+        "apt-get install nginx (tests/run.sh does)",
+    ) || !require(
+        // SAFETY: geteuid has no memory effects.
+        unsafe { libc::geteuid() } == 0,
+        "root",
+        "run the tests as root (CI does): the ini drops to uid nobody",
+    ) || !require(
+        std::path::Path::new(SYSTEM_PYTHON).exists(),
+        SYSTEM_PYTHON,
+        "apt-get install python3",
+    ) {
+        return;
+    }
+    let dir = TestDir::new("deployment");
+    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let out = Command::new("id").args(["-g", "nobody"]).output().unwrap();
+    let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let out = Command::new("id").args(["-G", "nobody"]).output().unwrap();
+    let groups = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // /run/app as systemd's RuntimeDirectory= makes it: owned by the app's user.
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(uid), Some(gid)).unwrap();
+    let app = dir.write("app.py", APP);
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sock = run.join("app.sock");
+    let pidfile = run.join("app.pid");
+    let stats = run.join("stats.sock");
+    let ini = dir.write(
+        "app.ini",
+        &format!(
+            "[uwsgi]\n\
+             socket = {sock}\n\
+             chmod-socket = 666\n\
+             uid = nobody\n\
+             gid = {gid}\n\
+             master = true\n\
+             processes = 2\n\
+             wsgi-file = {app}\n\
+             die-on-term = true\n\
+             vacuum = true\n\
+             stats = {stats}\n\
+             safe-pidfile = {pidfile}\n",
+            sock = sock.display(),
+            app = app.display(),
+            stats = stats.display(),
+            pidfile = pidfile.display(),
+        ),
+    );
+    let log = std::fs::File::create(dir.join("uwsgid.log")).unwrap();
+    let mut cmd = Command::new(bin("uwsgid"));
+    cmd.args(["--ini", ini.to_str().unwrap()])
+        .current_dir(&dir.path)
+        // systemd's default PATH: the system interpreter (one under root's home is not
+        // nobody's to run).
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let guard = Guard(cmd.spawn().unwrap());
+    let master = guard.0.id() as i32;
+    let log_text = || std::fs::read_to_string(dir.join("uwsgid.log")).unwrap_or_default();
+    wait_for("the instance to serve", Duration::from_secs(60), || {
+        assert!(alive(master), "uwsgid exited:\n{}", log_text());
+        stats_generation(&stats).filter(|(g, s)| *g == 1 && *s)
+    });
+    assert_dropped(master, uid, gid, &groups, false);
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o666));
+    assert_eq!(std::fs::metadata(&pidfile).unwrap().uid(), 0);
+
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let (status, body) = http_get(&ngx.addr, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.ends_with(&format!("as {uid}")), "{body}");
+
+    let load = Load::start(&ngx.addr, 4, "/");
+    load.wait_more(50);
+    let pf = pidfile.to_str().unwrap();
+    // 1: uwsgid --reload PIDFILE; 2: uwsgi.reload() from a request, through nginx.
+    let said = uwsgid(&["--reload", pf, "--wait"]);
+    assert!(said.contains("complete"), "{said}");
+    let before = load.ok();
+    load.wait_more(before + 30);
+    let (status, body) = http_get(&ngx.addr, "/reload").unwrap();
+    assert_eq!((status, body.as_str()), (200, "True"));
+    let started = Instant::now();
+    wait_for(
+        "uwsgi.reload() to complete",
+        Duration::from_secs(60),
+        || stats_generation(&stats).filter(|(g, s)| *g == 3 && *s),
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let before = load.ok();
+    load.wait_more(before + 30);
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} failed of {ok}: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert_dropped(master, uid, gid, &groups, false);
+    assert_eq!(log_text().matches("master pid").count(), 1, "one master");
+
+    let pids = instance_pids(master);
+    uwsgid(&["--stop", pf, "--wait"]);
+    let mut guard = guard;
+    wait_for("uwsgid to exit", Duration::from_secs(20), || {
+        guard.0.try_wait().ok().flatten()
+    });
+    for pid in pids {
+        wait_for("every process to end", Duration::from_secs(10), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+    let left: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}\n{}",
+        run.display(),
+        log_text()
+    );
+    drop(ngx);
+}
