@@ -398,10 +398,35 @@ class UwsgidPy(Uwsgid):
         return a
 
 
+class UwsgiSock(Uwsgi):
+    """uWSGI with a uwsgi-protocol socket for nginx's uwsgi_pass (and 8 threads, as uwsgid's
+    runner), besides its http-socket (kept for readiness probes)."""
+
+    def __init__(self, workdir, workers, tag):
+        super().__init__(workdir, workers, tag)
+        self.uwsgi_port = free_port()
+
+    def argv(self):
+        return super().argv() + ["--socket", "127.0.0.1:%d" % self.uwsgi_port,
+                                 "--threads", "8", "--enable-threads"]
+
+
+class UwsgidPySock(UwsgidPy):
+    """uwsgid running bench/app.py with a uwsgi-protocol socket for nginx's uwsgi_pass."""
+
+    def __init__(self, workdir, workers, tag):
+        super().__init__(workdir, workers, tag)
+        self.uwsgi_port = free_port()
+
+    def argv(self):
+        return super().argv() + ["--socket", "127.0.0.1:%d" % self.uwsgi_port,
+                                 "--threads", "8"]
+
+
 class Nginx:
     kind = "nginx"
 
-    def __init__(self, workdir, workers):
+    def __init__(self, workdir, workers, uwsgi_upstream=None):
         self.dir = tempfile.mkdtemp(prefix="nginx-", dir=workdir)
         # nginx workers drop to an unprivileged user when started as root: let them read
         for d in (workdir, self.dir):
@@ -431,6 +456,12 @@ http {
     }
 }
 """ % ((workers,) + (self.dir,) * 7 + (self.port, self.dir))
+        if uwsgi_upstream:
+            # Every request to uwsgi_pass (nginx's own uwsgi_params, as deployments use).
+            conf = conf.replace(
+                "location / { root %s/html; index index.html; }" % self.dir,
+                "location / { include /etc/nginx/uwsgi_params; uwsgi_pass %s; }"
+                % uwsgi_upstream)
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -850,13 +881,14 @@ class Bench:
                      unit="nginx")
 
     # 5: reload storm under load ----------------------------------------------------------
-    def storm_once(self, srv, path, secs):
+    def storm_once(self, srv, path, secs, port=None):
         """wrk on `path` for `secs` while SIGHUP reloads `srv` every second (each after the
-        previous one completed); returns wrk's figures plus reload counts. `srv` is started."""
+        previous one completed); returns wrk's figures plus reload counts. `srv` is started.
+        `port`: where wrk sends (nginx in front of `srv`), else `srv`'s own port."""
         res = {}
         p = subprocess.Popen(
             ["wrk", "-t2", "-c32", "-d%ds" % secs, "--timeout", "5s", "-s", LUA,
-             "http://127.0.0.1:%d%s" % (srv.port, path)],
+             "http://127.0.0.1:%d%s" % (port or srv.port, path)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reloads, waited, died = 0, 0.0, False
         t_end = now() + secs - 0.5
@@ -1316,13 +1348,58 @@ class Bench:
         self.row("python app: 2 workers, wrk -t2 -c32", "p99 ms", p99.get(o), p99.get(u),
                  p99[u] / p99[o] if p99.get(o) and p99.get(u) else None, unit="ms")
 
+    # issue 13: nginx -> uwsgi_pass -> the Python app, 2 workers, 8 threads each ----------
+    def nginx_uwsgi(self):
+        if not self.have_ours or not shutil.which("nginx") or \
+                not os.path.exists("/etc/nginx/uwsgi_params"):
+            log("nginx_uwsgi left out: needs uwsgid, nginx and /etc/nginx/uwsgi_params")
+            return
+        q = self.quick
+        out = self.results["scenarios"].setdefault("nginx_uwsgi", {})
+        key = lambda s: "uwsgid-py" if isinstance(s, UwsgidPy) else s.kind  # noqa: E731
+        for srv in [UwsgidPySock(self.workdir, 2, "ngx"), UwsgiSock(self.workdir, 2, "ngx")]:
+            ng = Nginx(self.workdir, 2, "127.0.0.1:%d" % srv.uwsgi_port)
+            try:
+                srv.start()
+                srv.wait_ready(60)
+                ng.start()
+                for i in range(1 if q else 3):
+                    self.wrk(ng.port, "/", 1)
+                    d = self.wrk(ng.port, "/", 3 if q else 5)
+                    out.setdefault("wrk", {}).setdefault(key(srv), []).append(d)
+                    log("nginx -> %s wrk: %.0f req/s p99 %.2f ms errors %d" % (
+                        key(srv), d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+                settle(srv)
+                res = self.storm_once(srv, "/", 5 if q else 10, port=ng.port)
+                out.setdefault("storm", {})[key(srv)] = res
+                log("nginx -> %s reload storm: %d reloads, %s requests, %d errors" % (
+                    key(srv), res["reloads"], res.get("requests"), res["errors"]))
+            finally:
+                ng.stop()
+                srv.stop()
+        o, u = "uwsgid-py", "uwsgi"
+        rps = {k: median([d["rps"] for d in v]) for k, v in out.get("wrk", {}).items()}
+        p99 = {k: median([d["p99_us"] / 1000.0 for d in v]) for k, v in out.get("wrk", {}).items()}
+        sc = "nginx -> uwsgi_pass -> python app, 2 workers x 8 threads"
+        ratio = rps[o] / rps[u] if rps.get(o) and rps.get(u) else None
+        self.row(sc, "req/s", rps.get(o), rps.get(u), ratio, ">=1.5x",
+                 (ratio >= 1.5) if ratio else None, unit="req/s")
+        pr = p99[u] / p99[o] if p99.get(o) and p99.get(u) else None
+        self.row(sc, "p99 ms", p99.get(o), p99.get(u), pr, "no worse",
+                 (p99[o] <= p99[u]) if pr else None, unit="ms")
+        st = out.get("storm", {})
+        so, su = st.get(o, {}), st.get(u, {})
+        self.row("nginx -> python app, HUP every 1s", "failed requests", so.get("errors"),
+                 su.get("errors"), None, "0 (ours)",
+                 (so.get("errors") == 0) if so else None, unit="count")
+
     # -----------------------------------------------------------------------------------
     def run(self):
         order = [("start", self.startup), ("rss", self.rss), ("reload", self.reloads),
                  ("stats", self.stats_latency), ("idle", self.idle_wakeups),
                  ("throughput", self.throughput), ("storm", self.reload_under_load),
                  ("ctl", self.ctl_latency), ("stop", self.stop_time),
-                 ("python", self.python_app)]
+                 ("python", self.python_app), ("nginx_uwsgi", self.nginx_uwsgi)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in order:
             if only and name not in only:
