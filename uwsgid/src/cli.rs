@@ -509,7 +509,10 @@ pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
 
 fn is_flag(key: &str) -> bool {
     use clap::CommandFactory;
-    Args::command()
+    // Built once: an ini file of thousands of keys asks for each (the ini fuzz target).
+    static COMMAND: std::sync::OnceLock<clap::Command> = std::sync::OnceLock::new();
+    COMMAND
+        .get_or_init(Args::command)
         .get_arguments()
         .find(|a| {
             a.get_long() == Some(key) || a.get_visible_aliases().is_some_and(|v| v.contains(&key))
