@@ -5,6 +5,7 @@
 //! [`exec`]. Everything a master passes to its next image is in [`handoff`].
 
 pub mod cli;
+pub mod config;
 pub mod exec;
 pub mod fifo;
 pub mod handoff;
@@ -42,6 +43,14 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    if check_only {
+        // The verdict for every key of the configuration files, refused ones included.
+        if let Ok(expanded) = config::expand(&argv) {
+            for v in &expanded.verdicts {
+                println!("{v}");
+            }
+        }
+    }
     match cli::Config::load(&argv) {
         Ok((_, config, warnings)) => {
             if check_only {
