@@ -45,10 +45,8 @@ pub fn main_entry() -> i32 {
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
     if check_only {
         // The verdict for every key of the configuration files, refused ones included.
-        if let Ok(expanded) = config::expand(&argv) {
-            for v in &expanded.verdicts {
-                println!("{v}");
-            }
+        for v in config::verdicts(&argv) {
+            println!("{v}");
         }
     }
     match cli::Config::load(&argv) {

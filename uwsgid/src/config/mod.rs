@@ -138,6 +138,8 @@ struct Reader {
     sources: Vec<String>,
     depth: usize,
     warnings: Vec<String>,
+    /// `print =` lines go to stderr (not while only judging keys for `--check-config`).
+    print: bool,
 }
 
 /// `FILE:section` → (FILE, section). A path may contain ':' only before a '/'.
@@ -160,6 +162,7 @@ impl Reader {
             sources: Vec::new(),
             depth: 0,
             warnings: Vec::new(),
+            print: true,
         }
     }
 
@@ -218,7 +221,12 @@ impl Reader {
                     path.display()
                 )
             })?;
-        let info = FileInfo::new(spec, &path, section);
+        // %o is the path as named, without the section (as uWSGI 2.0 prints it).
+        let given = match current {
+            Some(c) if path_text.is_empty() => c.given.clone(),
+            _ => path_text.to_string(),
+        };
+        let info = FileInfo::new(&given, &path, section);
         if self.top.is_none() {
             self.top = Some(info.clone());
         }
@@ -249,12 +257,7 @@ impl Reader {
     }
 
     fn run(&mut self, raws: &[Raw], file: &FileInfo, binding: Option<&str>) -> Result<(), String> {
-        let name = split_spec(&file.given).0.to_string();
-        let name = if name.is_empty() {
-            file.abs.display().to_string()
-        } else {
-            name
-        };
+        let name = file.given.clone();
         let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
         let mut i = 0;
         while i < raws.len() {
@@ -304,7 +307,8 @@ impl Reader {
                         .insert(n.trim().to_string(), v.trim().to_string());
                 }
                 "strict" => self.strict = parse_bool("strict", &value, &at, &mut self.warnings)?,
-                "print" | "iprint" => eprintln!("{value}"),
+                "print" | "iprint" if self.print => eprintln!("{value}"),
+                "print" | "iprint" => {}
                 key => self.push(key, value, at, false),
             }
             i += 1;
@@ -359,8 +363,18 @@ fn split_comment(v: &str) -> Option<(&str, &str)> {
 
 /// Read the whole configuration `argv` names.
 pub fn expand(argv: &[String]) -> Result<Expanded, String> {
+    read(argv, true)
+}
+
+/// The verdict for every key, for `--check-config` (reads like [`expand`], prints nothing).
+pub fn verdicts(argv: &[String]) -> Vec<Verdict> {
+    read(argv, false).map(|e| e.verdicts).unwrap_or_default()
+}
+
+fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
     let own = Own::new();
     let mut r = Reader::new();
+    r.print = print;
     let mut raw_words: Vec<String> = Vec::new();
 
     // UWSGI_* variables: options, lowest precedence. Names that are no option are ignored.

@@ -99,7 +99,6 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("post-buffering", Rule::NoEffect("the request body reaches the app as a stream; there is no buffering option")),
     ("wsgi-env-behaviour", Rule::NoEffect("the Python runner builds a fresh environ for every request")),
     ("log-master", Rule::NoEffect("exec workers' output always goes through the master to the log")),
-    ("strict", Rule::NoEffect("handled by the configuration reader: unknown keys are errors")),
     ("so-keepalive", Rule::NoEffect("not applicable: uwsgid's listeners keep their own options")),
     // Refused: uwsgid does not do this.
     ("socket", Rule::Refused("uwsgid speaks HTTP only, not the uwsgi protocol: use http-socket (and uwsgi_pass → proxy_pass in nginx)")),
