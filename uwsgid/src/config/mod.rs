@@ -296,9 +296,9 @@ impl Reader {
                 .expand(&r.value, file, binding)
                 .map_err(|e| format!("{at}: {e}"))?;
             match r.key.as_str() {
-                k @ ("ini" | "include" | "inherit" | "json" | "js" | "yaml" | "yml") => {
-                    self.load(k, &value, source_format(k), Some(file))?
-                }
+                k @ ("ini" | "include" | "inherit" | "json" | "js" | "yaml" | "yml") => self
+                    .load(k, &value, source_format(k), Some(file))
+                    .map_err(|e| format!("{at}: {e}"))?,
                 "set-placeholder" | "set-ph" => {
                     let (n, v) = value.split_once('=').ok_or_else(|| {
                         format!("{at}: {} = {value:?}: expected NAME=VALUE", r.key)
