@@ -1,4 +1,5 @@
-//! Options: the command line (uWSGI's names), `--ini FILE`, and the validated [`Config`].
+//! Options: the command line (uWSGI's names) and the validated [`Config`]. Configuration
+//! files (`--ini`, `--json`, `--yaml`) are read by [`crate::config`] into command-line words.
 //!
 //! Parsing never binds, opens or creates anything: a bad option, value, file or address is
 //! refused here, before the master touches the world. The same code runs for `--check-config`,

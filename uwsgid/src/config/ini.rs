@@ -39,7 +39,7 @@ impl Format {
 /// The entries of `section` in `text`. `Ok(None)`: the file has no such section.
 pub fn section(text: &str, section: &str, format: Format) -> Result<Option<Vec<Raw>>, String> {
     match format {
-        Format::Ini => Ok(ini_section(text, section)),
+        Format::Ini => ini_section(text, section),
         Format::Json => {
             // Checked as JSON, then read by the YAML reader (JSON is YAML's flow style),
             // which keeps the keys in file order.
@@ -57,7 +57,7 @@ pub fn section(text: &str, section: &str, format: Format) -> Result<Option<Vec<R
     }
 }
 
-fn ini_section(text: &str, want: &str) -> Option<Vec<Raw>> {
+fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, String> {
     let mut out = Vec::new();
     let mut inside = false;
     let mut found = false;
@@ -67,7 +67,13 @@ fn ini_section(text: &str, want: &str) -> Option<Vec<Raw>> {
             continue;
         }
         if let Some(rest) = line.strip_prefix('[') {
-            let name = rest.split(']').next().unwrap_or_default().trim();
+            let Some((name, _)) = rest.split_once(']') else {
+                return Err(format!(
+                    "line {}: unterminated section header {line:?}",
+                    n + 1
+                ));
+            };
+            let name = name.trim();
             inside = name == want;
             found |= inside;
             continue;
@@ -79,6 +85,9 @@ fn ini_section(text: &str, want: &str) -> Option<Vec<Raw>> {
             Some((k, v)) => (k.trim(), v.trim()),
             None => (line, ""),
         };
+        if key.is_empty() {
+            return Err(format!("line {}: {line:?} has no option name", n + 1));
+        }
         let value = value
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
@@ -89,7 +98,7 @@ fn ini_section(text: &str, want: &str) -> Option<Vec<Raw>> {
             line: n + 1,
         });
     }
-    found.then_some(out)
+    Ok(found.then_some(out))
 }
 
 fn structured(v: serde_yaml_ng::Value, want: &str) -> Result<Option<Vec<Raw>>, String> {
@@ -144,13 +153,19 @@ mod tests {
     #[test]
     fn ini_rules() {
         let t = "[a]\nx=1\n[uwsgi]\n; c\n  # c\nmaster\nk = v ; not a comment\nq = \"quoted\"\n";
-        let s = ini_section(t, "uwsgi").unwrap();
+        let s = ini_section(t, "uwsgi").unwrap().unwrap();
         assert_eq!(s[0].key, "master");
         assert_eq!(s[0].value, "");
         assert_eq!(s[1].value, "v ; not a comment");
         assert_eq!(s[2].value, "quoted");
         assert_eq!(s[2].line, 8);
-        assert!(ini_section(t, "nope").is_none());
+        assert!(ini_section(t, "nope").unwrap().is_none());
+        assert!(ini_section("[uwsgi\n", "uwsgi")
+            .unwrap_err()
+            .contains("line 1"));
+        assert!(ini_section("[uwsgi]\n = 3\n", "uwsgi")
+            .unwrap_err()
+            .contains("no option name"));
     }
 
     #[test]

@@ -327,8 +327,8 @@ fn parse_bool(
 ) -> Result<bool, String> {
     let v = value.trim().to_ascii_lowercase();
     match v.as_str() {
-        "" | "true" | "yes" | "on" | "1" | "y" => return Ok(true),
-        "false" | "no" | "off" | "0" | "n" => return Ok(false),
+        "" | "true" | "yes" | "on" | "1" => return Ok(true),
+        "false" | "no" | "off" | "0" => return Ok(false),
         _ => {}
     }
     if let Some((head, _)) = split_comment(&v) {
@@ -425,8 +425,12 @@ fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
             } else if let Some((long, kind, _)) = own.get(name) {
                 let v = if *kind == Kind::Flag {
                     inline.clone().unwrap_or_default()
+                } else if let Ok(v) = value(&mut i) {
+                    v
                 } else {
-                    value(&mut i)?
+                    // No value: clap says so in its own words.
+                    raw_words.push(w.clone());
+                    continue;
                 };
                 r.push(&long.clone(), v, "the command line".into(), true);
             } else {
@@ -444,14 +448,13 @@ fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
                     "the command line".into(),
                     true,
                 ),
-                Some((long, _, _)) => {
-                    let v = argv
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("-{c} needs a value"))?;
-                    i += 1;
-                    r.push(&long.clone(), v, "the command line".into(), true);
-                }
+                Some((long, _, _)) => match argv.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        r.push(&long.clone(), v.clone(), "the command line".into(), true);
+                    }
+                    None => raw_words.push(w.clone()),
+                },
                 None => raw_words.push(w.clone()),
             }
         } else if [".ini", ".json", ".js", ".yaml", ".yml"]
