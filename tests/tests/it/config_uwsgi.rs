@@ -351,3 +351,27 @@ fn wsgi_names_a_module() {
     );
     ok_line(&out);
 }
+
+#[test]
+fn uwsgi_options_on_the_command_line_are_judged_like_keys() {
+    let dir = TestDir::new("cfg-cmdline");
+    let out = uwsgid(
+        &dir,
+        &["--http-socket", "127.0.0.1:0", "--thunder-lock", "--master"],
+        &[],
+    );
+    ok_line(&out);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("the command line: thunder-lock has no effect"));
+    let out = uwsgid(
+        &dir,
+        &["--http-socket", "127.0.0.1:0", "--socket", ":3031"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("socket (the command line): uwsgid speaks HTTP only"),
+        "{err}"
+    );
+}

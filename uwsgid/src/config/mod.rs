@@ -433,6 +433,19 @@ fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
                     continue;
                 };
                 r.push(&long.clone(), v, "the command line".into(), true);
+            } else if options::rule(name, |_| false).is_some() || logic::unsupported(name) {
+                // A uWSGI option that is not one of uwsgid's (`--enable-threads`,
+                // `--socket X`): judged like a file's key. uWSGI's help does not say which
+                // take a value: the next word is its value unless it is an option.
+                let v = match (&inline, argv.get(i)) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(next)) if !next.starts_with('-') => {
+                        i += 1;
+                        next.clone()
+                    }
+                    _ => String::new(),
+                };
+                r.push(name, v, "the command line".into(), false);
             } else {
                 raw_words.push(w.clone());
             }
