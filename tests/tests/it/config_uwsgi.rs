@@ -375,3 +375,39 @@ fn uwsgi_options_on_the_command_line_are_judged_like_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn self_includes_loop_bombs_and_special_files_are_refused_quickly() {
+    let dir = TestDir::new("cfg-bounds");
+    let cases = [
+        ("[uwsgi]\nini = :uwsgi\n", "nest deeper than 16"),
+        (
+            "[uwsgi]\nfor-times = 1000\nfor-times = 1000\nprint = x\nendfor =\nendfor =\n",
+            "more than 100000 entries",
+        ),
+        ("[uwsgi]\nprint = @(/dev/stdin)\n", "not a regular file"),
+        (
+            "[uwsgi]\nfor-readline = /dev/stdin\nendfor =\n",
+            "not a regular file",
+        ),
+        (
+            "[uwsgi]\nif-env = HOME\nprint = x\n",
+            "has no matching endif",
+        ),
+    ];
+    for (text, needle) in cases {
+        dir.write("b.ini", text);
+        let started = std::time::Instant::now();
+        let out = uwsgid(&dir, &["--ini", "b.ini"], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("b.ini"),
+            "{text:?}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{text:?}"
+        );
+    }
+}

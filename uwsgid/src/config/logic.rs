@@ -100,6 +100,9 @@ pub fn items(key: &str, value: &str) -> Result<Vec<String>, String> {
                 .map_err(|_| format!("for-times = {value:?}: not a count"))?;
             (1..=n.min(10_000)).map(|i| i.to_string()).collect()
         }
+        "for-readline" if !Path::new(value).is_file() => {
+            return Err(format!("for-readline = {value}: not a regular file"))
+        }
         "for-readline" => std::fs::read_to_string(value)
             .map_err(|e| format!("for-readline = {value}: {e}"))?
             .lines()

@@ -25,6 +25,9 @@ use placeholders::{FileInfo, Scope};
 /// How deep `ini =` / `include =` may nest (a file including itself stops here).
 const MAX_DEPTH: usize = 16;
 
+/// How many entries a configuration may expand to (loops and includes multiply them).
+const MAX_ENTRIES: usize = 100_000;
+
 /// One option given, with where it came from.
 #[derive(Clone, Debug)]
 struct Entry {
@@ -140,6 +143,8 @@ struct Reader {
     warnings: Vec<String>,
     /// `print =` lines go to stderr (not while only judging keys for `--check-config`).
     print: bool,
+    /// Entries processed so far, bounded by [`MAX_ENTRIES`].
+    steps: usize,
 }
 
 /// `FILE:section` → (FILE, section). A path may contain ':' only before a '/'.
@@ -163,6 +168,7 @@ impl Reader {
             depth: 0,
             warnings: Vec::new(),
             print: true,
+            steps: 0,
         }
     }
 
@@ -263,6 +269,13 @@ impl Reader {
         while i < raws.len() {
             let r = &raws[i];
             let at = format!("{name} line {}", r.line);
+            self.steps += 1;
+            if self.steps > MAX_ENTRIES {
+                return Err(format!(
+                    "{at}: the configuration expands to more than {MAX_ENTRIES} entries \
+                     (loops or includes multiply them)"
+                ));
+            }
             let is_if = logic::is_if(&r.key);
             if is_if || logic::is_for(&r.key) {
                 let close = if is_if { "endif" } else { "endfor" };
@@ -298,7 +311,14 @@ impl Reader {
             match r.key.as_str() {
                 k @ ("ini" | "include" | "inherit" | "json" | "js" | "yaml" | "yml") => self
                     .load(k, &value, source_format(k), Some(file))
-                    .map_err(|e| format!("{at}: {e}"))?,
+                    // An error inside the nested file already says where it is.
+                    .map_err(|e| {
+                        if e.contains(" line ") {
+                            e
+                        } else {
+                            format!("{at}: {e}")
+                        }
+                    })?,
                 "set-placeholder" | "set-ph" => {
                     let (n, v) = value.split_once('=').ok_or_else(|| {
                         format!("{at}: {} = {value:?}: expected NAME=VALUE", r.key)

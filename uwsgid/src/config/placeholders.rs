@@ -264,6 +264,12 @@ fn file_contents(path: &str) -> Result<String, String> {
              commands or fetch URLs); @(PATH) reads a local file"
         ));
     }
+    // A regular file only: a FIFO or a device would block or never end.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(format!("@({path}): not a regular file")),
+        Err(e) => return Err(format!("@({path}): {e}; give a readable file")),
+    }
     let mut text = std::fs::read_to_string(path)
         .map_err(|e| format!("@({path}): {e}; give a readable file"))?;
     while text.ends_with('\n') || text.ends_with('\r') {
