@@ -86,8 +86,8 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("single-interpreter", Rule::NoEffect("each Python worker runs exactly one interpreter")),
     ("enable-threads", Rule::NoEffect("the Python runner always runs with threads enabled")),
     ("memory-report", Rule::NoEffect("uwsgictl stats always shows each worker's memory")),
-    ("disable-write-exception", Rule::NoEffect("a client gone while its response is written ends that request; the app sees no exception")),
-    ("ignore-write-errors", Rule::NoEffect("a client gone while its response is written ends that request, logged once, never as an error")),
+    ("disable-write-exception", Rule::NoEffect("a client that goes away while its response is written just ends that request")),
+    ("ignore-write-errors", Rule::NoEffect("a client that goes away while its response is written just ends that request")),
     ("ignore-sigpipe", Rule::NoEffect("uwsgid ignores SIGPIPE always")),
     ("offload-threads", Rule::NoEffect("uwsgid has no offload engine: the worker writes every response itself")),
     ("need-app", Rule::NoEffect("uwsgid never serves without the app: a worker that cannot load it fails its start")),
@@ -102,6 +102,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("so-keepalive", Rule::NoEffect("not applicable: uwsgid's listeners keep their own options")),
     // Refused: uwsgid does not do this.
     ("socket", Rule::Refused("uwsgid speaks HTTP only, not the uwsgi protocol: use http-socket (and uwsgi_pass → proxy_pass in nginx)")),
+    ("protocol", Rule::Refused("uwsgid's listeners speak HTTP only: use http-socket")),
     ("uwsgi-socket", Rule::Refused("uwsgid speaks HTTP only, not the uwsgi protocol: use http-socket")),
     ("attach-daemon", Rule::Refused("uwsgid does not run attached daemons: run them as their own service")),
     ("attach-daemon2", Rule::Refused("uwsgid does not run attached daemons: run them as their own service")),
@@ -187,4 +188,36 @@ pub fn rule(key: &str, own: impl Fn(&str) -> bool) -> Option<Rule> {
         return Some(Rule::Refused("a uWSGI option uwsgid does not implement"));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/uwsgi-options.md` has exactly the rows of [`TABLE`], with the same verdicts.
+    #[test]
+    fn the_doc_table_is_this_table() {
+        let doc = include_str!("../../../docs/uwsgi-options.md");
+        let rows: Vec<(&str, &str)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((key, *cells.get(2)?))
+            })
+            .collect();
+        let ours: Vec<(&str, &str)> = TABLE
+            .iter()
+            .map(|(k, r)| {
+                let v = match r {
+                    Rule::Arg(_) | Rule::Venv | Rule::Own => "supported",
+                    Rule::NoEffect(_) => "no effect",
+                    Rule::Refused(_) => "refused",
+                    Rule::NotYet(_) => "not yet",
+                };
+                (*k, v)
+            })
+            .collect();
+        assert_eq!(rows, ours);
+    }
 }
