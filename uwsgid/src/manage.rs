@@ -508,7 +508,38 @@ pub fn perform(action: Action, pidfile: &Path, wait: bool) -> Result<String, Fai
 
 /// Run the management action the arguments ask for, if any; the process's exit code.
 pub fn run(argv: &[String]) -> Option<i32> {
-    let (args, _) = crate::cli::parse_args(argv).ok()?;
+    // Only the command line asks for these (never a configuration file): look for them
+    // before reading any file, so an instance's start reads its configuration once.
+    const OPTIONS: &[&str] = &[
+        "--reload",
+        "--brutal-reload",
+        "--chain-reload",
+        "--stop",
+        "--graceful-stop",
+        "--pause",
+        "--suspend",
+        "--resume",
+    ];
+    let asked = argv.iter().skip(1).any(|a| {
+        let name = a.split('=').next().unwrap_or(a);
+        OPTIONS.contains(&name)
+    });
+    if !asked {
+        return None;
+    }
+    let args = match <crate::cli::Args as clap::Parser>::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!(
+                "uwsgid: {}",
+                text.trim_end()
+                    .strip_prefix("error: ")
+                    .map_or(text.trim_end().to_string(), |t| format!("error: {t}"))
+            );
+            return Some(Exit::Usage.code());
+        }
+    };
     let (action, pidfile) = match requested(&args) {
         Ok(Some(r)) => r,
         Ok(None) => return None,

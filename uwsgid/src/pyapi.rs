@@ -59,22 +59,12 @@ pub fn instance_env() -> &'static [(&'static str, String)] {
 /// (`true` for a flag), a list when an option is given more than once.
 pub fn options_json(argv: &[String]) -> String {
     use clap::CommandFactory;
-    let mut words: Vec<String> = Vec::new();
-    let ini = argv
-        .iter()
-        .position(|a| a == "--ini")
-        .and_then(|i| argv.get(i + 1))
-        .or_else(|| {
-            argv.iter()
-                .find_map(|a| a.strip_prefix("--ini=").map(|_| a))
-        });
-    if let Some(ini) = ini {
-        let path = ini.strip_prefix("--ini=").unwrap_or(ini);
-        if let Ok((w, _)) = crate::cli::ini_args(std::path::Path::new(path)) {
-            words.extend(w);
-        }
-    }
-    words.extend(argv.iter().skip(1).cloned());
+    // The words the configuration files expand to, then the command line's (as clap sees
+    // them); a file that does not expand gives no options from it.
+    let words: Vec<String> = match crate::config::expand_quiet(argv) {
+        Ok(e) => e.words.into_iter().skip(1).collect(),
+        Err(_) => argv.iter().skip(1).cloned().collect(),
+    };
     let cmd = crate::cli::Args::command();
     let takes_value = |name: &str| {
         cmd.get_arguments()
