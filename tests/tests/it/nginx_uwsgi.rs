@@ -655,3 +655,21 @@ fn uwsgi_module_in_python_apps() {
     let (ok, errors) = load.finish();
     assert!(errors.is_empty(), "{ok} ok, failed: {errors:?}");
 }
+
+#[test]
+fn http_and_http11_socket_bind_http_listeners_with_one_log_line() {
+    let dir = TestDir::new("http-router-options");
+    let (a, b) = (free_port(), free_port());
+    let (a, b) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
+    let d = Daemon::start(&dir, &["--http", &a, "--http11-socket", &b]);
+    for addr in [&a, &b] {
+        assert_eq!(http_get(addr, "/").unwrap().0, 200, "{addr}");
+    }
+    assert_eq!(
+        d.log_count("needs no router process"),
+        2,
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(d.log_count(&format!("--http {a}: serving HTTP")), 1);
+}
