@@ -30,6 +30,7 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "uwsgictl/src/pidfd.rs",
     "uwsgictl/src/term.rs",
     "uwsgid/src/exec.rs",
+    "uwsgid/src/fault.rs",
     "uwsgid/src/fifo.rs",
     "uwsgid/src/listener.rs",
     "uwsgid/src/log.rs",
