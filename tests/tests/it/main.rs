@@ -7,6 +7,7 @@ mod bad_input_options;
 mod chan;
 mod exec_support;
 mod harness;
+mod pidfile;
 mod real_faults;
 mod reload_gap;
 mod tidy;

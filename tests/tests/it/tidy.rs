@@ -20,6 +20,7 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "tests/src/procs.rs",
     "tests/src/uwsgi.rs",
     "tests/tests/it/exec_support.rs",
+    "tests/tests/it/pidfile.rs",
     "tests/tests/it/uwsgictl_uwsgid.rs",
     "tests/tests/it/uwsgid_exec_preload.rs",
     "tests/tests/it/uwsgid_exec_protocol.rs",
