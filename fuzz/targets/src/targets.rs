@@ -494,6 +494,9 @@ pub fn stats_seeds() -> Vec<Vec<u8>> {
         include_bytes!("../../../tests/fixtures/uwsgi-2.0.31/busy-sleep.raw.json").to_vec(),
         b"{\"workers\":[{\"id\":1,\"pid\":5}]}".to_vec(),
         b"{\"version\":\"2.0\",\"workers\":[{\"id\":1,".to_vec(),
+        // Found by libFuzzer: a key given twice; common's typed parse refused it ("duplicate
+        // field") while uwsgictl's reader (through a JSON value) took the last one.
+        br#"{"version":"","pid":0,"locks":[],"sockets":[],"sockets":[]}"#.to_vec(),
     ]
 }
 
