@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemonize;
 pub mod exec;
+pub mod fault;
 pub mod fifo;
 pub mod handoff;
 pub mod http;
@@ -38,6 +39,7 @@ pub fn main_entry() -> i32 {
         return 1;
     }
     sys::install_fatal_handlers();
+    fault::init();
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
     let argv: Vec<String> = std::env::args_os()

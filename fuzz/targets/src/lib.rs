@@ -70,6 +70,18 @@ pub const TARGETS: &[Target] = &[
         dictionary: targets::ADDR_TOKENS,
     },
     Target {
+        name: "pipeline",
+        run: targets::pipeline,
+        seeds: targets::pipeline_seeds,
+        dictionary: targets::HTTP_TOKENS,
+    },
+    Target {
+        name: "handoff",
+        run: targets::handoff,
+        seeds: targets::handoff_seeds,
+        dictionary: targets::HANDOFF_TOKENS,
+    },
+    Target {
         name: "uwsgi",
         run: uwsgi::run,
         seeds: uwsgi::seeds,

@@ -40,7 +40,10 @@ fn every_target_is_smoke_tested() {
     names.sort();
     assert_eq!(
         names,
-        ["addr", "exec", "fifo", "http", "ini", "pidfile", "stats", "uwsgi"],
+        [
+            "addr", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline", "stats",
+            "uwsgi"
+        ],
         "add a smoke test for the new target"
     );
 }
@@ -89,6 +92,16 @@ fn exec() {
 #[test]
 fn addr() {
     smoke("addr", 10_000);
+}
+
+#[test]
+fn pipeline() {
+    smoke("pipeline", 4_000);
+}
+
+#[test]
+fn handoff() {
+    smoke("handoff", 4_000);
 }
 
 #[test]
