@@ -23,7 +23,7 @@ _uwsgid() {
 
     case "${cmd}" in
         uwsgid)
-            opts="-p -L -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --static-map --static-map2 --static-index --static-expires-type --disable-logging --log-4xx --log-5xx --log-format --logformat --chdir2 --auto-procname --procname-prefix --procname-prefix-spaced --procname-append --procname --procname-master --cpu-affinity --help --version"
+            opts="-p -L -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi --wsgi-file --callable --module --python --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --static-map --static-map2 --static-index --static-expires-type --disable-logging --log-4xx --log-5xx --log-format --logformat --chdir2 --auto-procname --procname-prefix --procname-prefix-spaced --procname-append --procname --procname-master --cpu-affinity --mount --manage-script-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +210,10 @@ _uwsgid() {
                     return 0
                     ;;
                 --cpu-affinity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mount)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

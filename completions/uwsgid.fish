@@ -38,6 +38,7 @@ complete -c uwsgid -l procname-append -d 'Append TEXT to process names' -r
 complete -c uwsgid -l procname -d 'Name every process NAME' -r
 complete -c uwsgid -l procname-master -d 'Name the master NAME' -r
 complete -c uwsgid -l cpu-affinity -d 'Pin each worker to N CPUs, round robin over the CPUs the master may use' -r
+complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable] (repeatable; dispatched by prefix with --manage-script-name)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
@@ -51,5 +52,6 @@ complete -c uwsgid -s L -l disable-logging -d 'No request log lines (built-in wo
 complete -c uwsgid -l log-4xx -d 'With --disable-logging, still log requests answered 4xx'
 complete -c uwsgid -l log-5xx -d 'With --disable-logging, still log requests answered 5xx'
 complete -c uwsgid -l auto-procname -d 'Name processes "uwsgid master (generation G)", "uwsgid worker N (generation G)"'
+complete -c uwsgid -l manage-script-name -d 'Pick the --mount app by the longest matching URL prefix, which becomes SCRIPT_NAME'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

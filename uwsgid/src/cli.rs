@@ -183,6 +183,13 @@ pub struct Args {
     /// Pin each worker to N CPUs, round robin over the CPUs the master may use
     #[arg(long = "cpu-affinity", value_name = "N")]
     pub cpu_affinity: Option<u32>,
+    /// Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable]
+    /// (repeatable; dispatched by prefix with --manage-script-name)
+    #[arg(long, value_name = "/PREFIX=APP")]
+    pub mount: Vec<String>,
+    /// Pick the --mount app by the longest matching URL prefix, which becomes SCRIPT_NAME
+    #[arg(long = "manage-script-name")]
+    pub manage_script_name: bool,
 }
 
 /// Where a listener is.
@@ -701,13 +708,15 @@ impl Config {
                 "--worker-exec, --wsgi-file and --module exclude each other: give one".into(),
             );
         }
-        let python_app = args.wsgi_file.is_some() || args.module.is_some();
+        let python_app =
+            args.wsgi_file.is_some() || args.module.is_some() || !args.mount.is_empty();
         if !python_app {
             let python_only = [
                 ("--callable", args.callable.is_some()),
                 ("--python", args.python.is_some()),
                 ("--pythonpath", !args.pythonpath.is_empty()),
                 ("--threads", args.threads.is_some()),
+                ("--manage-script-name", args.manage_script_name),
             ];
             if let Some((flag, _)) = python_only.iter().find(|(_, given)| *given) {
                 return Err(format!(
@@ -795,6 +804,7 @@ impl Config {
                 argv.push("--threads".into());
                 argv.push(t.to_string());
             }
+            argv.extend(crate::options::mount_args(args, chdir.as_deref())?);
             WorkerKind::Exec {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),

@@ -260,6 +260,41 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
     })
 }
 
+/// The runner's `--mount /PREFIX=APP` words (files made absolute, from `chdir` when relative)
+/// and `--manage-script-name`.
+pub fn mount_args(args: &Args, chdir: Option<&Path>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for m in &args.mount {
+        let Some((prefix, app)) = m.split_once('=') else {
+            return Err(format!(
+                "--mount {m:?}: expected /PREFIX=APP (a .py file or pkg.mod[:callable])"
+            ));
+        };
+        if !prefix.starts_with('/') || app.is_empty() {
+            return Err(format!(
+                "--mount {m:?}: expected /PREFIX=APP with a prefix starting with '/'"
+            ));
+        }
+        let path = match chdir {
+            Some(dir) if Path::new(app).is_relative() => dir.join(app),
+            _ => PathBuf::from(app),
+        };
+        let app = if app.ends_with(".py") || app.ends_with(".wsgi") || path.is_file() {
+            let abs = std::fs::canonicalize(&path)
+                .map_err(|e| format!("--mount {m:?}: {}: {e}", path.display()))?;
+            abs.to_string_lossy().into_owned()
+        } else {
+            app.to_string()
+        };
+        out.push("--mount".to_string());
+        out.push(format!("{prefix}={app}"));
+    }
+    if args.manage_script_name {
+        out.push("--manage-script-name".to_string());
+    }
+    Ok(out)
+}
+
 /// Startup warnings: options that do not apply to these workers, a backlog the kernel caps.
 pub fn startup_warnings(config: &crate::cli::Config) -> Vec<String> {
     let serve = &config.serve;

@@ -179,3 +179,100 @@ fn several_touch_reload_files_each_reload() {
         d.wait_generation(generation);
     }
 }
+
+const MOUNT_APP: &str = "def application(e, s):\n    s('200 OK', [('Content-Type', 'text/plain')])\n    return [('@APP:' + e['SCRIPT_NAME'] + '|' + e['PATH_INFO']).encode()]\n";
+
+/// `--mount` with `--manage-script-name`: the longest prefix at a '/' boundary picks the app
+/// and becomes SCRIPT_NAME; no match goes to the default app (the first) unchanged. The
+/// expectations are what uWSGI 2.0 answers for the same mounts and requests.
+#[test]
+fn mount_dispatches_by_prefix_with_script_name() {
+    let python = crate::exec_support::python();
+    let dir = TestDir::new("mount");
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    dir.write("a.py", &MOUNT_APP.replace("@APP", "a"));
+    dir.write("b.py", &MOUNT_APP.replace("@APP", "b"));
+    dir.write("pkg/__init__.py", "");
+    dir.write("pkg/c.py", &MOUNT_APP.replace("@APP", "c"));
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--python",
+            &python,
+            "--processes",
+            "1",
+            "--mount",
+            "/a=a.py",
+            "--mount",
+            "/a/b=b.py",
+            "--mount",
+            "/b=pkg.c",
+            "--manage-script-name",
+        ],
+    );
+    for (path, want) in [
+        ("/b/x", "c:/b|/x"),
+        ("/b", "c:/b|"),
+        ("/a/y", "a:/a|/y"),
+        ("/ab", "a:|/ab"),
+        ("/zzz", "a:|/zzz"),
+        ("/a/b/q", "b:/a/b|/q"),
+        ("/b/x%2Fy", "c:/b|/x/y"),
+    ] {
+        assert_eq!(d.get(path).unwrap(), (200, want.to_string()), "{path}");
+    }
+    drop(d);
+
+    // Without --manage-script-name every request goes to the default app, unchanged.
+    let dir2 = TestDir::new("mount-plain");
+    dir2.write("a.py", &MOUNT_APP.replace("@APP", "a"));
+    dir2.write("c.py", &MOUNT_APP.replace("@APP", "c"));
+    let d = Daemon::start(
+        &dir2,
+        &[
+            "--python", &python, "--mount", "/a=a.py", "--mount", "/b=c.py",
+        ],
+    );
+    assert_eq!(d.get("/b/x").unwrap(), (200, "a:|/b/x".to_string()));
+    drop(d);
+
+    // A --wsgi-file app is the default; a mount of "/" has an empty SCRIPT_NAME.
+    let dir3 = TestDir::new("mount-default");
+    dir3.write("main.py", &MOUNT_APP.replace("@APP", "main"));
+    dir3.write("a.py", &MOUNT_APP.replace("@APP", "a"));
+    let d = Daemon::start(
+        &dir3,
+        &[
+            "--python",
+            &python,
+            "--wsgi-file",
+            "main.py",
+            "--mount",
+            "/a=a.py",
+            "--manage-script-name",
+        ],
+    );
+    assert_eq!(d.get("/a/b/q").unwrap(), (200, "a:/a|/b/q".to_string()));
+    assert_eq!(d.get("/ab").unwrap(), (200, "main:|/ab".to_string()));
+}
+
+#[test]
+fn mount_needs_a_prefix_and_manage_script_name_a_python_app() {
+    for (args, needle) in [
+        (vec!["--mount", "a.py"], "expected /PREFIX=APP"),
+        (vec!["--mount", "x=a.py"], "starting with '/'"),
+        (vec!["--mount", "/x=missing.py"], "missing.py"),
+        (vec!["--manage-script-name"], "Python apps only"),
+    ] {
+        let mut all = vec!["--http-socket", "127.0.0.1:0", "--check-config"];
+        all.extend(args.iter().copied());
+        let out = std::process::Command::new(bin("uwsgid"))
+            .args(&all)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
