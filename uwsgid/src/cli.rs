@@ -393,12 +393,24 @@ pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
 
 fn is_flag(key: &str) -> bool {
     use clap::CommandFactory;
-    Args::command()
-        .get_arguments()
-        .find(|a| {
-            a.get_long() == Some(key) || a.get_visible_aliases().is_some_and(|v| v.contains(&key))
+    // Built once: building the clap command per ini key made large files quadratic-ish slow.
+    static FLAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FLAGS
+        .get_or_init(|| {
+            let mut names = Vec::new();
+            for a in Args::command().get_arguments() {
+                if a.get_action().takes_values() {
+                    continue;
+                }
+                names.extend(a.get_long().map(str::to_string));
+                for alias in a.get_visible_aliases().unwrap_or_default() {
+                    names.push(alias.to_string());
+                }
+            }
+            names
         })
-        .is_some_and(|a| !a.get_action().takes_values())
+        .iter()
+        .any(|n| n == key)
 }
 
 /// Parse the process's arguments (and the ini file they name) into Args plus warnings.

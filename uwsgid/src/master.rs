@@ -2671,6 +2671,10 @@ impl Master {
         if let Some(n) = self.config.serve.cpu_affinity {
             crate::options::pin(0, id, n);
         }
+        // Paths a built-in worker opens later, made absolute before its --chdir.
+        let logto = (self.config.logto.clone()).map(|p| std::path::absolute(&p).unwrap_or(p));
+        let check_static =
+            (self.config.check_static.clone()).map(|p| std::path::absolute(&p).unwrap_or(p));
         if matches!(self.config.worker, WorkerKind::Builtin) {
             crate::options::apply_in_builtin_worker(&self.config.serve, id, generation);
         }
@@ -2688,9 +2692,9 @@ impl Master {
                 board: &self.board,
                 cell,
                 demo_routes: self.config.demo_routes,
-                check_static: self.config.check_static.clone(),
+                check_static,
                 notify_addr: Some(self.notify_addr.clone()),
-                logto: self.config.logto.clone(),
+                logto,
                 serve: self.config.serve.clone(),
             }),
             WorkerKind::Exec {
