@@ -276,3 +276,28 @@ fn mount_needs_a_prefix_and_manage_script_name_a_python_app() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Python workers forked by a zygote are pinned by the master when it adopts them.
+#[test]
+fn cpu_affinity_pins_preloaded_python_workers() {
+    let mine = parse_list(&allowed_list(std::process::id() as i64));
+    let dir = TestDir::new("affinity-python");
+    dir.write("a.py", &MOUNT_APP.replace("@APP", "a"));
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--python",
+            &crate::exec_support::python(),
+            "--wsgi-file",
+            "a.py",
+            "--processes",
+            "2",
+            "--cpu-affinity",
+            "1",
+        ],
+    );
+    for (id, pid) in workers(&d) {
+        let want = mine[(id as usize - 1) % mine.len()];
+        assert_eq!(allowed_list(pid), want.to_string(), "worker {id}");
+    }
+}
