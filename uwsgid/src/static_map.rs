@@ -7,7 +7,8 @@
 //! tried in order and the first that holds the file serves it, so several maps may share a
 //! prefix. A map to a file serves that file for exactly its URL. `--check-static DIR` is a map
 //! of `/` to `DIR` tried after the maps. A directory is served by its first `--static-index`
-//! file (`index.html` when none is given). Nothing found: the request goes on to the routes.
+//! file (`index.html` when none is given). Nothing found: the request goes on to the routes,
+//! which come after the static files (uWSGI checks its maps before the app).
 //!
 //! Confinement. Refused with 403 before touching the filesystem: an encoded `/` (`%2F`), an
 //! encoded NUL or bad UTF-8, any `.` or `..` segment after decoding (so `%2e%2e` too). Then the

@@ -735,6 +735,19 @@ impl<'a> Worker<'a> {
         if method != "GET" && method != "HEAD" {
             return self.respond(idx, 405, "text/plain", b"method not allowed\n".to_vec());
         }
+        // Static files first, as uWSGI checks its maps before the app.
+        match crate::static_map::lookup(&self.setup.serve, self.setup.check_static.as_deref(), path)
+        {
+            crate::static_map::Lookup::Found(f) => {
+                self.cell().static_requests.fetch_add(1, Relaxed);
+                let body = Body::File(f.file, f.len);
+                return self.respond_full(idx, 200, f.ctype, body, &f.headers);
+            }
+            crate::static_map::Lookup::Refused => {
+                return self.respond(idx, 403, "text/plain", b"forbidden\n".to_vec())
+            }
+            crate::static_map::Lookup::NotFound => {}
+        }
         if self.setup.demo_routes {
             match path {
                 "/" => return self.respond(idx, 200, "text/plain", b"Hello World".to_vec()),
@@ -757,18 +770,6 @@ impl<'a> Worker<'a> {
                 }
                 _ => {}
             }
-        }
-        match crate::static_map::lookup(&self.setup.serve, self.setup.check_static.as_deref(), path)
-        {
-            crate::static_map::Lookup::Found(f) => {
-                self.cell().static_requests.fetch_add(1, Relaxed);
-                let body = Body::File(f.file, f.len);
-                return self.respond_full(idx, 200, f.ctype, body, &f.headers);
-            }
-            crate::static_map::Lookup::Refused => {
-                return self.respond(idx, 403, "text/plain", b"forbidden\n".to_vec())
-            }
-            crate::static_map::Lookup::NotFound => {}
         }
         if path == "/" {
             let page = format!(
