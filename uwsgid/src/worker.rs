@@ -351,6 +351,7 @@ impl<'a> Worker<'a> {
                     self.mark_keepalive_closing();
                 }
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                    self.reqlog.flush();
                     // SAFETY: immediate exit, as a brutal stop asks.
                     unsafe { libc::_exit(0) }
                 }
