@@ -25,8 +25,8 @@ complete -c uwsgid -l module -l wsgi -d 'Run a Python WSGI app from pkg.mod[:cal
 complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module' -r
 complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)' -r -F
 complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
-complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
-complete -c uwsgid -l chdir -d 'Working directory of exec workers (the master\'s by default)' -r -F
+complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of every worker (repeatable)' -r
+complete -c uwsgid -l chdir -d 'Working directory of every worker (the master\'s by default)' -r -F
 complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; returns once the instance serves' -r -F
 complete -c uwsgid -l chmod-socket -d 'Mode of the Unix sockets the instance creates, octal (given bare: 666)' -r
 complete -c uwsgid -l chown-socket -d 'Owner of the Unix sockets the instance creates: USER[:GROUP] or :GROUP (names or numbers)' -r
@@ -46,6 +46,19 @@ complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, by
 complete -c uwsgid -l uwsgi-allow -d 'Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always' -r
 complete -c uwsgid -l uid -d 'After binding (as root), run the master and workers as USER (name or number)' -r
 complete -c uwsgid -l gid -d 'After binding (as root), run as GROUP (name or number; default: USER\'s group)' -r
+complete -c uwsgid -l static-map -d 'Serve files under URL prefix /URL from DIR (what follows the prefix; repeatable)' -r
+complete -c uwsgid -l static-map2 -d 'Serve files under /URL from DIR with the whole URL path appended (repeatable)' -r
+complete -c uwsgid -l static-index -d 'File served for a requested directory, tried in order (repeatable; default index.html)' -r
+complete -c uwsgid -l static-expires-type -d 'Expires and Cache-Control max-age of static files of type MIME (repeatable)' -r
+complete -c uwsgid -l logformat -l log-format -d 'Request log line with uWSGI\'s %(method) %(uri) %(status) %(msecs) %(size)... variables' -r
+complete -c uwsgid -l chdir2 -d 'Working directory of built-in workers (uWSGI: after the app is loaded)' -r -F
+complete -c uwsgid -l procname-prefix -d 'Prefix process names with TEXT (implies --auto-procname)' -r
+complete -c uwsgid -l procname-prefix-spaced -d 'Prefix process names with TEXT and a space (implies --auto-procname)' -r
+complete -c uwsgid -l procname-append -d 'Append TEXT to process names' -r
+complete -c uwsgid -l procname -d 'Name every process NAME' -r
+complete -c uwsgid -l procname-master -d 'Name the master NAME' -r
+complete -c uwsgid -l cpu-affinity -d 'Pin each worker to N CPUs, round robin over the CPUs the master may use' -r
+complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable] (repeatable; dispatched by prefix with --manage-script-name)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
@@ -58,5 +71,10 @@ complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s P
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
 complete -c uwsgid -l wait -d 'With a management option: block until it is done (at most 60 s; exit 20 on timeout)'
 complete -c uwsgid -l master-as-root -d 'With --uid/--gid: only the workers drop, the master keeps root'
+complete -c uwsgid -s L -l disable-logging -d 'No request log lines (built-in workers)'
+complete -c uwsgid -l log-4xx -d 'With --disable-logging, still log requests answered 4xx'
+complete -c uwsgid -l log-5xx -d 'With --disable-logging, still log requests answered 5xx'
+complete -c uwsgid -l auto-procname -d 'Name processes "uwsgid master (generation G)", "uwsgid worker N (generation G)"'
+complete -c uwsgid -l manage-script-name -d 'Pick the --mount app by the longest matching URL prefix, which becomes SCRIPT_NAME'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'
