@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::fifo::{decode, Decoded, FifoCommand};
 use common::process::MasterKind;
+use common::reload::ReloadKind;
 use common::signals;
 use common::stats::StatsDocument;
 use serde::Serialize;
@@ -254,18 +255,26 @@ fn who(master: Option<&Master>, doc: Option<&StatsDocument>) -> String {
 // reload
 
 fn reload(ctx: &Ctx, a: &ReloadArgs) -> Result<Report, CtlError> {
-    let (kind, byte, sig): (&str, u8, Option<(i32, &'static str)>) =
+    let (kind, byte, sig): (ReloadKind, u8, Option<(i32, &'static str)>) =
         match (a.brutal, a.chain, a.workers) {
-            (_, true, _) => ("chain", FifoCommand::ChainReload.as_byte(), None),
+            (_, true, _) => (ReloadKind::Chain, FifoCommand::ChainReload.as_byte(), None),
             (true, _, true) => (
-                "brutal-workers",
+                ReloadKind::BrutalWorkers,
                 FifoCommand::BrutalWorkersReload.as_byte(),
                 None,
             ),
-            (false, _, true) => ("workers", FifoCommand::WorkersReload.as_byte(), None),
-            (true, _, false) => ("brutal", FifoCommand::BrutalReload.as_byte(), None),
+            (false, _, true) => (
+                ReloadKind::Workers,
+                FifoCommand::WorkersReload.as_byte(),
+                None,
+            ),
+            (true, _, false) => (
+                ReloadKind::Brutal,
+                FifoCommand::BrutalReload.as_byte(),
+                None,
+            ),
             (false, false, false) => (
-                "graceful",
+                ReloadKind::Graceful,
                 FifoCommand::Reload.as_byte(),
                 Some((libc::SIGHUP, "HUP")),
             ),

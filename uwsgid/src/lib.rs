@@ -2,12 +2,11 @@
 //!
 //! The binary is a thin `main` over [`main_entry`]. The master lives in [`master`]; built-in
 //! workers in [`worker`] (HTTP in [`http`]); exec workers and their readiness protocol in
-//! [`exec`]. Everything a master passes to its next image is in [`handoff`].
+//! [`exec`]. Everything a master passes to its next image is in [`master::handoff`].
 
 pub mod cli;
 pub mod exec;
 pub mod fifo;
-pub mod handoff;
 pub mod http;
 pub mod listener;
 pub mod log;
@@ -33,7 +32,7 @@ pub fn main_entry() -> i32 {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let handoff = match handoff::Handoff::take() {
+    let handoff = match master::handoff::Handoff::take() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
             log!("ignoring a broken handoff: {e}");

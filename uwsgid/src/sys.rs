@@ -1,7 +1,9 @@
 //! Thin, safe wrappers over the Linux calls uwsgid needs and std does not offer.
 //!
-//! Most of the crate's `unsafe` lives here (the rest is in `scoreboard`), each block with its
-//! reason. Everything returns `io::Result` and takes or returns owned fds where ownership moves.
+//! The general-purpose `unsafe` wrappers live here; `unsafe` is also used, each block with its
+//! `// SAFETY:` reason, where a call belongs to one place: the fork-child fence
+//! (`master/spawn.rs`), the daemonize and launcher pipe (`master/files.rs`), the scoreboard's
+//! shared memory, the notify socket, the exec path and the workers' own I/O. Everything returns `io::Result` and takes or returns owned fds where ownership moves.
 
 use std::ffi::CString;
 use std::io;
@@ -435,5 +437,50 @@ impl FileStamp {
             size: m.size(),
             mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
         })
+    }
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec; the first (ours) is non-blocking.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds that we then own.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created by socketpair.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_nonblocking(ours.as_raw_fd())?;
+    Ok((ours, theirs))
+}
+
+/// Adopt an fd named by a previous image: check that it is open, make it close-on-exec again
+/// and own it. `what` names it in the error.
+pub fn take_fd(fd: RawFd, what: &str) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the fd's flags; a closed fd fails with EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{what}: inherited fd {fd} is not open"),
+        ));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: the handoff names this fd as ours and it is open; taken once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Become a child subreaper: orphaned descendants (workers double-forked by a zygote) are
+/// re-parented to us, so we can reap them. It survives execve; setting it again costs nothing.
+pub fn set_child_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
     }
 }

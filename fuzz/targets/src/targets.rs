@@ -12,8 +12,8 @@
 //!   without panicking.
 //! - `ini`: uwsgid's `cli::ini_args`, `cli::parse_args` and `Config::from_args` on the file,
 //!   and uwsgictl's `ini::parse`/`ini::read` on the same text.
-//! - `exec`: `exec::split_command_line` round-trips through single-quoting;
-//!   `exec::parse_notify` sets a flag exactly when a line says `FLAG=1`.
+//! - `exec`: `cli::split_command_line` round-trips through single-quoting;
+//!   `notify::parse` sets a flag exactly when a line says `FLAG=1`.
 //! - `addr`: `cli::parse_listen_addr` (TCP forms round-trip through `Display`) and uwsgictl's
 //!   `StatsAddr::parse`; host names are never resolved (no DNS from a fuzzer).
 
@@ -456,7 +456,7 @@ fn uwsgid_document() -> StatsDocument {
             processes: 3,
             worker_kind: "builtin".into(),
             reload: Some(ReloadProgress {
-                kind: "chain".into(),
+                kind: common::reload::ReloadKind::Chain,
                 generation: 4,
                 ready: 1,
                 total: 3,
@@ -464,9 +464,9 @@ fn uwsgid_document() -> StatsDocument {
                 ..ReloadProgress::default()
             }),
             last_reload: Some(ReloadOutcome {
-                kind: "graceful".into(),
+                kind: common::reload::ReloadKind::Graceful,
                 generation: 3,
-                result: "failed".into(),
+                result: common::reload::ReloadResult::Failed,
                 reason: Some("worker 2 exited".into()),
                 duration_ms: 12.5,
                 finished_unix_ms: 1_700_000_000_500,
@@ -751,7 +751,8 @@ fn single_quote(word: &str) -> String {
 }
 
 pub fn exec(data: &[u8]) -> String {
-    use uwsgid::exec::{parse_notify, split_command_line};
+    use uwsgid::cli::split_command_line;
+    use uwsgid::notify::parse as parse_notify;
     let text = String::from_utf8_lossy(data);
     let split = split_command_line(&text);
     assert_eq!(split, split_command_line(&text), "deterministic");

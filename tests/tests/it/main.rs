@@ -5,6 +5,7 @@ mod bad_input_ctl;
 mod bad_input_http;
 mod bad_input_options;
 mod chan;
+mod exec_runner;
 mod exec_support;
 mod uwsgictl_generated;
 mod uwsgictl_uwsgi;

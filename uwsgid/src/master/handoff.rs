@@ -2,8 +2,9 @@
 //!
 //! The old image serializes its state as JSON into the `UWSGID_HANDOFF` environment variable and
 //! clears close-on-exec on exactly the fds named here. The new image reads it once, removes the
-//! variable (workers and exec'd programs never see it), validates each fd before adopting it,
-//! and goes on from where the old image stopped: same listeners, same workers (still its
+//! variable (workers and exec'd programs never see it), and each part takes back its own state
+//! (see [`super::reexec`]): every fd named here goes through one validating `take_fd` (open,
+//! made close-on-exec again) before it is adopted, and goes on from where the old image stopped: same listeners, same workers (still its
 //! children), same scoreboard, same FIFO and stats socket, next generation.
 
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ pub struct Handoff {
     /// The configuration the old image ran, used if the new one cannot be parsed.
     pub config: Config,
     pub generation: u64,
-    /// `graceful` or `brutal`.
-    pub kind: String,
+    /// `graceful` or `brutal` (the stats document's names).
+    pub kind: common::reload::ReloadKind,
     pub reload_started_unix_ms: u64,
     pub started_unix: u64,
     pub paused: bool,
