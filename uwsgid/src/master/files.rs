@@ -9,8 +9,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::record::Requests;
 use super::sources::Sources;
-use super::step::{Phase, Requests};
+use super::step::Phase;
 use super::table::Table;
 use super::{Error, Master, Now};
 use crate::cli::{Config, StatsAddr, WorkerKind};
@@ -231,8 +232,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
         m.kind_name(),
         m.config.mercy.as_secs_f64()
     );
-    m.spawn_missing(now);
-    m.write_pidfiles(false);
+    // Said before the pidfile appears, so that whoever waits for the pidfile finds it logged.
     if let Some(dir) = &m.config.instance_dir {
         log!(
             "instance {:?}: pidfile, master FIFO and stats socket in {}",
@@ -240,6 +240,8 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
             dir.display()
         );
     }
+    m.spawn_missing(now);
+    m.write_pidfiles(false);
     report_to_launcher(&format!("ok {}", std::process::id()));
     Ok(m)
 }

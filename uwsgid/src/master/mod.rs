@@ -42,9 +42,11 @@
 //! after a re-exec, only if the worker options did not change); otherwise it is stopped and a
 //! fresh zygote is started. `--no-python-standby` turns this off.
 
+mod children;
 pub mod files;
 pub mod handoff;
 pub mod preload;
+mod record;
 pub mod reexec;
 pub mod reload;
 pub mod runner;
@@ -64,10 +66,11 @@ use crate::log;
 use files::Files;
 use handoff::Handoff;
 use preload::Preload;
+use record::Requests;
 use reload::Reloads;
 use runner::Runner;
 use sources::Sources;
-use step::{Phase, Requests};
+use step::Phase;
 use table::Table;
 
 pub use common::reload::ReloadKind;
@@ -194,13 +197,13 @@ pub fn run(
     }
     let master = match handoff {
         Some(h) => reexec::resume(argv, config, h, Now::read()),
-        None => files::start(argv, config, Now::read()),
+        None => files::start(argv, config, Now::read()).map(|m| (m, Vec::new())),
     };
     for w in warnings {
         log!("warning: {w}");
     }
     match master {
-        Ok(mut m) => m.run_loop(),
+        Ok((mut m, kept)) => m.run_loop(record::fifo_events(&kept)),
         Err(e) => {
             eprintln!("uwsgid: error: {e}");
             files::report_to_launcher(&format!("error: {e}"));
@@ -210,8 +213,8 @@ pub fn run(
 }
 
 impl Master {
-    fn run_loop(&mut self) -> i32 {
-        let mut events = Vec::new();
+    /// The loop; `events` are the FIFO commands a previous image kept for this one.
+    fn run_loop(&mut self, mut events: Vec<sources::Event>) -> i32 {
         loop {
             let now = Now::read();
             self.handle(events, now);
@@ -224,8 +227,8 @@ impl Master {
             // Re-execute only once everything already read has been acted on; signals not
             // yet read stay pending across execve, FIFO bytes not yet run go in the handoff.
             if matches!(self.phase, Phase::ReExec { .. }) {
-                self.exec_self(now);
-                events = Vec::new();
+                // Returns only if execve failed: the commands kept for the next image run here.
+                events = record::fifo_events(&self.exec_self(now));
                 continue;
             }
             let deadline = self.next_deadline(now);

@@ -202,7 +202,7 @@ impl Master {
     /// Re-execute the master in place (the phase is `ReExec`). Returns only if `execve`
     /// failed: the reload is then failed, the instance keeps serving, and the FIFO commands
     /// kept for the next image run here.
-    pub(super) fn exec_self(&mut self, now: Now) {
+    pub(super) fn exec_self(&mut self, now: Now) -> Vec<u8> {
         let Phase::ReExec {
             kind,
             cause,
@@ -210,7 +210,7 @@ impl Master {
             leftover,
         } = std::mem::replace(&mut self.phase, Phase::Running)
         else {
-            return;
+            return Vec::new();
         };
         if kind == ReloadKind::Brutal {
             for pid in self.table.kill_where(|_| true) {
@@ -262,7 +262,7 @@ impl Master {
         self.note_error(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, asked.at, now);
-        self.run_fifo_bytes(&leftover, now);
+        leftover
     }
 }
 
@@ -280,13 +280,14 @@ fn handed_over_fds(h: &Handoff) -> Vec<RawFd> {
     keep
 }
 
-/// Continue after a re-exec from the state the previous image handed over.
+/// Continue after a re-exec from the state the previous image handed over. Also returns the
+/// FIFO commands the previous image read but left for this one (the loop runs them first).
 pub(super) fn resume(
     argv: Vec<String>,
     config: crate::cli::Config,
     h: Handoff,
     now: Now,
-) -> Result<super::Master, Error> {
+) -> Result<(super::Master, Vec<u8>), Error> {
     let board = sys::take_fd(h.scoreboard_fd, "scoreboard")
         .and_then(Scoreboard::inherit)
         .map_err(Error::Scoreboard)?;
@@ -386,9 +387,8 @@ pub(super) fn resume(
             "running {} FIFO command(s) written before the re-exec",
             h.fifo_pending.len()
         );
-        m.run_fifo_bytes(&h.fifo_pending, now);
     }
-    Ok(m)
+    Ok((m, h.fifo_pending))
 }
 
 /// Listeners: adopt the inherited ones still configured, bind the new ones, close the rest.
