@@ -82,6 +82,10 @@ pub struct HandoffWorker {
     pub ready: bool,
     /// Already told to stop (draining) or killed.
     pub retiring: bool,
+    /// A retiring worker's SIGKILL deadline (wall clock), so that re-execs in a row do not
+    /// push it back.
+    #[serde(default)]
+    pub drain_deadline_unix_ms: Option<u64>,
     pub spawned_unix_ms: u64,
     pub status_text: Option<String>,
 }

@@ -56,6 +56,10 @@ pub mod stats;
 pub mod step;
 pub mod table;
 
+#[cfg(test)]
+#[path = "tests/storm.rs"]
+mod storm_tests;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,6 +102,24 @@ impl Now {
     pub fn unix_ms_of(&self, t: Instant) -> u64 {
         self.unix_ms
             .saturating_sub(self.at.saturating_duration_since(t).as_millis() as u64)
+    }
+
+    /// The wall-clock time of an `Instant`, earlier or later.
+    pub fn unix_ms_at(&self, t: Instant) -> u64 {
+        if t >= self.at {
+            self.unix_ms + (t - self.at).as_millis() as u64
+        } else {
+            self.unix_ms_of(t)
+        }
+    }
+
+    /// The `Instant` of a wall-clock time, earlier or later.
+    pub fn instant_at(&self, unix_ms: u64) -> Instant {
+        if unix_ms >= self.unix_ms {
+            self.at + Duration::from_millis(unix_ms - self.unix_ms)
+        } else {
+            self.instant_of(unix_ms)
+        }
     }
 
     /// The `Instant` of an earlier wall-clock time (never later than now).

@@ -27,7 +27,7 @@ use crate::stats_server::StatsServer;
 use crate::sys;
 
 impl Table {
-    fn to_handoff(&self) -> (Vec<HandoffWorker>, Vec<HandoffSlot>) {
+    fn to_handoff(&self, now: Now) -> (Vec<HandoffWorker>, Vec<HandoffSlot>) {
         let workers = self
             .workers
             .iter()
@@ -38,6 +38,11 @@ impl Table {
                 cell: w.cell,
                 ready: w.is_ready(),
                 retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
+                drain_deadline_unix_ms: match w.state {
+                    WorkerState::Draining { deadline, .. } => Some(now.unix_ms_at(deadline)),
+                    WorkerState::Killed => Some(now.unix_ms),
+                    _ => None,
+                },
                 spawned_unix_ms: w.spawned_unix_ms,
                 status_text: w.status_text.clone(),
             })
@@ -66,7 +71,9 @@ impl Table {
             let state = if w.retiring {
                 WorkerState::Draining {
                     since: now.at,
-                    deadline: now.at + mercy,
+                    deadline: w
+                        .drain_deadline_unix_ms
+                        .map_or(now.at + mercy, |ms| now.instant_at(ms)),
                 }
             } else if w.ready {
                 WorkerState::Ready
@@ -146,7 +153,7 @@ impl Preload {
 
 impl Master {
     fn to_handoff(&self, kind: ReloadKind, asked: Now, leftover: &[u8], now: Now) -> Handoff {
-        let (workers, slots) = self.table.to_handoff();
+        let (workers, slots) = self.table.to_handoff(now);
         let s = &self.sources;
         Handoff {
             exe: self.exe.clone(),

@@ -310,18 +310,33 @@ impl Table {
         Some((slot.failed_starts, delay))
     }
 
-    /// The workers to retire: those whose slot already holds a ready worker of its target
-    /// generation, and those of slots beyond the configured count.
+    /// The workers to retire: those of slots beyond the configured count; those whose slot
+    /// already holds a ready worker of its target generation; and, until it does, every
+    /// worker of another generation but the slot's stand-in. So a slot holds at most two
+    /// live workers (its target's and one stand-in) however many reloads of any kind come
+    /// before the new one is ready, and every older one drains within the mercy.
     pub fn replaced(&self) -> Vec<i32> {
         self.workers
             .iter()
             .filter(|w| w.alive_for_slot())
             .filter(|w| match self.slot(w.slot) {
                 None => true,
-                Some(s) => w.generation != s.target && self.has_ready(w.slot, s.target),
+                Some(s) if w.generation == s.target => false,
+                Some(s) if self.has_ready(w.slot, s.target) => true,
+                Some(s) => self.stand_in(w.slot, s.target) != Some(w.pid),
             })
             .map(|w| w.pid)
             .collect()
+    }
+
+    /// The one worker of another generation that keeps slot `id` served until a worker of
+    /// `target` is ready: the newest ready one, else the newest starting one.
+    fn stand_in(&self, id: SlotId, target: u64) -> Option<i32> {
+        self.workers
+            .iter()
+            .filter(|w| w.slot == id && w.generation != target && w.alive_for_slot())
+            .max_by_key(|w| (w.is_ready(), w.generation))
+            .map(|w| w.pid)
     }
 
     /// Mark `pid` draining until `now + mercy`. False if it was not starting or ready (the
