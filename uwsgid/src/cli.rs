@@ -339,7 +339,37 @@ fn is_flag(key: &str) -> bool {
 }
 
 /// Parse the process's arguments (and the ini file they name) into Args plus warnings.
-pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
+/// Why the options were refused. Every message names the option or file, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The command line does not parse: clap's message, with the usage line.
+    Usage(String),
+    /// The `--ini` file cannot be read, or its options do not parse.
+    Ini { path: PathBuf, why: String },
+    /// An option's value is refused (the message names the option and the value).
+    Invalid(String),
+    /// An option read from `--ini` is refused.
+    FromIni {
+        path: PathBuf,
+        error: Box<ConfigError>,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Usage(m) | ConfigError::Invalid(m) => f.write_str(m),
+            ConfigError::Ini { path, why } => write!(f, "in --ini {}: {why}", path.display()),
+            ConfigError::FromIni { path, error } => {
+                write!(f, "{error} (options read from --ini {})", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
     let first = match Args::try_parse_from(argv) {
         Ok(a) => a,
         Err(e)
@@ -351,12 +381,12 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
             // --help and --version print and exit 0; nothing else has happened yet.
             e.exit()
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(ConfigError::Usage(e.to_string())),
     };
     let Some(ini) = first.ini.clone() else {
         return Ok((first, Vec::new()));
     };
-    let (ini_words, warnings) = ini_args(&ini)?;
+    let (ini_words, warnings) = ini_args(&ini).map_err(ConfigError::Invalid)?;
     // The ini file comes first, so the command line can add to it or override it.
     let mut merged = vec![argv[0].clone()];
     merged.extend(ini_words);
@@ -364,11 +394,10 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
     let args = Args::try_parse_from(&merged).map_err(|e| {
         let text = e.to_string();
         let text = text.trim_end();
-        format!(
-            "in --ini {}: {}",
-            ini.display(),
-            text.strip_prefix("error: ").unwrap_or(text)
-        )
+        ConfigError::Ini {
+            path: ini.clone(),
+            why: text.strip_prefix("error: ").unwrap_or(text).to_string(),
+        }
     })?;
     Ok((args, warnings))
 }
@@ -764,11 +793,14 @@ impl Config {
     }
 
     /// Load the configuration from a full argv (program name first).
-    pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), String> {
+    pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), ConfigError> {
         let (args, warnings) = parse_args(argv)?;
         let config = Config::from_args(&args, argv.len() <= 1).map_err(|e| match &args.ini {
-            Some(ini) => format!("{e} (options read from --ini {})", ini.display()),
-            None => e,
+            Some(ini) => ConfigError::FromIni {
+                path: ini.clone(),
+                error: Box::new(ConfigError::Invalid(e)),
+            },
+            None => ConfigError::Invalid(e),
         })?;
         Ok((args, config, warnings))
     }
@@ -963,7 +995,9 @@ mod tests {
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        Config::load(&argv).map(|(_, c, _)| c)
+        Config::load(&argv)
+            .map(|(_, c, _)| c)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub fn main_entry() -> i32 {
                 log!("{}", h.last_error.as_deref().unwrap_or_default());
                 return master::run(argv, config, Some(h), Vec::new());
             }
+            let e = e.to_string();
             let e = e.trim_end();
             let e = e.strip_prefix("error: ").unwrap_or(e);
             eprintln!("uwsgid: error: {e}");

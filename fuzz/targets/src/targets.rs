@@ -673,7 +673,10 @@ pub fn ini(data: &[u8]) -> String {
                 }
                 Ok(_) => "args ok (not resolved)".into(),
                 Err(e) => {
-                    assert!(e.contains("fuzz.ini"), "the error names the file: {e}");
+                    assert!(
+                        e.to_string().contains("fuzz.ini"),
+                        "the error names the file: {e}"
+                    );
                     "args refused".into()
                 }
             }

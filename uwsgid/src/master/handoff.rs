@@ -117,11 +117,23 @@ pub struct HandoffSlot {
     pub last_spawn: u64,
 }
 
+/// A handoff that does not parse (the master then starts afresh).
+#[derive(Debug)]
+pub struct HandoffError(serde_json::Error);
+
+impl std::fmt::Display for HandoffError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad {ENV}: {}", self.0)
+    }
+}
+
+impl std::error::Error for HandoffError {}
+
 impl Handoff {
     /// Take the handoff from the environment, if this image is a re-exec.
-    pub fn take() -> Option<Result<Handoff, String>> {
+    pub fn take() -> Option<Result<Handoff, HandoffError>> {
         let text = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
-        Some(serde_json::from_str(&text).map_err(|e| format!("bad {ENV}: {e}")))
+        Some(serde_json::from_str(&text).map_err(HandoffError))
     }
 }

@@ -8,6 +8,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::spawn::SpawnError;
 use super::table::{Pending, SlotId, Worker, WorkerState};
 use super::{Master, Now};
 use crate::cli::WorkerKind;
@@ -39,7 +40,7 @@ pub struct Zygote {
 
 impl Zygote {
     /// Write one line to the control socket.
-    fn send(&self, line: &str) -> Result<(), String> {
+    fn send(&self, line: &str) -> Result<(), SpawnError> {
         // SAFETY: writing our buffer to the control socket we own (non-blocking).
         let n = unsafe {
             libc::send(
@@ -50,11 +51,10 @@ impl Zygote {
             )
         };
         if n != line.len() as isize {
-            return Err(format!(
-                "zygote pid {}: {}",
-                self.pid,
-                std::io::Error::last_os_error()
-            ));
+            return Err(SpawnError::Zygote {
+                pid: self.pid,
+                error: std::io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
@@ -151,7 +151,7 @@ impl Master {
         id: SlotId,
         generation: u64,
         now: Now,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpawnError> {
         match self.preload.active(generation).map(|z| z.standby) {
             None => self.spawn_zygote(generation, false, now)?,
             Some(true) => {
@@ -181,12 +181,11 @@ impl Master {
     }
 
     /// Write `fork SLOT GEN` to the zygote of `generation` (read once it is ready).
-    fn ask_fork(&mut self, id: SlotId, generation: u64, now: Now) -> Result<(), String> {
+    fn ask_fork(&mut self, id: SlotId, generation: u64, now: Now) -> Result<(), SpawnError> {
         let Some(z) = self.preload.active(generation) else {
-            return Err(format!("no zygote for generation {generation}"));
+            return Err(SpawnError::NoZygote(generation));
         };
-        z.send(&format!("fork {id} {generation}\n"))
-            .map_err(|e| format!("fork request to {e}"))?;
+        z.send(&format!("fork {id} {generation}\n"))?;
         if let Some(p) = self.table.slot_mut(id).and_then(|s| s.pending.as_mut()) {
             p.asked = Some(now.at);
         }
@@ -206,7 +205,7 @@ impl Master {
                     if let Some(s) = self.table.slot_mut(id) {
                         s.pending = None;
                     }
-                    self.fail_start(id, generation, &e, now);
+                    self.fail_start(id, generation, &e.to_string(), now);
                 }
             }
         }
@@ -219,12 +218,12 @@ impl Master {
         generation: u64,
         standby: bool,
         now: Now,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpawnError> {
         let WorkerKind::Exec {
             argv, env, chdir, ..
         } = &self.config.worker
         else {
-            return Err("not an exec worker".into());
+            return Err(SpawnError::NotExec);
         };
         let mut argv = argv.clone();
         argv.push("--zygote".into());
@@ -234,7 +233,7 @@ impl Master {
         let (env, chdir) = (env.clone(), chdir.clone());
         let interpreter = self.interpreter_stamp();
         let spec = self.exec_spec(argv, env, chdir);
-        let (ours, theirs) = sys::socketpair().map_err(|e| format!("zygote socketpair: {e}"))?;
+        let (ours, theirs) = sys::socketpair().map_err(SpawnError::Socketpair)?;
         self.ensure_relay();
         let pid = self
             .fork_child(super::spawn::Child::Zygote {
@@ -242,7 +241,7 @@ impl Master {
                 control: theirs.as_raw_fd(),
                 spec,
             })
-            .map_err(|e| format!("fork: {e}"))?;
+            .map_err(SpawnError::Fork)?;
         drop(theirs);
         if standby {
             log!("standby zygote of generation {generation} (pid {pid}) started: the next reload imports the application into it");
@@ -312,7 +311,7 @@ impl Master {
         } else if interpreter.is_none() || interpreter != z.interpreter {
             Some("the Python interpreter changed on disk".to_string())
         } else {
-            z.send("load\n").err()
+            z.send("load\n").err().map(|e| e.to_string())
         };
         if let Some(why) = stale {
             log!(

@@ -22,6 +22,39 @@ use crate::exec::ExecSpec;
 use crate::log;
 use crate::sys;
 
+/// Why a worker, zygote or checker could not be started (a runtime error: logged, counted as
+/// a failed start, retried after the backoff).
+#[derive(Debug)]
+pub enum SpawnError {
+    ScoreboardFull,
+    Fork(std::io::Error),
+    Pipe(std::io::Error),
+    Socketpair(std::io::Error),
+    NoZygote(u64),
+    /// The fork request could not be written to the zygote's control socket.
+    Zygote {
+        pid: i32,
+        error: std::io::Error,
+    },
+    NotExec,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::ScoreboardFull => f.write_str("scoreboard full"),
+            SpawnError::Fork(e) => write!(f, "fork: {e}"),
+            SpawnError::Pipe(e) => write!(f, "pipe: {e}"),
+            SpawnError::Socketpair(e) => write!(f, "zygote socketpair: {e}"),
+            SpawnError::NoZygote(g) => write!(f, "no zygote for generation {g}"),
+            SpawnError::Zygote { pid, error } => {
+                write!(f, "fork request to zygote pid {pid}: {error}")
+            }
+            SpawnError::NotExec => f.write_str("not an exec worker"),
+        }
+    }
+}
+
 /// What a forked child becomes.
 pub enum Child {
     /// Worker `id` of `generation`, writing scoreboard cell `cell`; `spec` for exec workers.
@@ -45,12 +78,12 @@ impl Master {
         for (id, g) in self.table.missing(now.at) {
             if let Err(e) = self.spawn(id, g, now) {
                 log!("cannot spawn worker {id}: {e}");
-                self.table.fail_start(id, &e, now.at);
+                self.table.fail_start(id, &e.to_string(), now.at);
             }
         }
     }
 
-    fn spawn(&mut self, id: SlotId, generation: u64, now: Now) -> Result<(), String> {
+    fn spawn(&mut self, id: SlotId, generation: u64, now: Now) -> Result<(), SpawnError> {
         if self.preload_on() {
             return self.spawn_forked(id, generation, now);
         }
@@ -64,7 +97,7 @@ impl Master {
                 Some(self.exec_spec(argv, env, chdir))
             }
         };
-        let cell = self.table.alloc_cell().ok_or("scoreboard full")?;
+        let cell = self.table.alloc_cell().ok_or(SpawnError::ScoreboardFull)?;
         match self.fork_child(Child::Worker {
             id,
             generation,
@@ -73,7 +106,7 @@ impl Master {
         }) {
             Err(e) => {
                 self.table.free_cell(cell);
-                Err(format!("fork: {e}"))
+                Err(SpawnError::Fork(e))
             }
             Ok(pid) => {
                 self.table.board.cell(cell).pid.store(pid, Relaxed);
@@ -240,11 +273,11 @@ impl Master {
         kind: ReloadKind,
         cause: &str,
         now: Now,
-    ) -> Result<Check, String> {
+    ) -> Result<Check, SpawnError> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two fds we then own.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-            return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+            return Err(SpawnError::Pipe(std::io::Error::last_os_error()));
         }
         // SAFETY: both fds were just created by pipe2.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -256,7 +289,7 @@ impl Master {
             .collect();
         argv.push(CString::new("--check-config").expect("static"));
         let env = environment(None);
-        match sys::fork().map_err(|e| format!("fork: {e}"))? {
+        match sys::fork().map_err(SpawnError::Fork)? {
             sys::Fork::Child => {
                 // SAFETY: in the child: route stdout/stderr to the pipe, then exec.
                 unsafe {

@@ -360,7 +360,7 @@ impl Master {
                         leftover: Vec::new(),
                     }
                 }
-                Err(e) => self.refuse_reload(kind, cause, e.replace('\n', " "), now),
+                Err(e) => self.refuse_reload(kind, cause, e.to_string().replace('\n', " "), now),
             },
             Decision::Check => {
                 log!("{cause}: {kind} reload: checking the new binary and configuration");
