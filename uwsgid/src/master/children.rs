@@ -2,7 +2,7 @@
 //! (see [`super::table::Exit`] and [`super::table::Expired`]); this logs it, signals the pids
 //! concerned and tells the reload under way about failed starts.
 
-use super::step::Phase;
+use super::step::{freeze_when_ready, Phase};
 use super::table::{Exit, Expired, SlotId};
 use super::{Master, Now};
 use crate::cli::WorkerKind;
@@ -142,7 +142,7 @@ impl Master {
                 );
                 // A paused instance freezes exec workers that become ready (spawned by a
                 // reload, `+` or a respawn while paused), so none accepts before the resume.
-                if self.paused && self.is_exec() {
+                if freeze_when_ready(self.paused, self.is_exec()) {
                     sys::kill(pid, libc::SIGSTOP);
                 }
             }
@@ -193,7 +193,7 @@ impl Master {
                         w(pid).unwrap_or_default(),
                         self.ready_grace().unwrap_or_default().as_secs_f64()
                     );
-                    if self.paused {
+                    if freeze_when_ready(self.paused, self.is_exec()) {
                         sys::kill(pid, libc::SIGSTOP);
                     }
                 }

@@ -478,7 +478,7 @@ impl Master {
             "worker {id} (pid {pid}, generation {g}) forked and ready in {:.1} ms",
             now.at.saturating_duration_since(since).as_secs_f64() * 1e3
         );
-        if self.paused {
+        if super::step::freeze_when_ready(self.paused, self.is_exec()) {
             sys::kill(pid, libc::SIGSTOP);
         }
     }

@@ -206,6 +206,13 @@ pub fn pause_signal(exec: bool, paused: bool) -> i32 {
     }
 }
 
+/// A worker that becomes ready while the instance is paused (spawned by a reload, `+` or a
+/// respawn while paused, or still starting when the pause came): exec programs are frozen at
+/// once, so none accepts before the resume; built-in workers read the pause flag themselves.
+pub fn freeze_when_ready(paused: bool, exec: bool) -> bool {
+    paused && exec
+}
+
 impl Master {
     pub fn step(&mut self, now: Now) {
         self.reap(now);

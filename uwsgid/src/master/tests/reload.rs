@@ -137,3 +137,85 @@ fn a_refused_configuration_fails_a_reload_that_completed() {
         "finished once"
     );
 }
+
+#[test]
+fn plus_during_a_reload_adds_a_slot_of_the_new_generation() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::Workers, 2, &mut t, now(t0));
+    // `+`: the step grows the table with slots targeting the newest generation.
+    t.resize(3, 2);
+    assert_eq!(t.slots[2].target, 2);
+    for (pid, slot) in [(20, 1), (21, 2), (22, 3)] {
+        add(&mut t, pid, slot, 2, t0);
+        ready(&mut t, pid, t0);
+    }
+    for pid in t.replaced() {
+        t.retire(pid, t0, Duration::from_secs(1));
+    }
+    t.on_exit(10, "exited 0", t0, false);
+    assert_eq!(
+        r.progress(&mut t),
+        Progress::Waiting,
+        "worker 11 still drains"
+    );
+    t.on_exit(11, "exited 0", t0, false);
+    assert_eq!(r.progress(&mut t), Progress::Complete);
+}
+
+#[test]
+fn minus_during_a_reload_retires_the_dropped_slot_and_completes_without_it() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::Workers, 2, &mut t, now(t0));
+    add(&mut t, 20, 1, 2, t0);
+    add(&mut t, 21, 2, 2, t0);
+    // `-`: slot 2 goes; both its workers (old and starting) are retired.
+    t.resize(1, 2);
+    let mut gone = t.replaced();
+    gone.sort();
+    assert_eq!(gone, vec![11, 21]);
+    for pid in gone {
+        t.retire(pid, t0, Duration::from_secs(1));
+    }
+    ready(&mut t, 20, t0);
+    assert_eq!(t.replaced(), vec![10]);
+    for pid in [10, 11, 21] {
+        t.on_exit(pid, "exited 0", t0, false);
+    }
+    assert_eq!(r.progress(&mut t), Progress::Complete);
+}
+
+#[test]
+fn plus_during_a_chain_is_replaced_in_its_turn() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::Chain, 2, &mut t, now(t0));
+    t.resize(3, 2);
+    add(&mut t, 20, 1, 2, t0);
+    add(&mut t, 22, 3, 2, t0);
+    ready(&mut t, 20, t0);
+    ready(&mut t, 22, t0);
+    t.retire(10, t0, Duration::from_secs(1));
+    assert_eq!(
+        r.progress(&mut t),
+        Progress::ChainNext {
+            from: id(1),
+            next: id(2)
+        }
+    );
+    add(&mut t, 21, 2, 2, t0);
+    ready(&mut t, 21, t0);
+    t.retire(11, t0, Duration::from_secs(1));
+    // Slot 3 already runs the new generation: the chain passes it.
+    assert_eq!(
+        r.progress(&mut t),
+        Progress::ChainNext {
+            from: id(2),
+            next: id(3)
+        }
+    );
+    t.on_exit(10, "exited 0", t0, false);
+    t.on_exit(11, "exited 0", t0, false);
+    assert_eq!(r.progress(&mut t), Progress::Complete);
+}

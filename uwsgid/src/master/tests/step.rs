@@ -245,3 +245,15 @@ fn signals_map_to_requests() {
     record_signal(&mut r, libc::SIGINT, "INT".into(), false);
     assert!(r.brutal_stop.is_some());
 }
+
+#[test]
+fn pause_while_starting_freezes_exec_workers_once_ready() {
+    assert!(freeze_when_ready(true, true));
+    assert!(
+        !freeze_when_ready(true, false),
+        "built-in workers read the pause flag"
+    );
+    assert!(!freeze_when_ready(false, true));
+    // The pause itself reaches starting workers too (every worker gets the signal).
+    assert_eq!(pause_signal(true, true), libc::SIGSTOP);
+}
