@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop, gunicorn), then run the
-# tidy checks and the whole test suite. This is the README's test command and all .ci/run does.
+# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop, gunicorn, the
+# Prometheus parsers, the contrib/ checkers), then run the tidy checks and the whole test suite.
+# This is the README's test command and all .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,8 +13,17 @@ if ! command -v uwsgi >/dev/null 2>&1 || ! ls /usr/lib/uwsgi/plugins/python3*_pl
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq uwsgi-core uwsgi-plugin-python3 curl tmux >/dev/null
 fi
-if ! command -v tmux >/dev/null 2>&1; then
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+# The other programs some tests run (tmux for uwsgitop, perl and node for the documented exec
+# examples, prlimit and script(1) from util-linux/bsdutils). Under CI=true a test whose program
+# is missing fails (tests/src/require.rs); elsewhere it is skipped with a SKIPPED line.
+missing=()
+for pair in tmux:tmux perl:perl node:nodejs prlimit:util-linux script:bsdutils python3:python3; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} from apt"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! command -v uwsgitop >/dev/null 2>&1; then
   echo "== installing uwsgitop from PyPI"
@@ -22,7 +32,24 @@ fi
 if ! python3 -c 'import gunicorn' >/dev/null 2>&1; then
   echo "== installing gunicorn from PyPI (the documented gunicorn example is tested)"
   python3 -m pip install -q gunicorn || python3 -m pip install -q --break-system-packages gunicorn ||
-    echo "== gunicorn could not be installed: its example test will say so and pass"
+    if [ "${CI:-}" = true ]; then
+      echo "== gunicorn could not be installed, and CI=true runs every test: stopping" >&2
+      exit 1
+    else
+      echo "== gunicorn could not be installed: its example test will print SKIPPED"
+    fi
+fi
+if ! command -v promtool >/dev/null 2>&1 || ! command -v xmllint >/dev/null 2>&1 \
+    || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v taskset >/dev/null 2>&1 \
+    || ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "== installing promtool (prometheus), xmllint (libxml2-utils), systemd-analyze (systemd), taskset (util-linux), PyYAML (python3-yaml) from apt"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus libxml2-utils systemd util-linux python3-yaml >/dev/null
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "== installing prometheus_client from PyPI (the /metrics test parses with it)"
+  python3 -m pip install -q prometheus_client || python3 -m pip install -q --break-system-packages prometheus_client
 fi
 
 echo "== cargo fmt --check"

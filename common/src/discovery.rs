@@ -7,12 +7,18 @@
 //! `uwsgictl list` need nothing else.
 //!
 //! RUNTIME is `$UWSGID_RUNTIME_DIR` if set, else `$XDG_RUNTIME_DIR/uwsgid`, else
-//! `/tmp/uwsgid-UID`; created mode 0700.
+//! `/tmp/uwsgid-UID`; created mode 0700 whatever the umask. It is used only if it is trusted
+//! ([`crate::trust`]): a directory owned by the effective uid with no group or other write bit
+//! (reached through a symlink only if the link is ours too). An instance directory
+//! `RUNTIME/NAME` is held to the same rule and must not be a symlink. A directory another user
+//! pre-created (a 0777 `/tmp/uwsgid-0`) is refused by uwsgid before it binds anything, and by
+//! uwsgictl before it reads a record from it.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use crate::trust::{self, Untrusted};
 
 use serde::{Deserialize, Serialize};
 
@@ -94,28 +100,38 @@ impl InstancePaths {
         }
     }
 
-    /// Create the instance directory (and the runtime directory) mode 0700, refusing one owned
-    /// by another user.
+    /// Create the instance directory (and the runtime directory above it) mode 0700, and check
+    /// both are trusted ([`crate::trust`]): an existing directory owned by another user, or
+    /// writable by group or others, or an instance directory that is a symlink, is refused.
     pub fn create(&self) -> io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
-        let meta = fs::metadata(&self.dir)?;
-        // SAFETY: geteuid never fails and has no memory effects.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} belongs to uid {}, not to us (uid {me})",
-                    self.dir.display(),
-                    meta.uid()
-                ),
-            ));
+        if let Some(runtime) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            trust::ensure_dir("runtime directory", runtime, true)?;
         }
+        trust::ensure_dir("instance directory", &self.dir, false)?;
         Ok(())
     }
+
+    /// Check, without creating anything, that the runtime and instance directories are
+    /// trusted; `Ok(false)` if the instance directory does not exist.
+    pub fn check(&self) -> Result<bool, Untrusted> {
+        if let Some(runtime) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            match fs::symlink_metadata(runtime) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                _ => trust::check_dir("runtime directory", runtime, true)?,
+            }
+        }
+        match fs::symlink_metadata(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            _ => trust::check_dir("instance directory", &self.dir, false).map(|_| true),
+        }
+    }
+}
+
+/// The runtime directory, created mode 0700 if missing and checked to be trusted.
+pub fn trusted_runtime_dir() -> Result<PathBuf, Untrusted> {
+    let dir = runtime_dir();
+    trust::ensure_dir("runtime directory", &dir, true)?;
+    Ok(dir)
 }
 
 /// Valid instance names: what fits in a file name and a shell word.
@@ -132,7 +148,11 @@ pub fn valid_name(name: &str) -> bool {
 /// holding a pidfile are listed; whether they run is for the caller to check.
 pub fn list_instances() -> Vec<(String, InstancePaths)> {
     let mut found = Vec::new();
-    if let Ok(entries) = fs::read_dir(runtime_dir()) {
+    let runtime = runtime_dir();
+    if trust::check_dir("runtime directory", &runtime, true).is_err() {
+        return found;
+    }
+    if let Ok(entries) = fs::read_dir(runtime) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let paths = InstancePaths::in_dir(entry.path());

@@ -12,6 +12,7 @@ pub mod process;
 pub mod reload;
 pub mod signals;
 pub mod stats;
+pub mod trust;
 
 /// The version both binaries report; stats documents carry it in `uwsgid.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

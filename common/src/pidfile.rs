@@ -1,8 +1,10 @@
 //! The pidfile: the master's pid in decimal and a newline, nothing else.
 //!
-//! Writing: atomically (a temporary file in the same directory, then `rename`), mode 0644, never
-//! through a symlink. uwsgid holds an exclusive `flock` on `PIDFILE.lock` for the master's life
-//! (kept across re-exec), so a second instance refuses to start without touching the pidfile.
+//! Writing: atomically (a temporary file with an unpredictable name, created `O_EXCL` in the
+//! same directory, then `rename`), mode 0644, never through a symlink; a file planted beside the
+//! pidfile is neither used nor removed. uwsgid holds an exclusive `flock` on `PIDFILE.lock` for
+//! the master's life (kept across re-exec), so a second instance refuses to start without
+//! touching the pidfile; a lock file owned by another user is refused ([`open_lock`]).
 //!
 //! Reading: [`read`] parses strictly and returns a typed error naming what was found; whether the
 //! pid is alive and really a master is the job of [`crate::process`].
@@ -206,17 +208,32 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<
             format!("{}: no file name", path.display()),
         )
     })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
+    // An unpredictable name, created O_EXCL: a file planted beside `path` can neither be
+    // guessed in advance nor be opened by us, and only a file we created is ever removed.
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{:016x}.tmp", random_u64()?));
+        let tmp = dir.join(tmp_name);
+        match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: creating a temporary file: {e}", tmp.display()),
+                ))
+            }
+        }
+    };
+    let result = (|| {
         file.write_all(contents)?;
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.sync_data()?;
@@ -226,6 +243,54 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// 64 random bits from the kernel (`getrandom`, else `/dev/urandom`).
+pub fn random_u64() -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most buf.len() bytes into our buffer.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    }
+    Ok(u64::from_ne_bytes(buf))
+}
+
+/// Open (creating it mode 0644 if missing) the lock file `PIDFILE.lock`, never through a
+/// symlink, and refuse one another user owns: they could hold its lock to keep every instance
+/// from starting, or remove it from under us.
+pub fn open_lock(pidfile: &Path) -> Result<fs::File, String> {
+    let lock = lock_path(pidfile);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(&lock)
+        .map_err(|e| format!("pidfile lock {}: {e}", lock.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("pidfile lock {}: {e}", lock.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "pidfile lock {}: is not a regular file; remove it and start again",
+            lock.display()
+        ));
+    }
+    let me = crate::trust::euid();
+    if meta.uid() != me {
+        return Err(format!(
+            "pidfile lock {} belongs to {} (mode {:04o}), not to {}; another user created it and              could hold it to keep this instance from starting: remove it (rm {}) and start again",
+            lock.display(),
+            crate::trust::describe_uid(meta.uid()),
+            meta.mode() & 0o7777,
+            crate::trust::describe_uid(me),
+            lock.display()
+        ));
+    }
+    Ok(file)
 }
 
 /// True if `path` still holds `pid` (used before removing a pidfile on exit).
@@ -290,6 +355,25 @@ mod tests {
     fn message_names_the_input() {
         let e = parse(Path::new("/run/x.pid"), "12a").unwrap_err();
         assert_eq!(e.to_string(), "pidfile /run/x.pid: \"12a\" is not a pid");
+    }
+
+    #[test]
+    fn a_planted_temp_file_is_neither_used_nor_removed() {
+        let dir = std::env::temp_dir().join(format!("pidfile-plant-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.pid");
+        // The name the old scheme would have used, and a few random-looking ones.
+        let planted = dir.join(format!(".a.pid.{}.tmp", std::process::id()));
+        fs::write(&planted, "planted").unwrap();
+        for _ in 0..3 {
+            write_atomic(&path, 42).unwrap();
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "42\n");
+        assert_eq!(fs::read_to_string(&planted).unwrap(), "planted");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "temporary files left behind: {left:?}");
+        assert_ne!(random_u64().unwrap(), random_u64().unwrap());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

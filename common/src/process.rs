@@ -4,6 +4,14 @@
 //! clock ticks since boot, turned into wall time with `btime` from `/proc/stat`) and its
 //! executable. A master is a process named `uwsgid` (or `uwsgi`) whose parent is not itself such
 //! a process; workers are named `uwsgid:wN` and are never masters.
+//!
+//! The name alone proves nothing (any process can rename itself with `prctl(PR_SET_NAME)`, and
+//! a script's name is its file's), so the executable decides too: `/proc/PID/exe` must be a
+//! file whose name starts with `uwsgi` (`uwsgid`, `uwsgi`, Debian's `uwsgi-core`), owned by root
+//! or by the effective uid and writable by neither group nor others. A renamed Python, a shell
+//! script called `uwsgid`, or a copy of an interpreter another user placed is not a master.
+//! (Another user's process whose executable we may not read is judged by its name: we could
+//! neither signal it nor open its FIFO through its fds anyway.)
 
 use std::fmt;
 use std::fs;
@@ -36,6 +44,8 @@ pub enum MasterError {
     Dead { pid: i32 },
     /// Alive, but not a uwsgid/uWSGI master.
     NotAMaster { pid: i32, comm: String },
+    /// Named like a master, but its executable is not one (`why` says what it is).
+    NotOurExe { pid: i32, comm: String, why: String },
     /// Started after the pidfile was written: the pid was reused.
     Younger { pid: i32, started_after: Duration },
 }
@@ -47,6 +57,10 @@ impl fmt::Display for MasterError {
             MasterError::NotAMaster { pid, comm } => {
                 write!(f, "pid {pid} is {comm:?}, not a uwsgid or uWSGI master")
             }
+            MasterError::NotOurExe { pid, comm, why } => write!(
+                f,
+                "pid {pid} is named {comm:?} but is not a uwsgid or uWSGI master: {why}"
+            ),
             MasterError::Younger { pid, started_after } => write!(
                 f,
                 "pid {pid} started {:.1}s after the pidfile was written (pid reused)",
@@ -116,6 +130,57 @@ impl ProcessInfo {
             _ => None,
         }
     }
+
+    /// True if the process is stopped (`T`: SIGSTOP, SIGTSTP, or job control) or traced (`t`).
+    pub fn is_stopped(&self) -> bool {
+        self.state == 'T' || self.state == 't'
+    }
+}
+
+/// Why the executable of `pid` is not a uwsgid or uWSGI binary, or `None` if it is one.
+pub fn exe_problem(pid: i32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/{pid}/exe");
+    let exe = match fs::read_link(&link) {
+        Ok(p) => p,
+        // Another user's process (no ptrace access): we cannot signal it or open its fds
+        // either, so what it is changes nothing we could do to it; its name has to do.
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM) =>
+        {
+            return None
+        }
+        Err(e) => return Some(format!("its executable cannot be read ({link}: {e})")),
+    };
+    let shown = exe.to_string_lossy();
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.trim_end_matches(" (deleted)");
+    if !name.starts_with("uwsgi") {
+        return Some(format!("its executable is {shown}"));
+    }
+    // The binary may have been replaced since (a rebuild): the open one is what counts.
+    let meta = match fs::metadata(&link) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("its executable {shown} cannot be checked: {e}")),
+    };
+    // SAFETY: geteuid never fails and has no memory effects.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Some(format!(
+            "its executable {shown} belongs to uid {}, neither root nor us",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "its executable {shown} has mode {:04o} (writable by group or others)",
+            meta.mode() & 0o7777
+        ));
+    }
+    None
 }
 
 /// Check that `pid` is a live master that started no later than `written` (the pidfile's mtime).
@@ -129,6 +194,13 @@ pub fn check_master(pid: i32, written: Option<SystemTime>) -> Result<MasterKind,
         pid,
         comm: info.comm.clone(),
     })?;
+    if let Some(why) = exe_problem(pid) {
+        return Err(MasterError::NotOurExe {
+            pid,
+            comm: info.comm.clone(),
+            why,
+        });
+    }
     if let Some(parent) = ProcessInfo::read(info.ppid) {
         if parent.kind() == Some(kind) {
             return Err(MasterError::NotAMaster {

@@ -1,12 +1,13 @@
-//! Helpers for the uwsgictl integration tests: run the real binary, own temp dirs, decoy
-//! processes that record every signal they receive, and guards for real uWSGI and uwsgid
-//! instances that are killed by pid when the test ends.
+//! Helpers for the uwsgictl integration tests (`uwsgi_tests::ctl`): run the real binary and
+//! judge its exit code and output ([`ctl()`], [`Out`]), decoy processes that record every
+//! signal they receive ([`Decoy`]), and [`Uwsgid`], a uwsgid started from an ini file (or as a
+//! named instance) the way an operator would, a thin layer over the one daemon guard
+//! [`Daemon`].
 //!
-//! Nothing here uses fixed ports or fixed sleeps: ports come from binding port 0, readiness
-//! is polled against a deadline, and every process started is stopped in `Drop` by its pid
-//! (its own process group, which it leads).
-//!
-//! The test binary reaches it as `uwsgi_tests::ctl`.
+//! The names of the shared harness are re-exported here for the tests written against this
+//! module: [`TempDir`] is [`TestDir`], [`eventually`] is [`wait_for`], [`Uwsgi`] lives in
+//! `uwsgi.rs`. Nothing here uses fixed ports or fixed sleeps; every process started is stopped
+//! in `Drop` by its pid (the process group it leads).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -14,63 +15,28 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The directory holding the workspace binaries: the test executable lives in `deps/` below it.
+pub use crate::dir::TestDir as TempDir;
+pub use crate::http::free_port;
+pub use crate::poll::wait_for as eventually;
+pub use crate::uwsgi::{uwsgi_available, Uwsgi};
+pub use crate::workspace_root;
+use crate::{bin, Daemon, TestDir};
+
+/// The directory holding the workspace binaries (built fresh: see `bins.rs`).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
+    bin("uwsgictl").parent().expect("profile dir").to_path_buf()
 }
 
+/// The uwsgictl binary, built fresh.
 pub fn ctl_bin() -> PathBuf {
-    let p = bin_dir().join("uwsgictl");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace` (with the same CARGO_TARGET_DIR) first",
-        p.display()
-    );
-    p
+    bin("uwsgictl")
 }
 
+/// The uwsgid binary, built fresh.
 pub fn uwsgid_bin() -> PathBuf {
-    bin_dir().join("uwsgid")
-}
-
-/// The workspace root (for generated files).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A temporary directory removed on drop.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("uwsgictl-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
+    bin("uwsgid")
 }
 
 /// A finished uwsgictl run.
@@ -188,18 +154,6 @@ impl Ctl {
     }
 }
 
-/// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A process that records every catchable signal it receives, one name per line, in its log.
 /// It leads its own process group. Its comm name is the script's file name.
 pub struct Decoy {
@@ -295,15 +249,6 @@ impl Drop for Decoy {
     }
 }
 
-/// A free loopback TCP port (bound to port 0, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.0 GET on loopback; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -320,201 +265,11 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body))
 }
 
-/// Is real uWSGI with the python3 plugin here? Without it: skip with a message, except in CI
-/// (`CI=true`), where its absence is a failure.
-pub fn uwsgi_available() -> bool {
-    let ok = Path::new("/usr/bin/uwsgi").exists()
-        && (Path::new("/usr/lib/uwsgi/plugins/python3_plugin.so").exists()
-            || Command::new("/usr/bin/uwsgi")
-                .args(["--plugin", "python3", "--help"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()));
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "CI=true but /usr/bin/uwsgi with the python3 plugin is missing: install \
-                 uwsgi-core and uwsgi-plugin-python3 in .ci/run"
-            );
-        }
-        eprintln!(
-            "SKIPPED: /usr/bin/uwsgi with the python3 plugin is not installed (apt-get install \
-             uwsgi-core uwsgi-plugin-python3); the real-uWSGI interop test did not run"
-        );
-    }
-    ok
-}
-
-const WSGI_APP: &str = r#"
-import os, time
-def application(env, start_response):
-    path = env.get('PATH_INFO', '')
-    if path == '/sleep':
-        q = env.get('QUERY_STRING', '')
-        ms = int(q.split('=', 1)[1]) if '=' in q else 1000
-        time.sleep(ms / 1000.0)
-    start_response('200 OK', [('Content-Type', 'text/plain')])
-    if path == '/pid':
-        return [str(os.getpid()).encode()]
-    return [b'Hello World']
-"#;
-
-/// A real uWSGI 2.0 master on loopback, stopped (SIGINT, then SIGKILL to its group) on drop.
-pub struct Uwsgi {
-    child: Child,
-    pub pid: i32,
-    pub port: u16,
-    pub pidfile: PathBuf,
-    pub stats: PathBuf,
-    pub fifo: PathBuf,
-    pub ini: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Uwsgi {
-    pub fn start(dir: &TempDir, processes: u32) -> Uwsgi {
-        let app = dir.join("app.py");
-        fs::write(&app, WSGI_APP).unwrap();
-        let port = free_port();
-        let pidfile = dir.join("uwsgi.pid");
-        let stats = dir.join("stats.sock");
-        let fifo = dir.join("master.fifo");
-        let log = dir.join("uwsgi.log");
-        let ini = dir.join("app.ini");
-        fs::write(
-            &ini,
-            format!(
-                "[uwsgi]\nmaster = true\nplugin = python3\nhttp-socket = 127.0.0.1:{port}\n\
-                 wsgi-file = %dapp.py\nprocesses = {processes}\nsafe-pidfile = {}\n\
-                 stats = {}\nmaster-fifo = {}\nlogto = {}\nworker-reload-mercy = 10\n",
-                pidfile.display(),
-                stats.display(),
-                fifo.display(),
-                log.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/uwsgi")
-            .arg("--ini")
-            .arg(&ini)
-            .current_dir(&dir.path)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start uwsgi");
-        let pid = child.id() as i32;
-        let mut u = Uwsgi {
-            child,
-            pid,
-            port,
-            pidfile,
-            stats,
-            fifo,
-            ini,
-            log,
-        };
-        u.wait_ready();
-        u
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "uwsgi exited during startup ({status}); log:\n{}",
-                    self.log_text()
-                );
-            }
-            let pidfile_ok =
-                fs::read_to_string(&self.pidfile).is_ok_and(|t| t.trim() == self.pid.to_string());
-            if pidfile_ok
-                && self.stats_doc().is_some_and(|d| {
-                    d["workers"]
-                        .as_array()
-                        .is_some_and(|ws| ws.iter().all(|w| w["accepting"] == 1 && w["pid"] != 0))
-                })
-                && http_get(self.port, "/").is_ok_and(|(c, _)| c == 200)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "uwsgi did not become ready; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The stats document, read directly (not through uwsgictl).
-    pub fn stats_doc(&self) -> Option<serde_json::Value> {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.stats).ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        serde_json::from_slice(&buf).ok()
-    }
-
-    pub fn worker_pids(&self) -> Vec<i64> {
-        self.stats_doc()
-            .map(|d| {
-                d["workers"]
-                    .as_array()
-                    .map(|ws| ws.iter().filter_map(|w| w["pid"].as_i64()).collect())
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The target options for uwsgictl: pidfile, stats, FIFO.
-    pub fn target(&self) -> Vec<String> {
-        vec![
-            "--pidfile".into(),
-            self.pidfile.display().to_string(),
-            "--stats".into(),
-            self.stats.display().to_string(),
-            "--fifo".into(),
-            self.fifo.display().to_string(),
-        ]
-    }
-
-    /// True once the master process has exited (reaped).
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Uwsgi {
-    fn drop(&mut self) {
-        if self.exited() {
-            return;
-        }
-        // SAFETY: signals to our own child (and the group it leads); no memory effects.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !self.exited() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // SAFETY: as above.
-        unsafe { libc::killpg(self.pid, libc::SIGKILL) };
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- uwsgi log ---\n{}", self.log_text());
-        }
-    }
-}
-
-/// A uwsgid instance on loopback started from an ini file in `dir`, with its files in `dir`;
-/// stopped (SIGINT, then SIGKILL to its group) on drop.
+/// A uwsgid instance on loopback started from an ini file in `dir` (or as a named instance),
+/// with its files in `dir`; a thin layer over [`Daemon`], which stops it on drop (FIFO `Q`,
+/// then `killpg(SIGKILL)`). The paths are copied out for the tests that read them.
 pub struct Uwsgid {
-    child: Child,
+    pub daemon: Daemon,
     pub pid: i32,
     pub port: u16,
     pub pidfile: PathBuf,
@@ -525,29 +280,20 @@ pub struct Uwsgid {
 }
 
 impl Uwsgid {
-    /// Is the uwsgid binary built?
+    /// The uwsgid binary is built by the harness itself: always true (kept for older callers).
     pub fn available() -> bool {
-        let ok = uwsgid_bin().exists();
-        if !ok {
-            eprintln!(
-                "SKIPPED: {} is not built (cargo build --workspace)",
-                uwsgid_bin().display()
-            );
-        }
-        ok
+        uwsgid_bin().exists()
     }
 
     /// The ini text for this instance plus `extra` lines.
     pub fn ini_text(&self, extra: &str) -> String {
-        format!(
-            "[uwsgi]\nhttp-socket = 127.0.0.1:{}\nprocesses = 2\nsafe-pidfile = {}\n\
-             master-fifo = {}\nstats = {}\ndemo-routes = true\nvacuum = true\nlogto = {}\n\
-             worker-reload-mercy = 10\n{extra}",
+        ini_text(
             self.port,
-            self.pidfile.display(),
-            self.fifo.display(),
-            self.stats.display(),
-            self.log.display()
+            &self.pidfile,
+            &self.fifo,
+            &self.stats,
+            &self.log,
+            extra,
         )
     }
 
@@ -561,125 +307,96 @@ impl Uwsgid {
         Uwsgid::launch(dir, Some(name))
     }
 
-    fn launch(dir: &TempDir, name: Option<&str>) -> Uwsgid {
+    fn launch(dir: &TestDir, name: Option<&str>) -> Uwsgid {
         let port = free_port();
-        let child = Command::new("true").spawn().unwrap();
-        let mut d = Uwsgid {
-            child,
-            pid: 0,
-            port,
-            pidfile: dir.join("uwsgid.pid"),
-            stats: dir.join("stats.sock"),
-            fifo: dir.join("master.fifo"),
-            ini: dir.join("uwsgid.ini"),
-            log: dir.join("uwsgid.log"),
-        };
-        let _ = d.child.wait();
-        let mut cmd = Command::new(uwsgid_bin());
-        match name {
+        let ini = dir.join("uwsgid.ini");
+        let log = dir.join("uwsgid.log");
+        let (pidfile, stats, fifo, args) = match name {
             None => {
-                fs::write(&d.ini, d.ini_text("")).unwrap();
-                cmd.arg("--ini").arg(&d.ini);
+                let (pidfile, stats, fifo) = (
+                    dir.join("uwsgid.pid"),
+                    dir.join("stats.sock"),
+                    dir.join("master.fifo"),
+                );
+                fs::write(&ini, ini_text(port, &pidfile, &fifo, &stats, &log, "")).unwrap();
+                let args = vec!["--ini".to_string(), ini.display().to_string()];
+                (pidfile, stats, fifo, args)
             }
             Some(name) => {
                 let inst = dir.join("runtime").join(name);
-                d.pidfile = inst.join("uwsgid.pid");
-                d.stats = inst.join("stats.sock");
-                d.fifo = inst.join("master.fifo");
-                cmd.args([
+                let args = [
                     "--name",
                     name,
                     "--processes",
                     "1",
                     "--demo-routes",
                     "--logto",
-                ])
-                .arg(&d.log)
-                .arg("--http-socket")
-                .arg(format!("127.0.0.1:{port}"));
+                    &log.display().to_string(),
+                    "--http-socket",
+                    &format!("127.0.0.1:{port}"),
+                ]
+                .map(String::from)
+                .to_vec();
+                (
+                    inst.join("uwsgid.pid"),
+                    inst.join("stats.sock"),
+                    inst.join("master.fifo"),
+                    args,
+                )
             }
-        }
-        d.child = cmd
-            .current_dir(&dir.path)
-            .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start uwsgid");
-        d.pid = d.child.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!(
-                    "uwsgid exited during startup ({status}); log:\n{}",
-                    d.log_text()
-                );
-            }
-            let ready = fs::read_to_string(&d.pidfile).is_ok_and(|t| t.trim() == d.pid.to_string())
-                && d.stats_doc().is_some_and(|s| {
-                    s["workers"].as_array().is_some_and(|ws| {
-                        !ws.is_empty() && ws.iter().all(|w| w["uwsgid"]["ready"] == true)
-                    })
-                });
-            if ready {
-                return d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "uwsgid did not become ready; log:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(5));
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut daemon = Daemon::spawn_with(dir, &args, &uwsgid_bin(), false);
+        daemon.pidfile = pidfile.clone();
+        daemon.stats = stats.clone();
+        daemon.fifo = fifo.clone();
+        daemon.wait_running();
+        Uwsgid {
+            pid: daemon.pid,
+            daemon,
+            port,
+            pidfile,
+            stats,
+            fifo,
+            ini,
+            log,
         }
     }
 
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log_text()
     }
 
     pub fn stats_doc(&self) -> Option<serde_json::Value> {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.stats).ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        serde_json::from_slice(&buf).ok()
+        self.daemon.try_stats()
     }
 
     pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        matches!(self.daemon.child.try_wait(), Ok(Some(_)))
     }
 
-    /// Reap the master (after a stop), returning its exit code.
+    /// Reap the master (after a stop), returning its exit code (None on a timeout or a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let child = &mut self.daemon.child;
+        crate::poll(timeout, || child.try_wait().ok().flatten())?.code()
     }
 }
 
-impl Drop for Uwsgid {
-    fn drop(&mut self) {
-        if !self.exited() {
-            // SAFETY: signals to our own child and the group it leads; no memory effects.
-            unsafe { libc::kill(self.pid, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && !self.exited() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            // SAFETY: as above.
-            unsafe { libc::killpg(self.pid, libc::SIGKILL) };
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- uwsgid log ---\n{}", self.log_text());
-        }
-    }
+fn ini_text(
+    port: u16,
+    pidfile: &Path,
+    fifo: &Path,
+    stats: &Path,
+    log: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nprocesses = 2\nsafe-pidfile = {}\n\
+         master-fifo = {}\nstats = {}\ndemo-routes = true\nvacuum = true\nlogto = {}\n\
+         worker-reload-mercy = 10\n{extra}",
+        pidfile.display(),
+        fifo.display(),
+        stats.display(),
+        log.display()
+    )
 }

@@ -3,6 +3,7 @@
 //! The FIFO is opened `O_WRONLY | O_NONBLOCK`: if no master has it open for reading the open
 //! fails with `ENXIO` at once instead of blocking forever. A master re-creates its FIFO when it
 //! re-executes, so a caller that knows the master is alive may ask to retry `ENXIO` briefly.
+//! Given the validated master, [`write`] writes only to a FIFO that master has open.
 
 use std::fs;
 use std::io::{self, Write};
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::exit::{CtlError, Exit};
+use crate::master::Master;
 
 fn kind_of(ft: &fs::FileType) -> &'static str {
     if ft.is_file() {
@@ -83,7 +85,13 @@ pub fn has_reader(path: &Path) -> bool {
 }
 
 /// Write `bytes` to the FIFO, retrying "no reader" for up to `retry` (a master re-executing).
-pub fn write(path: &Path, bytes: &[u8], retry: Duration) -> Result<(), CtlError> {
+/// With `owner`, nothing is written unless the FIFO opened is one that master has open.
+pub fn write(
+    path: &Path,
+    bytes: &[u8],
+    retry: Duration,
+    owner: Option<&Master>,
+) -> Result<(), CtlError> {
     let deadline = Instant::now() + retry;
     let mut file = loop {
         match open(path) {
@@ -95,6 +103,9 @@ pub fn write(path: &Path, bytes: &[u8], retry: Duration) -> Result<(), CtlError>
             Err(e) => return Err(e),
         }
     };
+    if let Some(m) = owner {
+        m.owns_fifo(path, &file)?;
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         match file.write(rest) {

@@ -306,17 +306,36 @@ pub fn uwsgictl_sections() -> Vec<ManSection> {
             )
             .para(
                 "Given a uwsgid pidfile, its instance record PIDFILE.json names the FIFOs and \
-                 the stats address; a record naming another pid is ignored with a warning.",
+                 the stats address; a record naming another pid is ignored with a warning, and \
+                 so is one another user could have written (not a regular file, owned by \
+                 neither us nor root, or writable by group or others). With --name, the \
+                 runtime directory and RUNTIME/NAME must be ours and writable by nobody else \
+                 (RUNTIME/NAME not a symlink), as uwsgid requires; otherwise the command stops \
+                 (5) naming the path, owner, mode and fix.",
             ),
         ManSection::new("PIDFILE VALIDATION")
             .para(
                 "Before any signal, the pidfile is read and refused, each with its own exit \
                  code, when it is missing, empty, not a decimal number, 0 or 1, negative or out \
                  of range, when its pid is not running, is not a uwsgid or uWSGI master (a \
-                 worker is not a master either), or started after the pidfile was written. The \
+                 worker is not a master either), or started after the pidfile was written. A \
+                 master is known by its executable as well as its name: /proc/PID/exe must be \
+                 a file named uwsgi* owned by root or by us and writable by nobody else, so a \
+                 process that renamed itself uwsgid (prctl PR_SET_NAME) or a script called \
+                 uwsgid is refused (16). The \
                  signal is sent with pidfd_send_signal(2) on a pidfd opened before the check, \
                  so a pid reused in between is never hit; kernels without pidfds fall back to \
                  kill(2) with a warning.",
+            )
+            .para(
+                "The channels are tied to that master: a FIFO is written only if its inode is \
+                 open in the master's /proc/PID/fd, and a stats document is used only if it \
+                 carries the master's pid and comes from a listening socket the master holds \
+                 (found by inode in /proc/net/unix or /proc/net/tcp), so a record naming another instance's FIFO or stats \
+                 socket makes no command act on (or report on) that instance (24, 23). A \
+                 master that is stopped (state T: SIGSTOP, a debugger) acts on nothing until \
+                 continued: commands say so and how to continue it (kill -CONT PID) instead \
+                 of timing out, and status reports it as stopped.",
             )
             .para(
                 "Against uWSGI 2.0, stop never uses SIGTERM or SIGQUIT (their meaning depends \

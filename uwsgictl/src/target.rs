@@ -6,13 +6,20 @@
 //! (`--name default`). Given a pidfile, the uwsgid instance record `PIDFILE.json` beside it
 //! supplies the FIFOs and the stats address, unless it belongs to another pid (a stale record
 //! is ignored with a warning).
+//!
+//! Nothing is read from a place another user controls: a named instance's runtime and
+//! instance directories must pass [`common::trust`] (else the command stops, naming the path,
+//! owner, mode and fix), and a record beside an explicit pidfile is used only if it is a
+//! regular file owned by us or root that group and others cannot write (else it is ignored
+//! with a warning). Even a trusted record is not believed blindly: the FIFO and stats it names
+//! are checked against the validated master before use (`master` module).
 
 use std::path::{Path, PathBuf};
 
 use common::discovery::{self, InstancePaths, InstanceRecord};
 
 use crate::cli::TargetArgs;
-use crate::exit::CtlError;
+use crate::exit::{CtlError, Exit};
 use crate::ini;
 
 /// Where a stats server listens.
@@ -159,6 +166,9 @@ pub fn resolve(args: &TargetArgs) -> Result<Target, CtlError> {
         }
         let paths = InstancePaths::for_name(n);
         if target.pidfile.is_none() {
+            paths
+                .check()
+                .map_err(|e| CtlError::new(Exit::Permission, format!("{e}; nothing was sent")))?;
             target.pidfile = Some(paths.pidfile.clone());
             target.name = Some(n.clone());
         }
@@ -185,6 +195,10 @@ pub fn resolve(args: &TargetArgs) -> Result<Target, CtlError> {
 
 /// Fill FIFOs and stats from the instance record beside `pidfile`, if it matches the pidfile.
 fn attach_record(target: &mut Target, pidfile: &Path) {
+    if let Err(why) = record_trusted(&discovery::record_path(pidfile)) {
+        target.warnings.push(why);
+        return;
+    }
     let Ok(record) = discovery::read_record(pidfile) else {
         return;
     };
@@ -210,6 +224,39 @@ fn attach_record(target: &mut Target, pidfile: &Path) {
         }
     }
     target.record = Some(record);
+}
+
+/// A record another user could have written is not read: `Err` says why (for a warning).
+fn record_trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(()); // absent: nothing to read
+    };
+    let me = common::trust::euid();
+    let problem = if !meta.file_type().is_file() {
+        Some("is not a regular file".to_string())
+    } else if meta.uid() != me && meta.uid() != 0 {
+        Some(format!(
+            "belongs to {}, neither root nor {}",
+            common::trust::describe_uid(meta.uid()),
+            common::trust::describe_uid(me)
+        ))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "has mode {:04o} (group or others can write it)",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(format!(
+            "instance record {} {p}; ignoring it (give --fifo and --stats, or remove the file and \
+             restart the instance)",
+            path.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use common::discovery::{self, InstancePaths};
 /// uwsgid: a pre-forking master with zero-downtime reloads, managed like uWSGI.
 ///
 /// With no arguments it runs the embedded default instance: the default page on
-/// 127.0.0.1:8000 with 4 workers, its pidfile, master FIFO and stats socket in the runtime
+/// 127.0.0.1:8000 with 4 workers (fewer on fewer CPUs), its pidfile, master FIFO and stats socket in the runtime
 /// directory (printed at startup).
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100, allow_negative_numbers = true)]
@@ -206,6 +206,9 @@ impl std::fmt::Display for StatsAddr {
 pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     pub processes: u32,
+    /// Without `--processes`: where the count came from, for the log ([`crate::sizing`]).
+    #[serde(default)]
+    pub processes_from: Option<String>,
     pub pidfiles: Vec<PathBuf>,
     pub die_on_term: bool,
     pub mercy: Duration,
@@ -556,11 +559,20 @@ impl Config {
             return Err("no --http-socket given: exec workers need at least one listener".into());
         }
 
-        let processes = args.processes.unwrap_or(if no_arguments || name.is_some() {
-            DEFAULT_PROCESSES
-        } else {
-            1
-        });
+        // Without --processes: 4 for the default and named instances (documented), 1 as uWSGI
+        // otherwise; either capped by the CPUs the cgroup quota and affinity allow.
+        let (processes, processes_from) = match args.processes {
+            Some(n) => (n, None),
+            None => {
+                let base = if no_arguments || name.is_some() {
+                    DEFAULT_PROCESSES
+                } else {
+                    1
+                };
+                let (n, why) = crate::sizing::default_processes(base, &crate::sizing::budget());
+                (n, Some(why))
+            }
+        };
         if processes == 0 || processes > MAX_PROCESSES {
             return Err(format!(
                 "--processes {processes}: must be between 1 and {MAX_PROCESSES}"
@@ -767,6 +779,7 @@ impl Config {
         Ok(Config {
             listeners,
             processes,
+            processes_from,
             pidfiles,
             die_on_term: args.die_on_term,
             mercy,

@@ -32,7 +32,9 @@
 //! `LISTEN_FDS=n`, `LISTEN_PID=<the child's pid>`, `LISTEN_FDNAMES=a:b` (see [`fd_name`]),
 //! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`. [`exec_zygote`] runs a
 //! preload zygote the same way, with its control socket as one more fd right after the
-//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`).
+//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`). A program that runs
+//! the bundled runner ([`ExecSpec::runner`]) gets, after those, a sealed memfd with the
+//! runner's source, named by `UWSGID_RUNNER_FD` ([`crate::runner`]).
 //!
 //! Listeners are passed as they are. `O_NONBLOCK` belongs to the open socket, shared by the
 //! master and every worker: a program may switch it (the bundled runner and gunicorn make it
@@ -53,8 +55,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program.
-pub const WSGI_RUNNER: &str = include_str!("../python/uwsgid_wsgi.py");
+/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program
+/// without a file ([`crate::runner`]).
+pub const WSGI_RUNNER: &str = crate::runner::SOURCE;
 
 /// The first fd of the listeners, as in systemd's `SD_LISTEN_FDS_START`.
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -72,6 +75,10 @@ pub struct ExecSpec {
     /// The program's working directory (`--chdir`); the master's when `None`. A relative
     /// program path or `PATH` entry is resolved from there, as a shell started there would.
     pub cwd: Option<PathBuf>,
+    /// The program runs the bundled runner ([`crate::runner::expand`] put its bootstrap in
+    /// `argv`): its source is passed in a sealed memfd, at the fd after the listeners (and the
+    /// zygote's control socket), named by `UWSGID_RUNNER_FD`.
+    pub runner: bool,
 }
 
 /// A listener's name as it appears in `LISTEN_FDNAMES`.
@@ -154,6 +161,8 @@ fn try_exec_worker(
     let pid = unsafe { libc::getpid() };
     let names: Vec<String> = listeners.iter().map(|(_, name)| fd_name(name)).collect();
     let control_at = LISTEN_FDS_START + listeners.len() as RawFd;
+    let runner_at = control_at + RawFd::from(control.is_some());
+    let first_free = runner_at + RawFd::from(spec.runner);
     let mut ours = vec![
         ("LISTEN_FDS", listeners.len().to_string()),
         ("LISTEN_PID", pid.to_string()),
@@ -164,6 +173,9 @@ fn try_exec_worker(
     ];
     if control.is_some() {
         ours.push(("UWSGID_ZYGOTE_FD", control_at.to_string()));
+    }
+    if spec.runner {
+        ours.push((crate::runner::FD_VAR, runner_at.to_string()));
     }
     let env = worker_env(inherited_env(), &spec.env, &ours);
     let path_var = env
@@ -189,12 +201,17 @@ fn try_exec_worker(
     let argv_ptrs = null_terminated(&c_argv);
     let env_ptrs = null_terminated(&c_env);
 
-    // The control socket is first copied above every target fd, so placing the listeners
-    // cannot overwrite it, then put right after them.
+    // The runner's source and the control socket are first put above every target fd, so
+    // placing the listeners cannot overwrite them, then right after the listeners.
+    let runner = if spec.runner {
+        Some(crate::runner::source_fd(first_free)?)
+    } else {
+        None
+    };
     let control = match control {
         Some(fd) => {
             // SAFETY: F_DUPFD_CLOEXEC only reads the fd number; an invalid one is EBADF.
-            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, control_at + 1) };
+            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) };
             if tmp < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -204,17 +221,18 @@ fn try_exec_worker(
         None => None,
     };
     place_listeners(listeners)?;
-    let mut first_closed = control_at;
-    if let Some(tmp) = &control {
-        // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
-        // FD_CLOEXEC clear, so the program inherits it.
-        if unsafe { libc::dup2(tmp.as_raw_fd(), control_at) } < 0 {
-            return Err(io::Error::last_os_error());
+    for (tmp, at) in [(&control, control_at), (&runner, runner_at)] {
+        if let Some(tmp) = tmp {
+            // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
+            // FD_CLOEXEC clear, so the program inherits it.
+            if unsafe { libc::dup2(tmp.as_raw_fd(), at) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        first_closed = control_at + 1;
     }
     drop(control);
-    mark_cloexec_from(first_closed);
+    drop(runner);
+    mark_cloexec_from(first_free);
     reset_signals();
 
     // SAFETY: c_path is a valid C string, and argv_ptrs/env_ptrs are arrays of pointers into
@@ -527,6 +545,7 @@ mod tests {
             argv: vec!["uwsgid-no-such-program".into()],
             env: vec![("PATH".into(), "/nonexistent".into())],
             cwd: None,
+            runner: false,
         };
         let e = exec_worker(&spec, &[(0, "x".into())], "@n", 1, 1);
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

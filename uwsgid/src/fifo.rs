@@ -6,6 +6,11 @@
 //! opens the new slot's FIFO (creating it mode 0600 if needed) and closes the old one. Both fds
 //! are inherited across re-exec, so a command written during a reload waits in the pipe.
 //!
+//! Whoever can write to the FIFO controls the instance, so an existing FIFO is adopted only if
+//! it is owned by the effective uid and neither group nor others can write to it
+//! ([`common::trust`]); a symlink is refused, both ends are opened `O_NOFOLLOW`, and `fstat`
+//! checks that the inode opened is the one checked (not one swapped in between).
+//!
 //! Garbage is refused whole: a read that contains a byte which is neither a command nor
 //! whitespace executes nothing and is logged once, so random bytes (which hold `q`, `Q`, `r`...)
 //! never stop or reload the instance. Commands in a well-formed write run in order, each decided
@@ -16,10 +21,11 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use common::fifo::{decode, Decoded, FifoCommand};
+use common::trust::{check_owner_mode, Problem, Untrusted};
 
 pub struct Fifo {
     pub paths: Vec<PathBuf>,
@@ -48,7 +54,12 @@ pub enum Batch {
 fn open_fd(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: open with a NUL-terminated path; we own the returned fd.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            flags | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -56,10 +67,25 @@ fn open_fd(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Create the FIFO at `path` (mode 0600) unless a FIFO is already there; true if created.
-fn ensure_fifo(path: &Path) -> Result<bool, String> {
+fn untrusted(path: &Path, problem: Problem) -> String {
+    let e = Untrusted {
+        what: "--master-fifo".into(),
+        path: path.to_path_buf(),
+        problem,
+    };
+    format!("{e} (a FIFO another user can write, or replace, could stop or reload this instance)")
+}
+
+/// Create the FIFO at `path` (mode 0600) unless a FIFO is already there; true if created. An
+/// existing FIFO is adopted only if it is ours and neither group nor others can write to it;
+/// a symlink is refused.
+fn ensure_fifo(path: &Path) -> Result<(bool, u64, u64), String> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_fifo() => return Ok(false),
+        Ok(m) if m.file_type().is_fifo() => {
+            check_owner_mode(&m).map_err(|p| untrusted(path, p))?;
+            return Ok((false, m.dev(), m.ino()));
+        }
+        Ok(m) if m.file_type().is_symlink() => return Err(untrusted(path, Problem::Symlink)),
         Ok(_) => {
             return Err(format!(
                 "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
@@ -77,22 +103,80 @@ fn ensure_fifo(path: &Path) -> Result<bool, String> {
             io::Error::last_os_error()
         ));
     }
-    // mkfifo applies the umask; make the mode exactly 0600.
-    // SAFETY: chmod with a NUL-terminated path.
-    unsafe {
-        libc::chmod(c.as_ptr(), 0o600);
+    let m = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+    Ok((true, m.dev(), m.ino()))
+}
+
+/// Refuse, before anything is bound, a configured FIFO path that holds something we would not
+/// adopt (another user's FIFO, a writable one, a symlink, not a FIFO). Missing paths are fine.
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), String> {
+    for path in paths {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_fifo() => {
+                check_owner_mode(&m).map_err(|p| untrusted(path, p))?
+            }
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(untrusted(path, Problem::Symlink));
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
+                    path.display()
+                ))
+            }
+            Err(_) => {}
+        }
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Open both ends of the FIFO at `path` without following a symlink, and check that what was
+/// opened is the FIFO checked (`dev`, `ino`), still ours and private. The mode is made exactly
+/// 0600 through the fd (mkfifo applied the umask).
+fn open_checked(path: &Path, dev: u64, ino: u64) -> Result<(OwnedFd, OwnedFd), String> {
+    let read = open_fd(path, libc::O_RDONLY)
+        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+    let keep = open_fd(path, libc::O_WRONLY)
+        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+    for fd in [&read, &keep] {
+        let m = fd
+            .try_clone()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+        if !m.file_type().is_fifo() || m.dev() != dev || m.ino() != ino {
+            return Err(format!(
+                "--master-fifo {}: was replaced while being opened; remove it and start again",
+                path.display()
+            ));
+        }
+        if m.uid() != common::trust::euid() {
+            return Err(untrusted(
+                path,
+                Problem::Owner {
+                    uid: m.uid(),
+                    mode: m.mode() & 0o7777,
+                },
+            ));
+        }
+    }
+    // SAFETY: fchmod on the fd we own.
+    unsafe {
+        libc::fchmod(read.as_raw_fd(), 0o600);
+    }
+    Ok((read, keep))
 }
 
 impl Fifo {
     pub fn open(paths: Vec<PathBuf>, active: usize) -> Result<Fifo, String> {
         let path = paths[active].clone();
-        let created = ensure_fifo(&path)?;
-        let read = open_fd(&path, libc::O_RDONLY)
-            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
-        let keep = open_fd(&path, libc::O_WRONLY)
-            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+        let (created, dev, ino) = ensure_fifo(&path)?;
+        let (read, keep) = open_checked(&path, dev, ino).inspect_err(|_| {
+            if created {
+                let _ = std::fs::remove_file(&path);
+            }
+        })?;
         Ok(Fifo {
             paths,
             active,
@@ -166,11 +250,8 @@ impl Fifo {
             return Ok(());
         }
         let path = self.paths[n].clone();
-        let created = ensure_fifo(&path)?;
-        let read =
-            open_fd(&path, libc::O_RDONLY).map_err(|e| format!("{}: {e}", path.display()))?;
-        let keep =
-            open_fd(&path, libc::O_WRONLY).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (created, dev, ino) = ensure_fifo(&path)?;
+        let (read, keep) = open_checked(&path, dev, ino)?;
         if created {
             self.created.push(path);
         }

@@ -8,8 +8,8 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -148,70 +148,9 @@ pub fn barrier(d: &Daemon) {
     }
 }
 
-/// Clients sending GETs on fresh connections until finished; every failure is kept.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    errors: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    pub fn start(addr: &str, clients: usize, path: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
-                let (addr, path) = (addr.to_string(), path.to_string());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match http_get(&addr, &path) {
-                            Ok((200, _)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((status, body)) => {
-                                errors.lock().unwrap().push(format!("{status}: {body}"))
-                            }
-                            Err(e) => errors.lock().unwrap().push(e),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            errors,
-            threads,
-        }
-    }
-
-    pub fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// Wait until at least `n` more requests succeeded (the load really runs).
-    pub fn wait_more(&self, n: u64) {
-        let from = self.ok();
-        wait_for(
-            "the request loop to make progress",
-            Duration::from_secs(20),
-            || (self.ok() >= from + n).then_some(()),
-        );
-    }
-
-    /// Stop the clients; `(successes, failures)`.
-    pub fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            t.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (self.ok(), errors)
-    }
-}
+/// The request loop (now in the harness): re-exported for the tests that name it here.
+#[allow(unused_imports)]
+pub use uwsgi_tests::Load;
 
 /// Samples the stats document as fast as it answers, recording what `probe` says of each.
 pub struct Sampler<T: Send + 'static> {
@@ -244,8 +183,16 @@ impl<T: Send + 'static> Sampler<T> {
     }
 }
 
-/// The Python interpreter itself (not a version-manager shim that adds its own startup), if any.
+/// The Python interpreter itself (not a version-manager shim that adds its own startup). When
+/// there is none, [`require`] says so (a failure under CI, a visible skip elsewhere) and the
+/// caller returns.
 pub fn python() -> Option<String> {
+    let found = interpreter();
+    require(found.is_some(), "python3", "apt-get install python3").then_some(())?;
+    found
+}
+
+fn interpreter() -> Option<String> {
     let out = std::process::Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
@@ -257,14 +204,7 @@ pub fn python() -> Option<String> {
 /// Start a daemon whose harness arguments are given explicitly (`--stats` on TCP, say): returns
 /// it once the pidfile record names it, without the harness's Unix-socket stats wait.
 pub fn spawn_custom(dir: &TestDir, args: &[&str]) -> Daemon {
-    let d = Daemon::spawn_with(dir, args, &bin("uwsgid"), false);
-    wait_for("the instance record", Duration::from_secs(20), || {
-        d.assert_alive();
-        common::discovery::read_record(&d.pidfile)
-            .ok()
-            .filter(|r| r.pid == d.pid)
-    });
-    d
+    Daemon::spawn_bare(dir, args)
 }
 
 /// The usual harness files, for [`spawn_custom`]: pidfile and FIFO in `dir`.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use uwsgi_tests::TestDir;
-use uwsgid::exec::{exec_worker, ExecSpec, WSGI_RUNNER};
+use uwsgid::exec::{exec_worker, ExecSpec};
 use uwsgid::notify::{self, NotifyMessage};
 
 static UNIQUE: AtomicUsize = AtomicUsize::new(0);
@@ -59,6 +59,7 @@ fn python(script: &str) -> ExecSpec {
         argv: vec!["python3".into(), "-c".into(), script.into()],
         env: vec![("UWSGID_TEST_FOO".into(), "bar".into())],
         cwd: None,
+        runner: false,
     }
 }
 
@@ -185,14 +186,16 @@ impl Runner {
         let port = listener.local_addr().unwrap().port();
         let notify_name = format!("@{}", unique("runner"));
         let notify = notify::bind(&notify_name).unwrap();
-        let mut argv: Vec<String> = vec!["python3".into(), "-c".into(), WSGI_RUNNER.into()];
+        let mut argv: Vec<String> = vec!["python3".into(), "{runner}".into()];
         argv.push("--wsgi-file".into());
         argv.push(dir.join("app.py").to_str().unwrap().into());
         argv.extend(args.iter().map(|a| a.to_string()));
+        let (argv, runner) = uwsgid::runner::expand(argv);
         let spec = ExecSpec {
             argv,
             env: vec![],
             cwd: None,
+            runner,
         };
         let listeners = vec![(listener.as_raw_fd(), format!("127.0.0.1:{port}"))];
         let child = spawn_worker(spec, listeners, notify_name, || Ok(()));
@@ -542,5 +545,85 @@ fn runner_startup_errors_exit_1_before_ready() {
     assert!(
         err.contains("'application' is a int, not a callable"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_runner_program_gets_the_sealed_source_after_the_listeners() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
+    // Reports where the source is, whether it is complete and sealed, and which fds are
+    // open; it never runs the runner itself.
+    let script = r#"
+import fcntl, hashlib, os
+fd = int(os.environ["UWSGID_RUNNER_FD"])
+src = os.pread(fd, os.fstat(fd).st_size, 0)
+print("fd=%d" % fd)
+print("sha=" + hashlib.sha256(src).hexdigest())
+seals = fcntl.fcntl(fd, 1034)  # F_GET_SEALS
+print("seals=%d" % seals)
+try:
+    os.pwrite(fd, b"x", 0)
+    print("write=ok")
+except OSError as e:
+    print("write=refused")
+def is_open(n):
+    try:
+        os.fstat(n)
+        return True
+    except OSError:
+        return False
+print("open=" + ",".join(str(n) for n in range(256) if is_open(n)))
+"#;
+    // The listeners sit crossed at 4 and 3, where the memfd would land if it were
+    // created first at the lowest free number.
+    let arrange = move || {
+        // SAFETY: fcntl/dup2 on fds inherited from the parent, in the child before exec.
+        unsafe {
+            let a = libc::fcntl(a_fd, libc::F_DUPFD, 100);
+            let b = libc::fcntl(b_fd, libc::F_DUPFD, 100);
+            if a < 0 || b < 0 || libc::dup2(a, 4) < 0 || libc::dup2(b, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::close(5);
+        }
+        Ok(())
+    };
+    let mut spec = python(script);
+    spec.runner = true;
+    let child = spawn_worker(
+        spec,
+        vec![(4, "a".into()), (3, "b".into())],
+        "@notify-name".into(),
+        arrange,
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = std::process::Command::new("sha256sum")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../uwsgid/python/uwsgid_wsgi.py"
+        ))
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    let sha = sha.split_whitespace().next().unwrap();
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "fd=5".to_string(),
+            format!("sha={sha}"),
+            format!("seals={seals}"),
+            "write=refused".into(),
+            "open=0,1,2,3,4,5".into(),
+        ]
     );
 }

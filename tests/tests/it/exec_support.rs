@@ -8,8 +8,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -164,63 +162,9 @@ pub fn workers(s: &serde_json::Value) -> Vec<serde_json::Value> {
     s["workers"].as_array().cloned().unwrap_or_default()
 }
 
-/// A set of client threads hammering the daemon until stopped; every failed or wrong answer
-/// is recorded with what went wrong.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    pub ok: Arc<AtomicU64>,
-    pub errors: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    /// `clients` threads, each in a loop of fresh-connection GETs over `paths` in turn.
-    pub fn start(addr: &str, clients: usize, paths: &[&str]) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|i| {
-                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
-                let addr = addr.to_string();
-                let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-                std::thread::spawn(move || {
-                    let mut n = i;
-                    while !stop.load(Ordering::Relaxed) {
-                        let path = &paths[n % paths.len()];
-                        n += 1;
-                        match http_get(&addr, path) {
-                            Ok((200, _)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((status, body)) => errors
-                                .lock()
-                                .unwrap()
-                                .push(format!("GET {path}: {status} {body:?}")),
-                            Err(e) => errors.lock().unwrap().push(format!("GET {path}: {e}")),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            errors,
-            threads,
-        }
-    }
-
-    /// Stop the clients; returns (successful requests, errors).
-    pub fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            t.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), errors)
-    }
-}
+/// The request loop (now in the harness): re-exported for the tests that name it here.
+#[allow(unused_imports)]
+pub use uwsgi_tests::Load;
 
 /// A request started now in its own thread; join for its answer.
 /// A request's outcome and how long it took.
@@ -281,11 +225,5 @@ pub fn proc_state(pid: i64) -> char {
 /// Wait until the daemon's pidfile record names it and return its first listener address,
 /// without waiting for workers to be ready (for instances that never get there).
 pub fn wait_record(d: &Daemon) -> String {
-    let r = wait_for("the instance record", Duration::from_secs(20), || {
-        d.assert_alive();
-        common::discovery::read_record(&d.pidfile)
-            .ok()
-            .filter(|r| r.pid == d.pid)
-    });
-    r.listeners.first().cloned().unwrap_or_default()
+    d.wait_record()
 }

@@ -43,9 +43,6 @@ fn new_generation_serves(d: &Uwsgid, generation: u64) {
 
 #[test]
 fn uwsgid_reload_wait_returns_once_the_new_generation_serves() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-reload");
     let d = Uwsgid::start(&dir);
     let mut generation = d.stats_doc().unwrap()["uwsgid"]["generation"]
@@ -81,9 +78,6 @@ fn uwsgid_reload_wait_returns_once_the_new_generation_serves() {
 
 #[test]
 fn uwsgid_reload_wait_fails_when_the_new_generation_crash_loops() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-crash");
     let d = Uwsgid::start(&dir);
     fs::write(&d.ini, d.ini_text("worker-exec = /bin/false\n")).unwrap();
@@ -110,9 +104,6 @@ fn uwsgid_reload_wait_fails_when_the_new_generation_crash_loops() {
 
 #[test]
 fn uwsgid_reload_wait_reports_timeout_and_master_death() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-timeout");
     let mut d = Uwsgid::start(&dir);
     let port = d.port;
@@ -146,9 +137,6 @@ fn uwsgid_reload_wait_reports_timeout_and_master_death() {
 
 #[test]
 fn uwsgid_stop_wait_lets_a_slow_request_finish() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-stop");
     let mut d = Uwsgid::start(&dir);
     let port = d.port;
@@ -174,9 +162,6 @@ fn uwsgid_stop_wait_lets_a_slow_request_finish() {
 
 #[test]
 fn uwsgid_pause_resume_signal_fifo_rollback_and_discovery() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-misc");
     let d = Uwsgid::start(&dir);
     // The pidfile alone finds the FIFO and stats through the instance record.
@@ -280,9 +265,6 @@ fn uwsgid_pause_resume_signal_fifo_rollback_and_discovery() {
 
 #[test]
 fn uwsgid_named_instances_and_list() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-named");
     let d = Uwsgid::start_named(&dir, "api");
     let runtime = dir.join("runtime");
@@ -319,8 +301,11 @@ fn uwsgid_named_instances_and_list() {
 /// Run `cmd` under a pseudo-terminal with `script(1)`; returns everything the terminal showed.
 fn on_terminal(cmd: &str, env: &[(&str, &str)]) -> Option<String> {
     let script = std::path::Path::new("/usr/bin/script");
-    if !script.exists() {
-        eprintln!("SKIPPED: script(1) is not installed; the terminal rendering test did not run");
+    if !uwsgi_tests::require(
+        script.exists(),
+        "script(1) at /usr/bin/script",
+        "apt-get install bsdutils",
+    ) {
         return None;
     }
     let dir = TempDir::new("pty");
@@ -342,9 +327,6 @@ fn on_terminal(cmd: &str, env: &[(&str, &str)]) -> Option<String> {
 
 #[test]
 fn uwsgid_terminal_output_progress_and_colour() {
-    if !Uwsgid::available() {
-        return;
-    }
     let dir = TempDir::new("uwsgid-tty");
     let d = Uwsgid::start(&dir);
     let ctl_bin = ctl::ctl_bin().display().to_string();

@@ -86,19 +86,47 @@ fn every_bad_pidfile_is_refused_with_its_own_code_and_nothing_is_sent() {
 #[test]
 fn a_pid_younger_than_its_pidfile_is_refused() {
     let dir = TempDir::new("younger");
-    // Named uwsgid, so only the start-time check can refuse it.
-    let decoy = Decoy::spawn(&dir.path, "uwsgid");
-    let p = pidfile_with(&dir, "old.pid", &format!("{}\n", decoy.pid));
+    // A copy of sleep(1) named uwsgid: its name and its executable pass, so only the
+    // start-time check can refuse it. It dies on any signal, so "alive" means "untouched".
+    let exe = dir.join("uwsgid");
+    fs::copy("/bin/sleep", &exe).unwrap();
+    let mut child = ctl::eventually("the copy to run", Duration::from_secs(5), || {
+        match std::process::Command::new(&exe).arg("60").spawn() {
+            Ok(c) => Some(c),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => None,
+            Err(e) => panic!("spawn {}: {e}", exe.display()),
+        }
+    });
+    let pid = child.id() as i32;
+    let p = pidfile_with(&dir, "old.pid", &format!("{pid}\n"));
     let file = fs::OpenOptions::new().write(true).open(&p).unwrap();
     file.set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
     drop(file);
-    refused(&decoy, &p, 17, "after the pidfile was written (pid reused)");
+    for cmd in [
+        vec!["reload"],
+        vec!["stop", "--brutal"],
+        vec!["signal", "HUP"],
+    ] {
+        let mut args = vec!["--pidfile", p.to_str().unwrap()];
+        args.extend(cmd);
+        ctl(&args)
+            .run()
+            .code(17)
+            .stderr_has("after the pidfile was written (pid reused)");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process received a signal"
+    );
     // The same process with a fresh pidfile passes validation: the check is the start time.
-    let fresh = pidfile_with(&dir, "fresh.pid", &format!("{}\n", decoy.pid));
-    let out = ctl(["--pidfile", fresh.to_str().unwrap(), "signal", "USR1"]).run();
-    out.code(0).stdout_has("sent SIGUSR1");
-    assert_eq!(decoy.received(), vec!["USR1"]);
+    let fresh = pidfile_with(&dir, "fresh.pid", &format!("{pid}\n"));
+    ctl(["--pidfile", fresh.to_str().unwrap(), "status"])
+        .run()
+        .code(0)
+        .stdout_has(&format!("running: uwsgid pid {pid}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

@@ -84,12 +84,7 @@ fn chain_reload_under_load_drops_nothing_and_replaces_one_at_a_time() {
 #[test]
 fn slow_starting_exec_workers_chain_one_at_a_time() {
     let Some(python) = python() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must install python3"
-        );
-        eprintln!("skipped: python3 not installed");
-        return;
+        return; // python() said why (a failure under CI)
     };
     // Python takes tens of ms to start: each step of the chain is long enough to be seen.
     let dir = TestDir::new("chain-exec");
@@ -193,12 +188,7 @@ while True:
 #[test]
 fn a_replacement_that_never_gets_ready_stops_the_chain_and_old_workers_keep_serving() {
     let Some(python) = python() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must install python3"
-        );
-        eprintln!("skipped: python3 not installed");
-        return;
+        return; // python() said why (a failure under CI)
     };
     let dir = TestDir::new("chain-fail");
     let script = dir.write("worker.py", WORKER);

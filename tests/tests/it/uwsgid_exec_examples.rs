@@ -1,29 +1,18 @@
 //! The examples in `docs/exec-workers.md` run as documented: the Perl program (notify
 //! readiness), the Node.js program (grace readiness) and gunicorn (its own notify support)
 //! serve, reload under load without an error, and stop on SIGTERM. A test whose interpreter
-//! or server is not installed says so and passes (tests/run.sh installs them).
-
-use crate::exec_support as uwsgid_exec_support;
+//! or server is missing fails under CI=true (tests/run.sh installs them) and is a visible skip
+//! elsewhere (`uwsgi_tests::require`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use uwsgi_tests::*;
-use uwsgid_exec_support::*;
 
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/examples")
         .join(name)
-}
-
-fn installed(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn serve_reload_stop(dir: &TestDir, args: &[&str], greeting: &str) {
@@ -54,8 +43,7 @@ fn serve_reload_stop(dir: &TestDir, args: &[&str], greeting: &str) {
 
 #[test]
 fn perl_example_notifies_and_drains() {
-    if !installed("perl") {
-        eprintln!("perl is not installed: skipped");
+    if !require_program("perl", "perl (apt-get install perl)") {
         return;
     }
     let dir = TestDir::new("exec-example-perl");
@@ -65,8 +53,7 @@ fn perl_example_notifies_and_drains() {
 
 #[test]
 fn node_example_with_a_grace() {
-    if !installed("node") {
-        eprintln!("node is not installed: skipped");
+    if !require_program("node", "Node.js (apt-get install nodejs)") {
         return;
     }
     let dir = TestDir::new("exec-example-node");
@@ -87,14 +74,9 @@ fn node_example_with_a_grace() {
 
 #[test]
 fn gunicorn_example_as_documented() {
-    // tests/run.sh installs gunicorn from PyPI; without it, say so and pass.
+    // tests/run.sh installs gunicorn from PyPI (and fails under CI=true when it cannot).
     let python = "python3";
-    let found = std::process::Command::new(python)
-        .args(["-c", "import gunicorn"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("gunicorn is not installed: skipped");
+    if !require_python_module("gunicorn", "gunicorn (python3 -m pip install gunicorn)") {
         return;
     }
     let dir = TestDir::new("exec-example-gunicorn");

@@ -11,11 +11,32 @@ fn uwsgid_sections() -> Vec<ManSection> {
     vec![
         ManSection::new("DEFAULT INSTANCE").para(
             "With no arguments uwsgid serves its default page on 127.0.0.1:8000 with 4 \
-                 workers, and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
+                 workers (fewer when its cgroup's CPU quota or its CPU affinity allows fewer \
+                 CPUs; the log says which), and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
                  stats socket (stats.sock) in RUNTIME/default/, which it prints at startup. \
                  --name NAME does the same under RUNTIME/NAME/. RUNTIME is $UWSGID_RUNTIME_DIR, \
                  else $XDG_RUNTIME_DIR/uwsgid, else /tmp/uwsgid-UID.",
         ),
+        ManSection::new("SECURITY")
+            .para(
+                "Nothing uwsgid uses comes from a place another user controls. RUNTIME and \
+                 RUNTIME/NAME are created mode 0700 whatever the umask, and used only if each \
+                 is a directory owned by the effective uid with neither the group nor the \
+                 other write bit; RUNTIME may be a symlink only if the link is ours too, \
+                 RUNTIME/NAME may not be one. Otherwise startup stops before anything is bound, \
+                 naming the path, its owner and mode, and the fix (remove it, or set \
+                 UWSGID_RUNTIME_DIR to a private directory).",
+            )
+            .para(
+                "An existing --master-fifo is adopted only if it is a FIFO owned by the \
+                 effective uid that group and others cannot write (whoever can write it can \
+                 stop the instance); a symlink is refused, and the FIFO is opened with \
+                 O_NOFOLLOW and checked to be the inode that was checked. A new one is created \
+                 mode 0600. PIDFILE.lock must be ours: one owned by another user is refused \
+                 (it could be held to block every start). Temporary files for the atomic \
+                 pidfile and record writes have unpredictable names and are created O_EXCL; a \
+                 file planted beside the pidfile is never used or removed.",
+            ),
         gen::signals_section(),
         gen::fifo_section(),
         ManSection::new("RELOADS")
@@ -44,7 +65,8 @@ fn uwsgid_sections() -> Vec<ManSection> {
             ),
         ManSection::new("PIDFILE").para(
             "--safe-pidfile and --pidfile are written once the listeners are bound and the \
-                 first workers started, atomically (temporary file, rename), mode 0644, never \
+                 first workers started, atomically (a temporary file with a random name, then \
+                 rename), mode 0644, never \
                  through a symlink, with an instance record PIDFILE.json beside it naming the \
                  FIFOs and stats address. PIDFILE.lock stays locked for the master's life, \
                  across re-exec: a second instance on the same pidfile refuses to start and \

@@ -286,7 +286,7 @@ fn a_crash_looping_worker_is_backed_off_and_costs_no_busy_cpu() {
 #[test]
 fn the_embedded_default_serves_on_port_8000_with_files_in_the_runtime_dir() {
     if listening("127.0.0.1:8000") {
-        eprintln!("skipped: something else listens on 127.0.0.1:8000");
+        skip("something else listens on 127.0.0.1:8000, the embedded default's port");
         return;
     }
     let dir = TestDir::new("default");
@@ -322,10 +322,16 @@ fn the_embedded_default_serves_on_port_8000_with_files_in_the_runtime_dir() {
     for f in ["master.fifo", "stats.sock"] {
         assert!(runtime.join("default").join(f).exists(), "{f} missing");
     }
-    let log = std::fs::read_to_string(dir.join("default.log")).unwrap();
+    // The master announces where its files are once it has started; it may serve first.
+    let where_ = runtime.join("default").display().to_string();
+    let said = poll(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(dir.join("default.log")).unwrap_or_default();
+        log.contains(&where_).then_some(())
+    });
     assert!(
-        log.contains(runtime.join("default").to_str().unwrap()),
-        "the log does not say where: {log}"
+        said.is_some(),
+        "the log does not say where: {}",
+        std::fs::read_to_string(dir.join("default.log")).unwrap_or_default()
     );
     // SAFETY: stopping the instance this test started.
     unsafe { libc::kill(pid, libc::SIGINT) };

@@ -462,13 +462,6 @@ fn a_full_stats_server_leaves_the_master_idle_and_serving() {
     assert!(fetch_stats(&at, true).is_some());
 }
 
-fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Run `tmux` on a private server socket (never the user's own server).
 fn tmux(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new("tmux")
@@ -491,17 +484,9 @@ impl Drop for TmuxServer {
 
 #[test]
 fn uwsgitop_shows_a_uwsgid_instance() {
-    let missing: Vec<&str> = ["uwsgitop", "tmux"]
-        .into_iter()
-        .filter(|c| !have(c))
-        .collect();
-    if !missing.is_empty() {
-        let why = format!("{} not installed", missing.join(" and "));
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must install {why}"
-        );
-        eprintln!("skipped uwsgitop_shows_a_uwsgid_instance: {why}");
+    if !require_program("uwsgitop", "uwsgitop (python3 -m pip install uwsgitop)")
+        || !require_program("tmux", "tmux (apt-get install tmux)")
+    {
         return;
     }
     let dir = TestDir::new("stats-uwsgitop");

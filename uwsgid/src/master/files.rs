@@ -116,17 +116,8 @@ pub fn daemonize(log: &Path) {
 
 /// Lock `PIDFILE.lock`: a second instance with the same pidfile is refused.
 pub fn lock_pidfile(path: &Path) -> Result<OwnedFd, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
     let lock = common::pidfile::lock_path(path);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock)
-        .map_err(|e| Error::PidfileLock(lock.clone(), e))?;
+    let file = common::pidfile::open_lock(path).map_err(Error::Lock)?;
     let fd: OwnedFd = file.into();
     match sys::try_lock(fd.as_raw_fd()) {
         Ok(true) => Ok(fd),
@@ -205,6 +196,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     if let Some(log) = &config.logto {
         crate::log::redirect_to(log).map_err(|e| Error::Logto(log.clone(), e))?;
     }
+    crate::fifo::check_paths(&config.fifos).map_err(Error::FifoPath)?;
     let mut locks = Vec::new();
     for p in &config.pidfiles {
         locks.push((p.clone(), lock_pidfile(p)?));
@@ -232,6 +224,9 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
         m.kind_name(),
         m.config.mercy.as_secs_f64()
     );
+    if let Some(why) = &m.config.processes_from {
+        log!("worker count: {why}");
+    }
     // Said before the pidfile appears, so that whoever waits for the pidfile finds it logged.
     if let Some(dir) = &m.config.instance_dir {
         log!(

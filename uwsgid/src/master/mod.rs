@@ -136,6 +136,8 @@ pub enum Error {
     InstanceDir(String),
     Logto(PathBuf, std::io::Error),
     PidfileLock(PathBuf, std::io::Error),
+    /// The pidfile lock cannot be opened, or is not ours (the message names it).
+    Lock(String),
     /// Another live master holds the lock of this pidfile.
     PidfileBusy {
         path: PathBuf,
@@ -149,16 +151,18 @@ pub enum Error {
     Fifo(String),
     Stats(String),
     Touch(std::io::Error),
-    Runner(PathBuf, std::io::Error),
+    /// A `--master-fifo` path that is not a FIFO we may use.
+    FifoPath(String),
     NoListenerLeft,
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::InstanceDir(e) => write!(f, "instance directory: {e}"),
+            Error::InstanceDir(e) => f.write_str(e),
             Error::Logto(p, e) => write!(f, "--logto: {}: {e}", p.display()),
             Error::PidfileLock(p, e) => write!(f, "pidfile lock {}: {e}", p.display()),
+            Error::Lock(e) => f.write_str(e),
             Error::PidfileBusy { path, holder } => {
                 let holder = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
                 write!(
@@ -176,7 +180,7 @@ impl std::fmt::Display for Error {
             Error::Fifo(e) => f.write_str(e),
             Error::Stats(e) => f.write_str(e),
             Error::Touch(e) => write!(f, "touch files: {e}"),
-            Error::Runner(p, e) => write!(f, "WSGI runner {}: {e}", p.display()),
+            Error::FifoPath(e) => f.write_str(e),
             Error::NoListenerLeft => f.write_str("reload left no listener"),
         }
     }

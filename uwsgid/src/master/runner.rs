@@ -1,6 +1,6 @@
-//! The bundled Python WSGI runner: written where exec workers can run it, and the interpreter
-//! it runs on resolved once (a version manager's shim would otherwise cost every worker of
-//! every generation its own start), with a time bound.
+//! The interpreter the bundled Python WSGI runner runs on (the runner itself is handed to it
+//! without a file: [`crate::runner`]), resolved once (a version manager's shim would otherwise
+//! cost every worker of every generation its own start), with a time bound.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,46 +14,18 @@ use crate::log;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Runner {
-    /// The stub script workers and zygotes run.
-    pub path: PathBuf,
     /// The interpreter as configured, and the real executable behind it.
     pub python: (String, String),
 }
 
-/// Write the runner if the worker program names `{runner}`; `None` otherwise. After a
-/// re-exec, the interpreter the previous image resolved is reused if the name is the same.
+/// The runner's interpreter, if the worker program names `{runner}`; `None` otherwise. After
+/// a re-exec, the interpreter the previous image resolved is reused if the name is the same.
 pub fn prepare(config: &Config, handoff: Option<&Handoff>) -> Result<Option<Runner>, Error> {
     let WorkerKind::Exec { argv, .. } = &config.worker else {
         return Ok(None);
     };
-    if !argv.iter().any(|a| a == "{runner}") {
+    if !crate::runner::wanted(argv) {
         return Ok(None);
-    }
-    let dir = common::discovery::runtime_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Runner(dir.clone(), e))?;
-    // The runner is a module imported by a two-line script, so that Python caches its
-    // bytecode (compiling it costs every interpreter start 9 ms; a script is never cached).
-    // The module is named after its content, so a cached .pyc can never be stale.
-    let module = format!(
-        "uwsgid_wsgi_{:016x}",
-        fnv1a(crate::exec::WSGI_RUNNER.as_bytes())
-    );
-    let module_path = dir.join(format!("{module}.py"));
-    let stub = format!(
-        "# uwsgid's bundled WSGI runner: the code is in {module}.py, beside this file.\n\
-         # Its bytecode is cached even under PYTHONDONTWRITEBYTECODE (only this module's).\n\
-         import sys\nkeep = sys.dont_write_bytecode\nsys.dont_write_bytecode = False\n\
-         import {module} as runner\nsys.dont_write_bytecode = keep\nsys.exit(runner.main())\n"
-    );
-    let path = dir.join(format!("uwsgid_wsgi-{}.py", common::VERSION));
-    for (file, text) in [
-        (&module_path, crate::exec::WSGI_RUNNER),
-        (&path, stub.as_str()),
-    ] {
-        if std::fs::read_to_string(file).unwrap_or_default() != text {
-            common::pidfile::write_file_atomic(file, text.as_bytes(), 0o644)
-                .map_err(|e| Error::Runner(file.clone(), e))?;
-        }
     }
     let python = argv[0].clone();
     let resolved = handoff
@@ -65,7 +37,6 @@ pub fn prepare(config: &Config, handoff: Option<&Handoff>) -> Result<Option<Runn
         log!("Python interpreter {python} is {resolved}");
     }
     Ok(Some(Runner {
-        path,
         python: (python, resolved),
     }))
 }
@@ -127,13 +98,6 @@ fn ask_executable(path: &std::path::Path, timeout: Duration) -> Option<String> {
     child.stdout.take()?.read_to_string(&mut out).ok()?;
     let out = out.trim().to_string();
     (status.success() && !out.is_empty() && std::path::Path::new(&out).is_file()).then_some(out)
-}
-
-/// FNV-1a, 64 bits: a stable name for the runner's content.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -219,15 +219,7 @@ impl Master {
         env: Vec<(String, String)>,
         chdir: Option<PathBuf>,
     ) -> ExecSpec {
-        let runner = self
-            .runner
-            .as_ref()
-            .map(|r| r.path.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut argv: Vec<String> = argv
-            .into_iter()
-            .map(|a| if a == "{runner}" { runner.clone() } else { a })
-            .collect();
+        let (mut argv, runner) = crate::runner::expand(argv);
         if let Some(r) = &self.runner {
             argv[0] = r.python.1.clone();
         }
@@ -235,6 +227,7 @@ impl Master {
             argv,
             env,
             cwd: chdir,
+            runner,
         }
     }
 

@@ -38,12 +38,7 @@ impl Master {
     pub(super) fn serve_stats(&mut self, now: Now) {
         let mut stats = self.sources.stats.take();
         if let Some(s) = &mut stats {
-            s.accept(|| {
-                let doc = self.stats_document(now);
-                let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                out.push(b'\n');
-                out
-            });
+            s.accept(|| self.stats_document(now));
         }
         self.sources.stats = stats;
     }
