@@ -2,7 +2,7 @@ complete -c uwsgid -l http-socket -d 'Listen for HTTP on ADDR: HOST:PORT, :PORT,
 complete -c uwsgid -s p -l processes -l workers -d 'Number of worker processes' -r
 complete -c uwsgid -l safe-pidfile -d 'Write the master pid here once the listeners and first workers are up' -r -F
 complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a pidfile early)' -r -F
-complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL' -r
+complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)' -r
 complete -c uwsgid -l listen -d 'Listen backlog' -r
 complete -c uwsgid -l logto -d 'Log to FILE instead of stderr' -r -F
 complete -c uwsgid -l check-static -d 'Serve static files from DIR' -r -F

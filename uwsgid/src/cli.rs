@@ -39,7 +39,7 @@ pub struct Args {
     /// SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload
     #[arg(long = "die-on-term")]
     pub die_on_term: bool,
-    /// Seconds a worker may take to finish its requests before SIGKILL
+    /// Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)
     #[arg(long = "worker-reload-mercy", value_name = "SECS")]
     pub worker_reload_mercy: Option<f64>,
     /// Listen backlog
@@ -582,6 +582,15 @@ impl Config {
             "--worker-reload-mercy",
             args.worker_reload_mercy.unwrap_or(60.0),
         )?;
+        if mercy.is_zero() {
+            return Err(
+                "--worker-reload-mercy 0: every graceful reload and stop would SIGKILL busy \
+                 workers at once; give the seconds a worker may take to finish its requests \
+                 (the default is 60), or use a brutal reload (FIFO R, uwsgictl reload --brutal) \
+                 where killing at once is meant"
+                    .into(),
+            );
+        }
         let backlog = args.listen.unwrap_or(DEFAULT_BACKLOG);
         if !(1..=65_535).contains(&backlog) {
             return Err(format!("--listen {backlog}: must be between 1 and 65535"));
@@ -1049,6 +1058,14 @@ mod tests {
             .contains("--processes 0"));
         assert!(load(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "-1"]).is_err());
+        for zero in ["0", "0.0", "-0", "1e-12"] {
+            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero]).unwrap_err();
+            assert!(
+                e.contains("--worker-reload-mercy 0") && e.contains("brutal"),
+                "{e}"
+            );
+        }
+        assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "0.3"]).is_ok());
         assert!(load(&[
             "--http-socket",
             ":1",

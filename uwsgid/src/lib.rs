@@ -5,6 +5,7 @@
 //! [`exec`]. Everything a master passes to its next image is in [`master::handoff`].
 
 pub mod cli;
+pub mod daemonize;
 pub mod exec;
 pub mod fifo;
 pub mod http;

@@ -484,3 +484,50 @@ pub fn set_child_subreaper() {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
     }
 }
+
+/// SIGKILL `pid`, an unreaped child of ours (so neither its pid nor its group id can have been
+/// reused), and its whole process group if it leads one: exec workers and zygotes do (see
+/// `master::spawn`), so the program's own children die with it.
+pub fn kill_group(pid: i32) {
+    // SAFETY: getpgid and kill have no memory effects.
+    if pid > 0 && unsafe { libc::getpgid(pid) } == pid {
+        // SAFETY: as above; -pid is the group that child leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    kill(pid, libc::SIGKILL);
+}
+
+/// SIGKILL the process group `group` (not ours, not init's).
+pub fn kill_process_group(group: i32) {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    let ours = unsafe { libc::getpgrp() };
+    if group > 1 && group != ours {
+        // SAFETY: kill has no memory effects; the caller names the group of an unreaped child
+        // of ours, so its id cannot have been reused.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
+/// The live (not zombie) children of `parent` with their process groups, from /proc.
+pub fn children_of(parent: i32) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM ends at the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(3).collect();
+        if let [state, ppid, pgrp] = f[..] {
+            if state != "Z" && ppid.parse() == Ok(parent) {
+                out.push((pid, pgrp.parse().unwrap_or(0)));
+            }
+        }
+    }
+    out
+}

@@ -157,7 +157,7 @@ fn check_head(buf: &[u8], max_head: usize) -> String {
             ));
             // Canonical rendering round-trips.
             let canonical = format!(
-                "{} {} HTTP/1.{}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+                "{} {} HTTP/1.{}\r\nHost: a\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
                 req.method,
                 req.target,
                 req.minor,

@@ -86,6 +86,10 @@ fn every_option_with_a_bad_value_is_refused_before_anything_is_bound() {
             "between 0 and 86400",
         ),
         (vec!["--worker-reload-mercy", "soon"], "'soon'"),
+        (
+            vec!["--worker-reload-mercy", "0"],
+            "--worker-reload-mercy 0: every graceful reload",
+        ),
         (vec!["--listen", "65536"], "--listen 65536"),
         (vec!["--listen", "-1"], "--listen -1"),
         (vec!["--listen", "abc"], "'abc' for '--listen <N>'"),

@@ -185,7 +185,7 @@ impl Master {
                         w(pid).unwrap_or_default(),
                         self.config.mercy.as_secs_f64()
                     );
-                    sys::kill(pid, libc::SIGKILL);
+                    sys::kill_group(pid);
                 }
                 Expired::Grace(pid) => {
                     log!(
@@ -203,15 +203,32 @@ impl Master {
                         w(pid).unwrap_or_default(),
                         start_timeout.as_secs_f64()
                     );
-                    sys::kill(pid, libc::SIGKILL);
+                    sys::kill_group(pid);
                 }
             }
         }
         if let Phase::Checking(c) = &mut self.phase {
             if now.at >= c.deadline && !c.killed {
                 c.killed = true;
-                sys::kill(c.pid, libc::SIGKILL);
+                sys::kill_group(c.pid);
             }
         }
+    }
+
+    /// SIGKILL every live child of ours the table does not hold (a worker's children adopted
+    /// once it died, since we are a child subreaper; a checker) and its process group, unless
+    /// that is ours. Returns how many there were: once killed, each is reaped like any child,
+    /// and whatever it leaves is adopted in turn and found by the next call.
+    pub(super) fn kill_strays(&self) -> usize {
+        let strays: Vec<(i32, i32)> = sys::children_of(std::process::id() as i32)
+            .into_iter()
+            .filter(|&(pid, _)| self.table.worker(pid).is_none() && !self.preload.is_zygote(pid))
+            .collect();
+        for &(pid, group) in &strays {
+            log!("stopping: killing pid {pid} (a child the instance adopted) and its group");
+            sys::kill_process_group(group);
+            sys::kill(pid, libc::SIGKILL);
+        }
+        strays.len()
     }
 }

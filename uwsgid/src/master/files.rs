@@ -1,5 +1,4 @@
-//! Startup and the files of an instance: daemonize (and the launcher's report), the first
-//! start (lock, bind, channels, first generation), pidfile locks, pidfiles and instance
+//! Startup and the files of an instance: the first start (lock, bind, channels, first generation), pidfile locks, pidfiles and instance
 //! records, log reopen and rotation, and `--vacuum`.
 //!
 //! Startup errors are [`Error`]s: fatal, printed, nothing left behind. Once running, a file
@@ -28,90 +27,6 @@ use crate::touch::{Touch, TouchAction};
 pub struct Files {
     pub locks: Vec<(PathBuf, OwnedFd)>,
     pub pidfiles_written: Vec<PathBuf>,
-}
-
-/// The write end of the pipe to the process that ran `uwsgid --daemonize` (-1 when none).
-static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-/// Tell a waiting `--daemonize` launcher how startup ended, once.
-pub fn report_to_launcher(message: &str) {
-    let fd = LAUNCHER.swap(-1, std::sync::atomic::Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: writing our message to the pipe we own, then closing it.
-        unsafe {
-            libc::write(fd, message.as_ptr() as *const libc::c_void, message.len());
-            libc::close(fd);
-        }
-    }
-}
-
-/// Detach: the launcher waits until the instance serves (or failed to start) and exits with
-/// that result, so `uwsgid --daemonize` never reports success for an instance that died.
-pub fn daemonize(log: &Path) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        eprintln!(
-            "uwsgid: error: --daemonize: pipe: {}",
-            std::io::Error::last_os_error()
-        );
-        std::process::exit(1);
-    }
-    match sys::fork() {
-        Err(e) => {
-            eprintln!("uwsgid: error: --daemonize: fork: {e}");
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Parent(child)) => {
-            let mut text = Vec::new();
-            // SAFETY: the launcher closes its write end, reaps the intermediate child and
-            // reads the daemon's report to EOF into a buffer it owns.
-            unsafe {
-                libc::close(fds[1]);
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = libc::read(fds[0], buf.as_mut_ptr() as *mut libc::c_void, buf.len());
-                    if n <= 0 {
-                        break;
-                    }
-                    text.extend_from_slice(&buf[..n as usize]);
-                }
-            }
-            let text = String::from_utf8_lossy(&text);
-            if let Some(pid) = text.strip_prefix("ok ") {
-                println!(
-                    "uwsgid: running in the background as pid {}, logging to {}",
-                    pid.trim(),
-                    log.display()
-                );
-                std::process::exit(0);
-            }
-            let why = text
-                .strip_prefix("error: ")
-                .unwrap_or("it exited during startup");
-            eprintln!("uwsgid: error: {why} (see {})", log.display());
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Child) => {}
-    }
-    // SAFETY: a new session, then a second fork so the daemon can never regain a terminal.
-    unsafe {
-        libc::close(fds[0]);
-        libc::setsid();
-    }
-    match sys::fork() {
-        Ok(sys::Fork::Child) => {}
-        // SAFETY: the intermediate process leaves at once, without running destructors.
-        _ => unsafe { libc::_exit(0) },
-    }
-    sys::stdin_from_devnull();
-    if let Err(e) = crate::log::redirect_to(log) {
-        report_to_launcher(&format!("error: --daemonize: {e}"));
-        std::process::exit(1);
-    }
-    LAUNCHER.store(fds[1], std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Lock `PIDFILE.lock`: a second instance with the same pidfile is refused.
@@ -237,7 +152,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     }
     m.spawn_missing(now);
     m.write_pidfiles(false);
-    report_to_launcher(&format!("ok {}", std::process::id()));
+    crate::daemonize::report_to_launcher(&format!("ok {}", std::process::id()));
     Ok(m)
 }
 

@@ -3,10 +3,18 @@
 //! The old image serializes its state as JSON into the `UWSGID_HANDOFF` environment variable and
 //! clears close-on-exec on exactly the fds named here. The new image reads it once, removes the
 //! variable (workers and exec'd programs never see it), and each part takes back its own state
-//! (see [`super::reexec`]): every fd named here goes through one validating `take_fd` (open,
-//! made close-on-exec again) before it is adopted, and goes on from where the old image stopped: same listeners, same workers (still its
+//! (see [`super::reexec`]): every fd named here goes through one validating `sys::take_fd`
+//! (open, made close-on-exec again) before it is adopted, and goes on from where the old image
+//! stopped: same listeners, same workers (still its
 //! children), same scoreboard, same FIFO and stats socket, next generation.
+//!
+//! The kernel limits one environment string to 128 KiB, and the worker list grows with
+//! `--processes` (512 slots mid-reload hand over more than a thousand workers): a handoff
+//! larger than [`INLINE_MAX`] travels in a memfd instead, and the variable only
+//! names it (`fd:N`). Small ones stay inline, so an older binary can still take them.
 
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::cli::Config;
 
 pub const ENV: &str = "UWSGID_HANDOFF";
+
+/// Above this size the handoff goes in a memfd (see the module docs).
+pub const INLINE_MAX: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Handoff {
@@ -82,12 +93,14 @@ pub struct HandoffWorker {
     pub ready: bool,
     /// Already told to stop (draining) or killed.
     pub retiring: bool,
-    /// A retiring worker's SIGKILL deadline (wall clock), so that re-execs in a row do not
-    /// push it back.
-    #[serde(default)]
-    pub drain_deadline_unix_ms: Option<u64>,
     pub spawned_unix_ms: u64,
     pub status_text: Option<String>,
+    /// A retiring worker's SIGKILL deadline, so that a re-exec does not renew its mercy.
+    #[serde(default)]
+    pub deadline_unix_ms: Option<u64>,
+    /// Already SIGKILLed.
+    #[serde(default)]
+    pub killed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,13 +130,26 @@ pub struct HandoffSlot {
     pub last_spawn: u64,
 }
 
-/// A handoff that does not parse (the master then starts afresh).
+/// Why a handoff could not be written or read (a re-exec then fails, or the new image starts
+/// afresh). Each names the variable and, where there is one, the fd.
 #[derive(Debug)]
-pub struct HandoffError(serde_json::Error);
+pub enum HandoffError {
+    Json(serde_json::Error),
+    Memfd(std::io::Error),
+    NotAnFd(String),
+    NotOurs(i32),
+    Read(i32, std::io::Error),
+}
 
 impl std::fmt::Display for HandoffError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bad {ENV}: {}", self.0)
+        match self {
+            HandoffError::Json(e) => write!(f, "bad {ENV}: {e}"),
+            HandoffError::Memfd(e) => write!(f, "handoff memfd: {e}"),
+            HandoffError::NotAnFd(text) => write!(f, "bad {ENV}: {text:?}"),
+            HandoffError::NotOurs(fd) => write!(f, "bad {ENV}: fd {fd} is not a handoff memfd"),
+            HandoffError::Read(fd, e) => write!(f, "bad {ENV}: reading fd {fd}: {e}"),
+        }
     }
 }
 
@@ -134,6 +160,126 @@ impl Handoff {
     pub fn take() -> Option<Result<Handoff, HandoffError>> {
         let text = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
-        Some(serde_json::from_str(&text).map_err(HandoffError))
+        Some(Handoff::decode(&text))
+    }
+
+    /// The value of [`ENV`]: the JSON itself, or `fd:N` naming a memfd that holds it (which
+    /// the caller must keep open, and inheritable, across `execve`).
+    pub fn encode(&self) -> Result<(String, Option<OwnedFd>), HandoffError> {
+        let json = serde_json::to_string(self).map_err(HandoffError::Json)?;
+        if json.len() <= INLINE_MAX {
+            return Ok((json, None));
+        }
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(c"uwsgid-handoff", MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| HandoffError::Memfd(e.into()))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(json.as_bytes())
+            .map_err(HandoffError::Memfd)?;
+        let fd = OwnedFd::from(file);
+        Ok((format!("fd:{}", fd.as_raw_fd()), Some(fd)))
+    }
+
+    /// Parse a value of [`ENV`] (see [`Handoff::encode`]); a named memfd is read and closed.
+    pub fn decode(text: &str) -> Result<Handoff, HandoffError> {
+        let Some(fd) = text.strip_prefix("fd:") else {
+            return serde_json::from_str(text).map_err(HandoffError::Json);
+        };
+        let fd: i32 = fd
+            .parse()
+            .map_err(|_| HandoffError::NotAnFd(text.to_string()))?;
+        let memfd = format!("/proc/self/fd/{fd}");
+        let is_ours = std::fs::read_link(&memfd)
+            .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:uwsgid-handoff"));
+        if !is_ours {
+            return Err(HandoffError::NotOurs(fd));
+        }
+        // SAFETY: the fd was checked to be the handoff memfd the previous image left open for
+        // us; nothing else in this image knows it, and it is taken (and closed) once.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut json = String::new();
+        file.rewind()
+            .and_then(|_| file.read_to_string(&mut json))
+            .map_err(|e| HandoffError::Read(fd, e))?;
+        serde_json::from_str(&json).map_err(HandoffError::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff(workers: usize) -> Handoff {
+        let argv: Vec<String> = ["uwsgid", "--http-socket", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec();
+        let (_, config, _) = crate::cli::Config::load(&argv).expect("config");
+        Handoff {
+            exe: "/bin/true".into(),
+            config,
+            generation: 7,
+            kind: common::reload::ReloadKind::Graceful,
+            reload_started_unix_ms: 0,
+            started_unix: 0,
+            paused: false,
+            last_error: None,
+            listeners: Vec::new(),
+            scoreboard_fd: -1,
+            notify_fd: -1,
+            notify_addr: String::new(),
+            lock_fds: Vec::new(),
+            pidfiles_written: Vec::new(),
+            fifo: None,
+            stats_fd: None,
+            stats_created: None,
+            workers: (0..workers)
+                .map(|i| HandoffWorker {
+                    pid: 100_000 + i as i32,
+                    id: i as u32 % 512 + 1,
+                    generation: 6,
+                    cell: i,
+                    ready: true,
+                    retiring: false,
+                    spawned_unix_ms: 1_700_000_000_000,
+                    status_text: Some("serving, a status text of some length".into()),
+                    deadline_unix_ms: None,
+                    killed: false,
+                })
+                .collect(),
+            slots: vec![HandoffSlot::default(); 512],
+            last_reload: None,
+            zygotes: Vec::new(),
+            config_refused: None,
+            fifo_pending: Vec::new(),
+            python: None,
+            relay: None,
+        }
+    }
+
+    #[test]
+    fn a_small_handoff_stays_inline() {
+        let (text, fd) = handoff(4).encode().unwrap();
+        assert!(fd.is_none() && text.starts_with('{'));
+        assert_eq!(Handoff::decode(&text).unwrap().workers.len(), 4);
+    }
+
+    #[test]
+    fn a_full_scoreboard_travels_in_a_memfd() {
+        let cells = crate::scoreboard::CAPACITY;
+        let (text, fd) = handoff(cells).encode().unwrap();
+        let fd = fd.expect("a memfd beyond the inline limit");
+        assert_eq!(text, format!("fd:{}", fd.as_raw_fd()));
+        // What execve would do: the fd stays open under the same number; the new image owns it.
+        std::mem::forget(fd);
+        let h = Handoff::decode(&text).unwrap();
+        assert_eq!((h.workers.len(), h.generation), (cells, 7));
+    }
+
+    #[test]
+    fn decode_refuses_an_fd_that_is_not_a_handoff() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let e = Handoff::decode(&format!("fd:{}", f.as_raw_fd())).unwrap_err();
+        assert!(e.to_string().contains("not a handoff memfd"), "{e}");
+        assert!(Handoff::decode("fd:x").is_err());
     }
 }

@@ -218,7 +218,7 @@ pub fn run(
 ) -> i32 {
     if handoff.is_none() {
         if let Some(log) = config.daemonize.clone() {
-            files::daemonize(&log);
+            crate::daemonize::daemonize(&log);
         }
     }
     let master = match handoff {
@@ -232,7 +232,7 @@ pub fn run(
         Ok((mut m, kept)) => m.run_loop(record::fifo_events(&kept)),
         Err(e) => {
             eprintln!("uwsgid: error: {e}");
-            files::report_to_launcher(&format!("error: {e}"));
+            crate::daemonize::report_to_launcher(&format!("error: {e}"));
             1
         }
     }

@@ -119,7 +119,7 @@ impl Preload {
     pub fn kill_all(&mut self, now: Instant) {
         for z in &mut self.zygotes {
             if !z.killed {
-                sys::kill(z.pid, libc::SIGKILL);
+                sys::kill_group(z.pid);
             }
             z.stopping.get_or_insert(now);
             z.killed = true;
@@ -354,7 +354,7 @@ impl Master {
             match z.stopping {
                 Some(t) if now.at >= t && !z.killed => {
                     log!("zygote pid {} still alive after the mercy: SIGKILL", z.pid);
-                    sys::kill(z.pid, libc::SIGKILL);
+                    sys::kill_group(z.pid);
                     z.killed = true;
                 }
                 None if !z.ready && !z.standby && !z.killed && now.at >= z.spawned + timeout => {
@@ -364,7 +364,7 @@ impl Master {
                         z.pid,
                         timeout.as_secs_f64()
                     );
-                    sys::kill(z.pid, libc::SIGKILL);
+                    sys::kill_group(z.pid);
                     // Its exit fails the slots waiting for it.
                     z.killed = true;
                 }
@@ -422,7 +422,7 @@ impl Master {
         };
         let Some(cell) = self.table.alloc_cell() else {
             log!("forked worker pid {pid}: scoreboard full, SIGKILL");
-            sys::kill(pid, libc::SIGKILL);
+            sys::kill_group(pid);
             return;
         };
         self.table.board.cell(cell).reset(pid);
@@ -464,7 +464,7 @@ impl Master {
             );
             if let super::step::Phase::Stopping { brutal: true, .. } = self.phase {
                 for pid in self.table.kill_where(|w| w.pid == pid) {
-                    sys::kill(pid, libc::SIGKILL);
+                    sys::kill_group(pid);
                 }
             } else {
                 self.retire(pid, now);

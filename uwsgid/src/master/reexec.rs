@@ -38,11 +38,11 @@ impl Table {
                 cell: w.cell,
                 ready: w.is_ready(),
                 retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
-                drain_deadline_unix_ms: match w.state {
+                deadline_unix_ms: match w.state {
                     WorkerState::Draining { deadline, .. } => Some(now.unix_ms_at(deadline)),
-                    WorkerState::Killed => Some(now.unix_ms),
                     _ => None,
                 },
+                killed: w.state == WorkerState::Killed,
                 spawned_unix_ms: w.spawned_unix_ms,
                 status_text: w.status_text.clone(),
             })
@@ -68,12 +68,16 @@ impl Table {
                 continue;
             };
             self.take_cell(w.cell);
-            let state = if w.retiring {
+            // A re-exec renews neither a draining worker's mercy nor a starting one's timeout:
+            // re-execs faster than the mercy would otherwise keep a stuck worker forever.
+            let state = if w.killed {
+                WorkerState::Killed
+            } else if w.retiring {
                 WorkerState::Draining {
                     since: now.at,
                     deadline: w
-                        .drain_deadline_unix_ms
-                        .map_or(now.at + mercy, |ms| now.instant_at(ms)),
+                        .deadline_unix_ms
+                        .map_or(now.at + mercy, |ms| now.instant_at(ms).min(now.at + mercy)),
                 }
             } else if w.ready {
                 WorkerState::Ready
@@ -86,7 +90,7 @@ impl Table {
                 generation: w.generation,
                 cell: w.cell,
                 state,
-                spawned: now.at,
+                spawned: now.instant_of(w.spawned_unix_ms),
                 spawned_unix_ms: w.spawned_unix_ms,
                 ready_at: w.ready.then_some(now.at),
                 status_text: w.status_text.clone(),
@@ -131,7 +135,7 @@ impl Preload {
                 Ok(fd) => fd,
                 Err(e) => {
                     log!("reload: zygote pid {}: {e}; stopping it", z.pid);
-                    sys::kill(z.pid, libc::SIGKILL);
+                    sys::kill_group(z.pid);
                     continue;
                 }
             };
@@ -221,7 +225,7 @@ impl Master {
         };
         if kind == ReloadKind::Brutal {
             for pid in self.table.kill_where(|_| true) {
-                sys::kill(pid, libc::SIGKILL);
+                sys::kill_group(pid);
             }
         }
         // Preload: the next generation's zygote starts loading now, while we re-execute (the
@@ -236,11 +240,22 @@ impl Master {
             }
         }
         let handoff = self.to_handoff(kind, asked, &leftover, now);
-        let keep = handed_over_fds(&handoff);
+        let mut keep = handed_over_fds(&handoff);
+        // Large handoffs travel in a memfd (closed here if execve fails).
+        let (json, memfd) = match handoff.encode() {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!("{kind} reload failed: {e}; the instance keeps serving");
+                self.note_error(reason.clone());
+                self.reloads
+                    .record(kind, self.generation, false, reason, asked.at, now);
+                return leftover;
+            }
+        };
+        keep.extend(memfd.as_ref().map(|fd| fd.as_raw_fd()));
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, false);
         }
-        let json = serde_json::to_string(&handoff).unwrap_or_default();
         let mut env = super::spawn::environment(Some(super::handoff::ENV));
         env.push(CString::new(format!("{}={json}", super::handoff::ENV)).expect("json has no NUL"));
         let path = CString::new(self.exe.as_os_str().as_bytes()).unwrap_or_default();

@@ -261,8 +261,16 @@ impl Master {
         }
 
         self.enforce_deadlines(now);
-        if let Phase::Stopping { deadline, .. } = self.phase {
-            let nothing_left = self.table.workers.is_empty() && self.preload.zygotes.is_empty();
+        if let Phase::Stopping { deadline, brutal } = self.phase {
+            // Then every other child (adopted orphans of exec workers): nothing the instance
+            // started outlives it, nor keeps its listeners open.
+            let empty = self.table.workers.is_empty() && self.preload.zygotes.is_empty();
+            let strays = if brutal || empty {
+                self.kill_strays()
+            } else {
+                0
+            };
+            let nothing_left = empty && strays == 0;
             match stop_progress(deadline, now.at, nothing_left) {
                 StopAction::Wait => {}
                 StopAction::KillAll => self.kill_everything(now),
@@ -343,7 +351,7 @@ impl Master {
     /// SIGKILL every worker and zygote.
     fn kill_everything(&mut self, now: Now) {
         for pid in self.table.kill_where(|_| true) {
-            sys::kill(pid, libc::SIGKILL);
+            sys::kill_group(pid);
         }
         self.preload.kill_all(now.at);
     }
@@ -383,7 +391,7 @@ impl Master {
                 self.reloads.begin(kind, g, &mut self.table, now);
                 if kind == ReloadKind::BrutalWorkers {
                     for pid in self.table.kill_where(|w| w.generation < g) {
-                        sys::kill(pid, libc::SIGKILL);
+                        sys::kill_group(pid);
                     }
                 }
             }

@@ -310,33 +310,44 @@ impl Table {
         Some((slot.failed_starts, delay))
     }
 
-    /// The workers to retire: those of slots beyond the configured count; those whose slot
-    /// already holds a ready worker of its target generation; and, until it does, every
-    /// worker of another generation but the slot's stand-in. So a slot holds at most two
-    /// live workers (its target's and one stand-in) however many reloads of any kind come
-    /// before the new one is ready, and every older one drains within the mercy.
+    /// The workers to retire (issue 10: reload kinds compose):
+    /// - a worker of a slot beyond the configured count;
+    /// - a worker not of its slot's target once a ready worker of the target holds the slot;
+    /// - a *starting* worker not of its slot's target: it serves nothing and its slot now
+    ///   wants another generation (kept, reloads faster than readiness, a re-exec running the
+    ///   FIFO bytes left over before it hears any READY=1, piled up one starting worker per
+    ///   slot and reload, without bound);
+    /// - a ready worker not of the target when a newer ready one serves the slot in its place.
+    ///
+    /// So a slot holds at most one ready worker of another generation (serving until its
+    /// replacement is ready) and one worker of its target; everything else drains.
     pub fn replaced(&self) -> Vec<i32> {
         self.workers
             .iter()
-            .filter(|w| w.alive_for_slot())
-            .filter(|w| match self.slot(w.slot) {
+            .enumerate()
+            .filter(|(_, w)| w.alive_for_slot())
+            .filter(|&(i, w)| match self.slot(w.slot) {
                 None => true,
                 Some(s) if w.generation == s.target => false,
-                Some(s) if self.has_ready(w.slot, s.target) => true,
-                Some(s) => self.stand_in(w.slot, s.target) != Some(w.pid),
+                Some(s) => {
+                    self.has_ready(w.slot, s.target)
+                        || !w.is_ready()
+                        || self.stand_in(w.slot, s.target) != Some(i)
+                }
             })
-            .map(|w| w.pid)
+            .map(|(_, w)| w.pid)
             .collect()
     }
 
-    /// The one worker of another generation that keeps slot `id` served until a worker of
-    /// `target` is ready: the newest ready one, else the newest starting one.
-    fn stand_in(&self, id: SlotId, target: u64) -> Option<i32> {
+    /// The one ready worker of another generation that keeps slot `id` served until a worker
+    /// of `target` is ready: the newest (then the latest in the table), as an index.
+    fn stand_in(&self, id: SlotId, target: u64) -> Option<usize> {
         self.workers
             .iter()
-            .filter(|w| w.slot == id && w.generation != target && w.alive_for_slot())
-            .max_by_key(|w| (w.is_ready(), w.generation))
-            .map(|w| w.pid)
+            .enumerate()
+            .filter(|(_, w)| w.slot == id && w.generation != target && w.is_ready())
+            .max_by_key(|&(i, w)| (w.generation, i))
+            .map(|(i, _)| i)
     }
 
     /// Mark `pid` draining until `now + mercy`. False if it was not starting or ready (the

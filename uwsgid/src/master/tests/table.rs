@@ -240,3 +240,110 @@ fn kills_are_marked_once() {
     assert_eq!(t.kill_where(|_| true), vec![20]);
     assert!(t.kill_where(|_| true).is_empty());
 }
+
+/// A table with the given live workers `(pid, slot, generation, ready)` and slot targets.
+fn with(workers: &[(i32, u32, u64, bool)], targets: &[u64]) -> Table {
+    let t0 = Instant::now();
+    let mut t = table(targets.len());
+    for (s, &g) in t.slots.iter_mut().zip(targets) {
+        s.target = g;
+    }
+    for &(pid, slot, g, is_ready) in workers {
+        add(&mut t, pid, slot, g, t0);
+        if is_ready {
+            ready(&mut t, pid, t0);
+        }
+    }
+    t
+}
+
+#[test]
+fn a_starting_worker_of_an_old_target_is_retired_at_once() {
+    // Slot 1: ready gen 1 serving, starting gen 2 (a reload), now targeting gen 3.
+    let t = with(
+        &[(10, 1, 1, true), (20, 1, 2, false), (30, 1, 3, false)],
+        &[3],
+    );
+    assert_eq!(t.replaced(), vec![20]);
+}
+
+#[test]
+fn reloads_faster_than_readiness_leave_one_old_and_one_new_per_slot() {
+    let t0 = Instant::now();
+    let mut t = with(&[(10, 1, 1, true), (11, 2, 1, true)], &[1, 1]);
+    let mut pid = 100;
+    for g in 2..200u64 {
+        t.retarget_all(g);
+        for (id, g) in t.missing(t0) {
+            pid += 1;
+            add(&mut t, pid, id.get(), g, t0);
+        }
+        for p in t.replaced() {
+            t.retire(p, t0, Duration::from_secs(60));
+        }
+        // The retired ones drain (and exit); only two live workers per slot remain.
+        let live = t.workers.iter().filter(|w| w.alive_for_slot()).count();
+        assert_eq!(live, 4, "generation {g}");
+        let drained: Vec<i32> = t
+            .workers
+            .iter()
+            .filter(|w| !w.alive_for_slot())
+            .map(|w| w.pid)
+            .collect();
+        for p in drained {
+            t.on_exit(p, "exited 0", t0, false);
+        }
+    }
+    let mut left: Vec<(u32, u64, bool)> = t
+        .workers
+        .iter()
+        .map(|w| (w.slot.get(), w.generation, w.is_ready()))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![(1, 1, true), (1, 199, false), (2, 1, true), (2, 199, false)]
+    );
+}
+
+#[test]
+fn the_old_worker_keeps_serving_until_the_new_one_is_ready() {
+    assert!(with(&[(10, 1, 1, true), (20, 1, 2, false)], &[2])
+        .replaced()
+        .is_empty());
+    assert_eq!(
+        with(&[(10, 1, 1, true), (20, 1, 2, true)], &[2]).replaced(),
+        vec![10]
+    );
+}
+
+#[test]
+fn only_the_newest_ready_worker_of_a_slot_serves_until_its_target_is_ready() {
+    // Gen 2 got ready after the slot already targeted gen 3: it replaces gen 1.
+    let t = with(
+        &[
+            (10, 1, 1, true),
+            (20, 1, 2, true),
+            (30, 1, 3, false),
+            (31, 2, 3, true),
+        ],
+        &[3, 3],
+    );
+    assert_eq!(t.replaced(), vec![10]);
+}
+
+#[test]
+fn workers_of_removed_slots_and_a_chain_in_progress() {
+    // Slot 3 is gone; slot 2 still targets gen 1 (the chain has not reached it).
+    let mut t = with(
+        &[
+            (10, 1, 1, true),
+            (20, 1, 2, false),
+            (11, 2, 1, true),
+            (12, 3, 1, true),
+        ],
+        &[2, 1, 1],
+    );
+    t.resize(2, 2);
+    assert_eq!(t.replaced(), vec![12]);
+}
