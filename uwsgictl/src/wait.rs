@@ -168,7 +168,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
     }
     if let Some(o) = &outcome {
         if o.result == ReloadResult::Failed {
-            state.phase = "failed".into();
+            state.phase = ReloadResult::Failed.name().into();
             state.duration_ms = Some(o.duration_ms);
             let reason = o.reason.clone().unwrap_or_else(|| "no reason given".into());
             return Probe::Failed {
@@ -201,7 +201,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
             })
             .collect();
         if !crashing.is_empty() {
-            state.phase = "failed".into();
+            state.phase = ReloadResult::Failed.name().into();
             return Probe::Failed {
                 exit: Exit::ReloadFailed,
                 reason: format!(
@@ -221,7 +221,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
                         .is_some_and(|x| x.generation == o.generation && x.ready)
                 });
             if ext.reload.is_none() && ext.draining.is_empty() && all_ready {
-                state.phase = "complete".into();
+                state.phase = ReloadResult::Complete.name().into();
                 state.duration_ms = Some(o.duration_ms);
                 return Probe::Done(state);
             }
@@ -262,7 +262,7 @@ pub fn uwsgi_reload(doc: &StatsDocument, old_pids: &[i64]) -> Probe<ReloadState>
         detail: None,
     };
     if total > 0 && new_ready == total {
-        state.phase = "complete".into();
+        state.phase = ReloadResult::Complete.name().into();
         return Probe::Done(state);
     }
     Probe::Pending(state)

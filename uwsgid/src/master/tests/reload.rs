@@ -219,3 +219,32 @@ fn plus_during_a_chain_is_replaced_in_its_turn() {
     t.on_exit(11, "exited 0", t0, false);
     assert_eq!(r.progress(&mut t), Progress::Complete);
 }
+
+#[test]
+fn the_checker_pipe_is_drained_and_its_output_bounded() {
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    let (r, mut w) = std::io::pipe().expect("pipe");
+    crate::sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&r)).unwrap();
+    let t0 = Instant::now();
+    let mut c = Check {
+        kind: ReloadKind::Graceful,
+        cause: "test".into(),
+        asked: now(t0),
+        pid: 0,
+        output: OwnedFd::from(r),
+        text: Vec::new(),
+        deadline: t0 + CHECK_TIMEOUT,
+        killed: false,
+    };
+    // More than a pipe holds comes in several writes; each drain empties the pipe.
+    for _ in 0..4 {
+        w.write_all(&[b'x'; 60 * 1024]).unwrap();
+        c.drain();
+    }
+    w.write_all(b"\nlast line\n").unwrap();
+    drop(w);
+    let msg = c.message();
+    assert_eq!(msg.len(), 8192, "the first 8 KiB are kept");
+    assert!(msg.bytes().all(|b| b == b'x'));
+}
