@@ -195,6 +195,8 @@ pub struct Check {
     pub deadline: Instant,
     /// SIGKILLed at the deadline (which is then not offered again).
     pub killed: bool,
+    /// Its output reached end of file: the pipe is not polled any more.
+    pub eof: bool,
 }
 
 impl Check {
@@ -211,6 +213,9 @@ impl Check {
                     buf.len(),
                 )
             };
+            if n == 0 {
+                self.eof = true;
+            }
             if n <= 0 {
                 return;
             }

@@ -307,6 +307,7 @@ impl Master {
                 text: Vec::new(),
                 deadline: now.at + CHECK_TIMEOUT,
                 killed: false,
+                eof: false,
             }),
         }
     }

@@ -68,7 +68,7 @@ pub enum Phase {
 impl Phase {
     pub fn checker_fd(&self) -> Option<RawFd> {
         match self {
-            Phase::Checking(c) => Some(c.output.as_raw_fd()),
+            Phase::Checking(c) if !c.eof => Some(c.output.as_raw_fd()),
             _ => None,
         }
     }

@@ -236,6 +236,7 @@ fn the_checker_pipe_is_drained_and_its_output_bounded() {
         text: Vec::new(),
         deadline: t0 + CHECK_TIMEOUT,
         killed: false,
+        eof: false,
     };
     // More than a pipe holds comes in several writes; each drain empties the pipe.
     for _ in 0..4 {
@@ -245,6 +246,7 @@ fn the_checker_pipe_is_drained_and_its_output_bounded() {
     w.write_all(b"\nlast line\n").unwrap();
     drop(w);
     let msg = c.message();
+    assert!(c.eof, "end of file seen: the pipe is polled no more");
     assert_eq!(msg.len(), 8192, "the first 8 KiB are kept");
     assert!(msg.bytes().all(|b| b == b'x'));
 }

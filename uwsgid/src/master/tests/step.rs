@@ -21,6 +21,7 @@ fn checking() -> Phase {
         text: Vec::new(),
         deadline: t0,
         killed: false,
+        eof: false,
     })
 }
 
