@@ -28,7 +28,7 @@
 //! | Stopping (graceful)| graceful stop                          | ignored                                |
 //! | Stopping (brutal)  | any stop                               | ignored                                |
 //! | Stopping           | reload, `+`, `-`, pause                | ignored                                |
-//! | Stopping           | no worker or zygote left               | exit 0                                 |
+//! | Stopping           | no worker, zygote or adopted child left (strays are SIGKILLed with their group once the workers are gone, at once if brutal) | exit 0 |
 //! | Stopping           | deadline passed                        | SIGKILL everything; 5 s later exit 1   |
 
 use std::os::fd::{AsRawFd, RawFd};
