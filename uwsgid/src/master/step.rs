@@ -1,6 +1,6 @@
 //! The one place that decides: [`Phase`], the transition table, and [`Master::step`].
 //!
-//! Sources only record: each [`Event`] becomes a field of [`Requests`] (or, for a worker's
+//! Sources only record: each [`Event`](super::sources::Event) becomes a field of [`Requests`](super::record::Requests) (or, for a worker's
 //! notify message, an update of the table). Then `step` decides, in a fixed priority order
 //! (brutal stop, graceful stop, FIFO slot, reload, worker count, pause, the rest), enforces the
 //! deadlines that passed and settles the table: spawn what is missing, retire what is
