@@ -11,29 +11,6 @@ use crate::notify::NotifyMessage;
 use crate::sys;
 
 impl Master {
-    /// Reap every exited child and act on what its exit means.
-    pub(super) fn reap(&mut self, now: Now) {
-        let mut heard = false;
-        while let Some((pid, status)) = sys::reap_one() {
-            // What a child said before it exited (STOPPING=1, say) is in the notify socket
-            // already: hear it first, while the child is still in the table.
-            if !std::mem::replace(&mut heard, true) {
-                for msg in self.sources.read_notify() {
-                    self.on_notify(msg, now);
-                }
-            }
-            if matches!(&self.phase, Phase::Checking(c) if c.pid == pid) {
-                self.on_checker_exit(status, now);
-                continue;
-            }
-            if let Some(z) = self.preload.remove(pid) {
-                self.on_zygote_exit(z, status, now);
-                continue;
-            }
-            self.on_worker_exit(pid, status, now);
-        }
-    }
-
     pub(super) fn on_worker_exit(&mut self, pid: i32, status: i32, now: Now) {
         self.stats_cache.forget(pid);
         let how = sys::describe_status(status);

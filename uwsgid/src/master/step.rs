@@ -284,6 +284,29 @@ impl Master {
         }
     }
 
+    /// Reap every exited child and act on what its exit means.
+    fn reap(&mut self, now: Now) {
+        let mut heard = false;
+        while let Some((pid, status)) = sys::reap_one() {
+            // What a child said before it exited (STOPPING=1, say) is in the notify socket
+            // already: hear it first, while the child is still in the table.
+            if !std::mem::replace(&mut heard, true) {
+                for msg in self.sources.read_notify() {
+                    self.on_notify(msg, now);
+                }
+            }
+            if matches!(&self.phase, Phase::Checking(c) if c.pid == pid) {
+                self.on_checker_exit(status, now);
+                continue;
+            }
+            if let Some(z) = self.preload.remove(pid) {
+                self.on_zygote_exit(z, status, now);
+                continue;
+            }
+            self.on_worker_exit(pid, status, now);
+        }
+    }
+
     /// Spawn what is missing, retire what is replaced, advance or complete the reload.
     fn settle(&mut self, now: Now) {
         self.spawn_missing(now);
@@ -399,7 +422,7 @@ impl Master {
         }
     }
 
-    pub(super) fn on_checker_exit(&mut self, status: i32, now: Now) {
+    fn on_checker_exit(&mut self, status: i32, now: Now) {
         let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
         let decision = decide(&self.phase, Input::CheckerExited { ok });
         let Phase::Checking(mut check) = std::mem::replace(&mut self.phase, Phase::Running) else {
