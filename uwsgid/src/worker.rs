@@ -349,7 +349,12 @@ impl<'a> Worker<'a> {
                     crate::log!("SIGWINCH: woken up, re-checking flags");
                     self.check_pause()?
                 }
-                libc::SIGTSTP => self.check_pause()?,
+                // A SIGCONT still pending when SIGTSTP comes is discarded by the kernel (a stop
+                // signal flushes a pending SIGCONT), so a pause also checks the log epoch.
+                libc::SIGTSTP => {
+                    self.check_log();
+                    self.check_pause()?
+                }
                 libc::SIGCONT => {
                     self.check_log();
                     self.check_pause()?
