@@ -1,4 +1,5 @@
-//! Options: the command line (uWSGI's names), `--ini FILE`, and the validated [`Config`].
+//! Options: the command line (uWSGI's names) and the validated [`Config`]. Configuration
+//! files (`--ini`, `--json`, `--yaml`) are read by [`crate::config`] into command-line words.
 //!
 //! Parsing never binds, opens or creates anything: a bad option, value, file or address is
 //! refused here, before the master touches the world. The same code runs for `--check-config`,
@@ -54,9 +55,19 @@ pub struct Args {
     /// Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid
     #[arg(long = "demo-routes")]
     pub demo_routes: bool,
-    /// Read options from the [uwsgi] section of FILE (same names as the command line)
+    /// Read options from FILE[:SECTION] ([uwsgi] by default), uWSGI's ini language
+    /// (placeholders, config logic, includes); repeatable; a bare FILE.ini argument is the same
     #[arg(long, value_name = "FILE")]
     pub ini: Option<PathBuf>,
+    /// Read options from the SECTION ("uwsgi") object of a JSON file FILE[:SECTION]
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Read options from the SECTION ("uwsgi") mapping of a YAML file FILE[:SECTION]
+    #[arg(long, value_name = "FILE")]
+    pub yaml: Option<PathBuf>,
+    /// A configuration-file key that is no option is an error, not a placeholder
+    #[arg(long)]
+    pub strict: bool,
     /// Master FIFO (repeatable; the first is slot 0)
     #[arg(long = "master-fifo", value_name = "PATH")]
     pub master_fifo: Vec<PathBuf>,
@@ -94,13 +105,13 @@ pub struct Args {
     #[arg(long = "worker-stop-signal", value_name = "SIG")]
     pub worker_stop_signal: Option<String>,
     /// Run a Python WSGI app from FILE with the bundled runner
-    #[arg(long = "wsgi-file", visible_alias = "wsgi", value_name = "FILE")]
+    #[arg(long = "wsgi-file", value_name = "FILE")]
     pub wsgi_file: Option<PathBuf>,
     /// WSGI callable name in --wsgi-file
     #[arg(long, value_name = "NAME")]
     pub callable: Option<String>,
-    /// Run a Python WSGI app from pkg.mod[:callable]
-    #[arg(long, value_name = "MODULE")]
+    /// Run a Python WSGI app from pkg.mod[:callable] (uWSGI's --wsgi names a module too)
+    #[arg(long, visible_alias = "wsgi", value_name = "MODULE")]
     pub module: Option<String>,
     /// Python interpreter for --wsgi-file/--module
     #[arg(long, value_name = "PATH")]
@@ -243,112 +254,15 @@ pub const DEFAULT_PROCESSES: u32 = 4;
 pub const MAX_PROCESSES: u32 = 512;
 pub const DEFAULT_BACKLOG: i32 = 4096;
 
-/// uWSGI options that make no sense for uwsgid and are accepted from ini files with a warning.
-const IGNORED_INI_KEYS: &[&str] = &["plugin", "plugins", "plugins-dir", "need-app", "strict"];
-
-/// Read the `[uwsgi]` section of an ini file into command-line words.
-pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "--ini {}: {e}; give the path of a readable ini file",
-            path.display()
-        )
-    })?;
-    let mut args = Vec::new();
-    let mut warnings = Vec::new();
-    let mut in_section = false;
-    let mut found_section = false;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('[') {
-            if !line.ends_with(']') {
-                return Err(format!(
-                    "--ini {} line {}: unterminated section header {line:?}",
-                    path.display(),
-                    n + 1
-                ));
-            }
-            in_section = line[1..line.len() - 1].trim() == "uwsgi";
-            found_section |= in_section;
-            continue;
-        }
-        if !in_section {
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (line, "true"),
-        };
-        if key.is_empty() {
-            return Err(format!(
-                "--ini {} line {}: {line:?} has no option name",
-                path.display(),
-                n + 1
-            ));
-        }
-        let value = value.trim_matches('"');
-        if IGNORED_INI_KEYS.contains(&key) {
-            warnings.push(format!(
-                "--ini {}: ignoring uWSGI option {key:?} (uwsgid has no plugins)",
-                path.display()
-            ));
-            continue;
-        }
-        if key == "ini" {
-            return Err(format!(
-                "--ini {} line {}: nested ini files are not supported",
-                path.display(),
-                n + 1
-            ));
-        }
-        let flag = format!("--{key}");
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" if is_flag(key) => args.push(flag),
-            "false" | "no" | "off" | "0" if is_flag(key) => {}
-            _ if is_flag(key) => {
-                return Err(format!(
-                    "--ini {} line {}: {key} = {value:?} is not a boolean; use true/false, \
-                     yes/no, on/off or 1/0",
-                    path.display(),
-                    n + 1
-                ))
-            }
-            _ => {
-                args.push(flag);
-                args.push(value.to_string());
-            }
-        }
-    }
-    if !found_section {
-        return Err(format!(
-            "--ini {}: no [uwsgi] section; options go under a [uwsgi] header",
-            path.display()
-        ));
-    }
-    Ok((args, warnings))
-}
-
-fn is_flag(key: &str) -> bool {
-    use clap::CommandFactory;
-    Args::command()
-        .get_arguments()
-        .find(|a| {
-            a.get_long() == Some(key) || a.get_visible_aliases().is_some_and(|v| v.contains(&key))
-        })
-        .is_some_and(|a| !a.get_action().takes_values())
-}
-
-/// Parse the process's arguments (and the ini file they name) into Args plus warnings.
 /// Why the options were refused. Every message names the option or file, and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// The command line does not parse: clap's message, with the usage line.
     Usage(String),
-    /// The `--ini` file cannot be read, or its options do not parse.
+    /// A configuration file's options do not parse.
     Ini { path: PathBuf, why: String },
+    /// The configuration files cannot be read or expanded, or keys in them are refused.
+    Config(String),
     /// An option's value is refused (the message names the option and the value).
     Invalid(String),
     /// An option read from `--ini` is refused.
@@ -361,7 +275,9 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigError::Usage(m) | ConfigError::Invalid(m) => f.write_str(m),
+            ConfigError::Usage(m) | ConfigError::Invalid(m) | ConfigError::Config(m) => {
+                f.write_str(m)
+            }
             ConfigError::Ini { path, why } => write!(f, "in --ini {}: {why}", path.display()),
             ConfigError::FromIni { path, error } => {
                 write!(f, "{error} (options read from --ini {})", path.display())
@@ -372,8 +288,22 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Parse the process's arguments (and the configuration files they name) into Args plus
+/// warnings. The configuration language is [`crate::config`]'s.
 pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
-    let first = match Args::try_parse_from(argv) {
+    let expanded = crate::config::expand(argv).map_err(ConfigError::Config)?;
+    if !expanded.refused.is_empty() {
+        return Err(ConfigError::Config(format!(
+            "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
+            if expanded.refused.len() == 1 {
+                "an option is".to_string()
+            } else {
+                format!("{} options are", expanded.refused.len())
+            },
+            expanded.refused.join("\n  ")
+        )));
+    }
+    let mut args = match Args::try_parse_from(&expanded.words) {
         Ok(a) => a,
         Err(e)
             if matches!(
@@ -384,25 +314,20 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
             // --help and --version print and exit 0; nothing else has happened yet.
             e.exit()
         }
-        Err(e) => return Err(ConfigError::Usage(e.to_string())),
-    };
-    let Some(ini) = first.ini.clone() else {
-        return Ok((first, Vec::new()));
-    };
-    let (ini_words, warnings) = ini_args(&ini).map_err(ConfigError::Invalid)?;
-    // The ini file comes first, so the command line can add to it or override it.
-    let mut merged = vec![argv[0].clone()];
-    merged.extend(ini_words);
-    merged.extend(argv[1..].iter().cloned());
-    let args = Args::try_parse_from(&merged).map_err(|e| {
-        let text = e.to_string();
-        let text = text.trim_end();
-        ConfigError::Ini {
-            path: ini.clone(),
-            why: text.strip_prefix("error: ").unwrap_or(text).to_string(),
+        Err(e) => {
+            let text = e.to_string();
+            let text = text.trim_end();
+            return Err(match expanded.sources.first() {
+                Some(ini) => ConfigError::Ini {
+                    path: PathBuf::from(ini),
+                    why: text.strip_prefix("error: ").unwrap_or(text).to_string(),
+                },
+                None => ConfigError::Usage(text.to_string()),
+            });
         }
-    })?;
-    Ok((args, warnings))
+    };
+    args.ini = expanded.sources.first().map(PathBuf::from);
+    Ok((args, expanded.warnings))
 }
 
 /// Parse one `--http-socket` value.
@@ -995,7 +920,7 @@ mod tests {
     fn ini_flags_need_a_boolean() {
         let path = std::env::temp_dir().join(format!("uwsgid-bool-{}.ini", std::process::id()));
         std::fs::write(&path, "[uwsgi]\nhttp-socket = :0\nmaster = maybe\n").unwrap();
-        let e = ini_args(&path).unwrap_err();
+        let e = load(&["--ini", path.to_str().unwrap()]).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(
             e.contains("line 3") && e.contains("master = \"maybe\""),
@@ -1137,7 +1062,10 @@ mod tests {
         let c = load(&["--ini", ini.to_str().unwrap()]).unwrap();
         assert_eq!(c.processes, 3);
         assert!(!c.die_on_term);
-        std::fs::write(&ini, "[uwsgi]\nbogus-option = 1\n").unwrap();
+        // As in uWSGI, a key that is no option is a placeholder, an error only when strict.
+        std::fs::write(&ini, "[uwsgi]\nhttp-socket = :0\nbogus-option = 1\n").unwrap();
+        load(&["--ini", ini.to_str().unwrap()]).unwrap();
+        std::fs::write(&ini, "[uwsgi]\nstrict = true\nbogus-option = 1\n").unwrap();
         let e = load(&["--ini", ini.to_str().unwrap()]).unwrap_err();
         assert!(e.contains("bogus-option") && e.contains("a.ini"), "{e}");
         std::fs::write(&ini, "processes = 3\n").unwrap();

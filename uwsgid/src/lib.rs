@@ -5,6 +5,7 @@
 //! [`exec`]. Everything a master passes to its next image is in [`master::handoff`].
 
 pub mod cli;
+pub mod config;
 pub mod daemonize;
 pub mod exec;
 pub mod fifo;
@@ -46,6 +47,12 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    if check_only {
+        // The verdict for every key of the configuration files, refused ones included.
+        for v in config::verdicts(&argv) {
+            println!("{v}");
+        }
+    }
     match cli::Config::load(&argv) {
         Ok((_, config, warnings)) => {
             if check_only {

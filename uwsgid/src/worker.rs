@@ -328,6 +328,10 @@ impl<'a> Worker<'a> {
 
     fn handle_signals(&mut self) -> io::Result<()> {
         while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
+            // Whatever woke us, follow a reopened log first, so the lines this signal makes
+            // (paused, resumed, counters) go to the current file even if the SIGCONT that
+            // announced the reopen is read after it.
+            self.check_log();
             match sig {
                 libc::SIGHUP if !self.draining => {
                     self.draining = true;
@@ -349,16 +353,8 @@ impl<'a> Worker<'a> {
                     crate::log!("SIGWINCH: woken up, re-checking flags");
                     self.check_pause()?
                 }
-                // A SIGCONT still pending when SIGTSTP comes is discarded by the kernel (a stop
-                // signal flushes a pending SIGCONT), so a pause also checks the log epoch.
-                libc::SIGTSTP => {
-                    self.check_log();
-                    self.check_pause()?
-                }
-                libc::SIGCONT => {
-                    self.check_log();
-                    self.check_pause()?
-                }
+                libc::SIGTSTP => self.check_pause()?,
+                libc::SIGCONT => self.check_pause()?,
                 libc::SIGUSR1 | libc::SIGUSR2 => {
                     let cell = self.cell();
                     crate::log!(

@@ -650,14 +650,14 @@ fn no_dns(text: &str) -> bool {
 pub fn ini(data: &[u8]) -> String {
     let path = scratch_file("fuzz.ini", data);
     let p = path.to_str().expect("a UTF-8 scratch path").to_string();
-    let words = uwsgid::cli::ini_args(&path);
+    let argv: Vec<String> = ["uwsgid", "--ini", &p].map(String::from).to_vec();
+    let words = uwsgid::config::expand(&argv).map(|e| e.words);
     let mut sig = match &words {
-        Ok((words, _)) => {
+        Ok(words) => {
             assert!(
-                words.first().map_or(true, |w| w.starts_with("--")),
+                words.get(1).map_or(true, |w| w.starts_with("--")),
                 "the first word is an option: {words:?}"
             );
-            let argv: Vec<String> = ["uwsgid", "--ini", &p].map(String::from).to_vec();
             match uwsgid::cli::parse_args(&argv) {
                 Ok((args, _)) if resolves_locally(&args) => {
                     match uwsgid::cli::Config::from_args(&args, false) {
