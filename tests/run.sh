@@ -60,3 +60,6 @@ echo "== build"
 cargo build --workspace -q
 echo "== tests"
 cargo test --workspace -q -- --test-threads 2
+echo "== quick soak (bench/run soak --quick: 50 graceful, 10 chain, 10 brutal reloads under wrk,"
+echo "   every check after every phase; about 10 s of reloads, at most 40 s, plus a release build of uwsgid)"
+bench/run soak --quick

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemonize;
 pub mod exec;
+pub mod fault;
 pub mod fifo;
 pub mod http;
 pub mod listener;
@@ -33,6 +34,7 @@ pub fn main_entry() -> i32 {
         return 1;
     }
     sys::install_fatal_handlers();
+    fault::init();
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
     let argv: Vec<String> = std::env::args_os()

@@ -724,6 +724,7 @@ impl<'a> Worker<'a> {
                 "/pid" => {
                     return self.respond(idx, 200, "text/plain", self.pid.to_string().into_bytes())
                 }
+                "/fault" if crate::fault::worker_route() => return,
                 "/sleep" => {
                     let ms = query
                         .split('&')
