@@ -996,7 +996,7 @@ pub fn pipeline(data: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // handoff: what a re-executed master decodes from `UWSGID_HANDOFF`.
 //
-// `uwsgid::handoff::Handoff::take` is `serde_json::from_str::<Handoff>` on the variable's
+// `uwsgid::master::handoff::Handoff::take` is `serde_json::from_str::<Handoff>` on the variable's
 // text; the target decodes the same way (through the public type, nothing else). Garbage is
 // an error, never a panic; whatever decodes re-encodes to a document that decodes to the same
 // encoding again.
@@ -1015,11 +1015,11 @@ pub fn handoff(data: &[u8]) -> String {
     let Ok(text) = std::str::from_utf8(data) else {
         return "not utf-8".into();
     };
-    match serde_json::from_str::<uwsgid::handoff::Handoff>(text) {
+    match serde_json::from_str::<uwsgid::master::handoff::Handoff>(text) {
         Err(e) => format!("refused: {}", e.classify() as u8),
         Ok(h) => {
             let once = serde_json::to_string(&h).expect("a decoded handoff encodes");
-            let again: uwsgid::handoff::Handoff =
+            let again: uwsgid::master::handoff::Handoff =
                 serde_json::from_str(&once).expect("an encoded handoff decodes");
             let twice = serde_json::to_string(&again).unwrap();
             assert_eq!(once, twice, "the handoff does not round-trip");
