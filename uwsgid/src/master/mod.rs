@@ -221,12 +221,16 @@ pub fn run(
             crate::daemonize::daemonize(&log);
         }
     }
+    let more = crate::options::startup_warnings(&config);
     let master = match handoff {
         Some(h) => reexec::resume(argv, config, h, Now::read()),
         None => files::start(argv, config, Now::read()).map(|m| (m, Vec::new())),
     };
-    for w in warnings {
+    for w in warnings.into_iter().chain(more) {
         log!("warning: {w}");
+    }
+    if let Ok((m, _)) = &master {
+        m.retitle();
     }
     match master {
         Ok((mut m, kept)) => m.run_loop(record::fifo_events(&kept)),
@@ -299,6 +303,13 @@ impl Master {
             "exec"
         } else {
             "built-in"
+        }
+    }
+
+    /// `--auto-procname` and friends: the master's title names its generation.
+    fn retitle(&self) {
+        if let Some(t) = self.config.serve.procname.master_title(self.generation) {
+            crate::procname::set_title(&t);
         }
     }
 

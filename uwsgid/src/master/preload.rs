@@ -426,6 +426,9 @@ impl Master {
             return;
         };
         self.table.board.cell(cell).reset(pid);
+        if let Some(n) = self.config.serve.cpu_affinity {
+            crate::options::pin(pid, id, n);
+        }
         let pending = self
             .table
             .slot(slot)

@@ -149,9 +149,28 @@ impl Master {
             // SAFETY: the master is already gone; leave at once.
             unsafe { libc::_exit(1) }
         }
-        if let Child::Worker { id, .. } = &what {
+        // Paths a built-in worker opens later, made absolute before its --chdir.
+        let absolute =
+            |p: &Option<PathBuf>| p.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
+        let (logto, check_static) = (
+            absolute(&self.config.logto),
+            absolute(&self.config.check_static),
+        );
+        if let Child::Worker {
+            id,
+            generation,
+            spec,
+            ..
+        } = &what
+        {
             crate::log::set_worker(id.get());
             sys::set_process_name(&format!("uwsgid:w{id}"));
+            if let Some(n) = self.config.serve.cpu_affinity {
+                crate::options::pin(0, id.get(), n);
+            }
+            if spec.is_none() {
+                crate::options::apply_in_builtin_worker(&self.config.serve, id.get(), *generation);
+            }
         }
         let exec = !matches!(&what, Child::Worker { spec: None, .. });
         if exec {
@@ -185,9 +204,10 @@ impl Master {
                 board: &self.table.board,
                 cell,
                 demo_routes: self.config.demo_routes,
-                check_static: self.config.check_static.clone(),
+                check_static,
                 notify_addr: Some(addr.clone()),
-                logto: self.config.logto.clone(),
+                logto,
+                serve: self.config.serve.clone(),
             }),
             Child::Worker {
                 id,

@@ -410,6 +410,7 @@ impl Master {
             Decision::NewGeneration => {
                 self.generation += 1;
                 let g = self.generation;
+                self.retitle();
                 log!("{cause}: {kind} reload to generation {g}");
                 self.reloads.begin(kind, g, &mut self.table, now);
                 if kind == ReloadKind::BrutalWorkers {
