@@ -82,7 +82,6 @@ pub fn record_signal(r: &mut Requests, sig: i32, cause: String, die_on_term: boo
 impl Master {
     /// Record what the sources saw, stepping after each FIFO command.
     pub(super) fn handle(&mut self, events: Vec<Event>, now: Now) {
-        let mut stats_ready = false;
         for e in events {
             match e {
                 Event::Fifo(c) => {
@@ -107,9 +106,7 @@ impl Master {
                     };
                     self.requests.reload = Some((kind, cause));
                 }
-                // Answered after the step, so the document shows what this batch's events led
-                // to (a worker heard ready here has already replaced the one it supersedes).
-                Event::StatsReady => stats_ready = true,
+                Event::StatsReady => self.serve_stats(now),
                 Event::CheckerOutput => {
                     if let Phase::Checking(c) = &mut self.phase {
                         c.drain();
@@ -119,9 +116,6 @@ impl Master {
         }
         if !matches!(self.phase, Phase::ReExec { .. }) {
             self.step(now);
-        }
-        if stats_ready {
-            self.serve_stats(now);
         }
     }
 }
