@@ -11,6 +11,7 @@ pub mod fifo;
 pub mod pidfd;
 pub mod pidfile;
 pub mod process;
+pub mod reload;
 pub mod signals;
 pub mod stats;
 pub mod trust;

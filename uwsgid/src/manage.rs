@@ -487,19 +487,21 @@ pub fn perform(action: Action, pidfile: &Path, wait: bool) -> Result<String, Fai
                 let doc = s.fetch().ok()?;
                 let ext = doc.uwsgid?;
                 let outcome = ext.last_reload.filter(|o| o.generation > base.generation)?;
-                Some(if outcome.result == "complete" {
-                    Ok(())
-                } else {
-                    Err(fail(
-                        Exit::ReloadFailed,
-                        format!(
-                            "the {} of generation {} failed: {}",
-                            action.what(),
-                            outcome.generation,
-                            outcome.reason.unwrap_or_default()
-                        ),
-                    ))
-                })
+                Some(
+                    if outcome.result == common::reload::ReloadResult::Complete {
+                        Ok(())
+                    } else {
+                        Err(fail(
+                            Exit::ReloadFailed,
+                            format!(
+                                "the {} of generation {} failed: {}",
+                                action.what(),
+                                outcome.generation,
+                                outcome.reason.unwrap_or_default()
+                            ),
+                        ))
+                    },
+                )
             })?;
             Ok(format!("{sent}: complete"))
         }
