@@ -129,7 +129,8 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     m.runner = super::runner::prepare(&m.config, None)?;
     m.table.resize(m.config.processes as usize, 1);
     m.table.retarget_all(1);
-    let names: Vec<String> = m.listeners.iter().map(|l| l.name.clone()).collect();
+    // uwsgi listeners are shown as `uwsgi=ADDR`, as exec workers see them.
+    let names: Vec<String> = m.listeners.iter().map(|l| l.fd_label()).collect();
     log!(
         "uwsgid {} master pid {} listening on {} with {} {} worker(s), mercy {}s",
         common::VERSION,
