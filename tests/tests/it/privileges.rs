@@ -169,7 +169,17 @@ fn uid_and_gid_drop_every_process_and_reloads_keep_working() {
     assert_eq!(owner_mode(&sock), (0, 0, 0o660));
     assert_eq!(owner_mode(&fifo), (0, 0, 0o600));
     assert_eq!(owner_mode(&pidfile), (0, 0, 0o644));
-    assert_eq!(owner_mode(&stats).0, 0);
+    let (su, sg, smode) = owner_mode(&stats);
+    assert_eq!((su, sg), (0, 0));
+    assert_eq!(
+        smode & 0o002,
+        0,
+        "stats socket mode {smode:o}: others may not connect"
+    );
+    let record = run.join("app.pid.json");
+    let lock = run.join("app.pid.lock");
+    assert_eq!(owner_mode(&record), (0, 0, 0o644));
+    assert_eq!(owner_mode(&lock), (0, 0, 0o644));
     let pf = pidfile.to_str().unwrap();
     for (n, kind) in ["--reload", "--brutal-reload", "--chain-reload"]
         .iter()
