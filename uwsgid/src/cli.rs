@@ -102,9 +102,14 @@ pub struct Args {
     /// Run a Python WSGI app from pkg.mod[:callable]
     #[arg(long, value_name = "MODULE")]
     pub module: Option<String>,
-    /// Python interpreter for --wsgi-file/--module
+    /// Python interpreter for --wsgi-file/--module (runs the stdlib runner instead of the
+    /// native worker, which embeds the Python it was built with)
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
+    /// Run the Python app in the virtualenv DIR (its site-packages; its interpreter must be the
+    /// Python the native worker embeds, else give --python DIR/bin/python)
+    #[arg(long, short = 'H', visible_alias = "virtualenv", value_name = "DIR")]
+    pub home: Option<PathBuf>,
     /// Accepted for uWSGI compatibility: the Python runner always runs threads
     #[arg(long = "enable-threads")]
     pub enable_threads: bool,
@@ -632,6 +637,7 @@ impl Config {
             let python_only = [
                 ("--callable", args.callable.is_some()),
                 ("--python", args.python.is_some()),
+                ("--home", args.home.is_some()),
                 ("--pythonpath", !args.pythonpath.is_empty()),
                 ("--threads", args.threads.is_some()),
             ];
@@ -690,8 +696,31 @@ impl Config {
                 standby: false,
             }
         } else if python_app {
-            let python = args.python.clone().unwrap_or_else(|| "python3".into());
-            let mut argv = vec![python, "{runner}".to_string()];
+            let home = match &args.home {
+                Some(h) => {
+                    let h = match &chdir {
+                        Some(dir) if h.is_relative() => dir.join(h),
+                        _ => h.clone(),
+                    };
+                    let h = std::fs::canonicalize(&h)
+                        .ok()
+                        .filter(|p| p.join("bin").is_dir())
+                        .ok_or_else(|| {
+                            format!(
+                                "--home {}: not a virtualenv (no bin/ directory there)",
+                                h.display()
+                            )
+                        })?;
+                    Some(h)
+                }
+                None => None,
+            };
+            let program = python_program(args.python.as_deref(), home.as_deref())?;
+            let mut argv = vec![program.clone(), "{runner}".to_string()];
+            if let (Some(h), true) = (&home, program.ends_with(NATIVE_PYTHON)) {
+                argv.push("--home".into());
+                argv.push(h.to_string_lossy().into_owned());
+            }
             if let Some(f) = &args.wsgi_file {
                 // As in uWSGI, a relative file is found from --chdir when one is given.
                 let f = match &chdir {
@@ -772,6 +801,53 @@ impl Config {
             None => e,
         })?;
         Ok((args, config, warnings))
+    }
+}
+
+/// The native Python worker's file name, looked for beside the `uwsgid` executable.
+pub const NATIVE_PYTHON: &str = "uwsgid-python";
+
+/// `UWSGID_PYTHON_WORKER=stdlib` runs the stdlib runner even where the native worker exists;
+/// `=native` makes its absence an error.
+pub const PYTHON_WORKER_ENV: &str = "UWSGID_PYTHON_WORKER";
+
+/// The program that runs a Python app: the native worker beside `uwsgid` (CPython embedded,
+/// Rust HTTP), else the interpreter that runs the stdlib runner: `--python`, the virtualenv's
+/// `bin/python` of `--home` when the native worker is absent, or `python3` from `PATH`.
+fn python_program(python: Option<&str>, home: Option<&Path>) -> Result<String, String> {
+    let choice = std::env::var(PYTHON_WORKER_ENV).unwrap_or_default();
+    if !matches!(choice.as_str(), "" | "native" | "stdlib") {
+        return Err(format!(
+            "{PYTHON_WORKER_ENV}={choice}: give native or stdlib (or leave it unset)"
+        ));
+    }
+    let stdlib = || match (python, home) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(h)) => h.join("bin/python").to_string_lossy().into_owned(),
+        (None, None) => "python3".to_string(),
+    };
+    if python.is_some() || choice == "stdlib" {
+        return Ok(stdlib());
+    }
+    let native = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(NATIVE_PYTHON)))
+        .filter(|p| p.is_file());
+    match native {
+        Some(p) => Ok(p.to_string_lossy().into_owned()),
+        None if choice == "native" => Err(format!(
+            "{PYTHON_WORKER_ENV}=native, but {NATIVE_PYTHON} is not beside the uwsgid \
+             executable: build it (cargo build -p {NATIVE_PYTHON}) and install it there"
+        )),
+        None => {
+            crate::log!(
+                "warning: {NATIVE_PYTHON} is not beside the uwsgid executable: Python apps run \
+                 on the stdlib runner ({}), slower; build and install {NATIVE_PYTHON} for the \
+                 native worker",
+                stdlib()
+            );
+            Ok(stdlib())
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`exec`]. Everything a master passes to its next image is in [`handoff`].
 
 pub mod cli;
+pub mod conn;
 pub mod exec;
 pub mod fifo;
 pub mod handoff;
