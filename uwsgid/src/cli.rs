@@ -826,7 +826,22 @@ fn python_program(python: Option<&str>, home: Option<&Path>) -> Result<String, S
         (None, Some(h)) => h.join("bin/python").to_string_lossy().into_owned(),
         (None, None) => "python3".to_string(),
     };
-    if python.is_some() || choice == "stdlib" {
+    // `--python` naming the interpreter the native worker embeds (the build's PYO3_PYTHON,
+    // symlinks followed) still runs the native worker; another interpreter needs the runner.
+    let embedded = option_env!("PYO3_PYTHON").and_then(|p| std::fs::canonicalize(p).ok());
+    let other_python = python.is_some_and(|p| {
+        let path = if p.contains('/') {
+            Some(PathBuf::from(p))
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(p))
+                    .find(|c| c.is_file())
+            })
+        };
+        path.and_then(|p| std::fs::canonicalize(p).ok()) != embedded || embedded.is_none()
+    });
+    if other_python || choice == "stdlib" {
         return Ok(stdlib());
     }
     let native = std::env::current_exe()
