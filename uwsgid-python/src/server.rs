@@ -301,6 +301,8 @@ struct Io {
     finished: bool,
     /// Reading failed (client gone, malformed framing): the connection cannot be kept.
     broken: Option<String>,
+    /// The body's framing was malformed (answered 400 if nothing was sent yet).
+    bad_body: bool,
     out_bytes: u64,
 }
 
@@ -354,7 +356,10 @@ impl Io {
                     self.raw.drain(..used);
                     return Ok(false);
                 }
-                Decoded::Invalid(why) => return Err(self.fail(format!("bad request body: {why}"))),
+                Decoded::Invalid(why) => {
+                    self.bad_body = true;
+                    return Err(self.fail(format!("bad request body: {why}")));
+                }
             }
         }
     }
@@ -1456,6 +1461,7 @@ impl Engine {
                     timeout: self.timeout,
                     finished: false,
                     broken: None,
+                    bad_body: false,
                     out_bytes: 0,
                 }),
                 head_started: AtomicBool::new(false),
@@ -1699,13 +1705,18 @@ impl Engine {
                     return code; // the response is cut: the connection closes
                 }
                 ex.head_started.store(true, SeqCst);
-                let body = simple_response(500, "the application raised an exception");
                 let ex2 = ex.clone();
                 py.allow_threads(move || {
                     let io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
-                    let _ = send_all(io.fd, &[&body], io.timeout);
-                });
-                500
+                    // A malformed body is the client's fault, whatever the app made of it.
+                    let (status, why) = if io.bad_body {
+                        (400, io.broken.clone().unwrap_or_default())
+                    } else {
+                        (500, "the application raised an exception".to_string())
+                    };
+                    let _ = send_all(io.fd, &[&simple_response(status, &why)], io.timeout);
+                    status
+                })
             }
         }
     }
