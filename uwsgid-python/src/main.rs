@@ -71,7 +71,7 @@ fn venv_program(home: &Path) -> Result<PathBuf, String> {
     let version = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
     let version = version.to_string_lossy();
     let linked: String = version
-        .split(|c: char| c == ' ')
+        .split(' ')
         .next()
         .unwrap_or("")
         .split('.')

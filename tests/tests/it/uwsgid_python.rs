@@ -100,11 +100,11 @@ fn static_bytes() -> Vec<u8> {
     (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// Status, fields (names lowercased) and the body of one response.
+type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One response read from `s`: (status, headers lowercased, body), following its framing.
-fn read_response(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Response, String> {
     read_response_to(s, buf, false)
 }
 
@@ -113,7 +113,7 @@ fn read_response_to(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
     is_head: bool,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+) -> Result<Response, String> {
     let mut chunk = [0u8; 65536];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -196,7 +196,7 @@ fn connect(addr: &str) -> TcpStream {
 }
 
 /// Send `req` on a new connection and read one response.
-fn exchange(addr: &str, req: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn exchange(addr: &str, req: &[u8]) -> Response {
     let mut s = connect(addr);
     s.write_all(req).unwrap();
     read_response(&mut s, &mut Vec::new()).unwrap_or_else(|e| panic!("{e}"))
