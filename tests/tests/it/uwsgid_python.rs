@@ -528,3 +528,144 @@ fn malformed_requests_are_refused() {
     }
     assert_eq!(get(&d, "/"), (200, "hello".into()));
 }
+
+/// True if the interpreter the Python workers run (`python()`) imports `module`.
+fn have_module(module: &str) -> bool {
+    std::process::Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Graceful reloads (SIGHUP, and the workers-only `r` kind) of `d` under a load of GETs on
+/// `paths`: no request fails, and every reload completes.
+fn reload_twice_under_load(d: &Daemon, paths: &[&str]) {
+    let load = uwsgi_tests::Load::start(&d.addr, 4, paths);
+    load.wait_more(50);
+    for how in ["HUP", "r"] {
+        let before = d.generation();
+        if how == "HUP" {
+            d.signal(libc::SIGHUP);
+        } else {
+            d.fifo_write(b"r");
+        }
+        d.wait_generation(before + 1);
+        load.wait_more(50);
+    }
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed: {:?}",
+        errors.len(),
+        ok + errors.len() as u64,
+        &errors[..errors.len().min(5)]
+    );
+}
+
+#[test]
+fn a_flask_app_is_served_and_reloaded_under_load() {
+    if !require(
+        have_module("flask"),
+        "Flask for /usr/bin/python3",
+        "run tests/run.sh (pip install flask)",
+    ) {
+        return;
+    }
+    let dir = TestDir::new("py-flask");
+    let app = dir.write(
+        "flaskapp.py",
+        r#"
+from flask import Flask, request
+app = Flask(__name__)
+
+@app.route("/")
+def index():
+    return "flask ok"
+
+@app.route("/echo", methods=["POST"])
+def echo():
+    return "got %d bytes" % len(request.get_data())
+"#,
+    );
+    let py = python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--callable",
+            "app",
+            "--python",
+            &py,
+            "-p",
+            "2",
+        ],
+    );
+    assert_eq!(get(&d, "/"), (200, "flask ok".into()));
+    let (st, _, body) = exchange(
+        &d.addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        (st, String::from_utf8_lossy(&body).as_ref()),
+        (200, "got 3 bytes")
+    );
+    reload_twice_under_load(&d, &["/"]);
+}
+
+#[test]
+fn a_django_project_is_served_and_reloaded_under_load() {
+    if !require(
+        have_module("django"),
+        "Django for /usr/bin/python3",
+        "run tests/run.sh (pip install django)",
+    ) {
+        return;
+    }
+    let dir = TestDir::new("py-django");
+    let out = std::process::Command::new(python())
+        .args(["-m", "django", "startproject", "mysite"])
+        .current_dir(&dir.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "startproject: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = dir.join("mysite/mysite/settings.py");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str("\nDEBUG = False\nALLOWED_HOSTS = ['*']\nROOT_URLCONF = 'mysite.hello'\n");
+    std::fs::write(&settings, text).unwrap();
+    dir.write(
+        "mysite/mysite/hello.py",
+        r#"
+from django.http import HttpResponse
+from django.urls import path
+
+def index(request):
+    return HttpResponse("django ok, %s" % request.method)
+
+urlpatterns = [path("", index)]
+"#,
+    );
+    let project = dir.join("mysite");
+    let py = python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--module",
+            "mysite.wsgi:application",
+            "--chdir",
+            project.to_str().unwrap(),
+            "--python",
+            &py,
+            "-p",
+            "2",
+        ],
+    );
+    assert_eq!(get(&d, "/"), (200, "django ok, GET".into()));
+    reload_twice_under_load(&d, &["/"]);
+}
