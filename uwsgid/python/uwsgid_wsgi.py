@@ -990,7 +990,9 @@ class Server:
                 env["CONTENT_LENGTH"] = value
             else:
                 key = "HTTP_" + name.upper().replace("-", "_")
-                env[key] = env[key] + "," + value if key in env else value
+                if key in env:  # repeated fields are one list (RFC 9110), cookies with "; "
+                    value = env[key] + ("; " if name == "cookie" else ",") + value
+                env[key] = value
         if body.chunked:
             env.pop("CONTENT_LENGTH", None)
         addr = conn.server_addr

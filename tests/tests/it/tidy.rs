@@ -33,6 +33,9 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "tests/tests/it/uwsgid_stats.rs",
     "tests/tests/it/uwsgid_vacuum.rs",
     "uwsgictl/src/pidfd.rs",
+    // The native Python worker: interpreter start-up (PyConfig), socket I/O, epoll, signals.
+    "uwsgid-python/src/main.rs",
+    "uwsgid-python/src/server.rs",
     "uwsgictl/src/term.rs",
     "uwsgid/src/exec.rs",
     "uwsgid/src/fifo.rs",
