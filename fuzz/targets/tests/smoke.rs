@@ -40,7 +40,7 @@ fn every_target_is_smoke_tested() {
     names.sort();
     assert_eq!(
         names,
-        ["addr", "exec", "fifo", "http", "ini", "pidfile", "stats"],
+        ["addr", "conn", "exec", "fifo", "http", "ini", "pidfile", "stats"],
         "add a smoke test for the new target"
     );
 }
@@ -59,6 +59,11 @@ fn seeds_pass() {
 #[test]
 fn http() {
     smoke("http", 8_000);
+}
+
+#[test]
+fn conn() {
+    smoke("conn", 8_000);
 }
 
 #[test]
