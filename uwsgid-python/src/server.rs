@@ -1365,10 +1365,13 @@ impl Engine {
                     eof = true;
                     break;
                 }
-                Ok(_) => {
+                Ok(n) => {
                     conn.last = Instant::now();
                     if conn.head_started.is_none() {
                         conn.head_started = Some(conn.last);
+                    }
+                    if n < RECV {
+                        break; // the socket is drained: spare the read that says EAGAIN
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -1468,9 +1471,20 @@ impl Engine {
                 gone: AtomicBool::new(false),
             });
             let status = self.run_app(py, &environ, &ex, &line);
-            // Take the connection back.
-            let (keep, rest, out) = {
-                let resp_keep = ex.resp.lock().unwrap_or_else(|p| p.into_inner()).keep;
+            // Take the connection back: at once when the body was read (no I/O to do and
+            // nobody else holds the bytes), else with the GIL released to skip the rest.
+            let resp_keep = ex.resp.lock().unwrap_or_else(|p| p.into_inner()).keep;
+            let quick = ex.io.try_lock().ok().and_then(|mut io| {
+                if !io.decoder.done() {
+                    return None;
+                }
+                io.finished = true;
+                let keep = resp_keep && !ex.gone.load(SeqCst) && io.broken.is_none();
+                Some((keep, std::mem::take(&mut io.raw), io.out_bytes))
+            });
+            let (keep, rest, out) = if let Some(q) = quick {
+                q
+            } else {
                 let ex2 = ex.clone();
                 py.allow_threads(move || {
                     let mut io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());

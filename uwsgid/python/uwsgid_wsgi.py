@@ -741,6 +741,10 @@ class Server:
     def run(self):
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self.on_signal)
+        # SIGUSR2: every thread's stack to the log; a fatal signal logs them too.
+        import faulthandler
+        faulthandler.enable()
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.set_accepting(True)

@@ -669,3 +669,72 @@ urlpatterns = [path("", index)]
     assert_eq!(get(&d, "/"), (200, "django ok, GET".into()));
     reload_twice_under_load(&d, &["/"]);
 }
+
+#[test]
+fn sigusr2_dumps_every_thread_stack_to_the_log() {
+    let dir = TestDir::new("py-stacks");
+    let d = serve(&dir, &["--processes", "1", "--threads", "2"]);
+    let slow = {
+        let addr = d.addr.clone();
+        std::thread::spawn(move || {
+            exchange(&addr, b"GET /sleep?1500 HTTP/1.1\r\nHost: t\r\n\r\n").0
+        })
+    };
+    let pid = d.worker_pids()[0];
+    std::thread::sleep(Duration::from_millis(300)); // the request is in time.sleep
+                                                    // SAFETY: SIGUSR2 to a worker of the daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+    let log = d.wait_log("in raw_app");
+    assert!(log.contains("app.py"), "{log}");
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(
+        get(&d, "/"),
+        (200, "hello".into()),
+        "the worker goes on serving"
+    );
+}
+
+#[test]
+fn home_runs_the_app_in_a_virtualenv() {
+    let dir = TestDir::new("py-venv");
+    let venv = dir.join("venv");
+    let out = std::process::Command::new(python())
+        .args(["-m", "venv", "--without-pip", venv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if !require(
+        out.status.success(),
+        "python3 -m venv",
+        "install python3-venv",
+    ) {
+        return;
+    }
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
+    std::fs::write(site.join("only_in_venv.py"), "WHERE = 'venv module'\n").unwrap();
+    let app = dir.write(
+        "app.py",
+        "import sys, only_in_venv\ndef application(e, sr):\n    sr('200 OK', [('Content-Type', 'text/plain')])\n    return [('%s %s' % (only_in_venv.WHERE, sys.prefix)).encode()]\n",
+    );
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "-H",
+            venv.to_str().unwrap(),
+        ],
+    );
+    let (st, body) = get(&d, "/");
+    assert_eq!(st, 200, "{body}");
+    assert!(body.starts_with("venv module "), "{body}");
+    assert!(
+        body.ends_with("/venv"),
+        "sys.prefix is not the venv: {body}"
+    );
+}
