@@ -2,11 +2,13 @@ complete -c uwsgid -l http-socket -d 'Listen for HTTP on ADDR: HOST:PORT, :PORT,
 complete -c uwsgid -s p -l processes -l workers -d 'Number of worker processes' -r
 complete -c uwsgid -l safe-pidfile -d 'Write the master pid here once the listeners and first workers are up' -r -F
 complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a pidfile early)' -r -F
-complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL' -r
+complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)' -r
 complete -c uwsgid -l listen -d 'Listen backlog' -r
 complete -c uwsgid -l logto -d 'Log to FILE instead of stderr' -r -F
 complete -c uwsgid -l check-static -d 'Serve static files from DIR' -r -F
-complete -c uwsgid -l ini -d 'Read options from the [uwsgi] section of FILE (same names as the command line)' -r -F
+complete -c uwsgid -l ini -d 'Read options from FILE[:SECTION] ([uwsgi] by default), uWSGI\'s ini language (placeholders, config logic, includes); repeatable; a bare FILE.ini argument is the same' -r -F
+complete -c uwsgid -l json -d 'Read options from the SECTION ("uwsgi") object of a JSON file FILE[:SECTION]' -r -F
+complete -c uwsgid -l yaml -d 'Read options from the SECTION ("uwsgi") mapping of a YAML file FILE[:SECTION]' -r -F
 complete -c uwsgid -l master-fifo -d 'Master FIFO (repeatable; the first is slot 0)' -r -F
 complete -c uwsgid -l stats -l stats-server -d 'Stats server on HOST:PORT or a Unix socket path' -r
 complete -c uwsgid -l touch-reload -d 'Graceful reload when FILE is touched' -r -F
@@ -17,11 +19,10 @@ complete -c uwsgid -l worker-exec -d 'Run each worker as this program (a command
 complete -c uwsgid -l worker-ready-timeout -d 'Exec workers that never send READY=1 count as ready after SECS' -r
 complete -c uwsgid -l worker-start-timeout -d 'A worker not ready SECS after its start is killed and counts as a failed start [default: 60]' -r
 complete -c uwsgid -l worker-stop-signal -d 'Signal that asks an exec worker to stop gracefully' -r
-complete -c uwsgid -l wsgi-file -l wsgi -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
+complete -c uwsgid -l wsgi-file -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
 complete -c uwsgid -l callable -d 'WSGI callable name in --wsgi-file' -r
-complete -c uwsgid -l module -d 'Run a Python WSGI app from pkg.mod[:callable]' -r
-complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module (runs the stdlib runner instead of the native worker, which embeds the Python it was built with)' -r
-complete -c uwsgid -s H -l home -l virtualenv -d 'Run the Python app in the virtualenv DIR (its site-packages; its interpreter must be the Python the native worker embeds, else give --python DIR/bin/python)' -r -F
+complete -c uwsgid -l module -l wsgi -d 'Run a Python WSGI app from pkg.mod[:callable] (uWSGI\'s --wsgi names a module too)' -r
+complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module' -r
 complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)' -r -F
 complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
 complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
@@ -30,6 +31,7 @@ complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; 
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
+complete -c uwsgid -l strict -d 'A configuration-file key that is no option is an error, not a placeholder'
 complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response'
 complete -c uwsgid -l vacuum -d 'On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made'
 complete -c uwsgid -l enable-threads -d 'Accepted for uWSGI compatibility: the Python runner always runs threads'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop, gunicorn), then run the
-# tidy checks and the whole test suite. This is the README's test command and all .ci/run does.
+# Install what the tests need (real uWSGI 2.0 with its Python plugin, uwsgitop, gunicorn, the
+# Prometheus parsers, the contrib/ checkers), then run the tidy checks and the whole test suite.
+# This is the README's test command and all .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,18 @@ if ! python3 -c 'import gunicorn' >/dev/null 2>&1; then
     else
       echo "== gunicorn could not be installed: its example test will print SKIPPED"
     fi
+fi
+if ! command -v promtool >/dev/null 2>&1 || ! command -v xmllint >/dev/null 2>&1 \
+    || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v taskset >/dev/null 2>&1 \
+    || ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "== installing promtool (prometheus), xmllint (libxml2-utils), systemd-analyze (systemd), taskset (util-linux), PyYAML (python3-yaml) from apt"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus libxml2-utils systemd util-linux python3-yaml >/dev/null
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "== installing prometheus_client from PyPI (the /metrics test parses with it)"
+  python3 -m pip install -q prometheus_client || python3 -m pip install -q --break-system-packages prometheus_client
 fi
 
 # The native Python worker (uwsgid-python) embeds CPython through pyo3: it links the system

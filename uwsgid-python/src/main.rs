@@ -2,11 +2,12 @@
 //! system's shared libpython 3), the requests are read, framed and answered by Rust code of the
 //! uwsgid library ([`uwsgid::conn`]), and only the application runs in Python.
 //!
-//! The master runs this program exactly as it runs the bundled stdlib runner (`python3
-//! RUNNER OPTIONS…`): its first argument is the runner's path, which is not used, then the
-//! runner's options. Start-up, application loading, the preload zygote (`--zygote`,
+//! The master runs this program exactly as it runs the bundled stdlib runner (`python3 -c
+//! BOOTSTRAP OPTIONS…`, the runner's source in the memfd named by `UWSGID_RUNNER_FD`): `-c`
+//! and the bootstrap are skipped and the memfd closed (the same source is built in), then
+//! the runner's options follow. Start-up, application loading, the preload zygote (`--zygote`,
 //! `--standby`: `load`, `fork SLOT GENERATION`, the double fork, `READY=1`) are the runner's own
-//! Python code, loaded from the same source the master embeds ([`uwsgid::exec::WSGI_RUNNER`]),
+//! Python code, loaded from the same source the master embeds ([`uwsgid::runner::SOURCE`]),
 //! so both programs speak one protocol; this binary replaces the runner's `Server` class with
 //! [`server::Server`]. Options of its own, taken before the runner sees the rest:
 //! `--home DIR` (a virtualenv: its `bin/python` becomes the interpreter's program name, so
@@ -138,8 +139,12 @@ fn load_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("sys")?
         .getattr("modules")?
         .set_item("_uwsgid", &native)?;
-    let code = CString::new(uwsgid::exec::WSGI_RUNNER)?;
-    let runner = PyModule::from_code(py, &code, c"uwsgid_wsgi.py", c"uwsgid_wsgi")?;
+    let code = CString::new(uwsgid::runner::SOURCE)?;
+    let runner = PyModule::from_code(py, &code, c"<uwsgid-wsgi>", c"uwsgid_wsgi")?;
+    runner.setattr(
+        "__source__",
+        pyo3::types::PyBytes::new(py, uwsgid::runner::SOURCE.as_bytes()),
+    )?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("uwsgid_wsgi", &runner)?;
@@ -189,9 +194,25 @@ fn run(args: Vec<String>) -> i32 {
 
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    // The master passes the stdlib runner's path first, as to python3; it is not used here.
-    if args.first().is_some_and(|a| a.as_bytes().ends_with(b".py")) {
+    // The master runs us as it runs python3 with the bundled runner: `-c BOOTSTRAP` first (or
+    // a runner script's path), and the runner's source in a memfd named by UWSGID_RUNNER_FD.
+    // Neither is used here (the same source is built in): the fd is closed so that forked
+    // workers and the application do not inherit it.
+    if args.first().is_some_and(|a| a == "-c") {
+        args.drain(..2.min(args.len()));
+    } else if args.first().is_some_and(|a| a.as_bytes().ends_with(b".py")) {
         args.remove(0);
+    }
+    if let Some(fd) = std::env::var_os(uwsgid::runner::FD_VAR) {
+        if let Ok(fd) = fd.to_string_lossy().parse::<i32>() {
+            if fd > 2 {
+                // SAFETY: the fd the master opened for the runner's source, used by nobody.
+                unsafe {
+                    libc::close(fd);
+                }
+            }
+        }
+        std::env::remove_var(uwsgid::runner::FD_VAR);
     }
     let home = match take_home(&mut args) {
         Ok(h) => h,

@@ -1,7 +1,11 @@
 """uwsgid's bundled WSGI runner: serve one WSGI application on inherited listeners.
 
-uwsgid runs this file as an exec worker (``--wsgi-file`` / ``--module``). The listening
-sockets arrive by the systemd protocol (LISTEN_FDS, LISTEN_PID, fds from 3); readiness is
+uwsgid runs this code as an exec worker (``--wsgi-file`` / ``--module``), never from a file:
+``python3 -c BOOTSTRAP`` reads it from a sealed memfd and runs it as the module ``uwsgid_wsgi``
+(uwsgid/src/runner.rs), with the current directory taken off ``sys.path``. The modules the
+runner needs at start are imported before the application's directories are put on
+``sys.path`` (``traceback``, imported only to print an error, is found like the
+application's own imports). The listening sockets arrive by the systemd protocol (LISTEN_FDS, LISTEN_PID, fds from 3); readiness is
 reported with ``READY=1`` on NOTIFY_SOCKET once the application is loaded and the accept loop
 runs. Standard library only, Python 3.8 or newer.
 
@@ -198,7 +202,14 @@ def parse_args(argv):
 
 
 def format_exc():
+    import linecache
     import traceback
+    # Run from memory (uwsgid/src/runner.rs): give the traceback module our own lines.
+    source = globals().get("__source__")
+    name = getattr(sys._getframe().f_code, "co_filename", None)
+    if source is not None and name and name not in linecache.cache:
+        text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
     return traceback.format_exc()
 
 

@@ -1,4 +1,5 @@
-//! Options: the command line (uWSGI's names), `--ini FILE`, and the validated [`Config`].
+//! Options: the command line (uWSGI's names) and the validated [`Config`]. Configuration
+//! files (`--ini`, `--json`, `--yaml`) are read by [`crate::config`] into command-line words.
 //!
 //! Parsing never binds, opens or creates anything: a bad option, value, file or address is
 //! refused here, before the master touches the world. The same code runs for `--check-config`,
@@ -16,7 +17,7 @@ use common::discovery::{self, InstancePaths};
 /// uwsgid: a pre-forking master with zero-downtime reloads, managed like uWSGI.
 ///
 /// With no arguments it runs the embedded default instance: the default page on
-/// 127.0.0.1:8000 with 4 workers, its pidfile, master FIFO and stats socket in the runtime
+/// 127.0.0.1:8000 with 4 workers (fewer on fewer CPUs), its pidfile, master FIFO and stats socket in the runtime
 /// directory (printed at startup).
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100, allow_negative_numbers = true)]
@@ -39,7 +40,7 @@ pub struct Args {
     /// SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload
     #[arg(long = "die-on-term")]
     pub die_on_term: bool,
-    /// Seconds a worker may take to finish its requests before SIGKILL
+    /// Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)
     #[arg(long = "worker-reload-mercy", value_name = "SECS")]
     pub worker_reload_mercy: Option<f64>,
     /// Listen backlog
@@ -54,9 +55,19 @@ pub struct Args {
     /// Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid
     #[arg(long = "demo-routes")]
     pub demo_routes: bool,
-    /// Read options from the [uwsgi] section of FILE (same names as the command line)
+    /// Read options from FILE[:SECTION] ([uwsgi] by default), uWSGI's ini language
+    /// (placeholders, config logic, includes); repeatable; a bare FILE.ini argument is the same
     #[arg(long, value_name = "FILE")]
     pub ini: Option<PathBuf>,
+    /// Read options from the SECTION ("uwsgi") object of a JSON file FILE[:SECTION]
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Read options from the SECTION ("uwsgi") mapping of a YAML file FILE[:SECTION]
+    #[arg(long, value_name = "FILE")]
+    pub yaml: Option<PathBuf>,
+    /// A configuration-file key that is no option is an error, not a placeholder
+    #[arg(long)]
+    pub strict: bool,
     /// Master FIFO (repeatable; the first is slot 0)
     #[arg(long = "master-fifo", value_name = "PATH")]
     pub master_fifo: Vec<PathBuf>,
@@ -94,13 +105,13 @@ pub struct Args {
     #[arg(long = "worker-stop-signal", value_name = "SIG")]
     pub worker_stop_signal: Option<String>,
     /// Run a Python WSGI app from FILE with the bundled runner
-    #[arg(long = "wsgi-file", visible_alias = "wsgi", value_name = "FILE")]
+    #[arg(long = "wsgi-file", value_name = "FILE")]
     pub wsgi_file: Option<PathBuf>,
     /// WSGI callable name in --wsgi-file
     #[arg(long, value_name = "NAME")]
     pub callable: Option<String>,
-    /// Run a Python WSGI app from pkg.mod[:callable]
-    #[arg(long, value_name = "MODULE")]
+    /// Run a Python WSGI app from pkg.mod[:callable] (uWSGI's --wsgi names a module too)
+    #[arg(long, visible_alias = "wsgi", value_name = "MODULE")]
     pub module: Option<String>,
     /// Python interpreter for --wsgi-file/--module (runs the stdlib runner instead of the
     /// native worker, which embeds the Python it was built with)
@@ -211,6 +222,9 @@ impl std::fmt::Display for StatsAddr {
 pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     pub processes: u32,
+    /// Without `--processes`: where the count came from, for the log ([`crate::sizing`]).
+    #[serde(default)]
+    pub processes_from: Option<String>,
     pub pidfiles: Vec<PathBuf>,
     pub die_on_term: bool,
     pub mercy: Duration,
@@ -245,107 +259,22 @@ pub const DEFAULT_PROCESSES: u32 = 4;
 pub const MAX_PROCESSES: u32 = 512;
 pub const DEFAULT_BACKLOG: i32 = 4096;
 
-/// uWSGI options that make no sense for uwsgid and are accepted from ini files with a warning.
-const IGNORED_INI_KEYS: &[&str] = &["plugin", "plugins", "plugins-dir", "need-app", "strict"];
-
-/// Read the `[uwsgi]` section of an ini file into command-line words.
-pub fn ini_args(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "--ini {}: {e}; give the path of a readable ini file",
-            path.display()
-        )
-    })?;
-    let mut args = Vec::new();
-    let mut warnings = Vec::new();
-    let mut in_section = false;
-    let mut found_section = false;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('[') {
-            if !line.ends_with(']') {
-                return Err(format!(
-                    "--ini {} line {}: unterminated section header {line:?}",
-                    path.display(),
-                    n + 1
-                ));
-            }
-            in_section = line[1..line.len() - 1].trim() == "uwsgi";
-            found_section |= in_section;
-            continue;
-        }
-        if !in_section {
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (line, "true"),
-        };
-        if key.is_empty() {
-            return Err(format!(
-                "--ini {} line {}: {line:?} has no option name",
-                path.display(),
-                n + 1
-            ));
-        }
-        let value = value.trim_matches('"');
-        if IGNORED_INI_KEYS.contains(&key) {
-            warnings.push(format!(
-                "--ini {}: ignoring uWSGI option {key:?} (uwsgid has no plugins)",
-                path.display()
-            ));
-            continue;
-        }
-        if key == "ini" {
-            return Err(format!(
-                "--ini {} line {}: nested ini files are not supported",
-                path.display(),
-                n + 1
-            ));
-        }
-        let flag = format!("--{key}");
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" if is_flag(key) => args.push(flag),
-            "false" | "no" | "off" | "0" if is_flag(key) => {}
-            _ if is_flag(key) => {
-                return Err(format!(
-                    "--ini {} line {}: {key} = {value:?} is not a boolean; use true/false, \
-                     yes/no, on/off or 1/0",
-                    path.display(),
-                    n + 1
-                ))
-            }
-            _ => {
-                args.push(flag);
-                args.push(value.to_string());
-            }
-        }
-    }
-    if !found_section {
+/// Parse the process's arguments (and the configuration files they name) into Args plus
+/// warnings. The configuration language is [`crate::config`]'s.
+pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
+    let expanded = crate::config::expand(argv)?;
+    if !expanded.refused.is_empty() {
         return Err(format!(
-            "--ini {}: no [uwsgi] section; options go under a [uwsgi] header",
-            path.display()
+            "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
+            if expanded.refused.len() == 1 {
+                "an option is".to_string()
+            } else {
+                format!("{} options are", expanded.refused.len())
+            },
+            expanded.refused.join("\n  ")
         ));
     }
-    Ok((args, warnings))
-}
-
-fn is_flag(key: &str) -> bool {
-    use clap::CommandFactory;
-    Args::command()
-        .get_arguments()
-        .find(|a| {
-            a.get_long() == Some(key) || a.get_visible_aliases().is_some_and(|v| v.contains(&key))
-        })
-        .is_some_and(|a| !a.get_action().takes_values())
-}
-
-/// Parse the process's arguments (and the ini file they name) into Args plus warnings.
-pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
-    let first = match Args::try_parse_from(argv) {
+    let mut args = match Args::try_parse_from(&expanded.words) {
         Ok(a) => a,
         Err(e)
             if matches!(
@@ -356,26 +285,20 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
             // --help and --version print and exit 0; nothing else has happened yet.
             e.exit()
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            let text = e.to_string();
+            let text = text.trim_end();
+            return Err(match expanded.sources.first() {
+                Some(ini) => format!(
+                    "in --ini {ini}: {}",
+                    text.strip_prefix("error: ").unwrap_or(text)
+                ),
+                None => text.to_string(),
+            });
+        }
     };
-    let Some(ini) = first.ini.clone() else {
-        return Ok((first, Vec::new()));
-    };
-    let (ini_words, warnings) = ini_args(&ini)?;
-    // The ini file comes first, so the command line can add to it or override it.
-    let mut merged = vec![argv[0].clone()];
-    merged.extend(ini_words);
-    merged.extend(argv[1..].iter().cloned());
-    let args = Args::try_parse_from(&merged).map_err(|e| {
-        let text = e.to_string();
-        let text = text.trim_end();
-        format!(
-            "in --ini {}: {}",
-            ini.display(),
-            text.strip_prefix("error: ").unwrap_or(text)
-        )
-    })?;
-    Ok((args, warnings))
+    args.ini = expanded.sources.first().map(PathBuf::from);
+    Ok((args, expanded.warnings))
 }
 
 /// Parse one `--http-socket` value.
@@ -532,11 +455,20 @@ impl Config {
             return Err("no --http-socket given: exec workers need at least one listener".into());
         }
 
-        let processes = args.processes.unwrap_or(if no_arguments || name.is_some() {
-            DEFAULT_PROCESSES
-        } else {
-            1
-        });
+        // Without --processes: 4 for the default and named instances (documented), 1 as uWSGI
+        // otherwise; either capped by the CPUs the cgroup quota and affinity allow.
+        let (processes, processes_from) = match args.processes {
+            Some(n) => (n, None),
+            None => {
+                let base = if no_arguments || name.is_some() {
+                    DEFAULT_PROCESSES
+                } else {
+                    1
+                };
+                let (n, why) = crate::sizing::default_processes(base, &crate::sizing::budget());
+                (n, Some(why))
+            }
+        };
         if processes == 0 || processes > MAX_PROCESSES {
             return Err(format!(
                 "--processes {processes}: must be between 1 and {MAX_PROCESSES}"
@@ -546,6 +478,15 @@ impl Config {
             "--worker-reload-mercy",
             args.worker_reload_mercy.unwrap_or(60.0),
         )?;
+        if mercy.is_zero() {
+            return Err(
+                "--worker-reload-mercy 0: every graceful reload and stop would SIGKILL busy \
+                 workers at once; give the seconds a worker may take to finish its requests \
+                 (the default is 60), or use a brutal reload (FIFO R, uwsgictl reload --brutal) \
+                 where killing at once is meant"
+                    .into(),
+            );
+        }
         let backlog = args.listen.unwrap_or(DEFAULT_BACKLOG);
         if !(1..=65_535).contains(&backlog) {
             return Err(format!("--listen {backlog}: must be between 1 and 65535"));
@@ -768,6 +709,7 @@ impl Config {
         Ok(Config {
             listeners,
             processes,
+            processes_from,
             pidfiles,
             die_on_term: args.die_on_term,
             mercy,
@@ -908,7 +850,7 @@ mod tests {
     fn ini_flags_need_a_boolean() {
         let path = std::env::temp_dir().join(format!("uwsgid-bool-{}.ini", std::process::id()));
         std::fs::write(&path, "[uwsgi]\nhttp-socket = :0\nmaster = maybe\n").unwrap();
-        let e = ini_args(&path).unwrap_err();
+        let e = load(&["--ini", path.to_str().unwrap()]).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(
             e.contains("line 3") && e.contains("master = \"maybe\""),
@@ -969,6 +911,14 @@ mod tests {
             .contains("--processes 0"));
         assert!(load(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "-1"]).is_err());
+        for zero in ["0", "0.0", "-0", "1e-12"] {
+            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero]).unwrap_err();
+            assert!(
+                e.contains("--worker-reload-mercy 0") && e.contains("brutal"),
+                "{e}"
+            );
+        }
+        assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "0.3"]).is_ok());
         assert!(load(&[
             "--http-socket",
             ":1",
@@ -1040,7 +990,10 @@ mod tests {
         let c = load(&["--ini", ini.to_str().unwrap()]).unwrap();
         assert_eq!(c.processes, 3);
         assert!(!c.die_on_term);
-        std::fs::write(&ini, "[uwsgi]\nbogus-option = 1\n").unwrap();
+        // As in uWSGI, a key that is no option is a placeholder, an error only when strict.
+        std::fs::write(&ini, "[uwsgi]\nhttp-socket = :0\nbogus-option = 1\n").unwrap();
+        load(&["--ini", ini.to_str().unwrap()]).unwrap();
+        std::fs::write(&ini, "[uwsgi]\nstrict = true\nbogus-option = 1\n").unwrap();
         let e = load(&["--ini", ini.to_str().unwrap()]).unwrap_err();
         assert!(e.contains("bogus-option") && e.contains("a.ini"), "{e}");
         std::fs::write(&ini, "processes = 3\n").unwrap();

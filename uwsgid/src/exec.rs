@@ -33,7 +33,9 @@
 //! `LISTEN_FDS=n`, `LISTEN_PID=<the child's pid>`, `LISTEN_FDNAMES=a:b` (see [`fd_name`]),
 //! `NOTIFY_SOCKET`, `UWSGID_WORKER_ID` and `UWSGID_GENERATION`. [`exec_zygote`] runs a
 //! preload zygote the same way, with its control socket as one more fd right after the
-//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`).
+//! listeners (named by `UWSGID_ZYGOTE_FD`, not counted in `LISTEN_FDS`). A program that runs
+//! the bundled runner ([`ExecSpec::runner`]) gets, after those, a sealed memfd with the
+//! runner's source, named by `UWSGID_RUNNER_FD` ([`crate::runner`]).
 //!
 //! Listeners are passed as they are. `O_NONBLOCK` belongs to the open socket, shared by the
 //! master and every worker: a program may switch it (the bundled runner and gunicorn make it
@@ -56,8 +58,9 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
 
-/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program.
-pub const WSGI_RUNNER: &str = include_str!("../python/uwsgid_wsgi.py");
+/// The bundled Python WSGI runner (`--wsgi-file`, `--module`), run as an exec worker program
+/// without a file ([`crate::runner`]).
+pub const WSGI_RUNNER: &str = crate::runner::SOURCE;
 
 /// The first fd of the listeners, as in systemd's `SD_LISTEN_FDS_START`.
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -78,6 +81,10 @@ pub struct ExecSpec {
     /// The program's working directory (`--chdir`); the master's when `None`. A relative
     /// program path or `PATH` entry is resolved from there, as a shell started there would.
     pub cwd: Option<PathBuf>,
+    /// The program runs the bundled runner ([`crate::runner::expand`] put its bootstrap in
+    /// `argv`): its source is passed in a sealed memfd, at the fd after the listeners (and the
+    /// zygote's control socket), named by `UWSGID_RUNNER_FD`.
+    pub runner: bool,
 }
 
 /// Split a command line into words as a POSIX shell would, without running a shell.
@@ -285,6 +292,8 @@ fn try_exec_worker(
     let pid = unsafe { libc::getpid() };
     let names: Vec<String> = listeners.iter().map(|(_, name)| fd_name(name)).collect();
     let control_at = LISTEN_FDS_START + listeners.len() as RawFd;
+    let runner_at = control_at + RawFd::from(control.is_some());
+    let first_free = runner_at + RawFd::from(spec.runner);
     let mut ours = vec![
         ("LISTEN_FDS", listeners.len().to_string()),
         ("LISTEN_PID", pid.to_string()),
@@ -295,6 +304,9 @@ fn try_exec_worker(
     ];
     if control.is_some() {
         ours.push(("UWSGID_ZYGOTE_FD", control_at.to_string()));
+    }
+    if spec.runner {
+        ours.push((crate::runner::FD_VAR, runner_at.to_string()));
     }
     let env = worker_env(inherited_env(), &spec.env, &ours);
     let path_var = env
@@ -320,12 +332,17 @@ fn try_exec_worker(
     let argv_ptrs = null_terminated(&c_argv);
     let env_ptrs = null_terminated(&c_env);
 
-    // The control socket is first copied above every target fd, so placing the listeners
-    // cannot overwrite it, then put right after them.
+    // The runner's source and the control socket are first put above every target fd, so
+    // placing the listeners cannot overwrite them, then right after the listeners.
+    let runner = if spec.runner {
+        Some(crate::runner::source_fd(first_free)?)
+    } else {
+        None
+    };
     let control = match control {
         Some(fd) => {
             // SAFETY: F_DUPFD_CLOEXEC only reads the fd number; an invalid one is EBADF.
-            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, control_at + 1) };
+            let tmp = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first_free) };
             if tmp < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -335,17 +352,18 @@ fn try_exec_worker(
         None => None,
     };
     place_listeners(listeners)?;
-    let mut first_closed = control_at;
-    if let Some(tmp) = &control {
-        // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
-        // FD_CLOEXEC clear, so the program inherits it.
-        if unsafe { libc::dup2(tmp.as_raw_fd(), control_at) } < 0 {
-            return Err(io::Error::last_os_error());
+    for (tmp, at) in [(&control, control_at), (&runner, runner_at)] {
+        if let Some(tmp) = tmp {
+            // SAFETY: dup2 onto a plain fd number right after the listeners; the copy has
+            // FD_CLOEXEC clear, so the program inherits it.
+            if unsafe { libc::dup2(tmp.as_raw_fd(), at) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        first_closed = control_at + 1;
     }
     drop(control);
-    mark_cloexec_from(first_closed);
+    drop(runner);
+    mark_cloexec_from(first_free);
     reset_signals();
 
     // SAFETY: c_path is a valid C string, and argv_ptrs/env_ptrs are arrays of pointers into
@@ -899,12 +917,94 @@ mod tests {
             argv: vec!["uwsgid-no-such-program".into()],
             env: vec![("PATH".into(), "/nonexistent".into())],
             cwd: None,
+            runner: false,
         };
         let e = exec_worker(&spec, &[(0, "x".into())], "@n", 1, 1);
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains("uwsgid-no-such-program"), "{e}");
         let e = exec_worker(&ExecSpec::default(), &[], "@n", 1, 1);
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_runner_program_gets_the_sealed_source_after_the_listeners() {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
+        // Reports where the source is, whether it is complete and sealed, and which fds are
+        // open; it never runs the runner itself.
+        let script = r#"
+import fcntl, hashlib, os
+fd = int(os.environ["UWSGID_RUNNER_FD"])
+src = os.pread(fd, os.fstat(fd).st_size, 0)
+print("fd=%d" % fd)
+print("sha=" + hashlib.sha256(src).hexdigest())
+seals = fcntl.fcntl(fd, 1034)  # F_GET_SEALS
+print("seals=%d" % seals)
+try:
+    os.pwrite(fd, b"x", 0)
+    print("write=ok")
+except OSError as e:
+    print("write=refused")
+def is_open(n):
+    try:
+        os.fstat(n)
+        return True
+    except OSError:
+        return False
+print("open=" + ",".join(str(n) for n in range(256) if is_open(n)))
+"#;
+        // The listeners sit crossed at 4 and 3, where the memfd would land if it were
+        // created first at the lowest free number.
+        let arrange = move || {
+            // SAFETY: fcntl/dup2 on fds inherited from the parent, in the child before exec.
+            unsafe {
+                let a = libc::fcntl(a_fd, libc::F_DUPFD, 100);
+                let b = libc::fcntl(b_fd, libc::F_DUPFD, 100);
+                if a < 0 || b < 0 || libc::dup2(a, 4) < 0 || libc::dup2(b, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(5);
+            }
+            Ok(())
+        };
+        let mut spec = python(script);
+        spec.runner = true;
+        let child = spawn_worker(
+            spec,
+            vec![(4, "a".into()), (3, "b".into())],
+            "@notify-name".into(),
+            arrange,
+        );
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sha = std::process::Command::new("sha256sum")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/uwsgid_wsgi.py"
+            ))
+            .output()
+            .unwrap();
+        let sha = String::from_utf8_lossy(&sha.stdout);
+        let sha = sha.split_whitespace().next().unwrap();
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "fd=5".to_string(),
+                format!("sha={sha}"),
+                format!("seals={seals}"),
+                "write=refused".into(),
+                "open=0,1,2,3,4,5".into(),
+            ]
+        );
     }
 
     #[test]
@@ -1074,6 +1174,7 @@ mod tests {
             argv: vec!["python3".into(), "-c".into(), script.into()],
             env: vec![("UWSGID_TEST_FOO".into(), "bar".into())],
             cwd: None,
+            runner: false,
         }
     }
 
@@ -1200,14 +1301,16 @@ def application(environ, start_response):
             let port = listener.local_addr().unwrap().port();
             let notify_name = format!("@{}", unique("runner"));
             let notify = bind_notify_socket(&notify_name).unwrap();
-            let mut argv: Vec<String> = vec!["python3".into(), "-c".into(), WSGI_RUNNER.into()];
+            let mut argv: Vec<String> = vec!["python3".into(), "{runner}".into()];
             argv.push("--wsgi-file".into());
             argv.push(dir.path.join("app.py").to_str().unwrap().into());
             argv.extend(args.iter().map(|a| a.to_string()));
+            let (argv, runner) = crate::runner::expand(argv);
             let spec = ExecSpec {
                 argv,
                 env: vec![],
                 cwd: None,
+                runner,
             };
             let listeners = vec![(listener.as_raw_fd(), format!("127.0.0.1:{port}"))];
             let child = spawn_worker(spec, listeners, notify_name, || Ok(()));

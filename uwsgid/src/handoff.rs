@@ -5,7 +5,14 @@
 //! variable (workers and exec'd programs never see it), validates each fd before adopting it,
 //! and goes on from where the old image stopped: same listeners, same workers (still its
 //! children), same scoreboard, same FIFO and stats socket, next generation.
+//!
+//! The kernel limits one environment string to 128 KiB, and the worker list grows with
+//! `--processes` (512 slots mid-reload hand over more than a thousand workers): a handoff
+//! larger than [`INLINE_MAX`] travels in a memfd instead, and the variable only
+//! names it (`fd:N`). Small ones stay inline, so an older binary can still take them.
 
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::cli::Config;
 
 pub const ENV: &str = "UWSGID_HANDOFF";
+
+/// Above this size the handoff goes in a memfd (see the module docs).
+pub const INLINE_MAX: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Handoff {
@@ -83,6 +93,12 @@ pub struct HandoffWorker {
     pub retiring: bool,
     pub spawned_unix_ms: u64,
     pub status_text: Option<String>,
+    /// A retiring worker's SIGKILL deadline, so that a re-exec does not renew its mercy.
+    #[serde(default)]
+    pub deadline_unix_ms: Option<u64>,
+    /// Already SIGKILLed.
+    #[serde(default)]
+    pub killed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,6 +133,124 @@ impl Handoff {
     pub fn take() -> Option<Result<Handoff, String>> {
         let text = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
-        Some(serde_json::from_str(&text).map_err(|e| format!("bad {ENV}: {e}")))
+        Some(Handoff::decode(&text))
+    }
+
+    /// The value of [`ENV`]: the JSON itself, or `fd:N` naming a memfd that holds it (which
+    /// the caller must keep open, and inheritable, across `execve`).
+    pub fn encode(&self) -> Result<(String, Option<OwnedFd>), String> {
+        let json = serde_json::to_string(self).map_err(|e| format!("handoff: {e}"))?;
+        if json.len() <= INLINE_MAX {
+            return Ok((json, None));
+        }
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(c"uwsgid-handoff", MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| format!("handoff memfd: {e}"))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(json.as_bytes())
+            .map_err(|e| format!("handoff memfd: {e}"))?;
+        let fd = OwnedFd::from(file);
+        Ok((format!("fd:{}", fd.as_raw_fd()), Some(fd)))
+    }
+
+    /// Parse a value of [`ENV`] (see [`Handoff::encode`]); a named memfd is read and closed.
+    pub fn decode(text: &str) -> Result<Handoff, String> {
+        let Some(fd) = text.strip_prefix("fd:") else {
+            return serde_json::from_str(text).map_err(|e| format!("bad {ENV}: {e}"));
+        };
+        let fd: i32 = fd.parse().map_err(|_| format!("bad {ENV}: {text:?}"))?;
+        let memfd = format!("/proc/self/fd/{fd}");
+        let is_ours = std::fs::read_link(&memfd)
+            .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:uwsgid-handoff"));
+        if !is_ours {
+            return Err(format!("bad {ENV}: fd {fd} is not a handoff memfd"));
+        }
+        // SAFETY: the fd was checked to be the handoff memfd the previous image left open for
+        // us; nothing else in this image knows it, and it is taken (and closed) once.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut json = String::new();
+        file.rewind()
+            .and_then(|_| file.read_to_string(&mut json))
+            .map_err(|e| format!("bad {ENV}: reading fd {fd}: {e}"))?;
+        serde_json::from_str(&json).map_err(|e| format!("bad {ENV}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff(workers: usize) -> Handoff {
+        let argv: Vec<String> = ["uwsgid", "--http-socket", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec();
+        let (_, config, _) = crate::cli::Config::load(&argv).expect("config");
+        Handoff {
+            exe: "/bin/true".into(),
+            config,
+            generation: 7,
+            kind: "graceful".into(),
+            reload_started_unix_ms: 0,
+            started_unix: 0,
+            paused: false,
+            last_error: None,
+            listeners: Vec::new(),
+            scoreboard_fd: -1,
+            notify_fd: -1,
+            notify_addr: String::new(),
+            lock_fds: Vec::new(),
+            pidfiles_written: Vec::new(),
+            fifo: None,
+            stats_fd: None,
+            stats_created: None,
+            workers: (0..workers)
+                .map(|i| HandoffWorker {
+                    pid: 100_000 + i as i32,
+                    id: i as u32 % 512 + 1,
+                    generation: 6,
+                    cell: i,
+                    ready: true,
+                    retiring: false,
+                    spawned_unix_ms: 1_700_000_000_000,
+                    status_text: Some("serving, a status text of some length".into()),
+                    deadline_unix_ms: None,
+                    killed: false,
+                })
+                .collect(),
+            slots: vec![HandoffSlot::default(); 512],
+            last_reload: None,
+            zygotes: Vec::new(),
+            config_refused: None,
+            fifo_pending: Vec::new(),
+            python: None,
+            relay: None,
+        }
+    }
+
+    #[test]
+    fn a_small_handoff_stays_inline() {
+        let (text, fd) = handoff(4).encode().unwrap();
+        assert!(fd.is_none() && text.starts_with('{'));
+        assert_eq!(Handoff::decode(&text).unwrap().workers.len(), 4);
+    }
+
+    #[test]
+    fn a_full_scoreboard_travels_in_a_memfd() {
+        let cells = crate::scoreboard::CAPACITY;
+        let (text, fd) = handoff(cells).encode().unwrap();
+        let fd = fd.expect("a memfd beyond the inline limit");
+        assert_eq!(text, format!("fd:{}", fd.as_raw_fd()));
+        // What execve would do: the fd stays open under the same number; the new image owns it.
+        std::mem::forget(fd);
+        let h = Handoff::decode(&text).unwrap();
+        assert_eq!((h.workers.len(), h.generation), (cells, 7));
+    }
+
+    #[test]
+    fn decode_refuses_an_fd_that_is_not_a_handoff() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let e = Handoff::decode(&format!("fd:{}", f.as_raw_fd())).unwrap_err();
+        assert!(e.contains("not a handoff memfd"), "{e}");
+        assert!(Handoff::decode("fd:x").is_err());
     }
 }

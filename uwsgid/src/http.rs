@@ -4,6 +4,12 @@
 //! borrowed fields and the head's length, or `Invalid` with the status to answer. Limits are the
 //! caller's (`max_head`). Request bodies are supported by `Content-Length` only; chunked request
 //! bodies are refused with 501, which is allowed for a server that does not implement them.
+//!
+//! RFC 9112 rules enforced here: the request line is judged as soon as it is complete (an
+//! HTTP/0.9 `GET /` line gets its 505 at once, not at the head timeout); the target is
+//! origin-form (`/path`), absolute-form (`http://host/path`, served as its path, see
+//! [`origin_form`]), `*` for OPTIONS or authority-form for CONNECT; an HTTP/1.1 request needs
+//! exactly one `Host` field, and no request may carry two (400).
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -46,6 +52,83 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// The method, target and minor version of a request line, or the status and reason to
+/// refuse it with.
+fn check_request_line(line: &str) -> Result<(&str, &str, u8), (u16, &'static str)> {
+    let mut parts = line.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) => (m, t, v),
+        (Some(m), Some(t), None, None) if is_token(m) && t.starts_with('/') => {
+            return Err((505, "HTTP/0.9 is not supported; send HTTP/1.0 or HTTP/1.1"))
+        }
+        _ => return Err((400, "malformed request line")),
+    };
+    if !is_token(method) {
+        return Err((400, "malformed method"));
+    }
+    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err((400, "malformed request target"));
+    }
+    let minor = match version {
+        "HTTP/1.1" => 1,
+        "HTTP/1.0" => 0,
+        v if v.starts_with("HTTP/") => return Err((505, "HTTP version not supported")),
+        _ => return Err((400, "malformed HTTP version")),
+    };
+    let form_ok = if target.starts_with('/') {
+        true
+    } else if target == "*" {
+        method == "OPTIONS"
+    } else if method == "CONNECT" {
+        !target.contains('/')
+    } else {
+        absolute_parts(target).is_some()
+    };
+    if !form_ok {
+        return Err((400, "malformed request target"));
+    }
+    Ok((method, target, minor))
+}
+
+/// `(authority, path and query)` of an absolute-form `http://` or `https://` target.
+fn absolute_parts(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    // A userinfo part is deprecated for http(s) (RFC 9110 §4.2.4); a host is required.
+    if authority.is_empty() || authority.contains('@') || !valid_host(authority) {
+        return None;
+    }
+    Some((authority, path))
+}
+
+/// The characters a `Host` value (uri-host [":" port]) may contain.
+fn valid_host(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
+/// The origin-form (`/path?query`) of a request target as the router sees it: an
+/// absolute-form target (`http://host/path?q`) becomes its path and query (`/` if it has no
+/// path), as RFC 9112 §3.2.2 asks of a server; other targets are returned unchanged.
+pub fn origin_form(target: &str) -> std::borrow::Cow<'_, str> {
+    match absolute_parts(target) {
+        None => target.into(),
+        Some((_, path)) => {
+            let path = path.split_once('#').map_or(path, |(p, _)| p);
+            if path.starts_with('/') {
+                path.into()
+            } else {
+                format!("/{path}").into()
+            }
+        }
+    }
+}
+
 /// Parse a request head at the start of `buf`.
 pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
     // Tolerate blank lines before a request (RFC 9112 §2.2).
@@ -61,7 +144,16 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         None if buf.len() > max_head => {
             return Parse::Invalid(431, "request header fields too large")
         }
-        None => return Parse::Incomplete,
+        None => {
+            // Judge the request line as soon as it is whole: a line that can never start a
+            // valid head (HTTP/0.9, garbage) is answered now, not at the head timeout.
+            if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                if let Parse::Invalid(status, why) = parse_line_only(&rest[..nl]) {
+                    return Parse::Invalid(status, why);
+                }
+            }
+            return Parse::Incomplete;
+        }
     };
     if skip + end > max_head {
         return Parse::Invalid(431, "request header fields too large");
@@ -83,26 +175,13 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         Err(_) => return Parse::Invalid(400, "request head is not valid UTF-8"),
     };
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) => (m, t, v),
-        _ => return Parse::Invalid(400, "malformed request line"),
-    };
-    if !is_token(method) {
-        return Parse::Invalid(400, "malformed method");
-    }
-    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Parse::Invalid(400, "malformed request target");
-    }
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        v if v.starts_with("HTTP/") => return Parse::Invalid(505, "HTTP version not supported"),
-        _ => return Parse::Invalid(400, "malformed HTTP version"),
+    let (method, target, minor) = match check_request_line(lines.next().unwrap_or("")) {
+        Ok(parts) => parts,
+        Err((status, why)) => return Parse::Invalid(status, why),
     };
     let mut keep_alive = minor == 1;
     let mut content_length: Option<usize> = None;
+    let mut hosts = 0;
     for line in lines {
         if line.is_empty() {
             break;
@@ -120,6 +199,14 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
                 return Parse::Invalid(400, "conflicting Content-Length");
             }
             content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if hosts > 1 {
+                return Parse::Invalid(400, "more than one Host header field");
+            }
+            if !valid_host(value) {
+                return Parse::Invalid(400, "malformed Host header field");
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Parse::Invalid(501, "chunked request bodies are not supported");
         } else if name.eq_ignore_ascii_case("connection") {
@@ -132,6 +219,10 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
             }
         }
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host gets a 400 (HTTP/1.0 may omit it).
+    if minor == 1 && hosts == 0 {
+        return Parse::Invalid(400, "HTTP/1.1 request without a Host header field");
+    }
     Parse::Complete(Request {
         method,
         target,
@@ -140,6 +231,25 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         content_length: content_length.unwrap_or(0),
         head_len: skip + end,
     })
+}
+
+/// The verdict on a complete first line alone (`line` without its LF): `Invalid` if no head
+/// starting with it can be valid, else `Incomplete`.
+fn parse_line_only(line: &[u8]) -> Parse<'_> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.contains(&0) {
+        return Parse::Invalid(400, "NUL byte in request head");
+    }
+    if line.contains(&b'\r') {
+        return Parse::Invalid(400, "bare CR in request head");
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Parse::Invalid(400, "request head is not valid UTF-8");
+    };
+    match check_request_line(text) {
+        Ok(_) => Parse::Incomplete,
+        Err((status, why)) => Parse::Invalid(status, why),
+    }
 }
 
 /// The reason phrase of the statuses the workers send.
@@ -188,7 +298,8 @@ mod tests {
             panic!()
         };
         assert!(r.keep_alive);
-        let Parse::Complete(r) = parse(b"GET / HTTP/1.1\nConnection: close\n\n", 8192) else {
+        let Parse::Complete(r) = parse(b"GET / HTTP/1.1\nHost: a\nConnection: close\n\n", 8192)
+        else {
             panic!()
         };
         assert!(!r.keep_alive);
@@ -252,20 +363,119 @@ mod tests {
         let flood = b"\r\n".repeat(5000);
         assert!(matches!(parse(&flood, 8192), Parse::Invalid(431, _)));
         let mut late = b"\r\n".repeat(4090);
-        late.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        late.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(matches!(parse(&late, 8192), Parse::Invalid(431, _)));
         assert!(matches!(
-            parse(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 8192),
-            Parse::Complete(Request { head_len: 22, .. })
+            parse(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 8192),
+            Parse::Complete(Request { head_len: 31, .. })
         ));
     }
 
     #[test]
     fn never_panics_on_prefixes() {
-        let req = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc";
+        let req = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc";
         for n in 0..req.len() {
             let _ = parse(&req[..n], 64);
             let _ = parse(&req[n..], 64);
         }
+    }
+
+    /// RFC 9112 §3.2.2: a server must accept absolute-form targets; the router sees the path.
+    #[test]
+    fn absolute_form_targets_are_accepted_and_routed_by_their_path() {
+        for (raw, target) in [
+            (
+                &b"GET http://x/pid HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                "http://x/pid",
+            ),
+            (
+                b"GET HTTPS://x:8000/a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                "HTTPS://x:8000/a?b=1",
+            ),
+            (b"GET http://x HTTP/1.0\r\n\r\n", "http://x"),
+        ] {
+            let Parse::Complete(r) = parse(raw, 8192) else {
+                panic!("{raw:?} -> {:?}", parse(raw, 8192))
+            };
+            assert_eq!(r.target, target);
+        }
+        assert_eq!(origin_form("http://x/pid"), "/pid");
+        assert_eq!(origin_form("HTTPS://x:8000/a?b=1"), "/a?b=1");
+        assert_eq!(origin_form("http://x"), "/");
+        assert_eq!(origin_form("http://x?q=1"), "/?q=1");
+        assert_eq!(origin_form("/plain?x"), "/plain?x");
+        for raw in [
+            &b"GET ftp://x/a HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://u@x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET relative HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw, 8192), Parse::Invalid(400, _)),
+                "{raw:?} -> {:?}",
+                parse(raw, 8192)
+            );
+        }
+        assert!(matches!(
+            parse(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 8192),
+            Parse::Complete(_)
+        ));
+    }
+
+    /// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for two Host lines, and for a
+    /// malformed Host value; HTTP/1.0 may omit it.
+    #[test]
+    fn host_is_required_once_on_http_1_1() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw, 8192), Parse::Invalid(400, _)),
+                "{raw:?} -> {:?}",
+                parse(raw, 8192)
+            );
+        }
+        for raw in [
+            &b"GET / HTTP/1.0\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        ] {
+            assert!(matches!(parse(raw, 8192), Parse::Complete(_)), "{raw:?}");
+        }
+    }
+
+    /// A complete request line that can never start a valid head is refused before the rest
+    /// of the head arrives: an HTTP/0.9 `GET /` waited for the 10 s head timeout.
+    #[test]
+    fn a_bad_request_line_is_judged_as_soon_as_it_is_complete() {
+        assert!(matches!(parse(b"GET /\r\n", 8192), Parse::Invalid(505, _)));
+        assert!(matches!(parse(b"GET /\n", 8192), Parse::Invalid(505, _)));
+        assert!(matches!(
+            parse(b"\r\nGET /x\r\n", 8192),
+            Parse::Invalid(505, _)
+        ));
+        assert!(matches!(
+            parse(b"GARBAGE\r\n", 8192),
+            Parse::Invalid(400, _)
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/2.0\r\n", 8192),
+            Parse::Invalid(505, _)
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\n", 8192),
+            Parse::Incomplete
+        ));
+        assert!(matches!(parse(b"GET /", 8192), Parse::Incomplete));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\n", 8192),
+            Parse::Incomplete
+        ));
     }
 }

@@ -5,7 +5,9 @@
 //! [`exec`]. Everything a master passes to its next image is in [`handoff`].
 
 pub mod cli;
+pub mod config;
 pub mod conn;
+pub mod daemonize;
 pub mod exec;
 pub mod fifo;
 pub mod handoff;
@@ -13,8 +15,12 @@ pub mod http;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod metrics;
 pub mod notify;
+pub mod runner;
 pub mod scoreboard;
+pub mod sd_notify;
+pub mod sizing;
 pub mod stats_server;
 pub mod sys;
 pub mod touch;
@@ -43,6 +49,12 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    if check_only {
+        // The verdict for every key of the configuration files, refused ones included.
+        for v in config::verdicts(&argv) {
+            println!("{v}");
+        }
+    }
     match cli::Config::load(&argv) {
         Ok((_, config, warnings)) => {
             if check_only {

@@ -73,15 +73,56 @@ macro_rules! log {
     ($($arg:tt)*) => { $crate::log::write_line(format_args!($($arg)*)) };
 }
 
-/// Open `path` for appending and put it on fds 1 and 2.
-pub fn redirect_to(path: &Path) -> io::Result<()> {
+/// Open the log file `path` for appending (created 0640). Never blocks: a FIFO with no reader
+/// is refused (`ENXIO`, said in the error) instead of hanging in `open`; once open, writes
+/// block as on any log.
+pub fn open(path: &Path) -> io::Result<File> {
+    let named = |e: io::Error| {
+        let fifo = std::fs::metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+        if e.raw_os_error() == Some(libc::ENXIO) && fifo {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "log file {}: a FIFO with no reader; start its reader first, or log to a file",
+                    path.display()
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("log file {}: {e}", path.display()))
+        }
+    };
     let file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))?;
+        .map_err(named)?;
+    set_nonblocking(&file, false).map_err(named)?;
+    Ok(file)
+}
+
+/// Set or clear `O_NONBLOCK` on an open file.
+pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on an fd we own; only the O_NONBLOCK bit changes.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        let flags = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if flags < 0 || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Open `path` for appending and put it on fds 1 and 2.
+pub fn redirect_to(path: &Path) -> io::Result<()> {
+    let file = open(path)?;
     // SAFETY: dup2 onto the standard fds, which the process owns.
     unsafe {
         if libc::dup2(file.as_raw_fd(), 1) < 0 || libc::dup2(file.as_raw_fd(), 2) < 0 {

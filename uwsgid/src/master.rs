@@ -266,7 +266,8 @@ pub struct Master {
     started_unix: u64,
     requests: Requests,
     exit_code: Option<i32>,
-    runner_path: Option<PathBuf>,
+    /// The exec program runs the bundled runner (`{runner}`).
+    runner: bool,
     /// The reload under way runs the previous configuration because the new one was refused.
     config_refused: Option<String>,
     /// Workers' `(rss, vsz)` read from /proc, reused for [`MEMORY_TTL`] so that frequent stats
@@ -301,7 +302,7 @@ pub fn run(
 ) -> i32 {
     if handoff.is_none() {
         if let Some(log) = config.daemonize.clone() {
-            daemonize(&log);
+            crate::daemonize::daemonize(&log);
         }
     }
     let master = match handoff {
@@ -315,94 +316,10 @@ pub fn run(
         Ok(mut m) => m.run_loop(),
         Err(e) => {
             eprintln!("uwsgid: error: {e}");
-            report_to_launcher(&format!("error: {e}"));
+            crate::daemonize::report_to_launcher(&format!("error: {e}"));
             1
         }
     }
-}
-
-/// The write end of the pipe to the process that ran `uwsgid --daemonize` (-1 when none).
-static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-/// Tell a waiting `--daemonize` launcher how startup ended, once.
-fn report_to_launcher(message: &str) {
-    let fd = LAUNCHER.swap(-1, std::sync::atomic::Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: writing our message to the pipe we own, then closing it.
-        unsafe {
-            libc::write(fd, message.as_ptr() as *const libc::c_void, message.len());
-            libc::close(fd);
-        }
-    }
-}
-
-/// Detach: the launcher waits until the instance serves (or failed to start) and exits with
-/// that result, so `uwsgid --daemonize` never reports success for an instance that died.
-fn daemonize(log: &std::path::Path) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        eprintln!(
-            "uwsgid: error: --daemonize: pipe: {}",
-            std::io::Error::last_os_error()
-        );
-        std::process::exit(1);
-    }
-    match sys::fork() {
-        Err(e) => {
-            eprintln!("uwsgid: error: --daemonize: fork: {e}");
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Parent(child)) => {
-            let mut text = Vec::new();
-            // SAFETY: the launcher closes its write end, reaps the intermediate child and
-            // reads the daemon's report to EOF into a buffer it owns.
-            unsafe {
-                libc::close(fds[1]);
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = libc::read(fds[0], buf.as_mut_ptr() as *mut libc::c_void, buf.len());
-                    if n <= 0 {
-                        break;
-                    }
-                    text.extend_from_slice(&buf[..n as usize]);
-                }
-            }
-            let text = String::from_utf8_lossy(&text);
-            if let Some(pid) = text.strip_prefix("ok ") {
-                println!(
-                    "uwsgid: running in the background as pid {}, logging to {}",
-                    pid.trim(),
-                    log.display()
-                );
-                std::process::exit(0);
-            }
-            let why = text
-                .strip_prefix("error: ")
-                .unwrap_or("it exited during startup");
-            eprintln!("uwsgid: error: {why} (see {})", log.display());
-            std::process::exit(1);
-        }
-        Ok(sys::Fork::Child) => {}
-    }
-    // SAFETY: a new session, then a second fork so the daemon can never regain a terminal.
-    unsafe {
-        libc::close(fds[0]);
-        libc::setsid();
-    }
-    match sys::fork() {
-        Ok(sys::Fork::Child) => {}
-        // SAFETY: the intermediate process leaves at once, without running destructors.
-        _ => unsafe { libc::_exit(0) },
-    }
-    sys::stdin_from_devnull();
-    if let Err(e) = crate::log::redirect_to(log) {
-        report_to_launcher(&format!("error: --daemonize: {e}"));
-        std::process::exit(1);
-    }
-    LAUNCHER.store(fds[1], std::sync::atomic::Ordering::Relaxed);
 }
 
 fn lock_pidfile(path: &std::path::Path) -> Result<OwnedFd, String> {
@@ -482,7 +399,7 @@ impl Master {
             started_unix: now_unix_ms() / 1000,
             requests: Requests::default(),
             exit_code: None,
-            runner_path: None,
+            runner: false,
             config_refused: None,
             memory: Default::default(),
             python: None,
@@ -535,10 +452,13 @@ impl Master {
             m.kind_name(),
             m.config.mercy.as_secs_f64()
         );
+        if let Some(why) = &m.config.processes_from {
+            log!("worker count: {why}");
+        }
         m.spawn_missing(Instant::now());
         m.write_pidfiles(false);
         m.announce_files();
-        report_to_launcher(&format!("ok {}", std::process::id()));
+        crate::daemonize::report_to_launcher(&format!("ok {}", std::process::id()));
         Ok(m)
     }
 
@@ -635,10 +555,19 @@ impl Master {
         for w in &h.workers {
             m.cells.take(w.cell);
             let now = Instant::now();
-            let state = if w.retiring {
+            // A re-exec renews neither a draining worker's mercy nor a starting one's timeout:
+            // re-execs faster than the mercy would otherwise keep a stuck worker forever.
+            let since_ms = |t: u64| Duration::from_millis(now_unix_ms().saturating_sub(t));
+            let spawned = now.checked_sub(since_ms(w.spawned_unix_ms)).unwrap_or(now);
+            let left = w.deadline_unix_ms.map_or(m.config.mercy, |t| {
+                Duration::from_millis(t.saturating_sub(now_unix_ms())).min(m.config.mercy)
+            });
+            let state = if w.killed {
+                WorkerState::Killed
+            } else if w.retiring {
                 WorkerState::Draining {
                     since: now,
-                    deadline: now + m.config.mercy,
+                    deadline: now + left,
                 }
             } else if w.ready {
                 WorkerState::Ready
@@ -651,7 +580,7 @@ impl Master {
                 generation: w.generation,
                 cell: w.cell,
                 state,
-                spawned: now,
+                spawned,
                 spawned_unix_ms: w.spawned_unix_ms,
                 ready_at: w.ready.then_some(now),
                 status_text: w.status_text.clone(),
@@ -762,42 +691,16 @@ impl Master {
         }
     }
 
-    /// The bundled Python WSGI runner, written where exec workers can run it.
+    /// The bundled Python WSGI runner: handed to the interpreter without a file
+    /// ([`crate::runner`]), so only the interpreter is resolved here.
     fn prepare_runner(&mut self, handoff: Option<&Handoff>) -> Result<(), String> {
         let WorkerKind::Exec { argv, .. } = &self.config.worker else {
             return Ok(());
         };
-        if !argv.iter().any(|a| a == "{runner}") {
+        if !crate::runner::wanted(argv) {
             return Ok(());
         }
-        let dir = common::discovery::runtime_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("runtime directory {}: {e}", dir.display()))?;
-        // The runner is a module imported by a two-line script, so that Python caches its
-        // bytecode (compiling it costs every interpreter start 9 ms; a script is never cached).
-        // The module is named after its content, so a cached .pyc can never be stale.
-        let module = format!(
-            "uwsgid_wsgi_{:016x}",
-            fnv1a(crate::exec::WSGI_RUNNER.as_bytes())
-        );
-        let module_path = dir.join(format!("{module}.py"));
-        let stub = format!(
-            "# uwsgid's bundled WSGI runner: the code is in {module}.py, beside this file.\n\
-             # Its bytecode is cached even under PYTHONDONTWRITEBYTECODE (only this module's).\n\
-             import sys\nkeep = sys.dont_write_bytecode\nsys.dont_write_bytecode = False\n\
-             import {module} as runner\nsys.dont_write_bytecode = keep\nsys.exit(runner.main())\n"
-        );
-        let path = dir.join(format!("uwsgid_wsgi-{}.py", common::VERSION));
-        for (file, text) in [
-            (&module_path, crate::exec::WSGI_RUNNER),
-            (&path, stub.as_str()),
-        ] {
-            if std::fs::read_to_string(file).unwrap_or_default() != text {
-                common::pidfile::write_file_atomic(file, text.as_bytes(), 0o644)
-                    .map_err(|e| format!("WSGI runner {}: {e}", file.display()))?;
-            }
-        }
-        self.runner_path = Some(path);
+        self.runner = true;
         // Resolve the interpreter once: a wrapper script (a pyenv or asdf shim) would otherwise
         // cost every worker of every generation its own run (100 ms here).
         let python = argv[0].clone();
@@ -1275,12 +1178,7 @@ impl Master {
     fn serve_stats(&mut self) {
         let mut stats = self.stats.take();
         if let Some(s) = &mut stats {
-            s.accept(|| {
-                let doc = self.stats_document();
-                let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                out.push(b'\n');
-                out
-            });
+            s.accept(|| self.stats_document());
         }
         self.stats = stats;
     }
@@ -1539,8 +1437,16 @@ impl Master {
 
         self.enforce_deadlines(now);
         match self.phase {
-            Phase::Stopping { .. } => {
-                if self.workers.is_empty() && self.zygotes.is_empty() {
+            Phase::Stopping { brutal, .. } => {
+                // Then every other child (adopted orphans of exec workers): nothing the
+                // instance started outlives it, nor keeps its listeners open.
+                let empty = self.workers.is_empty() && self.zygotes.is_empty();
+                let strays = if brutal || empty {
+                    self.kill_strays()
+                } else {
+                    0
+                };
+                if empty && strays == 0 {
                     self.exit_code = Some(0);
                 }
             }
@@ -1553,6 +1459,32 @@ impl Master {
                 self.ensure_standby(now);
             }
         }
+    }
+
+    /// SIGKILL every live child of ours the table does not hold (a worker's children adopted
+    /// once it died, since we are a child subreaper; a checker) and its process group, unless
+    /// that is ours. Returns how many there were: once killed, each is reaped like any child,
+    /// and whatever it leaves is adopted in turn and found by the next call.
+    fn kill_strays(&self) -> usize {
+        // SAFETY: getpgrp has no preconditions and cannot fail.
+        let ours = unsafe { libc::getpgrp() };
+        let strays: Vec<(i32, i32)> = children_of(std::process::id() as i32)
+            .into_iter()
+            .filter(|&(pid, _)| {
+                !self.workers.iter().any(|w| w.pid == pid)
+                    && !self.zygotes.iter().any(|z| z.pid == pid)
+            })
+            .collect();
+        for &(pid, group) in &strays {
+            log!("stopping: killing pid {pid} (a child the instance adopted) and its group");
+            if group > 1 && group != ours {
+                // SAFETY: kill has no memory effects; the group is that of an unreaped child
+                // of ours, so its id cannot have been reused.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
+            sys::kill(pid, libc::SIGKILL);
+        }
+        strays.len()
     }
 
     fn begin_stop(&mut self, brutal: bool, cause: &str, now: Instant) {
@@ -1571,11 +1503,11 @@ impl Master {
                 self.workers.len()
             );
             for w in &mut self.workers {
-                sys::kill(w.pid, libc::SIGKILL);
+                kill_group(w.pid);
                 w.state = WorkerState::Killed;
             }
             for z in &mut self.zygotes {
-                sys::kill(z.pid, libc::SIGKILL);
+                kill_group(z.pid);
                 z.stopping.get_or_insert(now);
                 z.killed = true;
             }
@@ -1644,7 +1576,7 @@ impl Master {
         if kind == ReloadKind::BrutalWorkers {
             for w in &mut self.workers {
                 if w.generation < g && w.state != WorkerState::Killed {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
             }
@@ -1727,7 +1659,7 @@ impl Master {
         if kind == ReloadKind::Brutal {
             for w in &mut self.workers {
                 if w.state != WorkerState::Killed {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
             }
@@ -1753,10 +1685,25 @@ impl Master {
         keep.extend(handoff.stats_fd);
         keep.extend(handoff.relay.iter().flat_map(|&(r, w)| [r, w]));
         keep.extend(handoff.zygotes.iter().map(|z| z.control_fd));
+        // Large handoffs travel in a memfd (closed here if execve fails).
+        let (json, memfd) = match handoff.encode() {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!(
+                    "{} reload failed: {e}; the instance keeps serving",
+                    kind.name()
+                );
+                self.note_error(reason.clone());
+                self.record_outcome(kind, self.generation, false, reason, started, started_ms);
+                let leftover = std::mem::take(&mut self.fifo_leftover);
+                self.run_fifo_bytes(&leftover);
+                return;
+            }
+        };
+        keep.extend(memfd.as_ref().map(|fd| fd.as_raw_fd()));
         for &fd in &keep {
             let _ = sys::set_cloexec(fd, false);
         }
-        let json = serde_json::to_string(&handoff).unwrap_or_default();
         let mut env: Vec<CString> = std::env::vars_os()
             .filter(|(k, _)| k != crate::handoff::ENV)
             .filter_map(|(k, v)| {
@@ -1849,6 +1796,16 @@ impl Master {
                     retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
                     spawned_unix_ms: w.spawned_unix_ms,
                     status_text: w.status_text.clone(),
+                    deadline_unix_ms: match w.state {
+                        WorkerState::Draining { deadline, .. } => Some(
+                            now_unix_ms()
+                                + deadline
+                                    .saturating_duration_since(Instant::now())
+                                    .as_millis() as u64,
+                        ),
+                        _ => None,
+                    },
+                    killed: w.state == WorkerState::Killed,
                 })
                 .collect(),
             slots: self
@@ -1968,7 +1925,7 @@ impl Master {
                         w.pid,
                         self.config.mercy.as_secs_f64()
                     );
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
                 WorkerState::Starting => {
@@ -1990,7 +1947,7 @@ impl Master {
                             w.pid,
                             start_timeout.as_secs_f64()
                         );
-                        sys::kill(w.pid, libc::SIGKILL);
+                        kill_group(w.pid);
                         // Stays Starting so its exit counts as a failed start.
                     }
                 }
@@ -2000,11 +1957,11 @@ impl Master {
         match self.phase {
             Phase::Stopping { deadline, .. } if now >= deadline => {
                 for w in &mut self.workers {
-                    sys::kill(w.pid, libc::SIGKILL);
+                    kill_group(w.pid);
                     w.state = WorkerState::Killed;
                 }
                 for z in &mut self.zygotes {
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     z.killed = true;
                 }
                 // Every worker was SIGKILLed; a zombie that is never reaped cannot hold us.
@@ -2015,7 +1972,7 @@ impl Master {
             Phase::Checking {
                 checker, deadline, ..
             } if now >= deadline => {
-                sys::kill(checker, libc::SIGKILL);
+                kill_group(checker);
             }
             _ => {}
         }
@@ -2054,30 +2011,19 @@ impl Master {
         }
     }
 
-    /// Retire workers whose slot already holds a ready worker of its target generation, and
-    /// workers of slots beyond the configured count.
+    /// Retire the workers [`superseded`] names: each slot keeps at most its newest ready worker
+    /// and one worker of its target generation.
     fn retire_replaced(&mut self, now: Instant) {
-        let mut victims = Vec::new();
-        for w in &self.workers {
-            if !w.alive_for_slot() {
-                continue;
-            }
-            let Some(slot) = self.slots.get(w.id as usize - 1) else {
-                victims.push(w.pid);
-                continue;
-            };
-            if w.generation == slot.target {
-                continue;
-            }
-            let replaced = self.workers.iter().any(|n| {
-                n.id == w.id && n.generation == slot.target && n.state == WorkerState::Ready
-            });
-            if replaced {
-                victims.push(w.pid);
-            }
-        }
-        for pid in victims {
-            self.retire(pid, now);
+        let alive: Vec<(i32, u32, u64, bool)> = self
+            .workers
+            .iter()
+            .filter(|w| w.alive_for_slot())
+            .map(|w| (w.pid, w.id, w.generation, w.state == WorkerState::Ready))
+            .collect();
+        let targets: Vec<u64> = self.slots.iter().map(|s| s.target).collect();
+        let view: Vec<(u32, u64, bool)> = alive.iter().map(|&(_, i, g, r)| (i, g, r)).collect();
+        for i in superseded(&view, &targets) {
+            self.retire(alive[i].0, now);
         }
     }
 
@@ -2242,15 +2188,7 @@ impl Master {
         env: Vec<(String, String)>,
         chdir: Option<PathBuf>,
     ) -> crate::exec::ExecSpec {
-        let runner = self
-            .runner_path
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut argv: Vec<String> = argv
-            .into_iter()
-            .map(|a| if a == "{runner}" { runner.clone() } else { a })
-            .collect();
+        let (mut argv, runner) = crate::runner::expand(argv);
         if let Some((_, resolved)) = &self.python {
             argv[0] = resolved.clone();
         }
@@ -2258,6 +2196,7 @@ impl Master {
             argv,
             env,
             cwd: chdir,
+            runner,
         }
     }
 
@@ -2270,8 +2209,7 @@ impl Master {
 
     /// Python workers are forked by a zygote per generation (not `--lazy-apps`).
     fn preload(&self) -> bool {
-        matches!(self.config.worker, WorkerKind::Exec { preload: true, .. })
-            && self.runner_path.is_some()
+        matches!(self.config.worker, WorkerKind::Exec { preload: true, .. }) && self.runner
     }
 
     /// Preload: ask the zygote of `generation` for a worker in slot `id`, starting the zygote
@@ -2550,7 +2488,7 @@ impl Master {
             match z.stopping {
                 Some(t) if now >= t && !z.killed => {
                     log!("zygote pid {} still alive after the mercy: SIGKILL", z.pid);
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     z.killed = true;
                 }
                 None if !z.ready && !z.standby && !z.killed && now >= z.spawned + timeout => {
@@ -2560,7 +2498,7 @@ impl Master {
                         z.pid,
                         timeout.as_secs_f64()
                     );
-                    sys::kill(z.pid, libc::SIGKILL);
+                    kill_group(z.pid);
                     // Its exit fails the slots waiting for it.
                     z.killed = true;
                 }
@@ -2649,7 +2587,7 @@ impl Master {
         let now = Instant::now();
         let Some(cell) = self.cells.alloc() else {
             log!("forked worker pid {pid}: scoreboard full, SIGKILL");
-            sys::kill(pid, libc::SIGKILL);
+            kill_group(pid);
             return;
         };
         self.board.cell(cell).reset(pid);
@@ -2690,7 +2628,7 @@ impl Master {
                 "worker {id} (pid {pid}, generation {g}) forked but no longer wanted: retiring it"
             );
             if let Phase::Stopping { brutal: true, .. } = self.phase {
-                sys::kill(pid, libc::SIGKILL);
+                kill_group(pid);
                 if let Some(w) = self.workers.last_mut() {
                     w.state = WorkerState::Killed;
                 }
@@ -3270,6 +3208,74 @@ fn resolve_interpreter(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// Which of a slot's live workers (`(slot id, generation, ready)`, starting or ready, oldest
+/// first) to retire, given each slot's target generation (`targets[id - 1]`):
+/// - a worker of a slot beyond the configured count;
+/// - a worker not of its slot's target once a ready worker of the target holds the slot;
+/// - a *starting* worker not of its slot's target: it serves nothing and its slot now wants
+///   another generation. Keeping it until the target is ready let reloads that come faster
+///   than workers get ready (a re-exec runs the FIFO bytes left over before it hears any
+///   READY=1) pile up one starting worker per slot and reload, without bound;
+/// - a ready worker not of the target when a newer ready worker serves the slot in its place.
+///
+/// So a slot holds at most one ready worker of an older generation (serving until its
+/// replacement is ready) and one worker of its target; everything else drains.
+fn superseded(workers: &[(u32, u64, bool)], targets: &[u64]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, &(id, generation, ready)) in workers.iter().enumerate() {
+        let Some(&target) = (id as usize).checked_sub(1).and_then(|s| targets.get(s)) else {
+            out.push(i);
+            continue;
+        };
+        if generation == target {
+            continue;
+        }
+        let same_slot = || workers.iter().enumerate().filter(|(_, w)| w.0 == id);
+        let replaced = same_slot().any(|(_, w)| w.1 == target && w.2);
+        let newer_ready = same_slot().any(|(j, w)| j != i && w.2 && (w.1, j) > (generation, i));
+        if replaced || !ready || newer_ready {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// SIGKILL `pid`, an unreaped child of ours (so neither its pid nor its group id can have been
+/// reused), and its whole process group if it leads one: exec workers and zygotes do (see
+/// `become_worker`, `spawn_zygote`), so the program's own children die with it.
+fn kill_group(pid: i32) {
+    // SAFETY: getpgid and kill have no memory effects.
+    if pid > 0 && unsafe { libc::getpgid(pid) } == pid {
+        // SAFETY: as above; -pid is the group that child leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    sys::kill(pid, libc::SIGKILL);
+}
+
+/// The live (not zombie) children of `parent` with their process groups, from /proc.
+fn children_of(parent: i32) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM ends at the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(3).collect();
+        if let [state, ppid, pgrp] = f[..] {
+            if state != "Z" && ppid.parse() == Ok(parent) {
+                out.push((pid, pgrp.parse().unwrap_or(0)));
+            }
+        }
+    }
+    out
+}
+
 /// The parent pid of `pid`, from `/proc/PID/stat`.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -3303,9 +3309,57 @@ fn sys_socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((ours, theirs))
 }
 
-/// FNV-1a, 64 bits: a stable name for the runner's content.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+#[cfg(test)]
+mod tests {
+    use super::superseded;
+
+    #[test]
+    fn a_starting_worker_of_an_old_target_is_retired_at_once() {
+        // Slot 1: ready gen 1 serving, starting gen 2 (a reload), now targeting gen 3.
+        let w = [(1, 1, true), (1, 2, false), (1, 3, false)];
+        assert_eq!(superseded(&w, &[3]), vec![1]);
+    }
+
+    #[test]
+    fn reloads_faster_than_readiness_leave_one_old_and_one_new_per_slot() {
+        // Every reload of a storm spawns a worker per slot; none is ready yet.
+        let mut w = vec![(1, 1, true), (2, 1, true)];
+        for g in 2..200u64 {
+            let targets = [g, g];
+            w.push((1, g, false));
+            w.push((2, g, false));
+            let gone = superseded(&w, &targets);
+            w = w
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, x)| x)
+                .collect();
+            assert_eq!(w.len(), 4, "generation {g}: {w:?}");
+        }
+        assert_eq!(
+            w,
+            vec![(1, 1, true), (2, 1, true), (1, 199, false), (2, 199, false)]
+        );
+    }
+
+    #[test]
+    fn the_old_worker_keeps_serving_until_the_new_one_is_ready() {
+        assert!(superseded(&[(1, 1, true), (1, 2, false)], &[2]).is_empty());
+        assert_eq!(superseded(&[(1, 1, true), (1, 2, true)], &[2]), vec![0]);
+    }
+
+    #[test]
+    fn only_the_newest_ready_worker_of_a_slot_serves_until_its_target_is_ready() {
+        // Gen 2 got ready after the slot already targeted gen 3: it replaces gen 1.
+        let w = [(1, 1, true), (1, 2, true), (1, 3, false), (2, 3, true)];
+        assert_eq!(superseded(&w, &[3, 3]), vec![0]);
+    }
+
+    #[test]
+    fn workers_of_removed_slots_and_a_chain_in_progress() {
+        // Slot 3 is gone; slot 2 still targets gen 1 (the chain has not reached it).
+        let w = [(1, 1, true), (1, 2, false), (2, 1, true), (3, 1, true)];
+        assert_eq!(superseded(&w, &[2, 1]), vec![3]);
+    }
 }

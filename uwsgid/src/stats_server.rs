@@ -6,15 +6,21 @@
 //! While that many are connected, or while `accept` fails for want of fds or memory (then for
 //! [`ACCEPT_RETRY`]), the master stops polling the listener ([`StatsServer::wants_accept`]), so
 //! the clients in excess wait in the backlog instead of waking the master in a loop. With
-//! `--stats-http` the server first waits (same deadline) for the request, then answers with a
-//! minimal HTTP/1.0 response. Clients still being served when the master re-executes are
+//! `--stats-http` the server first waits (same deadline) for the request line, then answers with
+//! a minimal HTTP/1.0 response chosen by its path ([`Route`]): `/metrics` (Prometheus text) and
+//! the health routes `/health`, `/livez`, `/readyz` (rendered by [`crate::metrics`]); any other
+//! path gets the stats document, as before routes existed (uwsgitop asks for `/`). Every answer
+//! comes from the document taken when the client was accepted. Clients still being served when the master re-executes are
 //! finished by a forked helper ([`StatsServer::finish_in_background`]), so none sees a short
 //! document; the listener itself is inherited.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use common::stats::StatsDocument;
 
 use crate::cli::StatsAddr;
 
@@ -23,14 +29,110 @@ pub const MAX_CLIENTS: usize = 512;
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// After `accept` failed for want of fds or memory, wait this long before trying again.
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// The longest request head read for its request line; past it the path is what was read.
+pub const MAX_REQUEST: usize = 4096;
+
+/// What an HTTP-mode client asked for, from its request line's path (query string ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Any other path: the stats JSON document.
+    Stats,
+    /// `/health`: readiness, for load balancers (same answer as `/readyz`).
+    Health,
+    /// `/livez`: liveness.
+    Livez,
+    /// `/readyz`: readiness.
+    Readyz,
+    /// `/metrics`: Prometheus text format 0.0.4.
+    Metrics,
+}
+
+impl Route {
+    /// The route of a request head (at least its first line). Anything unparsable is
+    /// [`Route::Stats`], which is what every request got before routes existed.
+    pub fn of_request(head: &[u8]) -> Route {
+        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut words = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let (Some(method), Some(target)) = (words.next(), words.next()) else {
+            return Route::Stats;
+        };
+        if method != b"GET" && method != b"HEAD" {
+            return Route::Stats;
+        }
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        match path {
+            b"/health" => Route::Health,
+            b"/livez" => Route::Livez,
+            b"/readyz" => Route::Readyz,
+            b"/metrics" => Route::Metrics,
+            _ => Route::Stats,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Route::Stats => "/",
+            Route::Health => "/health",
+            Route::Livez => "/livez",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
+/// The stats document as served: pretty JSON and a newline.
+pub fn stats_json(doc: &StatsDocument) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The whole HTTP/1.0 response for a request head. Pure but for the clock and the master's
+/// RSS read for `/metrics`.
+pub fn http_response(head: &[u8], doc: &StatsDocument) -> Vec<u8> {
+    let route = Route::of_request(head);
+    let (code, content_type, body) = match route {
+        Route::Stats => (200, "application/json", stats_json(doc)),
+        Route::Metrics => {
+            let host = crate::metrics::Host::now(doc.pid as i32);
+            (
+                200,
+                crate::metrics::CONTENT_TYPE,
+                crate::metrics::render(doc, &host).into_bytes(),
+            )
+        }
+        Route::Health | Route::Livez | Route::Readyz => {
+            let (code, body) = crate::metrics::health(doc, route.path());
+            (code, "application/json", body.into_bytes())
+        }
+    };
+    let reason = if code == 200 {
+        "OK"
+    } else {
+        "Service Unavailable"
+    };
+    let mut r = format!(
+        "HTTP/1.0 {code} {reason}\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nCache-Control: no-store\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head.starts_with(b"HEAD ") {
+        r.extend_from_slice(&body);
+    }
+    r
+}
 
 struct Client {
     fd: OwnedFd,
     out: Vec<u8>,
     pos: usize,
     deadline: Instant,
-    /// HTTP mode: still waiting for the request.
-    awaiting_request: bool,
+    /// HTTP mode: still waiting for the request line; the document to answer from.
+    awaiting_request: Option<Rc<StatsDocument>>,
+    /// HTTP mode: the request head read so far (up to [`MAX_REQUEST`]).
+    request: Vec<u8>,
 }
 
 pub struct StatsServer {
@@ -123,9 +225,11 @@ impl StatsServer {
         self.clients.len() < MAX_CLIENTS && !matches!(self.retry_at, Some(t) if now < t)
     }
 
-    /// Accept waiting clients and start answering each with `render()`.
-    pub fn accept(&mut self, mut render: impl FnMut() -> Vec<u8>) {
-        let mut doc: Option<Vec<u8>> = None;
+    /// Accept waiting clients and start answering each from the document `render()` returns
+    /// (called at most once per wake-up, only if a client was accepted).
+    pub fn accept(&mut self, mut render: impl FnMut() -> StatsDocument) {
+        let mut doc: Option<Rc<StatsDocument>> = None;
+        let mut json: Option<Vec<u8>> = None;
         while self.clients.len() < MAX_CLIENTS {
             // SAFETY: accept4 on our listener; we own the returned fd.
             let fd = unsafe {
@@ -157,27 +261,23 @@ impl StatsServer {
             // SAFETY: fd was just returned by accept4.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             self.retry_at = None;
-            // One rendering serves every client accepted in the same wake-up.
-            let body = doc.get_or_insert_with(&mut render).clone();
-            let out = if self.http {
-                let mut r = format!(
-                    "HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(&body);
-                r
+            // One document serves every client accepted in the same wake-up.
+            let d = doc.get_or_insert_with(|| Rc::new(render())).clone();
+            let (out, awaiting_request) = if self.http {
+                // Answered once the request line says which route.
+                (Vec::new(), Some(d))
             } else {
-                body
+                (json.get_or_insert_with(|| stats_json(&d)).clone(), None)
             };
             let mut client = Client {
                 fd,
                 out,
                 pos: 0,
                 deadline: Instant::now() + CLIENT_DEADLINE,
-                awaiting_request: self.http,
+                awaiting_request,
+                request: Vec::new(),
             };
-            if !client.awaiting_request && !write_some(&mut client) {
+            if client.awaiting_request.is_none() && !write_some(&mut client) {
                 continue;
             }
             self.clients.push(client);
@@ -229,7 +329,7 @@ impl StatsServer {
             .iter()
             .map(|c| libc::pollfd {
                 fd: c.fd.as_raw_fd(),
-                events: if c.awaiting_request {
+                events: if c.awaiting_request.is_some() {
                     libc::POLLIN
                 } else {
                     libc::POLLOUT
@@ -247,23 +347,32 @@ impl StatsServer {
                 .iter()
                 .any(|p| p.fd == c.fd.as_raw_fd() && p.revents != 0);
             if fired {
-                if c.awaiting_request {
-                    let mut buf = [0u8; 4096];
-                    // SAFETY: reading (and discarding) the client's request into our buffer.
+                if c.awaiting_request.is_some() {
+                    let mut buf = [0u8; MAX_REQUEST];
+                    let room = MAX_REQUEST - c.request.len();
+                    // SAFETY: reading the client's request into our buffer, at most its size.
                     let n = unsafe {
                         libc::read(
                             c.fd.as_raw_fd(),
                             buf.as_mut_ptr() as *mut libc::c_void,
-                            buf.len(),
+                            room,
                         )
                     };
                     if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
                         return now < c.deadline;
                     }
-                    if n <= 0 {
+                    // EOF or an error before anything was said: nobody to answer.
+                    if n < 0 || (n == 0 && c.request.is_empty()) {
                         return false;
                     }
-                    c.awaiting_request = false;
+                    c.request.extend_from_slice(&buf[..n as usize]);
+                    let line_done = c.request.contains(&b'\n');
+                    if !line_done && n > 0 && c.request.len() < MAX_REQUEST {
+                        return now < c.deadline;
+                    }
+                    if let Some(doc) = c.awaiting_request.take() {
+                        c.out = http_response(&c.request, &doc);
+                    }
                 }
                 if !write_some(c) {
                     return false;
@@ -309,4 +418,69 @@ fn write_some(c: &mut Client) -> bool {
         libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_WR);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_line_picks_the_route_and_anything_else_is_the_document() {
+        let r = |s: &str| Route::of_request(s.as_bytes());
+        assert_eq!(r("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Health);
+        assert_eq!(r("GET /livez HTTP/1.0\r\n"), Route::Livez);
+        assert_eq!(r("GET /readyz?verbose=1 HTTP/1.1\r\n"), Route::Readyz);
+        assert_eq!(r("HEAD /metrics HTTP/1.1\n"), Route::Metrics);
+        for other in [
+            "GET / HTTP/1.1\r\n",
+            "GET /stats HTTP/1.1\r\n",
+            "POST /health HTTP/1.1\r\n",
+            "GET /healthz HTTP/1.1\r\n",
+            "GET",
+            "",
+            "\u{1}\u{2}garbage",
+        ] {
+            assert_eq!(r(other), Route::Stats, "{other:?}");
+        }
+    }
+
+    fn split(resp: &[u8]) -> (String, String) {
+        let text = String::from_utf8(resp.to_vec()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    }
+
+    #[test]
+    fn responses_carry_status_type_and_length() {
+        let doc = StatsDocument {
+            pid: std::process::id() as i64,
+            ..Default::default()
+        };
+        let (head, body) = split(&http_response(b"GET / HTTP/1.1\r\n", &doc));
+        assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: application/json"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(common::stats::parse(&body).is_ok());
+
+        let (head, body) = split(&http_response(b"GET /metrics HTTP/1.1\r\n", &doc));
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(body.contains("# TYPE uwsgid_generation gauge"));
+
+        // A document without uwsgid's keys and no workers: not ready.
+        let (head, body) = split(&http_response(b"GET /health HTTP/1.1\r\n", &doc));
+        assert!(
+            head.starts_with("HTTP/1.0 503 Service Unavailable"),
+            "{head}"
+        );
+        assert!(body.contains("\"unavailable\""));
+        let (head, _) = split(&http_response(b"GET /livez HTTP/1.1\r\n", &doc));
+        assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+
+        let (head, body) = split(&http_response(b"HEAD /health HTTP/1.1\r\n", &doc));
+        assert!(head.contains("Content-Length: ") && !head.contains("Content-Length: 0"));
+        assert_eq!(body, "");
+    }
 }

@@ -13,6 +13,12 @@
 //! Timeouts, so that no client holds a worker's connection slot forever: a request head must
 //! arrive within [`HEAD_TIMEOUT`] of its first byte, an idle keep-alive connection is closed
 //! after [`IDLE_TIMEOUT`], a response that makes no progress for [`WRITE_TIMEOUT`] is dropped.
+//!
+//! Memory per connection is bounded whatever the client does: static files are streamed from
+//! the open file (`sendfile`, or `pread` into a [`FILE_CHUNK`] buffer where the kernel cannot),
+//! never read whole; unread input stops being read at [`MAX_INBUF`]; pipelined requests stop
+//! being answered while [`OUT_HIGH_WATER`] bytes of answers wait for a client that does not
+//! read, and resume once it has.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -33,8 +39,20 @@ pub const DRAIN_IDLE: Duration = Duration::from_millis(150);
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// After accept fails for lack of fds or memory, the worker stops accepting this long.
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one "pausing accepts" log line this often; the others are counted in the next one.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 const MAX_HEAD: usize = 8192;
 const MAX_BODY: usize = 1 << 20;
+/// Unread input a connection may buffer: one largest request and some. Past it the worker
+/// stops reading that connection until it has answered what it holds.
+pub const MAX_INBUF: usize = MAX_HEAD + MAX_BODY + 65536;
+/// Answers queued for a client that is not reading, beyond which no further pipelined request
+/// of that connection is answered until the queue has drained.
+pub const OUT_HIGH_WATER: usize = 64 << 10;
+/// The buffer a static file is copied through where `sendfile` cannot be used.
+pub const FILE_CHUNK: usize = 64 << 10;
+/// File bytes sent to one connection before the loop turns to the others.
+const FLUSH_BUDGET: u64 = 1 << 20;
 const MAX_SLEEP_MS: u64 = 600_000;
 const SIGNAL_TOKEN: u64 = u64::MAX;
 const LISTENER_BASE: u64 = 1 << 40;
@@ -60,11 +78,32 @@ enum Pending {
     Sleep { until: Instant, ms: u64 },
 }
 
+/// What follows a response head.
+enum Body {
+    Bytes(Vec<u8>),
+    /// An open regular file and how many of its bytes to send.
+    File(std::fs::File, u64),
+}
+
+/// A static file being streamed after the queued bytes of `Conn::out`.
+struct FileBody {
+    file: std::fs::File,
+    /// Next offset to send, and the end (the file's length when the response started).
+    pos: u64,
+    end: u64,
+    /// False once `sendfile` refused this file or socket: copy through `out` with `pread`.
+    sendfile: bool,
+}
+
 struct Conn {
     fd: OwnedFd,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     out_pos: usize,
+    /// Streamed after `out` is sent; further answers wait until it is done.
+    body: Option<FileBody>,
+    /// The request being answered is HEAD: the head only, with the body's length.
+    head_only: bool,
     pending: Pending,
     /// When the current request's first byte arrived, if one is partly read.
     head_started: Option<Instant>,
@@ -72,10 +111,19 @@ struct Conn {
     served_since: Option<Instant>,
     last_activity: Instant,
     close_after_write: bool,
-    /// Current epoll interest includes EPOLLOUT.
-    want_write: bool,
+    /// The connection's current epoll interest.
+    interest: u32,
     keep_alive: bool,
 }
+
+impl Conn {
+    /// Output is queued or a file is still being streamed.
+    fn writing(&self) -> bool {
+        self.out_pos < self.out.len() || self.body.is_some()
+    }
+}
+
+const READ_INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 
 struct Worker<'a> {
     setup: WorkerSetup<'a>,
@@ -91,6 +139,9 @@ struct Worker<'a> {
     open_conns: usize,
     /// Accepting is suspended until then (accept failed with EMFILE, ENFILE, ENOMEM...).
     accept_retry: Option<Instant>,
+    /// When "pausing accepts" was last logged, and how many such lines were left out since.
+    accept_logged: Option<Instant>,
+    accept_unlogged: u64,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -157,6 +208,8 @@ impl<'a> Worker<'a> {
             log_epoch: 0,
             open_conns: 0,
             accept_retry: None,
+            accept_logged: None,
+            accept_unlogged: 0,
         };
         worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
         worker.paused = worker.setup.board.paused();
@@ -369,7 +422,7 @@ impl<'a> Worker<'a> {
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 ) {
                     // The listener stays readable: stop polling it for a while rather than spin.
-                    crate::log!("accept: {err}; pausing accepts for {ACCEPT_RETRY:?}");
+                    self.log_accept_pause(&err);
                     self.stop_accepting();
                     self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                 }
@@ -393,12 +446,14 @@ impl<'a> Worker<'a> {
                 inbuf: Vec::new(),
                 out: Vec::new(),
                 out_pos: 0,
+                body: None,
+                head_only: false,
                 pending: Pending::None,
                 head_started: None,
                 served_since: None,
                 last_activity: Instant::now(),
                 close_after_write: false,
-                want_write: false,
+                interest: READ_INTEREST,
                 keep_alive: !self.closing(),
             };
             let idx = match self.free.pop() {
@@ -414,12 +469,11 @@ impl<'a> Worker<'a> {
             if self.open_conns >= MAX_CONNECTIONS {
                 self.stop_accepting();
             }
-            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
             if epoll_ctl(
                 self.epoll.as_raw_fd(),
                 libc::EPOLL_CTL_ADD,
                 raw,
-                events,
+                READ_INTEREST,
                 idx as u64,
             )
             .is_err()
@@ -443,7 +497,13 @@ impl<'a> Worker<'a> {
     }
 
     fn conn_event(&mut self, idx: usize, flags: u32) {
-        if self.conns.get(idx).is_none_or(|c| c.is_none()) {
+        let Some(Some(conn)) = self.conns.get(idx) else {
+            return;
+        };
+        let hangup = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if flags & hangup != 0 && conn.interest & libc::EPOLLIN as u32 == 0 {
+            // Not reading (its input buffer is full), and the peer is gone: nothing to finish.
+            self.close(idx);
             return;
         }
         if flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0
@@ -462,12 +522,17 @@ impl<'a> Worker<'a> {
         let mut buf = [0u8; 16384];
         loop {
             let conn = self.conns[idx].as_mut().expect("live connection");
-            // SAFETY: reading into our stack buffer.
+            let room = MAX_INBUF.saturating_sub(conn.inbuf.len()).min(buf.len());
+            if room == 0 {
+                // Full: stop reading until the requests held are answered (`set_interest`).
+                break;
+            }
+            // SAFETY: reading into our stack buffer, at most its length.
             let n = unsafe {
                 libc::read(
                     conn.fd.as_raw_fd(),
                     buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
+                    room,
                 )
             };
             if n > 0 {
@@ -476,15 +541,12 @@ impl<'a> Worker<'a> {
                 }
                 conn.inbuf.extend_from_slice(&buf[..n as usize]);
                 conn.last_activity = Instant::now();
-                if conn.inbuf.len() > MAX_HEAD + MAX_BODY + 65536 {
-                    break;
-                }
                 continue;
             }
             if n == 0 {
                 // Peer closed its side: finish what is queued only if it can still be delivered.
                 let c = self.conns[idx].as_ref().expect("live connection");
-                if c.out_pos >= c.out.len() && matches!(c.pending, Pending::None) {
+                if !c.writing() && matches!(c.pending, Pending::None) {
                     self.close(idx);
                     return false;
                 }
@@ -504,24 +566,55 @@ impl<'a> Worker<'a> {
         self.process(idx)
     }
 
-    /// Serve every complete request in the buffer, in order; stop at a pending `/sleep`.
+    /// Serve every complete request in the buffer, in order, sending as we go; false if the
+    /// connection was closed.
     fn process(&mut self, idx: usize) -> bool {
+        loop {
+            let waits_for_output = self.answer_buffered(idx);
+            if !self.flush(idx) {
+                return false;
+            }
+            let conn = self.conns[idx].as_ref().expect("live connection");
+            // Answers stopped for a client that was not reading, and it now has read them all.
+            if !waits_for_output || conn.writing() {
+                break;
+            }
+        }
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        if conn.inbuf.is_empty() {
+            conn.head_started = None;
+            // An idle keep-alive connection does not keep a large request's buffer.
+            if conn.inbuf.capacity() > 64 << 10 {
+                conn.inbuf = Vec::new();
+            }
+        }
+        self.set_interest(idx);
+        true
+    }
+
+    /// Answer the complete requests in the buffer, in order, until one is pending (`/sleep`),
+    /// the connection is to close, or output waits (a file is being streamed, or
+    /// [`OUT_HIGH_WATER`] bytes are queued). True if it stopped for output.
+    fn answer_buffered(&mut self, idx: usize) -> bool {
         loop {
             let conn = self.conns[idx].as_mut().expect("live connection");
             if !matches!(conn.pending, Pending::None)
                 || conn.close_after_write
                 || conn.inbuf.is_empty()
             {
-                break;
+                return false;
+            }
+            if conn.body.is_some() || conn.out.len() - conn.out_pos > OUT_HIGH_WATER {
+                return true;
             }
             let parsed = match http::parse(&conn.inbuf, MAX_HEAD) {
-                Parse::Incomplete => break,
+                Parse::Incomplete => return false,
                 Parse::Invalid(status, why) => Err((status, why)),
                 Parse::Complete(req) => {
                     if req.content_length > MAX_BODY {
                         Err((413, "request body larger than 1 MiB"))
                     } else if conn.inbuf.len() < req.head_len + req.content_length {
-                        break;
+                        return false;
                     } else {
                         let consumed = req.head_len + req.content_length;
                         let target = req.target.to_string();
@@ -540,25 +633,66 @@ impl<'a> Worker<'a> {
                     let conn = self.conns[idx].as_mut().expect("live connection");
                     conn.inbuf.clear();
                     conn.keep_alive = false;
+                    conn.head_only = false;
                     self.respond(idx, status, "text/plain", format!("{why}\n").into_bytes());
                 }
                 Ok((method, target, keep_alive, consumed)) => {
                     let conn = self.conns[idx].as_mut().expect("live connection");
                     conn.inbuf.drain(..consumed);
                     conn.keep_alive &= keep_alive;
+                    conn.head_only = method == "HEAD";
                     let line = format!("{method} {target}");
                     self.cell().set_request(line.as_bytes());
                     self.route(idx, &method, &target);
                 }
             }
         }
-        let conn = self.conns[idx].as_ref().expect("live connection");
-        if conn.inbuf.is_empty() {
-            if let Some(c) = self.conns[idx].as_mut() {
-                c.head_started = None;
-            }
+    }
+
+    /// Poll a connection for input unless its buffer is full, and for output while any waits.
+    fn set_interest(&mut self, idx: usize) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let mut want = 0;
+        if conn.inbuf.len() < MAX_INBUF {
+            want |= READ_INTEREST;
         }
-        self.flush(idx)
+        if conn.writing() {
+            want |= libc::EPOLLOUT as u32;
+        }
+        if want != conn.interest {
+            conn.interest = want;
+            let raw = conn.fd.as_raw_fd();
+            let _ = epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                raw,
+                want,
+                idx as u64,
+            );
+        }
+    }
+
+    /// One "pausing accepts" line per [`ACCEPT_LOG_EVERY`] at most, with the count of the
+    /// ones left out: at the fd limit accept fails every [`ACCEPT_RETRY`].
+    fn log_accept_pause(&mut self, err: &io::Error) {
+        let now = Instant::now();
+        if self
+            .accept_logged
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY)
+        {
+            self.accept_unlogged += 1;
+            return;
+        }
+        let left_out = std::mem::take(&mut self.accept_unlogged);
+        let since = match (left_out, self.accept_logged) {
+            (0, _) | (_, None) => String::new(),
+            (n, Some(t)) => format!(
+                " ({n} more since the last such line, {}s ago)",
+                now.duration_since(t).as_secs()
+            ),
+        };
+        self.accept_logged = Some(now);
+        crate::log!("accept: {err}; pausing accepts for {ACCEPT_RETRY:?}{since}");
     }
 
     fn begin_in_flight(&self) {
@@ -578,7 +712,8 @@ impl<'a> Worker<'a> {
     }
 
     fn route(&mut self, idx: usize, method: &str, target: &str) {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let target = http::origin_form(target);
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         if method != "GET" && method != "HEAD" {
             return self.respond(idx, 405, "text/plain", b"method not allowed\n".to_vec());
         }
@@ -606,9 +741,9 @@ impl<'a> Worker<'a> {
             }
         }
         if let Some(dir) = self.setup.check_static.clone() {
-            if let Some((body, ctype)) = static_file(&dir, path) {
+            if let Some((file, len, ctype)) = static_file(&dir, path) {
                 self.cell().static_requests.fetch_add(1, Relaxed);
-                return self.respond(idx, 200, ctype, body);
+                return self.respond_with(idx, 200, ctype, Body::File(file, len));
             }
         }
         if path == "/" {
@@ -622,13 +757,21 @@ impl<'a> Worker<'a> {
     }
 
     fn respond(&mut self, idx: usize, status: u16, ctype: &str, body: Vec<u8>) {
+        self.respond_with(idx, status, ctype, Body::Bytes(body));
+    }
+
+    /// Queue a response: the head and a small body in `out`, a file to be streamed after it.
+    fn respond_with(&mut self, idx: usize, status: u16, ctype: &str, body: Body) {
         let closing = self.closing();
         let conn = self.conns[idx].as_mut().expect("live connection");
         let keep = conn.keep_alive && !closing;
+        let len = match &body {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(_, len) => *len,
+        };
         let head = format!(
-            "HTTP/1.1 {status} {}\r\nServer: uwsgid\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nServer: uwsgid\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n{}\r\n",
             http::reason(status),
-            body.len(),
             if keep { "" } else { "Connection: close\r\n" }
         );
         if conn.out_pos >= conn.out.len() {
@@ -636,11 +779,24 @@ impl<'a> Worker<'a> {
             conn.out_pos = 0;
         }
         conn.out.extend_from_slice(head.as_bytes());
-        conn.out.extend_from_slice(&body);
+        let mut bytes = head.len() as u64;
+        if !conn.head_only {
+            bytes += len;
+            match body {
+                Body::Bytes(b) => conn.out.extend_from_slice(&b),
+                Body::File(file, end) => {
+                    conn.body = Some(FileBody {
+                        file,
+                        pos: 0,
+                        end,
+                        sendfile: true,
+                    })
+                }
+            }
+        }
         if !keep {
             conn.close_after_write = true;
         }
-        let bytes = (head.len() + body.len()) as u64;
         let micros = conn
             .served_since
             .take()
@@ -651,25 +807,97 @@ impl<'a> Worker<'a> {
         self.end_in_flight();
     }
 
-    /// Write queued output; false if the connection was closed.
+    /// Write queued output, then the file being streamed; false if the connection was closed.
+    /// Stops at EAGAIN, or after [`FLUSH_BUDGET`] file bytes so that other connections get
+    /// their turn (the connection stays polled for output).
     fn flush(&mut self, idx: usize) -> bool {
+        let mut budget = FLUSH_BUDGET;
         loop {
             let conn = self.conns[idx].as_mut().expect("live connection");
-            if conn.out_pos >= conn.out.len() {
+            let fd = conn.fd.as_raw_fd();
+            let sent = if conn.out_pos < conn.out.len() {
+                let rest = &conn.out[conn.out_pos..];
+                // SAFETY: writing from our buffer; MSG_NOSIGNAL avoids SIGPIPE.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        rest.as_ptr() as *const libc::c_void,
+                        rest.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n >= 0 {
+                    conn.out_pos += n as usize;
+                }
+                n
+            } else if let Some(body) = conn.body.as_mut() {
+                if body.pos >= body.end {
+                    conn.body = None;
+                    continue;
+                }
+                if budget == 0 {
+                    self.set_interest(idx);
+                    return true;
+                }
+                let want = (body.end - body.pos).min(budget);
+                if body.sendfile {
+                    let mut offset = body.pos as libc::off_t;
+                    // SAFETY: sendfile from our open file to our socket; the kernel updates
+                    // `offset`, a local we own. SIGPIPE is ignored in uwsgid (inherited from
+                    // the master), so a peer that went away gives EPIPE.
+                    let n = unsafe {
+                        libc::sendfile(fd, body.file.as_raw_fd(), &mut offset, want as usize)
+                    };
+                    match n {
+                        n if n > 0 => {
+                            body.pos += n as u64;
+                            budget = budget.saturating_sub(n as u64);
+                            conn.last_activity = Instant::now();
+                            continue;
+                        }
+                        0 => {
+                            // The file shrank under us: the promised length cannot be sent.
+                            self.close(idx);
+                            return false;
+                        }
+                        _ => {
+                            let err = io::Error::last_os_error();
+                            if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+                                body.sendfile = false;
+                                continue;
+                            }
+                            -1
+                        }
+                    }
+                } else {
+                    // Copy one chunk through `out` (empty here), then send it as queued output.
+                    let chunk = want.min(FILE_CHUNK as u64) as usize;
+                    conn.out.clear();
+                    conn.out.resize(chunk, 0);
+                    conn.out_pos = 0;
+                    // SAFETY: reading at most `chunk` bytes into our buffer of that length.
+                    let n = unsafe {
+                        libc::pread(
+                            body.file.as_raw_fd(),
+                            conn.out.as_mut_ptr() as *mut libc::c_void,
+                            chunk,
+                            body.pos as libc::off_t,
+                        )
+                    };
+                    if n <= 0 {
+                        // Shrunk, or unreadable: the promised length cannot be sent.
+                        self.close(idx);
+                        return false;
+                    }
+                    conn.out.truncate(n as usize);
+                    body.pos += n as u64;
+                    budget = budget.saturating_sub(n as u64);
+                    continue;
+                }
+            } else {
                 break;
-            }
-            let rest = &conn.out[conn.out_pos..];
-            // SAFETY: writing from our buffer; MSG_NOSIGNAL avoids SIGPIPE.
-            let n = unsafe {
-                libc::send(
-                    conn.fd.as_raw_fd(),
-                    rest.as_ptr() as *const libc::c_void,
-                    rest.len(),
-                    libc::MSG_NOSIGNAL,
-                )
             };
-            if n >= 0 {
-                conn.out_pos += n as usize;
+            if sent >= 0 {
                 conn.last_activity = Instant::now();
                 continue;
             }
@@ -678,18 +906,7 @@ impl<'a> Worker<'a> {
                 continue;
             }
             if err.kind() == io::ErrorKind::WouldBlock {
-                if !conn.want_write {
-                    conn.want_write = true;
-                    let raw = conn.fd.as_raw_fd();
-                    let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
-                    let _ = epoll_ctl(
-                        self.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_MOD,
-                        raw,
-                        events,
-                        idx as u64,
-                    );
-                }
+                self.set_interest(idx);
                 return true;
             }
             self.cell().write_errors.fetch_add(1, Relaxed);
@@ -699,18 +916,6 @@ impl<'a> Worker<'a> {
         let conn = self.conns[idx].as_mut().expect("live connection");
         conn.out.clear();
         conn.out_pos = 0;
-        if conn.want_write {
-            conn.want_write = false;
-            let raw = conn.fd.as_raw_fd();
-            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-            let _ = epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                raw,
-                events,
-                idx as u64,
-            );
-        }
         if conn.close_after_write && matches!(conn.pending, Pending::None) {
             // SAFETY: half-close so the client reads our whole response before the FIN.
             unsafe {
@@ -719,9 +924,9 @@ impl<'a> Worker<'a> {
             self.close(idx);
             return false;
         }
+        self.set_interest(idx);
         true
     }
-
     fn next_timeout(&self) -> i32 {
         let now = Instant::now();
         let mut next: Option<Instant> = self.accept_retry;
@@ -739,7 +944,7 @@ impl<'a> Worker<'a> {
         if let Pending::Sleep { until, .. } = c.pending {
             return until;
         }
-        if c.out_pos < c.out.len() {
+        if c.writing() {
             return c.last_activity + WRITE_TIMEOUT;
         }
         if let Some(t) = c.head_started {
@@ -781,12 +986,13 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Pending::None => {
-                    if c.head_started.is_some() && c.out_pos >= c.out.len() {
+                    if c.head_started.is_some() && !c.writing() {
                         // A slow or stalled request head: answer 408 and close.
                         self.begin_in_flight();
                         let conn = self.conns[idx].as_mut().expect("live connection");
                         conn.served_since = Some(Instant::now());
                         conn.keep_alive = false;
+                        conn.head_only = false;
                         conn.inbuf.clear();
                         self.respond(idx, 408, "text/plain", b"request head timed out\n".to_vec());
                         self.flush(idx);
@@ -799,8 +1005,11 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// Read a file under `dir` for `path`, refusing anything that escapes it.
-fn static_file(dir: &Path, path: &str) -> Option<(Vec<u8>, &'static str)> {
+/// Open the file under `dir` for `path`, refusing anything that escapes it: the open file, its
+/// length and its content type. Opened without blocking (a FIFO placed there cannot stall the
+/// worker) and checked to be a regular file after opening; it is streamed, never read whole.
+fn static_file(dir: &Path, path: &str) -> Option<(std::fs::File, u64, &'static str)> {
+    use std::os::unix::fs::OpenOptionsExt;
     let decoded = percent_decode(path)?;
     let rel = Path::new(decoded.trim_start_matches('/'));
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -810,11 +1019,15 @@ fn static_file(dir: &Path, path: &str) -> Option<(Vec<u8>, &'static str)> {
     if full.is_dir() {
         full = full.join("index.html");
     }
-    let meta = std::fs::metadata(&full).ok()?;
-    if !meta.is_file() || meta.len() > 64 << 20 {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&full)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
         return None;
     }
-    let body = std::fs::read(&full).ok()?;
     let ctype = match full.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" | "htm" => "text/html; charset=utf-8",
         "css" => "text/css",
@@ -827,7 +1040,7 @@ fn static_file(dir: &Path, path: &str) -> Option<(Vec<u8>, &'static str)> {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     };
-    Some((body, ctype))
+    Some((file, meta.len(), ctype))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -857,8 +1070,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("uwsgid-static-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.txt"), "hi").unwrap();
-        assert_eq!(static_file(&dir, "/a.txt").unwrap().0, b"hi");
-        assert_eq!(static_file(&dir, "/%61.txt").unwrap().0, b"hi");
+        let read = |p: &str| {
+            let (mut f, len, _) = static_file(&dir, p)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut f, &mut text).unwrap();
+            assert_eq!(len, text.len() as u64);
+            Some(text)
+        };
+        assert_eq!(read("/a.txt").as_deref(), Some("hi"));
+        assert_eq!(read("/%61.txt").as_deref(), Some("hi"));
         assert!(static_file(&dir, "/../etc/passwd").is_none());
         assert!(static_file(&dir, "/%2e%2e/etc/passwd").is_none());
         assert!(static_file(&dir, "/missing").is_none());

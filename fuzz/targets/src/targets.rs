@@ -157,7 +157,7 @@ fn check_head(buf: &[u8], max_head: usize) -> String {
             ));
             // Canonical rendering round-trips.
             let canonical = format!(
-                "{} {} HTTP/1.{}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+                "{} {} HTTP/1.{}\r\nHost: a\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
                 req.method,
                 req.target,
                 req.minor,
@@ -650,14 +650,14 @@ fn no_dns(text: &str) -> bool {
 pub fn ini(data: &[u8]) -> String {
     let path = scratch_file("fuzz.ini", data);
     let p = path.to_str().expect("a UTF-8 scratch path").to_string();
-    let words = uwsgid::cli::ini_args(&path);
+    let argv: Vec<String> = ["uwsgid", "--ini", &p].map(String::from).to_vec();
+    let words = uwsgid::config::expand(&argv).map(|e| e.words);
     let mut sig = match &words {
-        Ok((words, _)) => {
+        Ok(words) => {
             assert!(
-                words.first().map_or(true, |w| w.starts_with("--")),
+                words.get(1).map_or(true, |w| w.starts_with("--")),
                 "the first word is an option: {words:?}"
             );
-            let argv: Vec<String> = ["uwsgid", "--ini", &p].map(String::from).to_vec();
             match uwsgid::cli::parse_args(&argv) {
                 Ok((args, _)) if resolves_locally(&args) => {
                     match uwsgid::cli::Config::from_args(&args, false) {

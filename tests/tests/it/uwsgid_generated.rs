@@ -11,7 +11,8 @@ fn uwsgid_sections() -> Vec<ManSection> {
     vec![
         ManSection::new("DEFAULT INSTANCE").para(
             "With no arguments uwsgid serves its default page on 127.0.0.1:8000 with 4 \
-                 workers, and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
+                 workers (fewer when its cgroup's CPU quota or its CPU affinity allows fewer \
+                 CPUs; the log says which), and keeps its pidfile (uwsgid.pid), master FIFO (master.fifo) and \
                  stats socket (stats.sock) in RUNTIME/default/, which it prints at startup. \
                  --name NAME does the same under RUNTIME/NAME/. RUNTIME is $UWSGID_RUNTIME_DIR, \
                  else $XDG_RUNTIME_DIR/uwsgid, else /tmp/uwsgid-UID.",
@@ -38,6 +39,15 @@ fn uwsgid_sections() -> Vec<ManSection> {
             ),
         gen::signals_section(),
         gen::fifo_section(),
+        ManSection::new("PAUSE").para(
+            "SIGTSTP and FIFO p toggle pause: the workers stop accepting (new connections wait \
+                 in the listen backlog) and finish their open connections; the next toggle \
+                 resumes. Like any signal, SIGTSTPs that arrive before the master has read the \
+                 first merge into one (the kernel keeps at most one pending), so two sent back \
+                 to back may toggle once and leave the instance paused. To set the state rather \
+                 than toggle it, write FIFO h (pause) or u (resume), which do nothing when the \
+                 instance is already in that state, or use uwsgictl pause and uwsgictl resume.",
+        ),
         ManSection::new("RELOADS")
             .para(
                 "A graceful reload (SIGHUP, FIFO r, --touch-reload) first runs the binary on \

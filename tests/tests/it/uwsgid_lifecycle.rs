@@ -78,7 +78,7 @@ fn a_bad_ini_file_is_refused_with_its_name_and_line() {
     let dir = TestDir::new("bad-ini");
     let cases = [
         (
-            "[uwsgi]\nprocesses = 2\nno-such-thing = 1\n",
+            "[uwsgi]\nstrict = true\nprocesses = 2\nno-such-thing = 1\n",
             "no-such-thing",
         ),
         ("processes = 2\n", "no [uwsgi] section"),

@@ -151,7 +151,11 @@ fn a_reload_with_a_bad_configuration_keeps_the_instance_serving() {
     let ini = dir.write("app.ini", "[uwsgi]\nprocesses = 2\n");
     let d = Daemon::start(&dir, &["--ini", ini.to_str().unwrap()]);
     let pids = d.worker_pids();
-    dir.write("app.ini", "[uwsgi]\nprocesses = 2\nno-such-option = 1\n");
+    // Under strict, a key that is no option is an error (otherwise it is a placeholder).
+    dir.write(
+        "app.ini",
+        "[uwsgi]\nstrict = true\nprocesses = 2\nno-such-option = 1\n",
+    );
     d.signal(libc::SIGHUP);
     let s = d.wait_stats("the refused reload", |s| {
         (s["uwsgid"]["last_reload"]["result"] == "failed").then(|| s.clone())

@@ -1,0 +1,660 @@
+//! uWSGI's configuration language: the command line, `--ini`/`--json`/`--yaml` files (and a
+//! bare `FILE.ini` argument), `UWSGI_*` environment variables, placeholders, magic variables,
+//! config logic and includes, turned into the command-line words [`crate::cli`] validates.
+//!
+//! Order and precedence, as in uWSGI: `UWSGI_*` variables first (lowest), then the command
+//! line from left to right with each configuration file's entries in the place it is named.
+//! A single-valued option keeps its last value, a repeatable one accumulates, a flag takes its
+//! last boolean. Each key of a file is judged by [`options`]: supported, accepted with no
+//! effect (one warning), refused (all refusals are reported together), or, when it is no
+//! option at all, a placeholder (an error under `strict = true`). `docs/configuration.md`
+//! says what is covered.
+
+pub mod ini;
+pub mod logic;
+pub mod options;
+pub mod placeholders;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ini::{Format, Raw};
+use options::Rule;
+use placeholders::{FileInfo, Scope};
+
+/// How deep `ini =` / `include =` may nest (a file including itself stops here).
+const MAX_DEPTH: usize = 16;
+
+/// How many entries a configuration may expand to (loops and includes multiply them).
+const MAX_ENTRIES: usize = 100_000;
+
+/// One option given, with where it came from.
+#[derive(Clone, Debug)]
+struct Entry {
+    key: String,
+    value: String,
+    origin: String,
+    /// From the command line: the key is already uwsgid's long name.
+    cmdline: bool,
+}
+
+/// `--check-config`'s line for one key of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub origin: String,
+    pub key: String,
+    pub value: String,
+    pub verdict: String,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} = {:?}: {}",
+            self.origin, self.key, self.value, self.verdict
+        )
+    }
+}
+
+/// The configuration, read.
+#[derive(Clone, Debug, Default)]
+pub struct Expanded {
+    /// Command-line words for clap, the program name first.
+    pub words: Vec<String>,
+    pub warnings: Vec<String>,
+    pub verdicts: Vec<Verdict>,
+    /// One line per refused key: option, where, why.
+    pub refused: Vec<String>,
+    /// The configuration files read, in order.
+    pub sources: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Flag,
+    Single,
+    Multi,
+}
+
+/// uwsgid's own options, from the clap definition.
+struct Own {
+    by_name: HashMap<String, (String, Kind, bool)>,
+    shorts: HashMap<char, String>,
+}
+
+impl Own {
+    fn new() -> Own {
+        use clap::CommandFactory;
+        let cmd = crate::cli::Args::command();
+        let mut by_name = HashMap::new();
+        let mut shorts = HashMap::new();
+        for a in cmd.get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            let kind = match a.get_action() {
+                clap::ArgAction::SetTrue => Kind::Flag,
+                clap::ArgAction::Append => Kind::Multi,
+                clap::ArgAction::Set => Kind::Single,
+                _ => continue,
+            };
+            let numeric = a
+                .get_value_names()
+                .is_some_and(|v| v.iter().any(|n| n == "N" || n == "SECS"));
+            let info = (long.to_string(), kind, numeric);
+            by_name.insert(long.to_string(), info.clone());
+            for alias in a.get_visible_aliases().unwrap_or_default() {
+                by_name.insert(alias.to_string(), info.clone());
+            }
+            if let Some(c) = a.get_short() {
+                shorts.insert(c, long.to_string());
+            }
+        }
+        Own { by_name, shorts }
+    }
+
+    fn get(&self, name: &str) -> Option<&(String, Kind, bool)> {
+        if CONFIG_SOURCES.contains(&name) || name == "strict" {
+            return None;
+        }
+        self.by_name.get(name)
+    }
+}
+
+/// Options that name a configuration file.
+const CONFIG_SOURCES: &[&str] = &["ini", "json", "js", "yaml", "yml", "include", "inherit"];
+
+fn source_format(key: &str) -> Option<Format> {
+    match key {
+        "ini" => Some(Format::Ini),
+        "json" | "js" => Some(Format::Json),
+        "yaml" | "yml" => Some(Format::Yaml),
+        _ => None,
+    }
+}
+
+struct Reader {
+    entries: Vec<Entry>,
+    placeholders: HashMap<String, String>,
+    first: HashMap<String, String>,
+    strict: bool,
+    top: Option<FileInfo>,
+    sources: Vec<String>,
+    depth: usize,
+    warnings: Vec<String>,
+    /// `print =` lines go to stderr (not while only judging keys for `--check-config`).
+    print: bool,
+    /// Entries processed so far, bounded by [`MAX_ENTRIES`].
+    steps: usize,
+}
+
+/// `FILE:section` → (FILE, section). A path may contain ':' only before a '/'.
+fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once(':') {
+        Some((p, s)) if !s.contains('/') && !s.is_empty() => (p, Some(s)),
+        Some((p, "")) => (p, None),
+        _ => (spec, None),
+    }
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            entries: Vec::new(),
+            placeholders: HashMap::new(),
+            first: HashMap::new(),
+            strict: false,
+            top: None,
+            sources: Vec::new(),
+            depth: 0,
+            warnings: Vec::new(),
+            print: true,
+            steps: 0,
+        }
+    }
+
+    fn push(&mut self, key: &str, value: String, origin: String, cmdline: bool) {
+        self.first
+            .entry(key.to_string())
+            .or_insert_with(|| value.clone());
+        self.entries.push(Entry {
+            key: key.to_string(),
+            value,
+            origin,
+            cmdline,
+        });
+    }
+
+    /// Read `spec` (`FILE`, `FILE:section` or `:section` of `current`).
+    fn load(
+        &mut self,
+        option: &str,
+        spec: &str,
+        format: Option<Format>,
+        current: Option<&FileInfo>,
+    ) -> Result<(), String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "{option} {spec}: configuration files nest deeper than {MAX_DEPTH} (a file \
+                 including itself?)"
+            ));
+        }
+        let (path_text, section) = split_spec(spec);
+        let path: PathBuf = if path_text.is_empty() {
+            match current {
+                Some(c) => c.abs.clone(),
+                None => {
+                    return Err(format!(
+                        "{option} {spec}: a bare :section needs a file; give FILE:section"
+                    ))
+                }
+            }
+        } else {
+            PathBuf::from(path_text)
+        };
+        let format = format.unwrap_or_else(|| Format::of(&path));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "--{option} {}: {e}; give the path of a readable configuration file",
+                path.display()
+            )
+        })?;
+        let want = section.unwrap_or("uwsgi");
+        let raws = ini::section(&text, want, format)
+            .map_err(|e| format!("--{option} {}: {e}", path.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "--{option} {}: no [{want}] section; options go under a [{want}] header",
+                    path.display()
+                )
+            })?;
+        // %o is the path as named, without the section (as uWSGI 2.0 prints it).
+        let given = match current {
+            Some(c) if path_text.is_empty() => c.given.clone(),
+            _ => path_text.to_string(),
+        };
+        let info = FileInfo::new(&given, &path, section);
+        if self.top.is_none() {
+            self.top = Some(info.clone());
+        }
+        self.sources.push(path.display().to_string());
+        self.depth += 1;
+        let r = self.run(&raws, &info, None);
+        self.depth -= 1;
+        r
+    }
+
+    fn expand(
+        &self,
+        value: &str,
+        file: &FileInfo,
+        binding: Option<&str>,
+    ) -> Result<String, String> {
+        let top = self.top.as_ref().unwrap_or(file);
+        placeholders::expand(
+            value,
+            &Scope {
+                file,
+                top,
+                binding,
+                placeholders: &self.placeholders,
+                options: &self.first,
+            },
+        )
+    }
+
+    fn run(&mut self, raws: &[Raw], file: &FileInfo, binding: Option<&str>) -> Result<(), String> {
+        let name = file.given.clone();
+        let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
+        let mut i = 0;
+        while i < raws.len() {
+            let r = &raws[i];
+            let at = format!("{name} line {}", r.line);
+            self.steps += 1;
+            if self.steps > MAX_ENTRIES {
+                return Err(format!(
+                    "{at}: the configuration expands to more than {MAX_ENTRIES} entries \
+                     (loops or includes multiply them)"
+                ));
+            }
+            let is_if = logic::is_if(&r.key);
+            if is_if || logic::is_for(&r.key) {
+                let close = if is_if { "endif" } else { "endfor" };
+                let end = logic::block_end(&keys, i)
+                    .ok_or_else(|| format!("{at}: {} has no matching {close}", r.key))?;
+                let value = self
+                    .expand(&r.value, file, binding)
+                    .map_err(|e| format!("{at}: {e}"))?;
+                let body = &raws[i + 1..end];
+                if is_if {
+                    let (hit, bind) = logic::test(&r.key, &value, |n| self.first.get(n).cloned());
+                    if hit {
+                        self.run(body, file, bind.as_deref().or(binding))?;
+                    }
+                } else {
+                    let items = logic::items(&r.key, &value).map_err(|e| format!("{at}: {e}"))?;
+                    for item in items {
+                        self.run(body, file, Some(&item))?;
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            if r.key == "endif" || r.key == "endfor" {
+                self.warnings
+                    .push(format!("{at}: {} closes no block; ignored", r.key));
+                i += 1;
+                continue;
+            }
+            let value = self
+                .expand(&r.value, file, binding)
+                .map_err(|e| format!("{at}: {e}"))?;
+            match r.key.as_str() {
+                k @ ("ini" | "include" | "inherit" | "json" | "js" | "yaml" | "yml") => self
+                    .load(k, &value, source_format(k), Some(file))
+                    // An error inside the nested file already says where it is.
+                    .map_err(|e| {
+                        if e.contains(" line ") {
+                            e
+                        } else {
+                            format!("{at}: {e}")
+                        }
+                    })?,
+                "set-placeholder" | "set-ph" => {
+                    let (n, v) = value.split_once('=').ok_or_else(|| {
+                        format!("{at}: {} = {value:?}: expected NAME=VALUE", r.key)
+                    })?;
+                    self.placeholders
+                        .insert(n.trim().to_string(), v.trim().to_string());
+                }
+                "strict" => self.strict = parse_bool("strict", &value, &at, &mut self.warnings)?,
+                "print" | "iprint" if self.print => eprintln!("{value}"),
+                "print" | "iprint" => {}
+                key => self.push(key, value, at, false),
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A flag's value, as uWSGI reads it (false, off, no and 0 are false; uwsgid refuses what is
+/// neither a true nor a false spelling, and reads `true ; comment` as uWSGI does, as true).
+fn parse_bool(
+    key: &str,
+    value: &str,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<bool, String> {
+    let v = value.trim().to_ascii_lowercase();
+    match v.as_str() {
+        "" | "true" | "yes" | "on" | "1" => return Ok(true),
+        "false" | "no" | "off" | "0" => return Ok(false),
+        _ => {}
+    }
+    if let Some((head, _)) = split_comment(&v) {
+        match head {
+            "true" | "yes" | "on" | "1" => {
+                warnings.push(format!(
+                    "{at}: {key} = {value:?}: uWSGI ini files have no inline comments; read \
+                     as true, as uWSGI does"
+                ));
+                return Ok(true);
+            }
+            "false" | "no" | "off" | "0" => {
+                return Err(format!(
+                    "{at}: {key} = {value:?}: uWSGI reads this as true (there are no inline \
+                     comments, and only an exact false/no/off/0 is false); remove the comment"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Err(format!(
+        "{at}: {key} = {value:?} is not a boolean; use true/false, yes/no, on/off or 1/0"
+    ))
+}
+
+/// `4 ; comment` → ("4", "; comment").
+fn split_comment(v: &str) -> Option<(&str, &str)> {
+    let pos = v.find([';', '#'])?;
+    let (head, tail) = v.split_at(pos);
+    (head.ends_with(char::is_whitespace) && !head.trim().is_empty()).then(|| (head.trim(), tail))
+}
+
+/// Read the whole configuration `argv` names.
+pub fn expand(argv: &[String]) -> Result<Expanded, String> {
+    read(argv, true)
+}
+
+/// The verdict for every key, for `--check-config` (reads like [`expand`], prints nothing).
+pub fn verdicts(argv: &[String]) -> Vec<Verdict> {
+    read(argv, false).map(|e| e.verdicts).unwrap_or_default()
+}
+
+fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
+    let own = Own::new();
+    let mut r = Reader::new();
+    r.print = print;
+    let mut raw_words: Vec<String> = Vec::new();
+
+    // UWSGI_* variables: options, lowest precedence. Names that are no option are ignored.
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("UWSGI_")?;
+            Some((name.to_ascii_lowercase().replace('_', "-"), v))
+        })
+        .collect();
+    env.sort();
+    for (key, value) in env {
+        let origin = format!(
+            "environment UWSGI_{}",
+            key.to_ascii_uppercase().replace('-', "_")
+        );
+        if let Some(f) = source_format(&key) {
+            r.load(&key, &value, Some(f), None)?;
+        } else if options::rule(&key, |k| own.get(k).is_some()).is_some() {
+            r.push(&key, value, origin, false);
+        }
+    }
+
+    let mut i = 1;
+    while i < argv.len() {
+        let w = &argv[i];
+        i += 1;
+        if let Some(body) = w.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let value = |i: &mut usize| -> Result<String, String> {
+                if let Some(v) = &inline {
+                    return Ok(v.clone());
+                }
+                let v = argv
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| format!("--{name} needs a value"))?;
+                *i += 1;
+                Ok(v)
+            };
+            if CONFIG_SOURCES.contains(&name) {
+                let spec = value(&mut i)?;
+                r.load(name, &spec, source_format(name), None)?;
+            } else if name == "strict" {
+                r.strict = true;
+            } else if let Some((long, kind, _)) = own.get(name) {
+                let v = if *kind == Kind::Flag {
+                    inline.clone().unwrap_or_default()
+                } else if let Ok(v) = value(&mut i) {
+                    v
+                } else {
+                    // No value: clap says so in its own words.
+                    raw_words.push(w.clone());
+                    continue;
+                };
+                r.push(&long.clone(), v, "the command line".into(), true);
+            } else if options::rule(name, |_| false).is_some() || logic::unsupported(name) {
+                // A uWSGI option that is not one of uwsgid's (`--enable-threads`,
+                // `--socket X`): judged like a file's key. uWSGI's help does not say which
+                // take a value: the next word is its value unless it is an option.
+                let v = match (&inline, argv.get(i)) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(next)) if !next.starts_with('-') => {
+                        i += 1;
+                        next.clone()
+                    }
+                    _ => String::new(),
+                };
+                r.push(name, v, "the command line".into(), false);
+            } else {
+                raw_words.push(w.clone());
+            }
+        } else if let Some(c) = w
+            .strip_prefix('-')
+            .filter(|s| s.chars().count() == 1)
+            .and_then(|s| s.chars().next())
+        {
+            match own.shorts.get(&c).and_then(|l| own.get(l)) {
+                Some((long, Kind::Flag, _)) => r.push(
+                    &long.clone(),
+                    String::new(),
+                    "the command line".into(),
+                    true,
+                ),
+                Some((long, _, _)) => match argv.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        r.push(&long.clone(), v.clone(), "the command line".into(), true);
+                    }
+                    None => raw_words.push(w.clone()),
+                },
+                None => raw_words.push(w.clone()),
+            }
+        } else if [".ini", ".json", ".js", ".yaml", ".yml"]
+            .iter()
+            .any(|e| w.ends_with(e) || split_spec(w).0.ends_with(e))
+        {
+            // A bare configuration file, as `uwsgi app.ini` takes it.
+            r.load("ini", w, None, None)?;
+        } else {
+            raw_words.push(w.clone());
+        }
+    }
+    Ok(finish(
+        r,
+        &own,
+        argv.first().cloned().unwrap_or_default(),
+        raw_words,
+    ))
+}
+
+fn finish(r: Reader, own: &Own, argv0: String, raw_words: Vec<String>) -> Expanded {
+    let mut out = Expanded {
+        warnings: r.warnings,
+        sources: r.sources,
+        ..Expanded::default()
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut values: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut warned: Vec<String> = Vec::new();
+    let mut add = |long: &str, value: String, origin: &str| {
+        if !values.contains_key(long) {
+            order.push(long.to_string());
+        }
+        values
+            .entry(long.to_string())
+            .or_default()
+            .push((value, origin.to_string()));
+    };
+    for e in &r.entries {
+        let rule = if e.cmdline {
+            Some(Rule::Own)
+        } else if logic::unsupported(&e.key) {
+            Some(Rule::Refused("config logic uwsgid does not implement"))
+        } else {
+            options::rule(&e.key, |k| own.get(k).is_some())
+        };
+        let verdict = match rule {
+            None if r.strict => {
+                out.refused.push(format!(
+                    "{} ({}): not an option (strict = true makes unknown keys errors)",
+                    e.key, e.origin
+                ));
+                "refused: not an option (strict)".to_string()
+            }
+            None => "placeholder (not an option)".to_string(),
+            Some(Rule::Own) => {
+                let long = own.get(&e.key).map(|o| o.0.clone()).unwrap_or_default();
+                add(&long, e.value.clone(), &e.origin);
+                "supported".to_string()
+            }
+            Some(Rule::Arg(long)) => {
+                add(long, e.value.clone(), &e.origin);
+                "supported".to_string()
+            }
+            Some(Rule::Venv) => {
+                let python = Path::new(&e.value).join("bin").join("python");
+                if python.exists() {
+                    add("python", python.display().to_string(), &e.origin);
+                    "supported (the interpreter is DIR/bin/python)".to_string()
+                } else {
+                    let why = format!("{} does not exist; give a virtualenv", python.display());
+                    out.refused.push(format!("{} ({}): {why}", e.key, e.origin));
+                    format!("refused: {why}")
+                }
+            }
+            Some(Rule::NoEffect(why)) => {
+                if !warned.contains(&e.key) {
+                    warned.push(e.key.clone());
+                    out.warnings.push(format!(
+                        "{}: {} has no effect in uwsgid: {why}",
+                        e.origin, e.key
+                    ));
+                }
+                format!("no effect: {why}")
+            }
+            Some(Rule::Refused(why)) => {
+                out.refused.push(format!("{} ({}): {why}", e.key, e.origin));
+                format!("refused: {why}")
+            }
+            Some(Rule::NotYet(why)) => {
+                out.refused.push(format!(
+                    "{} ({}): not implemented yet: {why}",
+                    e.key, e.origin
+                ));
+                format!("refused, not implemented yet: {why}")
+            }
+        };
+        if !e.cmdline {
+            out.verdicts.push(Verdict {
+                origin: e.origin.clone(),
+                key: e.key.clone(),
+                value: e.value.clone(),
+                verdict,
+            });
+        }
+    }
+    let mut words = vec![argv0];
+    for long in &order {
+        let vals = &values[long];
+        let (kind, numeric) = own
+            .get(long)
+            .map(|o| (o.1, o.2))
+            .unwrap_or((Kind::Single, false));
+        match kind {
+            Kind::Flag => {
+                let (v, origin) = vals.last().expect("one value");
+                match parse_bool(long, v, origin, &mut out.warnings) {
+                    Ok(true) => words.push(format!("--{long}")),
+                    Ok(false) => {}
+                    Err(e) => out.refused.push(e),
+                }
+            }
+            Kind::Single => {
+                let (v, origin) = vals.last().expect("one value");
+                let v = match split_comment(v) {
+                    Some((head, _)) if numeric => {
+                        out.warnings.push(format!(
+                            "{origin}: {long} = {v:?}: uWSGI ini files have no inline comments; \
+                             read as {head}, as uWSGI does"
+                        ));
+                        head.to_string()
+                    }
+                    _ => v.clone(),
+                };
+                words.push(format!("--{long}"));
+                words.push(v);
+            }
+            Kind::Multi => {
+                for (v, _) in vals {
+                    words.push(format!("--{long}"));
+                    words.push(v.clone());
+                }
+            }
+        }
+    }
+    words.extend(raw_words);
+    out.words = words;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_comments() {
+        assert_eq!(split_spec("a.ini:sec"), ("a.ini", Some("sec")));
+        assert_eq!(split_spec(":sec"), ("", Some("sec")));
+        assert_eq!(split_spec("/x:y/a.ini"), ("/x:y/a.ini", None));
+        assert_eq!(split_comment("4 ; c"), Some(("4", "; c")));
+        assert_eq!(split_comment("a;b"), None);
+        let mut w = Vec::new();
+        assert_eq!(parse_bool("m", "true  ; c", "f", &mut w), Ok(true));
+        assert_eq!(w.len(), 1);
+        assert!(parse_bool("m", "false ; c", "f", &mut w).is_err());
+        assert!(parse_bool("m", "maybe", "f", &mut w).is_err());
+        assert_eq!(parse_bool("m", "", "f", &mut w), Ok(true));
+        assert_eq!(parse_bool("m", "OFF", "f", &mut w), Ok(false));
+    }
+}

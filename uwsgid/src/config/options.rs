@@ -1,0 +1,223 @@
+//! What uwsgid does with each uWSGI option a configuration file may name: the table behind
+//! `docs/uwsgi-options.md` and `--check-config`'s verdict per key.
+//!
+//! A key is, in this order: one of the configuration language's own keys (handled by
+//! [`super`]), a row of [`TABLE`], one of uwsgid's own options (the clap definition in
+//! [`crate::cli::Args`], taken as supported), a uWSGI 2.0 option from `uwsgi_options.txt`
+//! (refused: uwsgid does not implement it), or else a placeholder, as uWSGI treats an unknown
+//! key (an error only under `strict`).
+
+/// What happens to an option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Given to uwsgid's own option of this long name.
+    Arg(&'static str),
+    /// One of uwsgid's own options (its long name or an alias), not in the table.
+    Own,
+    /// `virtualenv`/`home`: the interpreter is DIR/bin/python.
+    Venv,
+    /// Accepted; one log line says it has no effect in uwsgid, and why.
+    NoEffect(&'static str),
+    /// Refused, naming the option, the file and this reason.
+    Refused(&'static str),
+    /// Refused today because uwsgid does not implement it yet (planned).
+    NotYet(&'static str),
+}
+
+/// The uWSGI 2.0 option names, one a line: the output of `uwsgi --plugin python3,http --help`
+/// of uWSGI 2.0.21 (Debian), every `--NAME` and alias, sorted (see `docs/uwsgi-options.md`).
+pub const UWSGI_OPTIONS: &str = include_str!("uwsgi_options.txt");
+
+/// Whether `key` is an option of uWSGI 2.0.
+pub fn is_uwsgi_option(key: &str) -> bool {
+    UWSGI_OPTIONS.lines().any(|l| l == key)
+}
+
+const PLANNED_RECYCLING: &str = "worker recycling and timeouts are planned (issue 14 item 4)";
+const PLANNED_SERVING: &str = "planned (issue 14 item 3)";
+const PLANNED_PRIVILEGES: &str =
+    "privileges and socket ownership are planned (nginx/privileges issue)";
+const NO_PLUGINS: &str = "uwsgid has no plugins: HTTP and the Python runner are built in";
+
+/// The uWSGI options deployment files use, with uwsgid's verdict. `docs/uwsgi-options.md`
+/// lists the same rows (a test keeps them equal). Options not listed here follow the order
+/// in the module docs.
+pub const TABLE: &[(&str, Rule)] = &[
+    // Supported: given to uwsgid's option of the same meaning.
+    ("http-socket", Rule::Arg("http-socket")),
+    ("http", Rule::Arg("http-socket")),
+    ("processes", Rule::Arg("processes")),
+    ("workers", Rule::Arg("processes")),
+    ("master", Rule::Arg("master")),
+    ("pidfile", Rule::Arg("pidfile")),
+    ("safe-pidfile", Rule::Arg("safe-pidfile")),
+    ("die-on-term", Rule::Arg("die-on-term")),
+    ("worker-reload-mercy", Rule::Arg("worker-reload-mercy")),
+    ("listen", Rule::Arg("listen")),
+    ("logto", Rule::Arg("logto")),
+    ("daemonize", Rule::Arg("daemonize")),
+    ("check-static", Rule::Arg("check-static")),
+    ("master-fifo", Rule::Arg("master-fifo")),
+    ("stats", Rule::Arg("stats")),
+    ("stats-server", Rule::Arg("stats")),
+    ("stats-http", Rule::Arg("stats-http")),
+    ("touch-reload", Rule::Arg("touch-reload")),
+    ("touch-workers-reload", Rule::Arg("touch-workers-reload")),
+    ("touch-chain-reload", Rule::Arg("touch-chain-reload")),
+    ("vacuum", Rule::Arg("vacuum")),
+    ("wsgi-file", Rule::Arg("wsgi-file")),
+    ("file", Rule::Arg("wsgi-file")),
+    ("module", Rule::Arg("module")),
+    ("wsgi", Rule::Arg("module")),
+    ("callable", Rule::Arg("callable")),
+    ("pythonpath", Rule::Arg("pythonpath")),
+    ("python-path", Rule::Arg("pythonpath")),
+    ("pp", Rule::Arg("pythonpath")),
+    ("threads", Rule::Arg("threads")),
+    ("lazy-apps", Rule::Arg("lazy-apps")),
+    ("env", Rule::Arg("env")),
+    ("chdir", Rule::Arg("chdir")),
+    ("virtualenv", Rule::Venv),
+    ("venv", Rule::Venv),
+    ("home", Rule::Venv),
+    ("pyhome", Rule::Venv),
+    // Accepted, no effect in uwsgid.
+    ("thunder-lock", Rule::NoEffect("workers wait for connections with EPOLLEXCLUSIVE: the kernel wakes one, no accept lock is needed")),
+    ("single-interpreter", Rule::NoEffect("each Python worker runs exactly one interpreter")),
+    ("enable-threads", Rule::NoEffect("the Python runner always runs with threads enabled")),
+    ("memory-report", Rule::NoEffect("uwsgictl stats always shows each worker's memory")),
+    ("disable-write-exception", Rule::NoEffect("a client that goes away while its response is written just ends that request")),
+    ("ignore-write-errors", Rule::NoEffect("a client that goes away while its response is written just ends that request")),
+    ("ignore-sigpipe", Rule::NoEffect("uwsgid ignores SIGPIPE always")),
+    ("offload-threads", Rule::NoEffect("uwsgid has no offload engine: the worker writes every response itself")),
+    ("need-app", Rule::NoEffect("uwsgid never serves without the app: a worker that cannot load it fails its start")),
+    ("plugin", Rule::NoEffect(NO_PLUGINS)),
+    ("plugins", Rule::NoEffect(NO_PLUGINS)),
+    ("plugins-dir", Rule::NoEffect(NO_PLUGINS)),
+    ("max-fd", Rule::NoEffect("uwsgid raises its open-file limit to the hard limit at start")),
+    ("buffer-size", Rule::NoEffect("uwsgid's request-head limit is fixed (8 KiB for built-in workers)")),
+    ("post-buffering", Rule::NoEffect("the request body reaches the app as a stream; there is no buffering option")),
+    ("wsgi-env-behaviour", Rule::NoEffect("the Python runner builds a fresh environ for every request")),
+    ("log-master", Rule::NoEffect("exec workers' output always goes through the master to the log")),
+    ("so-keepalive", Rule::NoEffect("not applicable: uwsgid's listeners keep their own options")),
+    // Refused: uwsgid does not do this.
+    ("socket", Rule::Refused("uwsgid speaks HTTP only, not the uwsgi protocol: use http-socket (and uwsgi_pass → proxy_pass in nginx)")),
+    ("protocol", Rule::Refused("uwsgid's listeners speak HTTP only: use http-socket")),
+    ("uwsgi-socket", Rule::Refused("uwsgid speaks HTTP only, not the uwsgi protocol: use http-socket")),
+    ("attach-daemon", Rule::Refused("uwsgid does not run attached daemons: run them as their own service")),
+    ("attach-daemon2", Rule::Refused("uwsgid does not run attached daemons: run them as their own service")),
+    ("smart-attach-daemon", Rule::Refused("uwsgid does not run attached daemons: run them as their own service")),
+    ("cron", Rule::Refused("uwsgid has no cron: use a systemd timer or cron")),
+    ("unique-cron", Rule::Refused("uwsgid has no cron: use a systemd timer or cron")),
+    ("hook-pre-app", Rule::Refused("uwsgid runs no hooks: run the command before starting it")),
+    ("hook-master-start", Rule::Refused("uwsgid runs no hooks; for `unix_signal:15 gracefully_kill_them_all` use die-on-term")),
+    ("cache2", Rule::Refused("uwsgid has no cache subsystem")),
+    ("add-header", Rule::Refused("uwsgid does not add response headers: set them in the app or the proxy")),
+    ("static-gzip-all", Rule::Refused("uwsgid serves no pre-compressed static files")),
+    ("static-gzip-dir", Rule::Refused("uwsgid serves no pre-compressed static files")),
+    ("static-expires", Rule::Refused("uwsgid sets no Expires headers by regexp")),
+    ("req-logger", Rule::Refused("uwsgid has one log: use logto")),
+    ("logger", Rule::Refused("uwsgid has one log: use logto")),
+    ("log-route", Rule::Refused("uwsgid has one log: use logto")),
+    ("emperor", Rule::Refused("uwsgid has no Emperor mode: run one instance per unit")),
+    ("py-autoreload", Rule::Refused("uwsgid does not watch Python modules: use touch-reload")),
+    ("python-autoreload", Rule::Refused("uwsgid does not watch Python modules: use touch-reload")),
+    ("http-keepalive", Rule::Refused("the HTTP router's option: uwsgid's listener has no setting for it")),
+    ("http-auto-chunked", Rule::Refused("the HTTP router's option: uwsgid's listener has no setting for it")),
+    ("http-timeout", Rule::Refused("the HTTP router's option: uwsgid's listener has no setting for it")),
+    ("socket-timeout", Rule::Refused("uwsgid's request timeouts are fixed")),
+    ("touch-logrotate", Rule::Refused("use uwsgictl's log rotation or the master FIFO")),
+    ("log-backupname", Rule::Refused("uwsgid does not rotate its log by size")),
+    ("pyargv", Rule::Refused("the Python runner passes no sys.argv")),
+    ("exit-on-reload", Rule::Refused("a uwsgid reload never exits")),
+    ("reload-mercy", Rule::Refused("use worker-reload-mercy (uWSGI 2.0's reload-mercy does not bound workers)")),
+    ("logdate", Rule::Refused("uwsgid's log lines always carry a timestamp")),
+    ("log-date", Rule::Refused("uwsgid's log lines always carry a timestamp")),
+    ("procname-master", Rule::Refused("uwsgid sets no process titles yet")),
+    ("procname", Rule::Refused("uwsgid sets no process titles yet")),
+    ("daemonize2", Rule::Refused("use daemonize")),
+    // Planned: refused today, with the reason.
+    ("uid", Rule::NotYet(PLANNED_PRIVILEGES)),
+    ("gid", Rule::NotYet(PLANNED_PRIVILEGES)),
+    ("chmod-socket", Rule::NotYet(PLANNED_PRIVILEGES)),
+    ("chown-socket", Rule::NotYet(PLANNED_PRIVILEGES)),
+    ("harakiri", Rule::NotYet(PLANNED_RECYCLING)),
+    ("harakiri-verbose", Rule::NotYet(PLANNED_RECYCLING)),
+    ("harakiri-graceful-timeout", Rule::NotYet(PLANNED_RECYCLING)),
+    ("harakiri-graceful-signal", Rule::NotYet(PLANNED_RECYCLING)),
+    ("max-requests", Rule::NotYet(PLANNED_RECYCLING)),
+    ("max-requests-delta", Rule::NotYet(PLANNED_RECYCLING)),
+    ("reload-on-rss", Rule::NotYet(PLANNED_RECYCLING)),
+    ("reload-on-as", Rule::NotYet(PLANNED_RECYCLING)),
+    ("evil-reload-on-rss", Rule::NotYet(PLANNED_RECYCLING)),
+    ("min-worker-lifetime", Rule::NotYet(PLANNED_RECYCLING)),
+    ("max-worker-lifetime", Rule::NotYet(PLANNED_RECYCLING)),
+    ("max-worker-lifetime-delta", Rule::NotYet(PLANNED_RECYCLING)),
+    ("static-map", Rule::NotYet(PLANNED_SERVING)),
+    ("static-map2", Rule::NotYet(PLANNED_SERVING)),
+    ("static-index", Rule::NotYet(PLANNED_SERVING)),
+    ("static-expires-type", Rule::NotYet(PLANNED_SERVING)),
+    ("mount", Rule::NotYet(PLANNED_SERVING)),
+    ("manage-script-name", Rule::NotYet(PLANNED_SERVING)),
+    ("disable-logging", Rule::NotYet(PLANNED_SERVING)),
+    ("log-4xx", Rule::NotYet(PLANNED_SERVING)),
+    ("log-5xx", Rule::NotYet(PLANNED_SERVING)),
+    ("logformat", Rule::NotYet(PLANNED_SERVING)),
+    ("log-format", Rule::NotYet(PLANNED_SERVING)),
+    ("cheaper", Rule::NotYet(PLANNED_SERVING)),
+    ("cheaper-initial", Rule::NotYet(PLANNED_SERVING)),
+    ("cheaper-step", Rule::NotYet(PLANNED_SERVING)),
+    ("cheaper-algo", Rule::NotYet(PLANNED_SERVING)),
+    ("procname-prefix", Rule::NotYet(PLANNED_SERVING)),
+    ("procname-prefix-spaced", Rule::NotYet(PLANNED_SERVING)),
+    ("auto-procname", Rule::NotYet(PLANNED_SERVING)),
+    ("cpu-affinity", Rule::NotYet(PLANNED_SERVING)),
+    ("chdir2", Rule::NotYet(PLANNED_SERVING)),
+];
+
+/// The rule for a config-file key, if the key is an option (of the table, of uwsgid, or of
+/// uWSGI 2.0). `None`: the key is a placeholder.
+pub fn rule(key: &str, own: impl Fn(&str) -> bool) -> Option<Rule> {
+    if let Some((_, r)) = TABLE.iter().find(|(k, _)| *k == key) {
+        return Some(*r);
+    }
+    if own(key) {
+        return Some(Rule::Own);
+    }
+    if is_uwsgi_option(key) {
+        return Some(Rule::Refused("a uWSGI option uwsgid does not implement"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/uwsgi-options.md` has exactly the rows of [`TABLE`], with the same verdicts.
+    #[test]
+    fn the_doc_table_is_this_table() {
+        let doc = include_str!("../../../docs/uwsgi-options.md");
+        let rows: Vec<(&str, &str)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((key, *cells.get(2)?))
+            })
+            .collect();
+        let ours: Vec<(&str, &str)> = TABLE
+            .iter()
+            .map(|(k, r)| {
+                let v = match r {
+                    Rule::Arg(_) | Rule::Venv | Rule::Own => "supported",
+                    Rule::NoEffect(_) => "no effect",
+                    Rule::Refused(_) => "refused",
+                    Rule::NotYet(_) => "not yet",
+                };
+                (*k, v)
+            })
+            .collect();
+        assert_eq!(rows, ours);
+    }
+}
