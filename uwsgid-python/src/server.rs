@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use uwsgid::conn::{self, BodyDecoder, Decoded, Framing, HeadParse};
+use uwsgid::scoreboard::{self, Cell, Scoreboard};
 
 /// A request head must be complete this long after its first byte (the built-in worker's).
 pub const HEAD_TIMEOUT: Duration = uwsgid::worker::HEAD_TIMEOUT;
@@ -773,6 +774,121 @@ impl FileWrapper {
 }
 
 // ---------------------------------------------------------------------------------------
+// The scoreboard
+
+/// The master's scoreboard, mapped here so that stats show this worker's requests, avg_rt,
+/// tx, busy/idle and the request in flight, as for built-in workers. The memfd is found among
+/// the master's fds (`/proc/PPID/fd`, a link to `/memfd:uwsgid-scoreboard`); the cell is the
+/// one the master reset with our pid, looked up until the master has adopted us (a forked
+/// worker announces itself just before it serves).
+struct Board {
+    board: Scoreboard,
+    cell: AtomicUsize,
+    next_look: Mutex<Instant>,
+    pid: i32,
+}
+
+// SAFETY: the mapping is made of atomics only and lives as long as the Scoreboard; sharing it
+// between threads is what it is for (the master and the workers share it across processes).
+unsafe impl Send for Board {}
+// SAFETY: as above: every access goes through atomics.
+unsafe impl Sync for Board {}
+
+impl Board {
+    fn open() -> Option<Board> {
+        // SAFETY: getppid has no preconditions.
+        let master = unsafe { libc::getppid() };
+        for entry in std::fs::read_dir(format!("/proc/{master}/fd"))
+            .ok()?
+            .flatten()
+        {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if !target
+                .to_string_lossy()
+                .starts_with("/memfd:uwsgid-scoreboard")
+            {
+                continue;
+            }
+            let path = std::ffi::CString::new(entry.path().as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: opening a path we built; the new fd is ours.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return None;
+            }
+            let board = Scoreboard::inherit(fd).ok()?;
+            return Some(Board {
+                board,
+                cell: AtomicUsize::new(usize::MAX),
+                next_look: Mutex::new(Instant::now()),
+                // SAFETY: getpid has no preconditions.
+                pid: unsafe { libc::getpid() },
+            });
+        }
+        None
+    }
+
+    /// Our cell, once the master gave us one.
+    fn cell(&self) -> Option<&Cell> {
+        let i = self.cell.load(Relaxed);
+        if i != usize::MAX {
+            return Some(self.board.cell(i));
+        }
+        let mut next = self.next_look.try_lock().ok()?;
+        let now = Instant::now();
+        if now < *next {
+            return None;
+        }
+        *next = now + Duration::from_millis(100);
+        let i = (0..scoreboard::CAPACITY)
+            .find(|&i| self.board.cell(i).pid.load(Relaxed) == self.pid)?;
+        self.cell.store(i, Relaxed);
+        let cell = self.board.cell(i);
+        if cell.in_flight.load(Relaxed) == 0 {
+            cell.state.store(scoreboard::IDLE, Relaxed);
+        }
+        Some(cell)
+    }
+
+    fn begin(&self, line: &str) {
+        if let Some(cell) = self.cell() {
+            if cell.in_flight.fetch_add(1, Relaxed) == 0 {
+                cell.request_start_us.store(now_us(), Relaxed);
+                cell.state.store(scoreboard::BUSY, Relaxed);
+            }
+            cell.set_request(line.as_bytes());
+        }
+    }
+
+    fn end(&self, bytes: u64, micros: u64) {
+        let i = self.cell.load(Relaxed);
+        if i == usize::MAX {
+            return;
+        }
+        let cell = self.board.cell(i);
+        cell.finish_request(bytes, micros);
+        if cell.in_flight.fetch_sub(1, Relaxed) == 1 {
+            cell.request_start_us.store(0, Relaxed);
+            cell.state.store(scoreboard::IDLE, Relaxed);
+        }
+    }
+
+    fn bad_request(&self) {
+        if let Some(cell) = self.cell() {
+            cell.bad_requests.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+// ---------------------------------------------------------------------------------------
 // The server
 
 struct Conn {
@@ -816,6 +932,7 @@ struct Engine {
     keepalive: Duration,
     timeout: Duration,
     log_requests: bool,
+    board: Option<Board>,
 }
 
 /// `_uwsgid.Server(app, listeners, args)`: the runner's `Server`, natively.
@@ -1048,7 +1165,11 @@ impl Engine {
             keepalive: Duration::from_secs_f64(s.keepalive.max(0.001)),
             timeout: Duration::from_secs_f64(s.timeout.max(0.001)),
             log_requests: s.log_requests,
+            board: Board::open(),
         };
+        if let Some(b) = &e.board {
+            b.cell();
+        }
         e.set_accepting(true);
         Ok(e)
     }
@@ -1389,6 +1510,9 @@ impl Engine {
                     return if eof { After::Close } else { After::Rearm };
                 }
                 HeadParse::Invalid(status, why) => {
+                    if let Some(b) = &self.board {
+                        b.bad_request();
+                    }
                     let _ = send_all(fd, &[&simple_response(status, why)], self.timeout);
                     // SAFETY: half-close, so the client reads the answer before the FIN.
                     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
@@ -1431,11 +1555,17 @@ impl Engine {
             let framing = head.framing;
             let keep_alive = head.keep_alive;
             let line = format!("{} {}", head.method, head.target);
+            if let Some(b) = &self.board {
+                b.begin(&line);
+            }
             let environ = match self.environ(py, conn, &head) {
                 Ok(e) => e,
                 Err(e) => {
                     log("internal error building the environ");
                     e.display(py);
+                    if let Some(b) = &self.board {
+                        b.end(0, 0);
+                    }
                     return false;
                 }
             };
@@ -1517,6 +1647,9 @@ impl Engine {
                 })
             };
             conn.buf = rest;
+            if let Some(b) = &self.board {
+                b.end(out, started.elapsed().as_micros() as u64);
+            }
             if self.log_requests {
                 log(&format!(
                     "{}:{} {line} HTTP/1.{minor} {status} {out} bytes {:.1} ms",

@@ -738,3 +738,44 @@ fn home_runs_the_app_in_a_virtualenv() {
         "sys.prefix is not the venv: {body}"
     );
 }
+
+/// True when the tests run Python apps on the stdlib runner (tests/run.sh's second pass).
+fn stdlib_runner() -> bool {
+    std::env::var("UWSGID_PYTHON_WORKER").is_ok_and(|v| v == "stdlib")
+}
+
+#[test]
+fn stats_count_the_requests_of_native_python_workers() {
+    let dir = TestDir::new("py-stats");
+    let d = serve(&dir, &["--processes", "2"]);
+    for _ in 0..10 {
+        assert_eq!(get(&d, "/").0, 200);
+    }
+    let slow = {
+        let addr = d.addr.clone();
+        std::thread::spawn(move || exchange(&addr, b"GET /sleep?800 HTTP/1.1\r\nHost: t\r\n\r\n").0)
+    };
+    if stdlib_runner() {
+        // The stdlib runner writes no scoreboard: its counters are unknown, and say so.
+        let s = d.stats();
+        assert!(
+            workers(&s)
+                .iter()
+                .all(|w| w["uwsgid"]["counters"] == "unknown"),
+            "{s}"
+        );
+    } else {
+        let s = d.wait_stats("the slow request in flight", |s| {
+            let ws = workers(s);
+            ws.iter()
+                .any(|w| w["status"] == "busy")
+                .then_some(s.clone())
+        });
+        let ws = workers(&s);
+        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+        assert!(total >= 10, "requests not counted: {s}");
+        assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
+        assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
+    }
+    assert_eq!(slow.join().unwrap(), 200);
+}
