@@ -2894,6 +2894,9 @@ impl Master {
             })
             .collect();
         let exec = matches!(self.config.worker, WorkerKind::Exec { .. });
+        // Exec programs write no counters, except the native Python worker (its scoreboard cell).
+        let counters_unknown = matches!(&self.config.worker, WorkerKind::Exec { argv, .. }
+            if !argv.first().is_some_and(|p| p.ends_with(crate::cli::NATIVE_PYTHON)));
         let workers = self
             .slots
             .iter()
@@ -2912,7 +2915,7 @@ impl Master {
                             w.generation,
                         )
                     });
-                self.worker_entry(id, slot, current, exec, now_ms)
+                self.worker_entry(id, slot, current, counters_unknown, now_ms)
             })
             .collect();
         let draining = self
@@ -3045,7 +3048,7 @@ impl Master {
         id: u32,
         slot: &Slot,
         current: Option<&Worker>,
-        exec: bool,
+        counters_unknown: bool,
         now_ms: u64,
     ) -> wire::Worker {
         let mut entry = wire::Worker {
@@ -3068,7 +3071,7 @@ impl Master {
         };
         let mut ext = wire::WorkerExt {
             generation: slot.target,
-            counters: if exec { "unknown" } else { "known" }.into(),
+            counters: if counters_unknown { "unknown" } else { "known" }.into(),
             failed_starts: slot.failed_starts,
             next_spawn_unix_ms: slot
                 .next_spawn
