@@ -44,7 +44,11 @@ const MAX_TRAILER: usize = 64 * 1024;
 const MAX_DISCARD: u64 = 1 << 20;
 const RECV: usize = 64 * 1024;
 const SIGNAL_TOKEN: u64 = u64::MAX;
+/// The eventfd that wakes every thread at once when the worker is done draining.
+const WAKE_TOKEN: u64 = u64::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
+/// Connections accepted per listener wake-up (see `Engine::accept`).
+const ACCEPT_BATCH: usize = 1;
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -919,6 +923,7 @@ struct Engine {
     file_wrapper: Py<PyAny>,
     epoll: OwnedFd,
     signals: OwnedFd,
+    wake: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
     table: Mutex<Table>,
@@ -1138,6 +1143,20 @@ impl Engine {
             libc::EPOLLIN as u32,
             SIGNAL_TOKEN,
         )?;
+        // SAFETY: a new eventfd we own.
+        let wake = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+            ))?)
+        };
+        epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE_TOKEN,
+        )?;
         let mut ls = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
@@ -1152,6 +1171,7 @@ impl Engine {
             file_wrapper,
             epoll,
             signals,
+            wake,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
             table: Mutex::new(Table::default()),
@@ -1233,7 +1253,9 @@ impl Engine {
             }
             for ev in &events[..n as usize] {
                 let token = ev.u64;
-                if token == SIGNAL_TOKEN {
+                if token == WAKE_TOKEN {
+                    continue; // never read: level-triggered, it wakes every thread to leave
+                } else if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if token >= LISTENER_TOKEN {
                     self.accept((token - LISTENER_TOKEN) as usize);
@@ -1312,7 +1334,10 @@ impl Engine {
     }
 
     fn accept(&self, index: usize) {
-        for _ in 0..16 {
+        // One connection per wake-up: the listener stays readable while more wait, and the
+        // next one goes to whichever worker (or thread) waits first. Taking many at once let
+        // one worker grab a burst of keep-alive clients while another sat idle.
+        for _ in 0..ACCEPT_BATCH {
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
                 match ls.get(index) {
@@ -2150,6 +2175,15 @@ impl Engine {
             let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
             if t.live == 0 {
                 self.exit.store(true, SeqCst);
+                let one: u64 = 1;
+                // SAFETY: an 8-byte write to our eventfd.
+                unsafe {
+                    libc::write(
+                        self.wake.as_raw_fd(),
+                        &one as *const u64 as *const libc::c_void,
+                        8,
+                    );
+                }
             }
         }
     }
