@@ -85,3 +85,6 @@ cargo test --workspace -q -- --test-threads 2
 echo "== Python apps on the stdlib runner (the fallback where uwsgid-python is absent)"
 UWSGID_PYTHON_WORKER=stdlib cargo test -p uwsgi-tests --test it -q -- --test-threads 2 \
   uwsgid_exec_wsgi:: uwsgid_exec_preload:: uwsgid_python::
+echo "== quick soak (bench/run soak --quick: 50 graceful, 10 chain, 10 brutal reloads under wrk,"
+echo "   every check after every phase; about 10 s of reloads, at most 40 s, plus a release build of uwsgid)"
+bench/run soak --quick

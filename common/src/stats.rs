@@ -201,5 +201,9 @@ pub fn parse(text: &str) -> Result<StatsDocument, String> {
     if text.trim().is_empty() {
         return Err("stats document is empty".into());
     }
-    serde_json::from_str(text).map_err(|e| format!("stats document is not valid: {e}"))
+    // Through a JSON value, as uwsgictl's reader does: a key given twice takes its last value
+    // in both (a direct typed parse would refuse it where uwsgictl accepts it).
+    serde_json::from_str::<serde_json::Value>(text)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("stats document is not valid: {e}"))
 }

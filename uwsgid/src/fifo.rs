@@ -239,6 +239,7 @@ impl Fifo {
             return None;
         }
         buf.truncate(n as usize);
+        crate::fault::master_fifo(&buf);
         Some(classify(&buf))
     }
 

@@ -137,6 +137,18 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
     let rest = &buf[skip..];
+    // Judge the request line as soon as it is whole: a line that can never start a valid head
+    // (HTTP/0.9, garbage) is answered now, not at the head timeout. It is judged first whether
+    // or not the rest of the head has arrived, so the answer does not depend on how the
+    // bytes were split into reads.
+    // Only a line within the head limit is judged, so a line completed past the limit gets
+    // the same 431 in one read as in many.
+    let window = &rest[..rest.len().min(max_head.saturating_sub(skip))];
+    if let Some(nl) = window.iter().position(|&b| b == b'\n') {
+        if let Parse::Invalid(status, why) = parse_line_only(&rest[..nl]) {
+            return Parse::Invalid(status, why);
+        }
+    }
     // The skipped blank lines count toward the limit: else a client sending only CRLFs would
     // be `Incomplete` forever while the caller's buffer grows.
     let end = match find_head_end(rest) {
@@ -144,16 +156,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
         None if buf.len() > max_head => {
             return Parse::Invalid(431, "request header fields too large")
         }
-        None => {
-            // Judge the request line as soon as it is whole: a line that can never start a
-            // valid head (HTTP/0.9, garbage) is answered now, not at the head timeout.
-            if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-                if let Parse::Invalid(status, why) = parse_line_only(&rest[..nl]) {
-                    return Parse::Invalid(status, why);
-                }
-            }
-            return Parse::Incomplete;
-        }
+        None => return Parse::Incomplete,
     };
     if skip + end > max_head {
         return Parse::Invalid(431, "request header fields too large");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod daemonize;
 pub mod exec;
+pub mod fault;
 pub mod fifo;
 pub mod handoff;
 pub mod http;
@@ -35,6 +36,7 @@ pub fn main_entry() -> i32 {
         return 1;
     }
     sys::install_fatal_handlers();
+    fault::init();
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
     let argv: Vec<String> = std::env::args_os()

@@ -107,28 +107,79 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// A fatal fault's handler, in two parts.
+///
+/// 1. Async-signal-safe: the fault may have struck inside the allocator or while a lock was
+///    held, so the first thing written is a fixed message built in a stack buffer (no
+///    allocation, no lock) with `write(2)`: `!!! uwsgid process PID got NAME !!!`.
+/// 2. Best effort: a backtrace needs the allocator and the unwinder, which a fault inside them
+///    would deadlock. An `alarm(2)` of [`BACKTRACE_BOUND_S`] seconds (SIGALRM unblocked, default
+///    action) bounds it: at worst the process dies by SIGALRM instead of hanging unseen.
+///
+/// Then the default action is restored and the signal raised again, so the process dies by it.
 extern "C" fn on_fatal_signal(sig: libc::c_int) {
-    let name = if sig == libc::SIGSEGV {
-        "Segmentation Fault"
+    let name: &[u8] = if sig == libc::SIGSEGV {
+        b"Segmentation Fault"
     } else if sig == libc::SIGFPE {
-        "Floating Point Exception"
+        b"Floating Point Exception"
     } else if sig == libc::SIGBUS {
-        "Bus Error"
+        b"Bus Error"
     } else {
-        "Illegal Instruction"
+        b"Illegal Instruction"
     };
-    // The process is dying: a best-effort message and backtrace, then death by the same signal.
-    let pid = std::process::id();
+    // SAFETY: getpid is async-signal-safe.
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut buf = [0u8; 96];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        for &b in bytes {
+            if len < buf.len() {
+                buf[len] = b;
+                len += 1;
+            }
+        }
+    };
+    push(b"!!! uwsgid process ");
+    let mut digits = [0u8; 10];
+    let (mut n, mut i) = (pid, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push(&digits[i..]);
+    push(b" got ");
+    push(name);
+    push(b" !!!\n");
+    // SAFETY: write(2) of a stack buffer we own is async-signal-safe; so are signal,
+    // sigemptyset/sigaddset on a local set, pthread_sigmask and alarm.
+    unsafe {
+        libc::write(2, buf.as_ptr() as *const libc::c_void, len);
+        libc::signal(libc::SIGALRM, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::alarm(BACKTRACE_BOUND_S);
+    }
+    // Best effort from here on (see above): this allocates.
     let trace = std::backtrace::Backtrace::force_capture();
-    let text = format!("!!! uwsgid process {pid} got {name} !!!\n*** backtrace of {pid} ***\n{trace}\n*** end of backtrace ***\n");
+    let text = format!("*** backtrace of {pid} ***\n{trace}\n*** end of backtrace ***\n");
     // SAFETY: writing a buffer we own to stderr, then restoring the default action and
     // re-raising so the process dies by the signal (core dump where enabled).
     unsafe {
         libc::write(2, text.as_ptr() as *const libc::c_void, text.len());
+        libc::alarm(0);
         libc::signal(sig, libc::SIG_DFL);
         libc::raise(sig);
     }
 }
+
+/// How long the best-effort backtrace of a fatal fault may take before SIGALRM ends it.
+const BACKTRACE_BOUND_S: libc::c_uint = 2;
 
 /// SIGSEGV/SIGFPE/SIGBUS/SIGILL: log a backtrace, then die by the signal.
 pub fn install_fatal_handlers() {

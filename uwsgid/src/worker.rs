@@ -328,6 +328,10 @@ impl<'a> Worker<'a> {
 
     fn handle_signals(&mut self) -> io::Result<()> {
         while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
+            // Whatever woke us, follow a reopened log first, so the lines this signal makes
+            // (paused, resumed, counters) go to the current file even if the SIGCONT that
+            // announced the reopen is read after it.
+            self.check_log();
             match sig {
                 libc::SIGHUP if !self.draining => {
                     self.draining = true;
@@ -350,10 +354,7 @@ impl<'a> Worker<'a> {
                     self.check_pause()?
                 }
                 libc::SIGTSTP => self.check_pause()?,
-                libc::SIGCONT => {
-                    self.check_log();
-                    self.check_pause()?
-                }
+                libc::SIGCONT => self.check_pause()?,
                 libc::SIGUSR1 | libc::SIGUSR2 => {
                     let cell = self.cell();
                     crate::log!(
@@ -723,6 +724,7 @@ impl<'a> Worker<'a> {
                 "/pid" => {
                     return self.respond(idx, 200, "text/plain", self.pid.to_string().into_bytes())
                 }
+                "/fault" if crate::fault::worker_route() => return,
                 "/sleep" => {
                     let ms = query
                         .split('&')

@@ -75,6 +75,18 @@ pub const TARGETS: &[Target] = &[
         seeds: targets::addr_seeds,
         dictionary: targets::ADDR_TOKENS,
     },
+    Target {
+        name: "pipeline",
+        run: targets::pipeline,
+        seeds: targets::pipeline_seeds,
+        dictionary: targets::HTTP_TOKENS,
+    },
+    Target {
+        name: "handoff",
+        run: targets::handoff,
+        seeds: targets::handoff_seeds,
+        dictionary: targets::HANDOFF_TOKENS,
+    },
 ];
 
 /// The target called `name`.

@@ -494,6 +494,9 @@ pub fn stats_seeds() -> Vec<Vec<u8>> {
         include_bytes!("../../../tests/fixtures/uwsgi-2.0.31/busy-sleep.raw.json").to_vec(),
         b"{\"workers\":[{\"id\":1,\"pid\":5}]}".to_vec(),
         b"{\"version\":\"2.0\",\"workers\":[{\"id\":1,".to_vec(),
+        // Found by libFuzzer: a key given twice; common's typed parse refused it ("duplicate
+        // field") while uwsgictl's reader (through a JSON value) took the last one.
+        br#"{"version":"","pid":0,"locks":[],"sockets":[],"sockets":[]}"#.to_vec(),
     ]
 }
 
@@ -868,3 +871,178 @@ pub fn addr(data: &[u8]) -> String {
     }
     sig
 }
+
+// ---------------------------------------------------------------------------------------------
+// pipeline: the worker's request framing, bytes in, requests out.
+//
+// The worker's connection state (`uwsgid/src/worker.rs`) lives with its socket, its epoll
+// registration and its timers, so it cannot be driven without sockets; what decides which
+// requests a byte stream holds is pure, and is what this target drives, exactly as the worker
+// does it: `http::parse` on the connection's input buffer, a `Content-Length` body (refused
+// over 1 MiB), then the next pipelined head from what is left, until a request without
+// keep-alive or an invalid head ends the connection. The stream is framed once whole and once
+// fed in pieces (sizes from the input's first four bytes, as partial reads would deliver it):
+// both must yield the same requests, answers and end; the buffer never holds more than a head
+// limit plus one body while incomplete.
+
+const WORKER_MAX_HEAD: usize = 8192;
+const WORKER_MAX_BODY: usize = 1 << 20;
+
+fn frame(stream: &[u8], pieces: &[usize]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut piece = 0;
+    loop {
+        // One "read": the next piece of the stream (all of it when `pieces` is empty).
+        if fed < stream.len() {
+            let n = match pieces.get(piece % pieces.len().max(1)) {
+                Some(&n) if !pieces.is_empty() => n,
+                _ => stream.len() - fed,
+            };
+            let n = n.min(stream.len() - fed);
+            inbuf.extend_from_slice(&stream[fed..fed + n]);
+            fed += n;
+            piece += 1;
+        }
+        // Everything the buffer holds now, as the worker loops after each read.
+        loop {
+            match http::parse(&inbuf, WORKER_MAX_HEAD) {
+                Parse::Incomplete => {
+                    assert!(
+                        inbuf.len() <= WORKER_MAX_HEAD,
+                        "incomplete head of {} bytes kept",
+                        inbuf.len()
+                    );
+                    break;
+                }
+                Parse::Invalid(status, why) => {
+                    out.push(format!("{status} {why}"));
+                    return out;
+                }
+                Parse::Complete(req) => {
+                    if req.content_length > WORKER_MAX_BODY {
+                        out.push("413".into());
+                        return out;
+                    }
+                    let consumed = req.head_len + req.content_length;
+                    if inbuf.len() < consumed {
+                        assert!(inbuf.len() <= WORKER_MAX_HEAD + WORKER_MAX_BODY);
+                        break;
+                    }
+                    let body = &inbuf[req.head_len..consumed];
+                    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+                    out.push(format!(
+                        "{} {} 1.{} keep={} body={}/{sum}",
+                        req.method,
+                        req.target,
+                        req.minor,
+                        req.keep_alive,
+                        body.len()
+                    ));
+                    let keep = req.keep_alive;
+                    inbuf.drain(..consumed);
+                    if !keep {
+                        return out;
+                    }
+                }
+            }
+        }
+        if fed == stream.len() {
+            out.push(format!("end with {} bytes pending", inbuf.len()));
+            return out;
+        }
+    }
+}
+
+pub fn pipeline_seeds() -> Vec<Vec<u8>> {
+    let mut v = vec![
+        b"\x01\x02\x03\x04GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /pid HTTP/1.1\r\n\r\n".to_vec(),
+        b"\x05\x01\x07\x02POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        b"\x00\x00\x00\x00GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n".to_vec(),
+        b"\x03\x03\x03\x03\r\n\r\nGET /sleep?ms=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+    ];
+    v.push(b"\x10\x20\x30\x40GET / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec());
+    // Found by this target: a bad request line is judged before the head is whole, and only
+    // within the head limit, so the answer does not depend on how reads split the bytes.
+    v.push(b"P/1.1\n\xd9\n\n".to_vec());
+    let mut long = b"\x04\x04\x04\x04".to_vec();
+    long.extend(b"HTT ".repeat(2100));
+    long.extend(b"\x80\n\r\n\r\n");
+    v.push(long);
+    v
+}
+
+pub fn pipeline(data: &[u8]) -> String {
+    let (sizes, stream) = data.split_at(data.len().min(4));
+    // Each read re-parses the buffer from its start (as the worker does), so piecewise framing
+    // is quadratic: bounded inputs keep one execution fast.
+    let stream = &stream[..stream.len().min(16 * 1024)];
+    let pieces: Vec<usize> = sizes.iter().map(|&b| (b as usize % 64) + 1).collect();
+    let whole = frame(stream, &[]);
+    let chunked = frame(stream, &pieces);
+    assert_eq!(whole, chunked, "pieces {pieces:?} framed differently");
+    if stream.len() <= 2048 {
+        let bytewise = frame(stream, &[1]);
+        assert_eq!(whole, bytewise, "byte-by-byte reads framed differently");
+    }
+    format!("{} events", whole.len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// handoff: what a re-executed master decodes from `UWSGID_HANDOFF`.
+//
+// `uwsgid::handoff::Handoff::take` is `serde_json::from_str::<Handoff>` on the variable's
+// text; the target decodes the same way (through the public type, nothing else). Garbage is
+// an error, never a panic; whatever decodes re-encodes to a document that decodes to the same
+// encoding again.
+
+pub fn handoff_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"{}".to_vec(),
+        b"null".to_vec(),
+        br#"{"generation":3,"listeners":[],"lock_fds":[["/tmp/x.pid",5]]}"#.to_vec(),
+        br#"{"generation":18446744073709551615,"workers":[{"pid":-1}],"fifo_pending":"rq"}"#
+            .to_vec(),
+    ]
+}
+
+pub fn handoff(data: &[u8]) -> String {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return "not utf-8".into();
+    };
+    match serde_json::from_str::<uwsgid::handoff::Handoff>(text) {
+        Err(e) => format!("refused: {}", e.classify() as u8),
+        Ok(h) => {
+            let once = serde_json::to_string(&h).expect("a decoded handoff encodes");
+            let again: uwsgid::handoff::Handoff =
+                serde_json::from_str(&once).expect("an encoded handoff decodes");
+            let twice = serde_json::to_string(&again).unwrap();
+            assert_eq!(once, twice, "the handoff does not round-trip");
+            "decoded".into()
+        }
+    }
+}
+
+pub const HANDOFF_TOKENS: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"\"",
+    b"null",
+    b"true",
+    b"0",
+    b"-1",
+    b"18446744073709551616",
+    b"\"generation\"",
+    b"\"listeners\"",
+    b"\"lock_fds\"",
+    b"\"workers\"",
+    b"\"config\"",
+    b"\"fifo_pending\"",
+    b"\"pid\"",
+    b"\\u0000",
+];

@@ -40,7 +40,7 @@ fn every_target_is_smoke_tested() {
     names.sort();
     assert_eq!(
         names,
-        ["addr", "conn", "exec", "fifo", "http", "ini", "pidfile", "stats"],
+        ["addr", "conn", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline", "stats"],
         "add a smoke test for the new target"
     );
 }
@@ -94,4 +94,14 @@ fn exec() {
 #[test]
 fn addr() {
     smoke("addr", 10_000);
+}
+
+#[test]
+fn pipeline() {
+    smoke("pipeline", 4_000);
+}
+
+#[test]
+fn handoff() {
+    smoke("handoff", 4_000);
 }

@@ -56,17 +56,52 @@ fn uwsgid_reload_wait_returns_once_the_new_generation_serves() {
         &["reload", "--wait", "--json", "--workers"],
         &["reload", "--wait", "--json", "--workers", "--brutal"],
     ] {
+        // A slow request on an old worker keeps the reload from completing (the old worker
+        // drains) for a second after the new workers are ready: a `--wait` that returned at
+        // readiness instead of completion is caught by the stats read right after it returns.
+        // (A brutal reload cuts it instead.)
+        let brutal = args.contains(&"--brutal");
+        let slow = (!brutal).then(|| {
+            let port = d.port;
+            let t = std::thread::spawn(move || http_get(port, "/sleep?ms=1000"));
+            eventually(
+                "the slow request in flight",
+                Duration::from_secs(10),
+                || {
+                    d.stats_doc()?["workers"]
+                        .as_array()?
+                        .iter()
+                        .any(|w| w["status"] == "busy")
+                        .then_some(())
+                },
+            );
+            t
+        });
         let out = ctl(pidfile_args(&d, args)).run();
         let doc = out.code(0).json();
         generation += 1;
         assert_eq!(doc["state"]["phase"], "complete", "{args:?}: {doc}");
         assert_eq!(doc["state"]["generation"], generation, "{args:?}: {doc}");
+        // First, before anything waits: at the moment it returned, nothing drains any more.
         new_generation_serves(&d, generation);
-        // Reported within a few ms of completion: what uwsgictl adds on top of the daemon's own
-        // reload time (process start, one baseline read, polling) stays small even unoptimised.
+        if let Some(slow) = slow {
+            // Its worker's draining was part of the reload.
+            assert_eq!(slow.join().unwrap().unwrap().0, 200, "{args:?}");
+        }
+        // Reported soon after completion: what uwsgictl adds on top of the daemon's own reload
+        // time (process start, one baseline read, polling) is bounded by what one plain
+        // `uwsgictl stats` costs on this machine right now (measured here, so a loaded CI
+        // machine does not fail it), a few times over plus the polling interval.
+        let t = std::time::Instant::now();
+        ctl(pidfile_args(&d, &["stats", "--json"])).run().code(0);
+        let baseline = t.elapsed().as_secs_f64() * 1e3;
         let overhead =
             doc["elapsed_ms"].as_f64().unwrap() - doc["state"]["duration_ms"].as_f64().unwrap();
-        assert!(overhead < 100.0, "{args:?}: overhead {overhead} ms: {doc}");
+        let bound = 4.0 * baseline + 50.0;
+        assert!(
+            overhead < bound,
+            "{args:?}: overhead {overhead} ms over a bound of {bound} ms: {doc}"
+        );
     }
     // Human output.
     ctl(pidfile_args(&d, &["reload", "--wait"]))
@@ -91,7 +126,7 @@ fn uwsgid_reload_wait_fails_when_the_new_generation_crash_loops() {
     assert_eq!(doc["error"]["kind"], "reload-failed");
     let message = doc["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("crash-loops") || message.contains("failed"),
+        message.contains(&format!("the new generation {} crash-loops", 2)),
         "{message}"
     );
     assert_eq!(doc["state"]["phase"], "failed", "{doc}");

@@ -159,12 +159,19 @@ fn notify_and_grace_readiness() {
     let cmd = probe_cmd(&dir, "");
     let mut d = Daemon::spawn(&dir, &["--worker-exec", &cmd]);
     d.addr = wait_record(&d);
-    std::thread::sleep(Duration::from_millis(700));
-    let s = d.stats();
-    let w = &workers(&s)[0];
-    assert_eq!(w["uwsgid"]["ready"], false, "{w}");
-    assert_eq!(w["status"], "starting", "{w}");
-    assert_eq!(s["uwsgid"]["state"], "starting");
+    // Checked throughout 700 ms (every stats read, not one read after a fixed sleep): a
+    // worker counted ready at any moment fails.
+    let mut reads = 0;
+    poll(Duration::from_millis(700), || {
+        let s = d.stats();
+        let w = &workers(&s)[0];
+        assert_eq!(w["uwsgid"]["ready"], false, "{w}");
+        assert_eq!(w["status"], "starting", "{w}");
+        assert_eq!(s["uwsgid"]["state"], "starting");
+        reads += 1;
+        None::<()>
+    });
+    assert!(reads >= 3, "only {reads} stats reads in 700 ms");
     drop(d);
 
     // Never notifying, with a grace: ready after it, not before.
