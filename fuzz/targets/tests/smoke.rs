@@ -40,7 +40,10 @@ fn every_target_is_smoke_tested() {
     names.sort();
     assert_eq!(
         names,
-        ["addr", "conn", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline", "stats"],
+        [
+            "addr", "conn", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline",
+            "stats"
+        ],
         "add a smoke test for the new target"
     );
 }

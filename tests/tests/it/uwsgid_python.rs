@@ -779,3 +779,31 @@ fn stats_count_the_requests_of_native_python_workers() {
     }
     assert_eq!(slow.join().unwrap(), 200);
 }
+
+#[test]
+fn without_the_native_worker_beside_it_uwsgid_falls_back_to_the_stdlib_runner() {
+    let dir = TestDir::new("py-fallback");
+    let alone = dir.join("bin");
+    std::fs::create_dir_all(&alone).unwrap();
+    let exe = alone.join("uwsgid");
+    std::fs::copy(bin("uwsgid"), &exe).unwrap();
+    let app = dir.write("app.py", APP);
+    std::fs::write(dir.join("static.bin"), static_bytes()).unwrap();
+    let mut d = Daemon::spawn_with(&dir, &["--wsgi-file", app.to_str().unwrap()], &exe, true);
+    d.wait_running();
+    assert_eq!(get(&d, "/"), (200, "hello".into()));
+    let log = d.log_text();
+    if !stdlib_runner() {
+        assert_eq!(
+            log.matches("uwsgid-python is not beside the uwsgid executable")
+                .count(),
+            1,
+            "one warning line: {log}"
+        );
+    }
+    assert!(
+        log.contains("uwsgid-wsgi["),
+        "the stdlib runner serves: {log}"
+    );
+    assert!(!log.contains("uwsgid-python["), "{log}");
+}
