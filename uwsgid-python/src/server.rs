@@ -1037,7 +1037,11 @@ impl Server {
                 let e = engine.clone();
                 match std::thread::Builder::new()
                     .name(format!("request-{i}"))
-                    .spawn(move || e.thread_loop())
+                    // One Python thread state for the thread's whole life (taken here, the GIL
+                    // released at once): without it every request would make and drop one,
+                    // and threading.local data (a framework's per-thread connections, caches)
+                    // would vanish after each request.
+                    .spawn(move || Python::with_gil(|py| py.allow_threads(|| e.thread_loop())))
                 {
                     Ok(h) => handles.push(h),
                     Err(err) => log(&format!("cannot start thread {i}: {err}")),

@@ -807,3 +807,62 @@ fn without_the_native_worker_beside_it_uwsgid_falls_back_to_the_stdlib_runner() 
     );
     assert!(!log.contains("uwsgid-python["), "{log}");
 }
+
+#[test]
+fn thread_local_data_lives_as_long_as_the_thread() {
+    let dir = TestDir::new("py-tls");
+    let app = dir.write(
+        "app.py",
+        r#"
+import threading, time
+local = threading.local()
+def application(environ, start_response):
+    local.n = getattr(local, "n", 0) + 1
+    time.sleep(0.005)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d %d" % (threading.get_ident(), local.n)]
+"#,
+    );
+    let py = python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--python",
+            &py,
+            "-p",
+            "1",
+            "--threads",
+            "2",
+        ],
+    );
+    // Two clients at once, so both threads serve; a thread's count must keep growing.
+    let addr = d.addr.clone();
+    let other = std::thread::spawn(move || {
+        (0..20)
+            .map(|_| exchange(&addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").2)
+            .collect::<Vec<_>>()
+    });
+    let mine: Vec<Vec<u8>> = (0..20)
+        .map(|_| exchange(&d.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").2)
+        .collect();
+    let mut all = other.join().unwrap();
+    all.extend(mine);
+    // For each thread: its count reaches the number of requests it served.
+    let mut per: std::collections::HashMap<String, (u32, u32)> = Default::default();
+    for b in &all {
+        let text = String::from_utf8_lossy(b).to_string();
+        let (ident, n) = text.split_once(' ').expect("ident count");
+        let e = per.entry(ident.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(n.parse().unwrap());
+    }
+    assert!(!per.is_empty());
+    for (ident, (served, max)) in &per {
+        assert_eq!(
+            served, max,
+            "thread {ident}: threading.local was reset ({per:?})"
+        );
+    }
+}
