@@ -1698,16 +1698,10 @@ impl Engine {
         head: &conn::Head<'_>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = PyDict::new(py);
-        let mut target = head.target.as_bytes();
-        for scheme in [&b"http://"[..], b"https://"] {
-            if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
-                let rest = &target[scheme.len()..];
-                target = match rest.iter().position(|&b| b == b'/') {
-                    Some(i) => &rest[i..],
-                    None => b"/",
-                };
-            }
-        }
+        // An absolute-form target (`http://host/p?q`) is served as its path, as the built-in
+        // worker does.
+        let origin = uwsgid::http::origin_form(head.target);
+        let target = origin.as_bytes();
         let (path, query) = match target.iter().position(|&b| b == b'?') {
             Some(i) => (&target[..i], &target[i + 1..]),
             None => (target, &b""[..]),

@@ -1,18 +1,23 @@
-//! The HTTP/1.x connection rules shared by every worker that serves requests itself (the
-//! native Python worker, `uwsgid-python`): a request head with all its fields, body framing
-//! (`Content-Length`, strict chunked), and the checks on a response's status line and fields.
+//! The HTTP/1.x connection rules of a worker that reads bodies and hands every field to an
+//! application (the native Python worker, `uwsgid-python`): a request head with all its
+//! fields, body framing (`Content-Length`, strict chunked), and the checks on a response's
+//! status line and fields.
 //!
 //! Pure and free of I/O: the caller owns the socket, the buffers and the deadlines. The head
-//! rules are those of [`crate::http::parse`] (NUL and bare CR refused anywhere, UTF-8 only,
-//! strict tokens, no obs-fold, a limit counting leading blank lines), plus what a server that
-//! reads bodies needs: `Transfer-Encoding: chunked` (HTTP/1.1 only, never with
-//! `Content-Length`), `Expect: 100-continue`, and exactly one `Host` on HTTP/1.1 (RFC 9112
-//! §3.2: a request without one, or with two, is answered 400).
+//! is judged by the built-in worker's own code in [`crate::http`] ([`http::split_head`]: NUL
+//! and bare CR refused anywhere, UTF-8 only, the request line judged as soon as it is whole,
+//! HTTP/0.9 refused, target forms, a limit counting leading blank lines; [`http::field`] and
+//! [`http::Fields`]: strict tokens, no obs-fold, `Content-Length`, one valid `Host`, required on
+//! HTTP/1.1, `Connection`), plus what reading bodies needs: `Transfer-Encoding: chunked`
+//! (HTTP/1.1 only, never with `Content-Length`), `Expect: 100-continue`, no control character
+//! in a value, at most [`MAX_HEADERS`] fields.
 //!
 //! Chunk sizes are 1 to 16 hexadecimal digits and nothing else (no sign, prefix, blank or
 //! underscore: what `int(x, 16)` would take is a smuggling risk behind a proxy that reads it
 //! otherwise); every line of the chunked framing ends with CRLF; chunk extensions are skipped;
 //! trailer fields are read and dropped, within the same limit as a head.
+
+use crate::http;
 
 /// Header fields a request may carry at most.
 pub const MAX_HEADERS: usize = 100;
@@ -52,131 +57,50 @@ pub enum HeadParse<'a> {
     Invalid(u16, &'static str),
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
-        let at = i + off;
-        match (buf.get(at + 1), buf.get(at + 2)) {
-            (Some(b'\n'), _) => return Some(at + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(at + 3),
-            _ => i = at + 1,
-        }
-    }
-    None
-}
-
-/// An RFC 9110 token (methods, field names).
-pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+/// An RFC 9110 token (methods, field names): [`crate::http::is_token`].
+pub use crate::http::is_token;
 
 /// Parse a request head at the start of `buf`, at most `max_head` bytes long.
+///
+/// The head's framing, request line and the common fields are the built-in worker's own
+/// checks ([`http::split_head`], [`http::field`], [`http::Fields`]); what is added here is
+/// what a server that reads bodies and hands every field to an application needs.
 pub fn parse_head(buf: &[u8], max_head: usize) -> HeadParse<'_> {
-    let skip = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    let rest = &buf[skip..];
-    let end = match find_head_end(rest) {
-        Some(end) => end,
-        None if buf.len() > max_head => {
-            return HeadParse::Invalid(431, "request header fields too large")
-        }
-        None => return HeadParse::Incomplete,
+    let raw = match http::split_head(buf, max_head) {
+        Ok(Some(h)) => h,
+        Ok(None) => return HeadParse::Incomplete,
+        Err((status, why)) => return HeadParse::Invalid(status, why),
     };
-    if skip + end > max_head {
-        return HeadParse::Invalid(431, "request header fields too large");
-    }
-    let head_bytes = &rest[..end];
-    if head_bytes.contains(&0) {
-        return HeadParse::Invalid(400, "NUL byte in request head");
-    }
-    if head_bytes
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\r' && head_bytes.get(i + 1) != Some(&b'\n'))
-    {
-        return HeadParse::Invalid(400, "bare CR in request head");
-    }
-    let Ok(head) = std::str::from_utf8(head_bytes) else {
-        return HeadParse::Invalid(400, "request head is not valid UTF-8");
-    };
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) => (m, t, v),
-        _ => return HeadParse::Invalid(400, "malformed request line"),
-    };
-    if !is_token(method) {
-        return HeadParse::Invalid(400, "malformed method");
-    }
-    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return HeadParse::Invalid(400, "malformed request target");
-    }
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        v if v.starts_with("HTTP/") => {
-            return HeadParse::Invalid(505, "HTTP version not supported")
-        }
-        _ => return HeadParse::Invalid(400, "malformed HTTP version"),
-    };
+    let mut common = http::Fields::new(raw.minor);
     let mut fields = Vec::new();
-    let mut keep_alive = minor == 1;
-    let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut expect = false;
-    let mut hosts = 0;
-    for line in lines {
-        if line.is_empty() {
-            break;
-        }
+    for line in raw.field_lines() {
         if fields.len() >= MAX_HEADERS {
             return HeadParse::Invalid(431, "too many header fields");
         }
-        let (name, value) = match line.split_once(':') {
-            Some((n, v)) if is_token(n) => (n, v.trim_matches([' ', '\t'])),
-            _ => return HeadParse::Invalid(400, "malformed header field"),
+        let (name, value) = match http::field(line) {
+            Ok(f) => f,
+            Err((status, why)) => return HeadParse::Invalid(status, why),
         };
+        let value = value.trim_matches([' ', '\t']);
+        // The application sees every value: no control character reaches it.
         if value.bytes().any(|b| b < b' ' && b != b'\t' || b == 0x7f) {
             return HeadParse::Invalid(400, "control character in a header value");
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return HeadParse::Invalid(400, "malformed Content-Length");
-            }
-            let n: u64 = match value.parse() {
-                Ok(n) => n,
-                Err(_) => return HeadParse::Invalid(400, "malformed Content-Length"),
-            };
-            if content_length.is_some_and(|c| c != n) {
-                return HeadParse::Invalid(400, "conflicting Content-Length");
-            }
-            content_length = Some(n);
+        if let Err((status, why)) = common.see(name, value) {
+            return HeadParse::Invalid(status, why);
+        }
+        if name.eq_ignore_ascii_case("content-length") && value.len() > 19 {
+            return HeadParse::Invalid(400, "malformed Content-Length");
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if minor == 0 {
+            if raw.minor == 0 {
                 return HeadParse::Invalid(400, "Transfer-Encoding in an HTTP/1.0 request");
             }
             if !value.eq_ignore_ascii_case("chunked") || chunked {
                 return HeadParse::Invalid(501, "only Transfer-Encoding: chunked is supported");
             }
             chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") && minor == 0 {
-                    keep_alive = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            if hosts > 1 {
-                return HeadParse::Invalid(400, "more than one Host header field");
-            }
         } else if name.eq_ignore_ascii_case("expect") {
             if value.eq_ignore_ascii_case("100-continue") {
                 expect = true;
@@ -186,27 +110,27 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> HeadParse<'_> {
         }
         fields.push((name, value));
     }
-    if minor == 1 && hosts == 0 {
-        return HeadParse::Invalid(400, "HTTP/1.1 request without a Host header field");
+    if let Err((status, why)) = common.finish() {
+        return HeadParse::Invalid(status, why);
     }
-    if chunked && content_length.is_some() {
+    if chunked && common.content_length.is_some() {
         return HeadParse::Invalid(400, "both Transfer-Encoding and Content-Length");
     }
     let framing = if chunked {
         Framing::Chunked
     } else {
-        Framing::Length(content_length.unwrap_or(0))
+        Framing::Length(common.content_length.unwrap_or(0))
     };
     let has_body = framing != Framing::Length(0);
     HeadParse::Complete(Head {
-        method,
-        target,
-        minor,
+        method: raw.method,
+        target: raw.target,
+        minor: raw.minor,
         fields,
-        keep_alive,
+        keep_alive: common.keep_alive,
         framing,
-        expect_continue: expect && minor == 1 && has_body,
-        head_len: skip + end,
+        expect_continue: expect && raw.minor == 1 && has_body,
+        head_len: raw.head_len,
     })
 }
 
