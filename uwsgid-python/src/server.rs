@@ -788,7 +788,7 @@ impl FileWrapper {
 struct Board {
     board: Scoreboard,
     cell: AtomicUsize,
-    next_look: Mutex<Instant>,
+    next_look: Mutex<()>,
     pid: i32,
 }
 
@@ -825,7 +825,7 @@ impl Board {
             return Some(Board {
                 board,
                 cell: AtomicUsize::new(usize::MAX),
-                next_look: Mutex::new(Instant::now()),
+                next_look: Mutex::new(()),
                 // SAFETY: getpid has no preconditions.
                 pid: unsafe { libc::getpid() },
             });
@@ -839,12 +839,9 @@ impl Board {
         if i != usize::MAX {
             return Some(self.board.cell(i));
         }
-        let mut next = self.next_look.try_lock().ok()?;
-        let now = Instant::now();
-        if now < *next {
-            return None;
-        }
-        *next = now + Duration::from_millis(100);
+        // Until the master has adopted us (it resets a cell with our pid when our first
+        // notification arrives): a scan of the cells' pids, a few microseconds.
+        let _one_at_a_time = self.next_look.try_lock().ok()?;
         let i = (0..scoreboard::CAPACITY)
             .find(|&i| self.board.cell(i).pid.load(Relaxed) == self.pid)?;
         self.cell.store(i, Relaxed);

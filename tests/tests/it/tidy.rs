@@ -33,6 +33,7 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "tests/tests/it/uwsgid_exec_protocol.rs",
     "tests/tests/it/uwsgid_lifecycle.rs",
     "tests/tests/it/uwsgid_limits.rs",
+    "tests/tests/it/uwsgid_python.rs",
     "tests/tests/it/uwsgid_stats.rs",
     "tests/tests/it/uwsgid_vacuum.rs",
     "uwsgictl/src/pidfd.rs",

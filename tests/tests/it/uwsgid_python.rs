@@ -753,7 +753,9 @@ fn stats_count_the_requests_of_native_python_workers() {
     }
     let slow = {
         let addr = d.addr.clone();
-        std::thread::spawn(move || exchange(&addr, b"GET /sleep?800 HTTP/1.1\r\nHost: t\r\n\r\n").0)
+        std::thread::spawn(move || {
+            exchange(&addr, b"GET /sleep?3000 HTTP/1.1\r\nHost: t\r\n\r\n").0
+        })
     };
     if stdlib_runner() {
         // The stdlib runner writes no scoreboard: its counters are unknown, and say so.
