@@ -23,7 +23,7 @@ _uwsgid() {
 
     case "${cmd}" in
         uwsgid)
-            opts="-p -H -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --json --yaml --strict --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi-file --callable --wsgi --module --python --virtualenv --home --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --help --version"
+            opts="-p -H -L -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --listen --logto --check-static --demo-routes --ini --json --yaml --strict --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --wsgi-file --callable --wsgi --module --python --virtualenv --home --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --static-map --static-map2 --static-index --static-expires-type --disable-logging --log-4xx --log-5xx --log-format --logformat --chdir2 --auto-procname --procname-prefix --procname-prefix-spaced --procname-append --procname --procname-master --cpu-affinity --mount --manage-script-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +178,62 @@ _uwsgid() {
                     return 0
                     ;;
                 --daemonize)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --static-map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --static-map2)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --static-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --static-expires-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --logformat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chdir2)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --procname-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --procname-prefix-spaced)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --procname-append)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --procname)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --procname-master)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpu-affinity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mount)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

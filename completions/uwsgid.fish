@@ -26,9 +26,22 @@ complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module (ru
 complete -c uwsgid -s H -l home -l virtualenv -d 'Run the Python app in the virtualenv DIR (its site-packages; its interpreter must be the Python the native worker embeds, else give --python DIR/bin/python)' -r -F
 complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)' -r -F
 complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
-complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of exec workers (repeatable)' -r
-complete -c uwsgid -l chdir -d 'Working directory of exec workers (the master\'s by default)' -r -F
+complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of every worker (repeatable)' -r
+complete -c uwsgid -l chdir -d 'Working directory of every worker (the master\'s by default)' -r -F
 complete -c uwsgid -l daemonize -d 'Detach into the background and log to FILE; returns once the instance serves' -r -F
+complete -c uwsgid -l static-map -d 'Serve files under URL prefix /URL from DIR (what follows the prefix; repeatable)' -r
+complete -c uwsgid -l static-map2 -d 'Serve files under /URL from DIR with the whole URL path appended (repeatable)' -r
+complete -c uwsgid -l static-index -d 'File served for a requested directory, tried in order (repeatable; default index.html)' -r
+complete -c uwsgid -l static-expires-type -d 'Expires and Cache-Control max-age of static files of type MIME (repeatable)' -r
+complete -c uwsgid -l logformat -l log-format -d 'Request log line with uWSGI\'s %(method) %(uri) %(status) %(msecs) %(size)... variables' -r
+complete -c uwsgid -l chdir2 -d 'Working directory of built-in workers (uWSGI: after the app is loaded)' -r -F
+complete -c uwsgid -l procname-prefix -d 'Prefix process names with TEXT (implies --auto-procname)' -r
+complete -c uwsgid -l procname-prefix-spaced -d 'Prefix process names with TEXT and a space (implies --auto-procname)' -r
+complete -c uwsgid -l procname-append -d 'Append TEXT to process names' -r
+complete -c uwsgid -l procname -d 'Name every process NAME' -r
+complete -c uwsgid -l procname-master -d 'Name the master NAME' -r
+complete -c uwsgid -l cpu-affinity -d 'Pin each worker to N CPUs, round robin over the CPUs the master may use' -r
+complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable] (repeatable; dispatched by prefix with --manage-script-name)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
@@ -39,5 +52,10 @@ complete -c uwsgid -l enable-threads -d 'Accepted for uWSGI compatibility: the P
 complete -c uwsgid -l lazy-apps -d 'Import the Python app in every worker instead of once per generation before forking'
 complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s Python interpreter started in standby (it makes a preload reload skip the interpreter\'s start-up, for the memory of one idle interpreter)'
 complete -c uwsgid -l check-config -d 'Parse and validate the options, print the result and exit (binds nothing)'
+complete -c uwsgid -s L -l disable-logging -d 'No request log lines (built-in workers)'
+complete -c uwsgid -l log-4xx -d 'With --disable-logging, still log requests answered 4xx'
+complete -c uwsgid -l log-5xx -d 'With --disable-logging, still log requests answered 5xx'
+complete -c uwsgid -l auto-procname -d 'Name processes "uwsgid master (generation G)", "uwsgid worker N (generation G)"'
+complete -c uwsgid -l manage-script-name -d 'Pick the --mount app by the longest matching URL prefix, which becomes SCRIPT_NAME'
 complete -c uwsgid -s h -l help -d 'Print help'
 complete -c uwsgid -s V -l version -d 'Print version'

@@ -130,11 +130,14 @@ class Options:
         self.log_requests = False
         self.zygote = False
         self.standby = False
+        self.mounts = []
+        self.manage_script_name = False
 
 
 USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
          "[--pythonpath DIR]... [--chdir DIR] [--threads N] [--max-connections N] "
-         "[--keepalive-timeout SECS] [--socket-timeout SECS] [--log-requests]" % PROG)
+         "[--keepalive-timeout SECS] [--socket-timeout SECS] [--log-requests] "
+         "[--mount /PREFIX=APP]... [--manage-script-name]" % PROG)
 
 # option -> (attribute, converter); None means a flag without a value.
 OPTIONS = {
@@ -150,6 +153,8 @@ OPTIONS = {
     "--log-requests": ("log_requests", None),
     "--zygote": ("zygote", None),
     "--standby": ("standby", None),
+    "--mount": ("mounts", str),
+    "--manage-script-name": ("manage_script_name", None),
 }
 
 
@@ -188,12 +193,18 @@ def parse_args(argv):
             value = convert(value)
         except ValueError:
             usage_error("argument %s: invalid %s value: %r" % (name, convert.__name__, value))
-        if attr == "pythonpath":
-            args.pythonpath.append(value)
+        if attr in ("pythonpath", "mounts"):
+            getattr(args, attr).append(value)
         else:
             setattr(args, attr, value)
-    if (args.wsgi_file is None) == (args.module is None):
+    if args.wsgi_file is not None and args.module is not None:
         usage_error("give exactly one of --wsgi-file and --module")
+    if args.wsgi_file is None and args.module is None and not args.mounts:
+        usage_error("give one of --wsgi-file and --module, or --mount")
+    for m in args.mounts:
+        prefix, eq, target = m.partition("=")
+        if not eq or not prefix.startswith("/") or not target:
+            usage_error("--mount %r: expected /PREFIX=APP" % m)
     if args.threads < 1 or args.max_connections < 1:
         usage_error("--threads and --max-connections must be at least 1")
     if args.standby and not args.zygote:
@@ -322,20 +333,71 @@ def load_application(args):
             raise StartupError("--chdir %s: %s" % (args.chdir, e.strerror))
     for d in reversed(args.pythonpath):
         sys.path.insert(0, os.path.abspath(d))
-    if args.wsgi_file:
-        path = os.path.abspath(args.wsgi_file)
+    apps = []
+    if args.wsgi_file or args.module:
+        apps.append(("", load_one(args.wsgi_file, args.module, args.callable)))
+    for m in args.mounts:
+        prefix, _, target = m.partition("=")
+        if target.endswith((".py", ".wsgi")) or os.path.isfile(target):
+            app = load_one(target, None, args.callable)
+        else:
+            app = load_one(None, target, args.callable)
+        apps.append((prefix.rstrip("/"), app))
+    if len(apps) == 1 and not args.mounts:
+        return apps[0][1]
+    return Mounts(apps, args.manage_script_name)
+
+
+class Mounts:
+    """Several apps by URL prefix (``--mount /PREFIX=APP``), as uWSGI dispatches them.
+
+    The contract (a native worker follows the same): apps are numbered in order, the
+    ``--wsgi-file``/``--module`` app first, then each mount; app 0 is the default. With
+    ``--manage-script-name`` the mount whose prefix is the longest that matches the request
+    path at a ``/`` boundary (``/app`` matches ``/app`` and ``/app/x``, not ``/appx``) serves
+    it, with SCRIPT_NAME = the prefix (without a trailing ``/``; a ``/`` mount gives "") and
+    PATH_INFO = the rest of the decoded path ("" for the prefix itself). No match: the
+    default app, SCRIPT_NAME "", PATH_INFO unchanged. Without ``--manage-script-name`` every
+    request goes to the default app unchanged (uWSGI picks a mount by the SCRIPT_NAME a
+    uwsgi-protocol frontend sends; an HTTP request carries none)."""
+
+    def __init__(self, apps, manage_script_name):
+        self.default = apps[0][1]
+        self.manage = manage_script_name
+        # Longest prefix first; "" (the default app's, or a "/" mount) matches everything.
+        self.by_length = sorted(apps, key=lambda a: len(a[0]), reverse=True)
+
+    def select(self, path):
+        """(app, script_name, path_info) for a decoded request path."""
+        if self.manage:
+            for prefix, app in self.by_length:
+                if path == prefix or path.startswith(prefix + "/"):
+                    return app, prefix, path[len(prefix):]
+        return self.default, "", path
+
+    def __call__(self, environ, start_response):
+        app, script, path = self.select(environ.get("PATH_INFO", ""))
+        environ["SCRIPT_NAME"] = script
+        environ["PATH_INFO"] = path
+        return app(environ, start_response)
+
+
+def load_one(wsgi_file, module_spec, callable_name):
+    """Import one application: a file (as ``--wsgi-file``) or ``pkg.mod[:callable]``."""
+    if wsgi_file:
+        path = os.path.abspath(wsgi_file)
         if not os.path.isfile(path):
-            raise StartupError("--wsgi-file %s: no such file" % args.wsgi_file)
+            raise StartupError("--wsgi-file %s: no such file" % wsgi_file)
         # Sibling modules of the file are importable, as when running it as a script.
         sys.path.insert(0, os.path.dirname(path))
         stem = os.path.splitext(os.path.basename(path))[0]
         modname = "uwsgi_file_" + "".join(c if c.isalnum() else "_" for c in stem)
         spec = spec_from_file_location(modname, path)
         if spec is None or spec.loader is None:
-            raise StartupError("--wsgi-file %s: not loadable as Python source" % args.wsgi_file)
+            raise StartupError("--wsgi-file %s: not loadable as Python source" % wsgi_file)
         module = module_from_spec(spec)
         sys.modules[modname] = module
-        what = "--wsgi-file %s" % args.wsgi_file
+        what = "--wsgi-file %s" % wsgi_file
         try:
             spec.loader.exec_module(module)
         except SyntaxError as e:
@@ -344,10 +406,10 @@ def load_application(args):
         except BaseException as e:
             sys.stderr.write(format_exc())
             raise StartupError("%s: %s raised while loading: %s" % (what, type(e).__name__, e))
-        name = args.callable or "application"
+        name = callable_name or "application"
     else:
-        modname, _, name = args.module.partition(":")
-        name = name or args.callable or "application"
+        modname, _, name = module_spec.partition(":")
+        name = name or callable_name or "application"
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         what = "--module %s" % modname

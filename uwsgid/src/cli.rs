@@ -137,10 +137,10 @@ pub struct Args {
     /// Requests each --wsgi-file/--module worker serves at once (default 8)
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
-    /// Set NAME=VALUE in the environment of exec workers (repeatable)
+    /// Set NAME=VALUE in the environment of every worker (repeatable)
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
-    /// Working directory of exec workers (the master's by default)
+    /// Working directory of every worker (the master's by default)
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
     /// Detach into the background and log to FILE; returns once the instance serves
@@ -149,6 +149,63 @@ pub struct Args {
     /// Parse and validate the options, print the result and exit (binds nothing)
     #[arg(long = "check-config")]
     pub check_config: bool,
+
+    // Serving options (validated in `crate::options`).
+    /// Serve files under URL prefix /URL from DIR (what follows the prefix; repeatable)
+    #[arg(long = "static-map", value_name = "/URL=DIR")]
+    pub static_map: Vec<String>,
+    /// Serve files under /URL from DIR with the whole URL path appended (repeatable)
+    #[arg(long = "static-map2", value_name = "/URL=DIR")]
+    pub static_map2: Vec<String>,
+    /// File served for a requested directory, tried in order (repeatable; default index.html)
+    #[arg(long = "static-index", value_name = "FILE")]
+    pub static_index: Vec<String>,
+    /// Expires and Cache-Control max-age of static files of type MIME (repeatable)
+    #[arg(long = "static-expires-type", value_name = "MIME=SECS")]
+    pub static_expires_type: Vec<String>,
+    /// No request log lines (built-in workers)
+    #[arg(short = 'L', long = "disable-logging")]
+    pub disable_logging: bool,
+    /// With --disable-logging, still log requests answered 4xx
+    #[arg(long = "log-4xx")]
+    pub log_4xx: bool,
+    /// With --disable-logging, still log requests answered 5xx
+    #[arg(long = "log-5xx")]
+    pub log_5xx: bool,
+    /// Request log line with uWSGI's %(method) %(uri) %(status) %(msecs) %(size)... variables
+    #[arg(long, visible_alias = "log-format", value_name = "FORMAT")]
+    pub logformat: Option<String>,
+    /// Working directory of built-in workers (uWSGI: after the app is loaded)
+    #[arg(long, value_name = "DIR")]
+    pub chdir2: Option<PathBuf>,
+    /// Name processes "uwsgid master (generation G)", "uwsgid worker N (generation G)"
+    #[arg(long = "auto-procname")]
+    pub auto_procname: bool,
+    /// Prefix process names with TEXT (implies --auto-procname)
+    #[arg(long = "procname-prefix", value_name = "TEXT")]
+    pub procname_prefix: Option<String>,
+    /// Prefix process names with TEXT and a space (implies --auto-procname)
+    #[arg(long = "procname-prefix-spaced", value_name = "TEXT")]
+    pub procname_prefix_spaced: Option<String>,
+    /// Append TEXT to process names
+    #[arg(long = "procname-append", value_name = "TEXT")]
+    pub procname_append: Option<String>,
+    /// Name every process NAME
+    #[arg(long, value_name = "NAME")]
+    pub procname: Option<String>,
+    /// Name the master NAME
+    #[arg(long = "procname-master", value_name = "NAME")]
+    pub procname_master: Option<String>,
+    /// Pin each worker to N CPUs, round robin over the CPUs the master may use
+    #[arg(long = "cpu-affinity", value_name = "N")]
+    pub cpu_affinity: Option<u32>,
+    /// Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable]
+    /// (repeatable; dispatched by prefix with --manage-script-name)
+    #[arg(long, value_name = "/PREFIX=APP")]
+    pub mount: Vec<String>,
+    /// Pick the --mount app by the longest matching URL prefix, which becomes SCRIPT_NAME
+    #[arg(long = "manage-script-name")]
+    pub manage_script_name: bool,
 }
 
 /// Where a listener is.
@@ -248,6 +305,9 @@ pub struct Config {
     pub daemonize: Option<PathBuf>,
     /// The instance's directory in the runtime directory, for named and default instances.
     pub instance_dir: Option<PathBuf>,
+    /// Static maps, request log, titles, affinity (`crate::options`).
+    #[serde(default)]
+    pub serve: crate::options::ServeOptions,
 }
 
 fn default_start_timeout() -> Duration {
@@ -395,7 +455,7 @@ fn parse_signal(name: &str) -> Result<i32, String> {
 }
 
 /// One `--env NAME=VALUE`.
-fn parse_env(kv: &str) -> Result<(String, String), String> {
+pub fn parse_env(kv: &str) -> Result<(String, String), String> {
     let (name, value) = kv
         .split_once('=')
         .ok_or_else(|| format!("--env {kv:?}: expected NAME=VALUE"))?;
@@ -573,7 +633,8 @@ impl Config {
                 "--worker-exec, --wsgi-file and --module exclude each other: give one".into(),
             );
         }
-        let python_app = args.wsgi_file.is_some() || args.module.is_some();
+        let python_app =
+            args.wsgi_file.is_some() || args.module.is_some() || !args.mount.is_empty();
         if !python_app {
             let python_only = [
                 ("--callable", args.callable.is_some()),
@@ -581,6 +642,7 @@ impl Config {
                 ("--home", args.home.is_some()),
                 ("--pythonpath", !args.pythonpath.is_empty()),
                 ("--threads", args.threads.is_some()),
+                ("--manage-script-name", args.manage_script_name),
             ];
             if let Some((flag, _)) = python_only.iter().find(|(_, given)| *given) {
                 return Err(format!(
@@ -589,8 +651,6 @@ impl Config {
             }
         }
         let exec_only = [
-            ("--env", !args.env.is_empty()),
-            ("--chdir", args.chdir.is_some()),
             (
                 "--worker-ready-timeout",
                 args.worker_ready_timeout.is_some(),
@@ -693,6 +753,7 @@ impl Config {
                 argv.push("--threads".into());
                 argv.push(t.to_string());
             }
+            argv.extend(crate::options::mount_args(args, chdir.as_deref())?);
             WorkerKind::Exec {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
@@ -706,6 +767,7 @@ impl Config {
             WorkerKind::Builtin
         };
 
+        let serve = crate::options::from_args(args, matches!(worker, WorkerKind::Builtin))?;
         Ok(Config {
             listeners,
             processes,
@@ -732,6 +794,7 @@ impl Config {
             worker,
             daemonize: args.daemonize.clone(),
             instance_dir: instance.map(|i| i.dir),
+            serve,
         })
     }
 
@@ -966,10 +1029,9 @@ mod tests {
         assert!(e
             .unwrap_err()
             .contains("--threads applies to Python apps only"));
-        let e = load(&["--http-socket", ":1", "--env", "A=b"]);
-        assert!(e
-            .unwrap_err()
-            .contains("--env applies to exec workers only"));
+        let c = load(&["--http-socket", ":1", "--env", "A=b", "--chdir", "/"]).unwrap();
+        assert_eq!(c.serve.env, [("A".to_string(), "b".to_string())]);
+        assert_eq!(c.serve.chdir, Some(PathBuf::from("/")));
         let e = load(&[
             "--http-socket",
             ":1",

@@ -305,12 +305,16 @@ pub fn run(
             crate::daemonize::daemonize(&log);
         }
     }
+    let more = crate::options::startup_warnings(&config);
     let master = match handoff {
         Some(h) => Master::resume(argv, config, h),
         None => Master::start(argv, config),
     };
-    for w in warnings {
+    for w in warnings.into_iter().chain(more) {
         log!("warning: {w}");
+    }
+    if let Ok(m) = &master {
+        m.retitle();
     }
     match master {
         Ok(mut m) => m.run_loop(),
@@ -1564,6 +1568,7 @@ impl Master {
         }
         self.generation += 1;
         let g = self.generation;
+        self.retitle();
         log!("{cause}: {} reload to generation {g}", kind.name());
         let chain = kind == ReloadKind::Chain;
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -2591,6 +2596,9 @@ impl Master {
             return;
         };
         self.board.cell(cell).reset(pid);
+        if let Some(n) = self.config.serve.cpu_affinity {
+            crate::options::pin(pid, id, n);
+        }
         let pending = self
             .slots
             .get(id as usize - 1)
@@ -2649,10 +2657,27 @@ impl Master {
         }
     }
 
+    /// `--auto-procname` and friends: the master's title names its generation.
+    fn retitle(&self) {
+        if let Some(t) = self.config.serve.procname.master_title(self.generation) {
+            crate::procname::set_title(&t);
+        }
+    }
+
     /// In the forked child: become worker `id`. Never returns.
     fn become_worker(&mut self, id: u32, generation: u64, cell: usize) -> ! {
         crate::log::set_worker(id);
         sys::set_process_name(&format!("uwsgid:w{id}"));
+        if let Some(n) = self.config.serve.cpu_affinity {
+            crate::options::pin(0, id, n);
+        }
+        // Paths a built-in worker opens later, made absolute before its --chdir.
+        let logto = (self.config.logto.clone()).map(|p| std::path::absolute(&p).unwrap_or(p));
+        let check_static =
+            (self.config.check_static.clone()).map(|p| std::path::absolute(&p).unwrap_or(p));
+        if matches!(self.config.worker, WorkerKind::Builtin) {
+            crate::options::apply_in_builtin_worker(&self.config.serve, id, generation);
+        }
         if matches!(self.config.worker, WorkerKind::Exec { .. }) {
             self.stdio_to_relay();
         }
@@ -2667,9 +2692,10 @@ impl Master {
                 board: &self.board,
                 cell,
                 demo_routes: self.config.demo_routes,
-                check_static: self.config.check_static.clone(),
+                check_static,
                 notify_addr: Some(self.notify_addr.clone()),
-                logto: self.config.logto.clone(),
+                logto,
+                serve: self.config.serve.clone(),
             }),
             WorkerKind::Exec {
                 argv, env, chdir, ..

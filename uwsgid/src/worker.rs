@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -69,6 +69,8 @@ pub struct WorkerSetup<'a> {
     pub notify_addr: Option<String>,
     /// The `--logto` file, reopened when the master's log epoch changes.
     pub logto: Option<PathBuf>,
+    /// Static maps, request log ([`crate::options`]).
+    pub serve: crate::options::ServeOptions,
 }
 
 enum Pending {
@@ -111,6 +113,8 @@ struct Conn {
     served_since: Option<Instant>,
     last_activity: Instant,
     close_after_write: bool,
+    /// The request being answered, for its log line (only while request logging is on).
+    log: Option<crate::reqlog::RequestInfo>,
     /// The connection's current epoll interest.
     interest: u32,
     keep_alive: bool,
@@ -142,6 +146,7 @@ struct Worker<'a> {
     /// When "pausing accepts" was last logged, and how many such lines were left out since.
     accept_logged: Option<Instant>,
     accept_unlogged: u64,
+    reqlog: crate::reqlog::Log,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -195,6 +200,7 @@ impl<'a> Worker<'a> {
             libc::EPOLLIN as u32,
             SIGNAL_TOKEN,
         )?;
+        let reqlog = crate::reqlog::Log::new(&setup.serve.reqlog);
         let mut worker = Worker {
             setup,
             epoll,
@@ -210,6 +216,7 @@ impl<'a> Worker<'a> {
             accept_retry: None,
             accept_logged: None,
             accept_unlogged: 0,
+            reqlog,
         };
         worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
         worker.paused = worker.setup.board.paused();
@@ -274,6 +281,8 @@ impl<'a> Worker<'a> {
         self.notify_ready();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         loop {
+            // Request lines of the last turn, in one write.
+            self.reqlog.flush();
             if self.draining && self.live_conns() == 0 {
                 return Ok(());
             }
@@ -346,6 +355,7 @@ impl<'a> Worker<'a> {
                     self.mark_keepalive_closing();
                 }
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                    self.reqlog.flush();
                     // SAFETY: immediate exit, as a brutal stop asks.
                     unsafe { libc::_exit(0) }
                 }
@@ -454,6 +464,7 @@ impl<'a> Worker<'a> {
                 served_since: None,
                 last_activity: Instant::now(),
                 close_after_write: false,
+                log: None,
                 interest: READ_INTEREST,
                 keep_alive: !self.closing(),
             };
@@ -620,6 +631,14 @@ impl<'a> Worker<'a> {
                         let consumed = req.head_len + req.content_length;
                         let target = req.target.to_string();
                         let method = req.method.to_string();
+                        conn.log = self.reqlog.any().then(|| {
+                            crate::reqlog::RequestInfo::from_head(
+                                &conn.inbuf[..req.head_len],
+                                &method,
+                                &target,
+                                req.content_length,
+                            )
+                        });
                         Ok((method, target, req.keep_alive, consumed))
                     }
                 }
@@ -718,6 +737,19 @@ impl<'a> Worker<'a> {
         if method != "GET" && method != "HEAD" {
             return self.respond(idx, 405, "text/plain", b"method not allowed\n".to_vec());
         }
+        // Static files first, as uWSGI checks its maps before the app.
+        match crate::static_map::lookup(&self.setup.serve, self.setup.check_static.as_deref(), path)
+        {
+            crate::static_map::Lookup::Found(f) => {
+                self.cell().static_requests.fetch_add(1, Relaxed);
+                let body = Body::File(f.file, f.len);
+                return self.respond_full(idx, 200, f.ctype, body, &f.headers);
+            }
+            crate::static_map::Lookup::Refused => {
+                return self.respond(idx, 403, "text/plain", b"forbidden\n".to_vec())
+            }
+            crate::static_map::Lookup::NotFound => {}
+        }
         if self.setup.demo_routes {
             match path {
                 "/" => return self.respond(idx, 200, "text/plain", b"Hello World".to_vec()),
@@ -742,12 +774,6 @@ impl<'a> Worker<'a> {
                 _ => {}
             }
         }
-        if let Some(dir) = self.setup.check_static.clone() {
-            if let Some((file, len, ctype)) = static_file(&dir, path) {
-                self.cell().static_requests.fetch_add(1, Relaxed);
-                return self.respond_with(idx, 200, ctype, Body::File(file, len));
-            }
-        }
         if path == "/" {
             let page = format!(
                 "<!doctype html>\n<title>uwsgid</title>\n<h1>uwsgid is serving</h1>\n<p>worker {} (pid {}), generation {}</p>\n",
@@ -764,6 +790,11 @@ impl<'a> Worker<'a> {
 
     /// Queue a response: the head and a small body in `out`, a file to be streamed after it.
     fn respond_with(&mut self, idx: usize, status: u16, ctype: &str, body: Body) {
+        self.respond_full(idx, status, ctype, body, "")
+    }
+
+    /// [`Self::respond_with`] with extra header lines (each ending in CRLF).
+    fn respond_full(&mut self, idx: usize, status: u16, ctype: &str, body: Body, extra: &str) {
         let closing = self.closing();
         let conn = self.conns[idx].as_mut().expect("live connection");
         let keep = conn.keep_alive && !closing;
@@ -772,7 +803,7 @@ impl<'a> Worker<'a> {
             Body::File(_, len) => *len,
         };
         let head = format!(
-            "HTTP/1.1 {status} {}\r\nServer: uwsgid\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nServer: uwsgid\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n{extra}{}\r\n",
             http::reason(status),
             if keep { "" } else { "Connection: close\r\n" }
         );
@@ -805,8 +836,38 @@ impl<'a> Worker<'a> {
             .map(|t| t.elapsed().as_micros() as u64)
             .unwrap_or(0);
         conn.last_activity = Instant::now();
+        let log = conn.log.take();
+        let fd = conn.fd.as_raw_fd();
+        let body_bytes = bytes - head.len() as u64;
         self.cell().finish_request(bytes, micros);
         self.end_in_flight();
+        if let Some(req) = log {
+            self.log_request(&req, fd, status, &head, body_bytes, micros);
+        }
+    }
+
+    fn log_request(
+        &mut self,
+        req: &crate::reqlog::RequestInfo,
+        fd: RawFd,
+        status: u16,
+        head: &str,
+        body_bytes: u64,
+        micros: u64,
+    ) {
+        let addr = crate::reqlog::peer_addr(fd);
+        let out = crate::reqlog::Outcome {
+            status,
+            head_bytes: head.len() as u64,
+            body_bytes,
+            response_headers: head.matches("\r\n").count().saturating_sub(2),
+            micros,
+            addr: &addr,
+            pid: self.pid,
+            wid: self.setup.id,
+            requests: self.cell().requests.load(Relaxed),
+        };
+        self.reqlog.record(req, &out);
     }
 
     /// Write queued output, then the file being streamed; false if the connection was closed.
@@ -1004,86 +1065,5 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-    }
-}
-
-/// Open the file under `dir` for `path`, refusing anything that escapes it: the open file, its
-/// length and its content type. Opened without blocking (a FIFO placed there cannot stall the
-/// worker) and checked to be a regular file after opening; it is streamed, never read whole.
-fn static_file(dir: &Path, path: &str) -> Option<(std::fs::File, u64, &'static str)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let decoded = percent_decode(path)?;
-    let rel = Path::new(decoded.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    let mut full = dir.join(rel);
-    if full.is_dir() {
-        full = full.join("index.html");
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&full)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let ctype = match full.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "css" => "text/css",
-        "js" => "text/javascript",
-        "json" => "application/json",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    };
-    Some((file, meta.len(), ctype))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let s = String::from_utf8(out).ok()?;
-    (!s.contains('\0')).then_some(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn static_paths_stay_inside() {
-        let dir = std::env::temp_dir().join(format!("uwsgid-static-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("a.txt"), "hi").unwrap();
-        let read = |p: &str| {
-            let (mut f, len, _) = static_file(&dir, p)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut f, &mut text).unwrap();
-            assert_eq!(len, text.len() as u64);
-            Some(text)
-        };
-        assert_eq!(read("/a.txt").as_deref(), Some("hi"));
-        assert_eq!(read("/%61.txt").as_deref(), Some("hi"));
-        assert!(static_file(&dir, "/../etc/passwd").is_none());
-        assert!(static_file(&dir, "/%2e%2e/etc/passwd").is_none());
-        assert!(static_file(&dir, "/missing").is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -146,7 +146,10 @@ fn every_option_with_a_bad_value_is_refused_before_anything_is_bound() {
             vec!["--worker-exec", "app", "--module", "m"],
             "exclude each other",
         ),
-        (vec!["--env", "A=b"], "applies to exec workers only"),
+        (
+            vec!["--worker-exec", "app", "--chdir2", "/"],
+            "exec and Python workers take --chdir",
+        ),
         (vec!["--threads", "4"], "applies to Python apps only"),
         (vec!["--callable", "app"], "applies to Python apps only"),
         (

@@ -22,7 +22,8 @@ fn demo_routes_default_page_and_static_files() {
         d.get("/hello.txt").unwrap(),
         (200, "static hello".to_string())
     );
-    assert_eq!(d.get("/../uwsgid.pid").unwrap().0, 404);
+    // A traversal attempt is refused (options_static_map has the full catalogue).
+    assert_eq!(d.get("/../uwsgid.pid").unwrap().0, 403);
     assert_eq!(d.get("/nope").unwrap().0, 404);
 }
 
