@@ -12,7 +12,7 @@ Rows (wrk -t2, 2 workers): hello with one connection per request (`Connection: c
 uWSGI on --http-socket), hello with keep-alive (uWSGI on --http11-socket), a 10 KB response
 (keep-alive), a 1 MB POST echoed as its length (keep-alive, 8 connections).
 
-Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N]
+Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N] [--rows 1,2,3,4]
 Writes bench/results/peers-DATE.json and prints a table; ratios are uwsgid / peer (req/s).
 """
 
@@ -185,6 +185,9 @@ def main():
             threads_list = [int(x) for x in args[i + 1].split(",")]
         if a == "--seconds" and i + 1 < len(args):
             seconds = int(args[i + 1])
+        if a == "--rows" and i + 1 < len(args):  # 1-based row numbers, e.g. --rows 1,3
+            keep = {int(x) for x in args[i + 1].split(",")}
+            ROWS[:] = [r for n, r in enumerate(ROWS, 1) if n in keep]
     rounds = 1 if quick else 2
     workdir = tempfile.mkdtemp(prefix="uwsgid-peers-")
     post = post_script(workdir)

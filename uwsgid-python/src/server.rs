@@ -935,6 +935,7 @@ struct Engine {
     timeout: Duration,
     log_requests: bool,
     board: Option<Board>,
+    accept_batch: usize,
 }
 
 /// `_uwsgid.Server(app, listeners, args)`: the runner's `Server`, natively.
@@ -1187,6 +1188,7 @@ impl Engine {
             timeout: Duration::from_secs_f64(s.timeout.max(0.001)),
             log_requests: s.log_requests,
             board: Board::open(),
+            accept_batch: ACCEPT_BATCH,
         };
         if let Some(b) = &e.board {
             b.cell();
@@ -1338,7 +1340,7 @@ impl Engine {
         // One connection per wake-up: the listener stays readable while more wait, and the
         // next one goes to whichever worker (or thread) waits first. Taking many at once let
         // one worker grab a burst of keep-alive clients while another sat idle.
-        for _ in 0..ACCEPT_BATCH {
+        for _ in 0..self.accept_batch {
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
                 match ls.get(index) {
