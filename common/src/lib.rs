@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod fifo;
 pub mod pidfile;
 pub mod process;
+pub mod reload;
 pub mod signals;
 pub mod stats;
 pub mod trust;

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::reload::{ReloadKind, ReloadResult};
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StatsDocument {
@@ -147,7 +149,7 @@ pub struct Zygote {
 #[serde(default)]
 pub struct ReloadProgress {
     /// `graceful`, `brutal`, `chain`, `workers`, `brutal-workers`.
-    pub kind: String,
+    pub kind: ReloadKind,
     pub generation: u64,
     pub started_unix_ms: u64,
     /// Slots holding a ready worker of `generation`.
@@ -160,10 +162,10 @@ pub struct ReloadProgress {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReloadOutcome {
-    pub kind: String,
+    pub kind: ReloadKind,
     pub generation: u64,
     /// `complete` or `failed`.
-    pub result: String,
+    pub result: ReloadResult,
     pub reason: Option<String>,
     pub duration_ms: f64,
     pub finished_unix_ms: u64,

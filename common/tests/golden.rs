@@ -88,7 +88,7 @@ fn full_document() -> StatsDocument {
             worker_kind: "builtin".into(),
             started_unix: 1_795_590_000,
             reload: Some(ReloadProgress {
-                kind: "graceful".into(),
+                kind: common::reload::ReloadKind::Graceful,
                 generation: 3,
                 started_unix_ms: 1_795_590_346_000,
                 ready: 1,
@@ -96,9 +96,9 @@ fn full_document() -> StatsDocument {
                 old_alive: 1,
             }),
             last_reload: Some(ReloadOutcome {
-                kind: "chain".into(),
+                kind: common::reload::ReloadKind::Chain,
                 generation: 2,
-                result: "complete".into(),
+                result: common::reload::ReloadResult::Complete,
                 reason: None,
                 duration_ms: 11.5,
                 finished_unix_ms: 1_795_590_300_000,

@@ -477,7 +477,9 @@ pub fn render_list(rows: &[ListRow], opts: &RenderOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::stats::{Instance, ReloadOutcome, Socket, WorkerExt, Zygote};
+    use common::stats::{
+        Instance, ReloadKind, ReloadOutcome, ReloadResult, Socket, WorkerExt, Zygote,
+    };
 
     const NOW: u64 = 1_800_000_000;
 
@@ -529,9 +531,9 @@ mod tests {
                 generation: 3,
                 processes: 3,
                 last_reload: Some(ReloadOutcome {
-                    kind: "graceful".into(),
+                    kind: ReloadKind::Graceful,
                     generation: 3,
-                    result: "complete".into(),
+                    result: ReloadResult::Complete,
                     reason: None,
                     duration_ms: 12.34,
                     finished_unix_ms: 0,

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use common::stats::{ReloadOutcome, StatsDocument};
+use common::stats::{ReloadOutcome, ReloadResult, StatsDocument};
 use serde::Serialize;
 
 use crate::exit::{CtlError, Exit};
@@ -167,8 +167,8 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
         state.draining = state.draining.max(r.old_alive);
     }
     if let Some(o) = &outcome {
-        if o.result == "failed" {
-            state.phase = "failed".into();
+        if o.result == ReloadResult::Failed {
+            state.phase = ReloadResult::Failed.name().into();
             state.duration_ms = Some(o.duration_ms);
             let reason = o.reason.clone().unwrap_or_else(|| "no reason given".into());
             return Probe::Failed {
@@ -201,7 +201,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
             })
             .collect();
         if !crashing.is_empty() {
-            state.phase = "failed".into();
+            state.phase = ReloadResult::Failed.name().into();
             return Probe::Failed {
                 exit: Exit::ReloadFailed,
                 reason: format!(
@@ -213,7 +213,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
         }
     }
     if let Some(o) = &outcome {
-        if o.result == "complete" {
+        if o.result == ReloadResult::Complete {
             let all_ready = live.len() as u32 >= total
                 && live.iter().all(|w| {
                     w.uwsgid
@@ -221,7 +221,7 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
                         .is_some_and(|x| x.generation == o.generation && x.ready)
                 });
             if ext.reload.is_none() && ext.draining.is_empty() && all_ready {
-                state.phase = "complete".into();
+                state.phase = ReloadResult::Complete.name().into();
                 state.duration_ms = Some(o.duration_ms);
                 return Probe::Done(state);
             }
@@ -262,7 +262,7 @@ pub fn uwsgi_reload(doc: &StatsDocument, old_pids: &[i64]) -> Probe<ReloadState>
         detail: None,
     };
     if total > 0 && new_ready == total {
-        state.phase = "complete".into();
+        state.phase = ReloadResult::Complete.name().into();
         return Probe::Done(state);
     }
     Probe::Pending(state)
@@ -279,7 +279,7 @@ pub fn is_paused(doc: &StatsDocument) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::stats::{Draining, Instance, ReloadProgress, Worker, WorkerExt};
+    use common::stats::{Draining, Instance, ReloadKind, ReloadProgress, Worker, WorkerExt};
 
     fn worker(id: u32, pid: i64, generation: u64, ready: bool) -> Worker {
         Worker {
@@ -310,12 +310,12 @@ mod tests {
         }
     }
 
-    fn outcome(generation: u64, result: &str) -> ReloadOutcome {
+    fn outcome(generation: u64, result: ReloadResult) -> ReloadOutcome {
         ReloadOutcome {
-            kind: "graceful".into(),
+            kind: ReloadKind::Graceful,
             generation,
-            result: result.into(),
-            reason: (result == "failed").then(|| "bad option --x".into()),
+            result,
+            reason: (result == ReloadResult::Failed).then(|| "bad option --x".into()),
             duration_ms: 12.5,
             finished_unix_ms: 1,
         }
@@ -330,7 +330,7 @@ mod tests {
         let mut during = doc(2, vec![worker(1, 20, 2, true), worker(2, 11, 1, true)]);
         let ext = during.uwsgid.as_mut().unwrap();
         ext.reload = Some(ReloadProgress {
-            kind: "graceful".into(),
+            kind: ReloadKind::Graceful,
             generation: 2,
             ready: 1,
             total: 2,
@@ -349,7 +349,7 @@ mod tests {
 
         let mut draining = doc(2, vec![worker(1, 20, 2, true), worker(2, 21, 2, true)]);
         let ext = draining.uwsgid.as_mut().unwrap();
-        ext.last_reload = Some(outcome(2, "complete"));
+        ext.last_reload = Some(outcome(2, ReloadResult::Complete));
         ext.draining = vec![Draining {
             pid: 11,
             generation: 1,
@@ -359,7 +359,7 @@ mod tests {
         assert!(matches!(uwsgid_reload(&draining, &base), Probe::Pending(_)));
 
         let mut done = doc(2, vec![worker(1, 20, 2, true), worker(2, 21, 2, true)]);
-        done.uwsgid.as_mut().unwrap().last_reload = Some(outcome(2, "complete"));
+        done.uwsgid.as_mut().unwrap().last_reload = Some(outcome(2, ReloadResult::Complete));
         match uwsgid_reload(&done, &base) {
             Probe::Done(s) => assert_eq!(s.duration_ms, Some(12.5)),
             other => panic!("{other:?}"),
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn an_old_outcome_is_not_mistaken_for_ours() {
         let mut before = doc(3, vec![worker(1, 10, 3, true), worker(2, 11, 3, true)]);
-        before.uwsgid.as_mut().unwrap().last_reload = Some(outcome(3, "complete"));
+        before.uwsgid.as_mut().unwrap().last_reload = Some(outcome(3, ReloadResult::Complete));
         let base = UwsgidBaseline::of(&before);
         assert!(matches!(uwsgid_reload(&before, &base), Probe::Pending(_)));
     }
@@ -379,7 +379,7 @@ mod tests {
         let before = doc(1, vec![worker(1, 10, 1, true), worker(2, 11, 1, true)]);
         let base = UwsgidBaseline::of(&before);
         let mut failed = before.clone();
-        failed.uwsgid.as_mut().unwrap().last_reload = Some(outcome(2, "failed"));
+        failed.uwsgid.as_mut().unwrap().last_reload = Some(outcome(2, ReloadResult::Failed));
         match uwsgid_reload(&failed, &base) {
             Probe::Failed { exit, reason, .. } => {
                 assert_eq!(exit, Exit::ReloadFailed);

@@ -821,7 +821,8 @@ impl Board {
             if fd < 0 {
                 return None;
             }
-            let board = Scoreboard::inherit(fd).ok()?;
+            // SAFETY: fd was just opened by us and is owned by nobody else.
+            let board = Scoreboard::inherit(unsafe { OwnedFd::from_raw_fd(fd) }).ok()?;
             return Some(Board {
                 board,
                 cell: AtomicUsize::new(usize::MAX),
@@ -852,14 +853,17 @@ impl Board {
         Some(cell)
     }
 
-    fn begin(&self, line: &str) {
-        if let Some(cell) = self.cell() {
-            if cell.in_flight.fetch_add(1, Relaxed) == 0 {
-                cell.request_start_us.store(now_us(), Relaxed);
-                cell.state.store(scoreboard::BUSY, Relaxed);
-            }
-            cell.set_request(line.as_bytes());
+    /// Count a request in flight; false if there is no cell yet (then no [`Board::end`]).
+    fn begin(&self, line: &str) -> bool {
+        let Some(cell) = self.cell() else {
+            return false;
+        };
+        if cell.in_flight.fetch_add(1, Relaxed) == 0 {
+            cell.request_start_us.store(now_us(), Relaxed);
+            cell.state.store(scoreboard::BUSY, Relaxed);
         }
+        cell.set_request(line.as_bytes());
+        true
     }
 
     fn end(&self, bytes: u64, micros: u64) {
@@ -1015,6 +1019,17 @@ impl Server {
             })
             .collect();
         let names = names.join(", ");
+        // A forked worker is adopted (its cell reset with our pid) when the master reads the
+        // announcement it sent before serving: wait for that briefly, so that every request
+        // is counted from the first.
+        if let Some(b) = &engine.board {
+            for _ in 0..500 {
+                if b.cell().is_some() {
+                    break;
+                }
+                py.allow_threads(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let msg = format!(
                 "READY=1\nSTATUS=serving on {names} with {} threads{}",
@@ -1583,15 +1598,13 @@ impl Engine {
             let framing = head.framing;
             let keep_alive = head.keep_alive;
             let line = format!("{} {}", head.method, head.target);
-            if let Some(b) = &self.board {
-                b.begin(&line);
-            }
+            let counted = self.board.as_ref().is_some_and(|b| b.begin(&line));
             let environ = match self.environ(py, conn, &head) {
                 Ok(e) => e,
                 Err(e) => {
                     log("internal error building the environ");
                     e.display(py);
-                    if let Some(b) = &self.board {
+                    if let (Some(b), true) = (&self.board, counted) {
                         b.end(0, 0);
                     }
                     return false;
@@ -1675,7 +1688,7 @@ impl Engine {
                 })
             };
             conn.buf = rest;
-            if let Some(b) = &self.board {
+            if let (Some(b), true) = (&self.board, counted) {
                 b.end(out, started.elapsed().as_micros() as u64);
             }
             if self.log_requests {

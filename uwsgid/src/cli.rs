@@ -319,12 +319,46 @@ pub const DEFAULT_PROCESSES: u32 = 4;
 pub const MAX_PROCESSES: u32 = 512;
 pub const DEFAULT_BACKLOG: i32 = 4096;
 
+/// Why the options were refused. Every message names the option or file, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The command line does not parse: clap's message, with the usage line.
+    Usage(String),
+    /// A configuration file's options do not parse.
+    Ini { path: PathBuf, why: String },
+    /// The configuration files cannot be read or expanded, or keys in them are refused.
+    Config(String),
+    /// An option's value is refused (the message names the option and the value).
+    Invalid(String),
+    /// An option read from `--ini` is refused.
+    FromIni {
+        path: PathBuf,
+        error: Box<ConfigError>,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Usage(m) | ConfigError::Invalid(m) | ConfigError::Config(m) => {
+                f.write_str(m)
+            }
+            ConfigError::Ini { path, why } => write!(f, "in --ini {}: {why}", path.display()),
+            ConfigError::FromIni { path, error } => {
+                write!(f, "{error} (options read from --ini {})", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Parse the process's arguments (and the configuration files they name) into Args plus
 /// warnings. The configuration language is [`crate::config`]'s.
-pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
-    let expanded = crate::config::expand(argv)?;
+pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
+    let expanded = crate::config::expand(argv).map_err(ConfigError::Config)?;
     if !expanded.refused.is_empty() {
-        return Err(format!(
+        return Err(ConfigError::Config(format!(
             "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
             if expanded.refused.len() == 1 {
                 "an option is".to_string()
@@ -332,7 +366,7 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
                 format!("{} options are", expanded.refused.len())
             },
             expanded.refused.join("\n  ")
-        ));
+        )));
     }
     let mut args = match Args::try_parse_from(&expanded.words) {
         Ok(a) => a,
@@ -349,11 +383,11 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), String> {
             let text = e.to_string();
             let text = text.trim_end();
             return Err(match expanded.sources.first() {
-                Some(ini) => format!(
-                    "in --ini {ini}: {}",
-                    text.strip_prefix("error: ").unwrap_or(text)
-                ),
-                None => text.to_string(),
+                Some(ini) => ConfigError::Ini {
+                    path: PathBuf::from(ini),
+                    why: text.strip_prefix("error: ").unwrap_or(text).to_string(),
+                },
+                None => ConfigError::Usage(text.to_string()),
             });
         }
     };
@@ -685,8 +719,7 @@ impl Config {
             }
         }
         let worker = if let Some(cmd) = &args.worker_exec {
-            let argv =
-                crate::exec::split_command_line(cmd).map_err(|e| format!("--worker-exec: {e}"))?;
+            let argv = split_command_line(cmd).map_err(|e| format!("--worker-exec: {e}"))?;
             WorkerKind::Exec {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
@@ -799,11 +832,14 @@ impl Config {
     }
 
     /// Load the configuration from a full argv (program name first).
-    pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), String> {
+    pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), ConfigError> {
         let (args, warnings) = parse_args(argv)?;
         let config = Config::from_args(&args, argv.len() <= 1).map_err(|e| match &args.ini {
-            Some(ini) => format!("{e} (options read from --ini {})", ini.display()),
-            None => e,
+            Some(ini) => ConfigError::FromIni {
+                path: ini.clone(),
+                error: Box::new(ConfigError::Invalid(e)),
+            },
+            None => ConfigError::Invalid(e),
         })?;
         Ok((args, config, warnings))
     }
@@ -890,6 +926,131 @@ fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
     ))
 }
 
+/// Split a command line into words as a POSIX shell would, without running a shell.
+///
+/// Blanks (space, tab) separate words; `'…'` is literal; in `"…"` a backslash escapes only
+/// `"`, `\`, `$`, `` ` `` and newline; outside quotes a backslash escapes any character and
+/// backslash-newline joins lines; `''` is an empty word. Since nothing is expanded, whatever a
+/// shell would expand or interpret is refused with a message saying how to quote it instead:
+/// `$` and `` ` ``, the operators `| & ; < > ( )`, an unquoted newline, a `#` comment, and a
+/// leading `NAME=value` assignment. Globs (`*`, `?`, `[`) and `~` are passed literally.
+pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = cmd.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\\' => match chars.next() {
+                Some((_, '\n')) => {}
+                Some((_, escaped)) => {
+                    word.push(escaped);
+                    in_word = true;
+                }
+                None => return Err(format!("{cmd:?}: trailing backslash escapes nothing")),
+            },
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some((_, '\'')) => break,
+                        Some((_, ch)) => word.push(ch),
+                        None => {
+                            return Err(format!(
+                                "{cmd:?}: unterminated single quote (opened at byte {at})"
+                            ))
+                        }
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some((_, '"')) => break,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, e @ ('"' | '\\' | '$' | '`'))) => word.push(e),
+                            Some((_, '\n')) => {}
+                            Some((_, other)) => {
+                                word.push('\\');
+                                word.push(other);
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{cmd:?}: unterminated double quote (opened at byte {at})"
+                                ))
+                            }
+                        },
+                        Some((inner, ch @ ('$' | '`'))) => {
+                            return Err(format!(
+                                "{cmd:?}: '{ch}' at byte {inner} would be expanded by a shell, \
+                                 and no shell runs this command; write \\{ch} or use single quotes"
+                            ))
+                        }
+                        Some((_, ch)) => word.push(ch),
+                        None => {
+                            return Err(format!(
+                                "{cmd:?}: unterminated double quote (opened at byte {at})"
+                            ))
+                        }
+                    }
+                }
+            }
+            '$' | '`' => {
+                return Err(format!(
+                    "{cmd:?}: '{c}' at byte {at} would be expanded by a shell, and no shell runs \
+                     this command; quote it ('{c}') to pass it literally"
+                ))
+            }
+            '|' | '&' | ';' | '<' | '>' | '(' | ')' => {
+                return Err(format!(
+                    "{cmd:?}: shell operator '{c}' at byte {at} is not supported (no shell runs \
+                     this command); quote it to pass it literally, or run sh -c '…' explicitly"
+                ))
+            }
+            '\n' | '\r' => {
+                return Err(format!(
+                    "{cmd:?}: line break at byte {at}; one command only (end a line with \\ to \
+                     continue it)"
+                ))
+            }
+            '#' if !in_word => {
+                return Err(format!(
+                    "{cmd:?}: '#' at byte {at} starts a comment in a shell; quote it to pass it \
+                     literally"
+                ))
+            }
+            _ => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    let Some(first) = words.first() else {
+        return Err("empty command: give the program to run and its arguments".to_string());
+    };
+    if let Some((name, _)) = first.split_once('=') {
+        let is_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if is_name {
+            return Err(format!(
+                "{cmd:?}: {first:?} is a variable assignment, which a shell would put in the \
+                 environment; set the variable with --env {first} instead"
+            ));
+        }
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,7 +1096,9 @@ mod tests {
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        Config::load(&argv).map(|(_, c, _)| c)
+        Config::load(&argv)
+            .map(|(_, c, _)| c)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -1063,5 +1226,70 @@ mod tests {
             .unwrap_err()
             .contains("no [uwsgi] section"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn words(cmd: &str) -> Vec<String> {
+        split_command_line(cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    }
+
+    fn split_error(cmd: &str) -> String {
+        match split_command_line(cmd) {
+            Ok(w) => panic!("{cmd:?} split into {w:?}, expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn split_words_like_a_shell() {
+        assert_eq!(
+            words("node  app.js\t--port 3"),
+            ["node", "app.js", "--port", "3"]
+        );
+        assert_eq!(words("  a  "), ["a"]);
+        assert_eq!(words("echo 'a b' \"c d\""), ["echo", "a b", "c d"]);
+        assert_eq!(words("x 'it''s' a'b'\"c\"d"), ["x", "its", "abcd"]);
+        assert_eq!(
+            words(r#"x '\n$HOME' "a\"b\\c\$d\e""#),
+            ["x", r"\n$HOME", r#"a"b\c$d\e"#]
+        );
+        assert_eq!(words(r"x a\ b \'q \$ \|"), ["x", "a b", "'q", "$", "|"]);
+        assert_eq!(words("x '' \"\" z"), ["x", "", "", "z"]);
+        assert_eq!(words("x a\\\nb"), ["x", "ab"]);
+        assert_eq!(words("x 'multi\nline'"), ["x", "multi\nline"]);
+        assert_eq!(
+            words("x a#b *.py ~/p 'A=b'"),
+            ["x", "a#b", "*.py", "~/p", "A=b"]
+        );
+        assert_eq!(
+            words("/usr/bin/env A=b prog"),
+            ["/usr/bin/env", "A=b", "prog"]
+        );
+        assert_eq!(
+            words("python3 -c 'print(\"hi\")'"),
+            ["python3", "-c", "print(\"hi\")"]
+        );
+    }
+
+    #[test]
+    fn split_refuses_what_a_shell_would_interpret() {
+        assert!(split_error("").contains("empty command"));
+        assert!(split_error(" \t ").contains("empty command"));
+        assert!(split_error("x 'abc").contains("unterminated single quote (opened at byte 2)"));
+        assert!(split_error("x \"abc").contains("unterminated double quote"));
+        assert!(split_error("x \"abc\\").contains("unterminated double quote"));
+        assert!(split_error("x abc\\").contains("trailing backslash"));
+        assert!(split_error("x $HOME").contains("'$' at byte 2 would be expanded"));
+        assert!(split_error("x \"$HOME\"").contains("would be expanded"));
+        assert!(split_error("x `id`").contains("would be expanded"));
+        for op in ["a | b", "a && b", "a; b", "a > log", "a < in", "(a)"] {
+            assert!(split_error(op).contains("shell operator"), "{op}");
+        }
+        assert!(split_error("a\nb").contains("one command only"));
+        assert!(split_error("a # note").contains("comment"));
+        let e = split_error("PORT=3 node app.js");
+        assert!(
+            e.contains("variable assignment") && e.contains("--env PORT=3"),
+            "{e}"
+        );
     }
 }

@@ -186,25 +186,21 @@ impl Fifo {
         })
     }
 
-    /// Adopt the FIFO fds inherited across re-exec.
+    /// Adopt the FIFO ends inherited across re-exec (validated by `sys::take_fd`).
     pub fn inherit(
         paths: Vec<PathBuf>,
         active: usize,
-        read: RawFd,
-        keep: RawFd,
+        read: OwnedFd,
+        keep: OwnedFd,
         created: Vec<PathBuf>,
-    ) -> io::Result<Fifo> {
-        crate::sys::set_cloexec(read, true)?;
-        crate::sys::set_cloexec(keep, true)?;
-        // SAFETY: the handoff names these fds as our FIFO ends; each is taken once.
-        let (read, keep) = unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(keep)) };
-        Ok(Fifo {
+    ) -> Fifo {
+        Fifo {
             paths,
             active,
             read,
             keep,
             created,
-        })
+        }
     }
 
     pub fn raw(&self) -> RawFd {

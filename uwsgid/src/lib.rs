@@ -2,7 +2,7 @@
 //!
 //! The binary is a thin `main` over [`main_entry`]. The master lives in [`master`]; built-in
 //! workers in [`worker`] (HTTP in [`http`]); exec workers and their readiness protocol in
-//! [`exec`]. Everything a master passes to its next image is in [`handoff`].
+//! [`exec`]. Everything a master passes to its next image is in [`master::handoff`].
 
 pub mod cli;
 pub mod config;
@@ -11,7 +11,6 @@ pub mod daemonize;
 pub mod exec;
 pub mod fault;
 pub mod fifo;
-pub mod handoff;
 pub mod http;
 pub mod listener;
 pub mod log;
@@ -46,7 +45,7 @@ pub fn main_entry() -> i32 {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let handoff = match handoff::Handoff::take() {
+    let handoff = match master::handoff::Handoff::take() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
             log!("ignoring a broken handoff: {e}");
@@ -89,6 +88,7 @@ pub fn main_entry() -> i32 {
                 log!("{}", h.last_error.as_deref().unwrap_or_default());
                 return master::run(argv, config, Some(h), Vec::new());
             }
+            let e = e.to_string();
             let e = e.trim_end();
             let e = e.strip_prefix("error: ").unwrap_or(e);
             eprintln!("uwsgid: error: {e}");

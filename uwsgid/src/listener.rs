@@ -166,13 +166,11 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
 
 /// Adopt a listener fd inherited across re-exec.
 pub fn inherit(
-    raw: RawFd,
+    fd: OwnedFd,
     configured: &str,
     created_path: Option<PathBuf>,
 ) -> io::Result<Listener> {
-    check_listening(raw)?;
-    // SAFETY: the handoff names this fd as a listener; it is taken once.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    check_listening(fd.as_raw_fd())?;
     finish(fd, configured.to_string(), created_path)
 }
 
@@ -191,7 +189,10 @@ pub fn take_systemd() -> Vec<Listener> {
         for i in 0..count.clamp(0, 64) {
             let raw = 3 + i;
             if check_listening(raw).is_ok() {
-                if let Ok(l) = inherit(raw, &format!("systemd:{i}"), None) {
+                // SAFETY: systemd passed this fd to us (LISTEN_PID is ours), it is a
+                // listening socket, and each number is taken once.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                if let Ok(l) = inherit(fd, &format!("systemd:{i}"), None) {
                     taken.push(l);
                 }
             }

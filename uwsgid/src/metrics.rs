@@ -380,7 +380,7 @@ pub fn render(doc: &StatsDocument, host: &Host) -> String {
             "gauge",
             "Slots holding a ready worker of the reload's generation.",
         );
-        o.sample("reload_ready_workers", &[("kind", &r.kind)], r.ready);
+        o.sample("reload_ready_workers", &[("kind", r.kind.name())], r.ready);
         o.one(
             "reload_started_seconds",
             "gauge",
@@ -389,7 +389,7 @@ pub fn render(doc: &StatsDocument, host: &Host) -> String {
         );
     }
     if let Some(r) = inst.and_then(|i| i.last_reload.as_ref()) {
-        let labels = [("kind", r.kind.as_str()), ("result", r.result.as_str())];
+        let labels = [("kind", r.kind.name()), ("result", r.result.name())];
         o.family(
             "last_reload_duration_seconds",
             "gauge",
@@ -467,9 +467,9 @@ mod tests {
                 processes: 2,
                 started_unix: 1000,
                 last_reload: Some(ReloadOutcome {
-                    kind: "graceful".into(),
+                    kind: common::reload::ReloadKind::Graceful,
                     generation: 2,
-                    result: "complete".into(),
+                    result: common::reload::ReloadResult::Complete,
                     duration_ms: 250.0,
                     finished_unix_ms: 1_500_000,
                     ..Default::default()

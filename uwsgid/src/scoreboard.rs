@@ -80,10 +80,7 @@ impl Scoreboard {
     }
 
     /// Adopt a scoreboard inherited across re-exec.
-    pub fn inherit(raw: RawFd) -> io::Result<Scoreboard> {
-        // SAFETY: the handoff names this fd as our scoreboard memfd; we take ownership once.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        crate::sys::set_cloexec(raw, true)?;
+    pub fn inherit(fd: OwnedFd) -> io::Result<Scoreboard> {
         let board = Scoreboard::map(fd)?;
         if board.header().magic.load(Relaxed) != MAGIC {
             return Err(io::Error::new(

@@ -194,13 +194,10 @@ impl StatsServer {
     pub fn inherit(
         addr: StatsAddr,
         http: bool,
-        raw: RawFd,
+        listener: OwnedFd,
         created_path: Option<PathBuf>,
     ) -> io::Result<StatsServer> {
-        crate::listener::check_listening(raw)?;
-        crate::sys::set_cloexec(raw, true)?;
-        // SAFETY: the handoff names this fd as our stats listener; taken once.
-        let listener = unsafe { OwnedFd::from_raw_fd(raw) };
+        crate::listener::check_listening(listener.as_raw_fd())?;
         Ok(StatsServer {
             addr,
             http,

@@ -1,7 +1,9 @@
 //! Thin, safe wrappers over the Linux calls uwsgid needs and std does not offer.
 //!
-//! Most of the crate's `unsafe` lives here (the rest is in `scoreboard`), each block with its
-//! reason. Everything returns `io::Result` and takes or returns owned fds where ownership moves.
+//! The general-purpose `unsafe` wrappers live here; `unsafe` is also used, each block with its
+//! `// SAFETY:` reason, where a call belongs to one place: the fork-child fence
+//! (`master/spawn.rs`), the daemonize and launcher pipe (`master/files.rs`), the scoreboard's
+//! shared memory, the notify socket, the exec path and the workers' own I/O. Everything returns `io::Result` and takes or returns owned fds where ownership moves.
 
 use std::ffi::CString;
 use std::io;
@@ -487,4 +489,96 @@ impl FileStamp {
             mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
         })
     }
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec; the first (ours) is non-blocking.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds that we then own.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created by socketpair.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_nonblocking(ours.as_raw_fd())?;
+    Ok((ours, theirs))
+}
+
+/// Adopt an fd named by a previous image: check that it is open, make it close-on-exec again
+/// and own it. `what` names it in the error.
+pub fn take_fd(fd: RawFd, what: &str) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the fd's flags; a closed fd fails with EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{what}: inherited fd {fd} is not open"),
+        ));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: the handoff names this fd as ours and it is open; taken once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Become a child subreaper: orphaned descendants (workers double-forked by a zygote) are
+/// re-parented to us, so we can reap them. It survives execve; setting it again costs nothing.
+pub fn set_child_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// SIGKILL `pid`, an unreaped child of ours (so neither its pid nor its group id can have been
+/// reused), and its whole process group if it leads one: exec workers and zygotes do (see
+/// `master::spawn`), so the program's own children die with it.
+pub fn kill_group(pid: i32) {
+    // SAFETY: getpgid and kill have no memory effects.
+    if pid > 0 && unsafe { libc::getpgid(pid) } == pid {
+        // SAFETY: as above; -pid is the group that child leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    kill(pid, libc::SIGKILL);
+}
+
+/// SIGKILL the process group `group` (not ours, not init's).
+pub fn kill_process_group(group: i32) {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    let ours = unsafe { libc::getpgrp() };
+    if group > 1 && group != ours {
+        // SAFETY: kill has no memory effects; the caller names the group of an unreaped child
+        // of ours, so its id cannot have been reused.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
+/// The live (not zombie) children of `parent` with their process groups, from /proc.
+pub fn children_of(parent: i32) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM ends at the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(3).collect();
+        if let [state, ppid, pgrp] = f[..] {
+            if state != "Z" && ppid.parse() == Ok(parent) {
+                out.push((pid, pgrp.parse().unwrap_or(0)));
+            }
+        }
+    }
+    out
 }

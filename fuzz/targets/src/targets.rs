@@ -12,8 +12,8 @@
 //!   without panicking.
 //! - `ini`: uwsgid's `cli::ini_args`, `cli::parse_args` and `Config::from_args` on the file,
 //!   and uwsgictl's `ini::parse`/`ini::read` on the same text.
-//! - `exec`: `exec::split_command_line` round-trips through single-quoting;
-//!   `exec::parse_notify` sets a flag exactly when a line says `FLAG=1`.
+//! - `exec`: `cli::split_command_line` round-trips through single-quoting;
+//!   `notify::parse` sets a flag exactly when a line says `FLAG=1`.
 //! - `addr`: `cli::parse_listen_addr` (TCP forms round-trip through `Display`) and uwsgictl's
 //!   `StatsAddr::parse`; host names are never resolved (no DNS from a fuzzer).
 
@@ -456,7 +456,7 @@ fn uwsgid_document() -> StatsDocument {
             processes: 3,
             worker_kind: "builtin".into(),
             reload: Some(ReloadProgress {
-                kind: "chain".into(),
+                kind: common::reload::ReloadKind::Chain,
                 generation: 4,
                 ready: 1,
                 total: 3,
@@ -464,9 +464,9 @@ fn uwsgid_document() -> StatsDocument {
                 ..ReloadProgress::default()
             }),
             last_reload: Some(ReloadOutcome {
-                kind: "graceful".into(),
+                kind: common::reload::ReloadKind::Graceful,
                 generation: 3,
-                result: "failed".into(),
+                result: common::reload::ReloadResult::Failed,
                 reason: Some("worker 2 exited".into()),
                 duration_ms: 12.5,
                 finished_unix_ms: 1_700_000_000_500,
@@ -676,7 +676,10 @@ pub fn ini(data: &[u8]) -> String {
                 }
                 Ok(_) => "args ok (not resolved)".into(),
                 Err(e) => {
-                    assert!(e.contains("fuzz.ini"), "the error names the file: {e}");
+                    assert!(
+                        e.to_string().contains("fuzz.ini"),
+                        "the error names the file: {e}"
+                    );
                     "args refused".into()
                 }
             }
@@ -754,7 +757,8 @@ fn single_quote(word: &str) -> String {
 }
 
 pub fn exec(data: &[u8]) -> String {
-    use uwsgid::exec::{parse_notify, split_command_line};
+    use uwsgid::cli::split_command_line;
+    use uwsgid::notify::parse as parse_notify;
     let text = String::from_utf8_lossy(data);
     let split = split_command_line(&text);
     assert_eq!(split, split_command_line(&text), "deterministic");
@@ -992,7 +996,7 @@ pub fn pipeline(data: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // handoff: what a re-executed master decodes from `UWSGID_HANDOFF`.
 //
-// `uwsgid::handoff::Handoff::take` is `serde_json::from_str::<Handoff>` on the variable's
+// `uwsgid::master::handoff::Handoff::take` is `serde_json::from_str::<Handoff>` on the variable's
 // text; the target decodes the same way (through the public type, nothing else). Garbage is
 // an error, never a panic; whatever decodes re-encodes to a document that decodes to the same
 // encoding again.
@@ -1011,11 +1015,11 @@ pub fn handoff(data: &[u8]) -> String {
     let Ok(text) = std::str::from_utf8(data) else {
         return "not utf-8".into();
     };
-    match serde_json::from_str::<uwsgid::handoff::Handoff>(text) {
+    match serde_json::from_str::<uwsgid::master::handoff::Handoff>(text) {
         Err(e) => format!("refused: {}", e.classify() as u8),
         Ok(h) => {
             let once = serde_json::to_string(&h).expect("a decoded handoff encodes");
-            let again: uwsgid::handoff::Handoff =
+            let again: uwsgid::master::handoff::Handoff =
                 serde_json::from_str(&once).expect("an encoded handoff decodes");
             let twice = serde_json::to_string(&again).unwrap();
             assert_eq!(once, twice, "the handoff does not round-trip");

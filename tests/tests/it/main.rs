@@ -10,6 +10,7 @@ mod config_options;
 mod config_uwsgi;
 mod contrib;
 mod daemonize;
+mod exec_runner;
 mod exec_support;
 mod harness;
 mod health_metrics;

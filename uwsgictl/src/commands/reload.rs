@@ -1,6 +1,7 @@
 //! `reload`: every reload kind, by signal or FIFO byte, and `--wait` until the new
 //! generation is ready.
 
+use common::reload::ReloadKind;
 use std::time::{Duration, Instant};
 
 use common::fifo::FifoCommand;
@@ -15,18 +16,26 @@ use crate::wait::{self, wait_until, Probe, ReloadState, UwsgidBaseline};
 use serde_json::json;
 
 pub(super) fn reload(ctx: &Ctx, a: &ReloadArgs) -> Result<Report, CtlError> {
-    let (kind, byte, sig): (&str, u8, Option<(i32, &'static str)>) =
+    let (kind, byte, sig): (ReloadKind, u8, Option<(i32, &'static str)>) =
         match (a.brutal, a.chain, a.workers) {
-            (_, true, _) => ("chain", FifoCommand::ChainReload.as_byte(), None),
+            (_, true, _) => (ReloadKind::Chain, FifoCommand::ChainReload.as_byte(), None),
             (true, _, true) => (
-                "brutal-workers",
+                ReloadKind::BrutalWorkers,
                 FifoCommand::BrutalWorkersReload.as_byte(),
                 None,
             ),
-            (false, _, true) => ("workers", FifoCommand::WorkersReload.as_byte(), None),
-            (true, _, false) => ("brutal", FifoCommand::BrutalReload.as_byte(), None),
+            (false, _, true) => (
+                ReloadKind::Workers,
+                FifoCommand::WorkersReload.as_byte(),
+                None,
+            ),
+            (true, _, false) => (
+                ReloadKind::Brutal,
+                FifoCommand::BrutalReload.as_byte(),
+                None,
+            ),
             (false, false, false) => (
-                "graceful",
+                ReloadKind::Graceful,
                 FifoCommand::Reload.as_byte(),
                 Some((libc::SIGHUP, "HUP")),
             ),

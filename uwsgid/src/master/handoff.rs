@@ -2,8 +2,10 @@
 //!
 //! The old image serializes its state as JSON into the `UWSGID_HANDOFF` environment variable and
 //! clears close-on-exec on exactly the fds named here. The new image reads it once, removes the
-//! variable (workers and exec'd programs never see it), validates each fd before adopting it,
-//! and goes on from where the old image stopped: same listeners, same workers (still its
+//! variable (workers and exec'd programs never see it), and each part takes back its own state
+//! (see [`super::reexec`]): every fd named here goes through one validating `sys::take_fd`
+//! (open, made close-on-exec again) before it is adopted, and goes on from where the old image
+//! stopped: same listeners, same workers (still its
 //! children), same scoreboard, same FIFO and stats socket, next generation.
 //!
 //! The kernel limits one environment string to 128 KiB, and the worker list grows with
@@ -30,8 +32,8 @@ pub struct Handoff {
     /// The configuration the old image ran, used if the new one cannot be parsed.
     pub config: Config,
     pub generation: u64,
-    /// `graceful` or `brutal`.
-    pub kind: String,
+    /// `graceful` or `brutal` (the stats document's names).
+    pub kind: common::reload::ReloadKind,
     pub reload_started_unix_ms: u64,
     pub started_unix: u64,
     pub paused: bool,
@@ -128,9 +130,34 @@ pub struct HandoffSlot {
     pub last_spawn: u64,
 }
 
+/// Why a handoff could not be written or read (a re-exec then fails, or the new image starts
+/// afresh). Each names the variable and, where there is one, the fd.
+#[derive(Debug)]
+pub enum HandoffError {
+    Json(serde_json::Error),
+    Memfd(std::io::Error),
+    NotAnFd(String),
+    NotOurs(i32),
+    Read(i32, std::io::Error),
+}
+
+impl std::fmt::Display for HandoffError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandoffError::Json(e) => write!(f, "bad {ENV}: {e}"),
+            HandoffError::Memfd(e) => write!(f, "handoff memfd: {e}"),
+            HandoffError::NotAnFd(text) => write!(f, "bad {ENV}: {text:?}"),
+            HandoffError::NotOurs(fd) => write!(f, "bad {ENV}: fd {fd} is not a handoff memfd"),
+            HandoffError::Read(fd, e) => write!(f, "bad {ENV}: reading fd {fd}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HandoffError {}
+
 impl Handoff {
     /// Take the handoff from the environment, if this image is a re-exec.
-    pub fn take() -> Option<Result<Handoff, String>> {
+    pub fn take() -> Option<Result<Handoff, HandoffError>> {
         let text = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
         Some(Handoff::decode(&text))
@@ -138,32 +165,34 @@ impl Handoff {
 
     /// The value of [`ENV`]: the JSON itself, or `fd:N` naming a memfd that holds it (which
     /// the caller must keep open, and inheritable, across `execve`).
-    pub fn encode(&self) -> Result<(String, Option<OwnedFd>), String> {
-        let json = serde_json::to_string(self).map_err(|e| format!("handoff: {e}"))?;
+    pub fn encode(&self) -> Result<(String, Option<OwnedFd>), HandoffError> {
+        let json = serde_json::to_string(self).map_err(HandoffError::Json)?;
         if json.len() <= INLINE_MAX {
             return Ok((json, None));
         }
         use nix::sys::memfd::{memfd_create, MFdFlags};
         let fd = memfd_create(c"uwsgid-handoff", MFdFlags::MFD_CLOEXEC)
-            .map_err(|e| format!("handoff memfd: {e}"))?;
+            .map_err(|e| HandoffError::Memfd(e.into()))?;
         let mut file = std::fs::File::from(fd);
         file.write_all(json.as_bytes())
-            .map_err(|e| format!("handoff memfd: {e}"))?;
+            .map_err(HandoffError::Memfd)?;
         let fd = OwnedFd::from(file);
         Ok((format!("fd:{}", fd.as_raw_fd()), Some(fd)))
     }
 
     /// Parse a value of [`ENV`] (see [`Handoff::encode`]); a named memfd is read and closed.
-    pub fn decode(text: &str) -> Result<Handoff, String> {
+    pub fn decode(text: &str) -> Result<Handoff, HandoffError> {
         let Some(fd) = text.strip_prefix("fd:") else {
-            return serde_json::from_str(text).map_err(|e| format!("bad {ENV}: {e}"));
+            return serde_json::from_str(text).map_err(HandoffError::Json);
         };
-        let fd: i32 = fd.parse().map_err(|_| format!("bad {ENV}: {text:?}"))?;
+        let fd: i32 = fd
+            .parse()
+            .map_err(|_| HandoffError::NotAnFd(text.to_string()))?;
         let memfd = format!("/proc/self/fd/{fd}");
         let is_ours = std::fs::read_link(&memfd)
             .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:uwsgid-handoff"));
         if !is_ours {
-            return Err(format!("bad {ENV}: fd {fd} is not a handoff memfd"));
+            return Err(HandoffError::NotOurs(fd));
         }
         // SAFETY: the fd was checked to be the handoff memfd the previous image left open for
         // us; nothing else in this image knows it, and it is taken (and closed) once.
@@ -171,8 +200,8 @@ impl Handoff {
         let mut json = String::new();
         file.rewind()
             .and_then(|_| file.read_to_string(&mut json))
-            .map_err(|e| format!("bad {ENV}: reading fd {fd}: {e}"))?;
-        serde_json::from_str(&json).map_err(|e| format!("bad {ENV}: {e}"))
+            .map_err(|e| HandoffError::Read(fd, e))?;
+        serde_json::from_str(&json).map_err(HandoffError::Json)
     }
 }
 
@@ -189,7 +218,7 @@ mod tests {
             exe: "/bin/true".into(),
             config,
             generation: 7,
-            kind: "graceful".into(),
+            kind: common::reload::ReloadKind::Graceful,
             reload_started_unix_ms: 0,
             started_unix: 0,
             paused: false,
@@ -250,7 +279,7 @@ mod tests {
     fn decode_refuses_an_fd_that_is_not_a_handoff() {
         let f = std::fs::File::open("/dev/null").unwrap();
         let e = Handoff::decode(&format!("fd:{}", f.as_raw_fd())).unwrap_err();
-        assert!(e.contains("not a handoff memfd"), "{e}");
+        assert!(e.to_string().contains("not a handoff memfd"), "{e}");
         assert!(Handoff::decode("fd:x").is_err());
     }
 }

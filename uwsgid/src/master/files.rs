@@ -1,0 +1,305 @@
+//! Startup and the files of an instance: the first start (lock, bind, channels, first generation), pidfile locks, pidfiles and instance
+//! records, log reopen and rotation, and `--vacuum`.
+//!
+//! Startup errors are [`Error`]s: fatal, printed, nothing left behind. Once running, a file
+//! that cannot be written is a runtime error: logged, shown in stats, survived.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::record::Requests;
+use super::sources::Sources;
+use super::step::Phase;
+use super::table::Table;
+use super::{Error, Master, Now};
+use crate::cli::{Config, StatsAddr, WorkerKind};
+use crate::fifo::Fifo;
+use crate::listener;
+use crate::log;
+use crate::scoreboard::Scoreboard;
+use crate::stats_server::StatsServer;
+use crate::sys;
+use crate::touch::{Touch, TouchAction};
+
+/// The pidfile locks this instance holds and the pidfiles it wrote.
+#[derive(Default)]
+pub struct Files {
+    pub locks: Vec<(PathBuf, OwnedFd)>,
+    pub pidfiles_written: Vec<PathBuf>,
+}
+
+/// Lock `PIDFILE.lock`: a second instance with the same pidfile is refused.
+pub fn lock_pidfile(path: &Path) -> Result<OwnedFd, Error> {
+    let lock = common::pidfile::lock_path(path);
+    let file = common::pidfile::open_lock(path).map_err(Error::Lock)?;
+    let fd: OwnedFd = file.into();
+    match sys::try_lock(fd.as_raw_fd()) {
+        Ok(true) => Ok(fd),
+        Ok(false) => Err(Error::PidfileBusy {
+            path: path.to_path_buf(),
+            holder: common::pidfile::read(path).ok().map(|c| c.pid),
+        }),
+        Err(e) => Err(Error::PidfileLock(lock, e)),
+    }
+}
+
+/// The notify socket of a first start: an abstract name of our own.
+fn create_notify(now: Now) -> Result<(OwnedFd, String), Error> {
+    let addr = format!("@uwsgid-notify-{}-{}", std::process::id(), now.unix_ms);
+    let fd = crate::notify::bind(&addr).map_err(Error::Notify)?;
+    Ok((fd, addr))
+}
+
+/// The parts every master has, first start or re-exec.
+pub(super) fn base(
+    argv: Vec<String>,
+    config: Config,
+    board: Scoreboard,
+    notify: (OwnedFd, String),
+    now: Now,
+) -> Result<Master, Error> {
+    let signals = sys::signalfd(&sys::managed_signals()).map_err(Error::Signalfd)?;
+    // Workers forked by a preload zygote's child are re-parented to us, so we can reap them.
+    sys::set_child_subreaper();
+    let exe = std::env::current_exe().map_err(Error::OwnBinary)?;
+    // After a rebuild /proc/self/exe reads "PATH (deleted)": re-exec the path, which now
+    // holds the new binary.
+    let exe = PathBuf::from(
+        exe.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string(),
+    );
+    Ok(Master {
+        config,
+        argv,
+        exe,
+        generation: 1,
+        paused: false,
+        last_error: None,
+        started_unix: now.unix_ms / 1000,
+        listeners: Vec::new(),
+        sources: Sources {
+            signals,
+            notify: notify.0,
+            notify_addr: notify.1,
+            fifo: None,
+            stats: None,
+            touch: None,
+            relay: None,
+        },
+        table: Table::new(board),
+        reloads: Default::default(),
+        preload: Default::default(),
+        runner: None,
+        files: Files::default(),
+        stats_cache: Default::default(),
+        phase: Phase::Running,
+        requests: Requests::default(),
+        exit_code: None,
+    })
+}
+
+/// First start: lock, bind, create the channels, spawn the first generation, write the
+/// pidfile. Any error here stops startup; nothing is left behind.
+pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Master, Error> {
+    if let Some(dir) = &config.instance_dir {
+        common::discovery::InstancePaths::in_dir(dir.clone())
+            .create()
+            .map_err(|e| Error::InstanceDir(e.to_string()))?;
+    }
+    if let Some(log) = &config.logto {
+        crate::log::redirect_to(log).map_err(|e| Error::Logto(log.clone(), e))?;
+    }
+    crate::fifo::check_paths(&config.fifos).map_err(Error::FifoPath)?;
+    let mut locks = Vec::new();
+    for p in &config.pidfiles {
+        locks.push((p.clone(), lock_pidfile(p)?));
+    }
+    let mut listeners = listener::take_systemd();
+    for spec in &config.listeners {
+        listeners.push(listener::bind(spec, config.backlog).map_err(Error::Listener)?);
+    }
+    let board = Scoreboard::create().map_err(Error::Scoreboard)?;
+    let notify = create_notify(now)?;
+    let mut m = base(argv, config, board, notify, now)?;
+    m.files.locks = locks;
+    m.listeners = listeners;
+    m.open_channels(None, None)?;
+    m.runner = super::runner::prepare(&m.config, None)?;
+    m.table.resize(m.config.processes as usize, 1);
+    m.table.retarget_all(1);
+    let names: Vec<String> = m.listeners.iter().map(|l| l.name.clone()).collect();
+    log!(
+        "uwsgid {} master pid {} listening on {} with {} {} worker(s), mercy {}s",
+        common::VERSION,
+        std::process::id(),
+        names.join(", "),
+        m.config.processes,
+        m.kind_name(),
+        m.config.mercy.as_secs_f64()
+    );
+    if let Some(why) = &m.config.processes_from {
+        log!("worker count: {why}");
+    }
+    // Said before the pidfile appears, so that whoever waits for the pidfile finds it logged.
+    if let Some(dir) = &m.config.instance_dir {
+        log!(
+            "instance {:?}: pidfile, master FIFO and stats socket in {}",
+            m.config.name.as_deref().unwrap_or("default"),
+            dir.display()
+        );
+    }
+    m.spawn_missing(now);
+    m.write_pidfiles(false);
+    crate::daemonize::report_to_launcher(&format!("ok {}", std::process::id()));
+    Ok(m)
+}
+
+impl Master {
+    /// Open the FIFO, stats server and touch watches, adopting the ones a previous image
+    /// handed over (`fifo_in`, `stats_in`) when their configuration did not change.
+    pub(super) fn open_channels(
+        &mut self,
+        fifo_in: Option<Fifo>,
+        stats_in: Option<StatsServer>,
+    ) -> Result<(), Error> {
+        self.sources.fifo = fifo_in;
+        if self.sources.fifo.is_none() && !self.config.fifos.is_empty() {
+            self.sources.fifo =
+                Some(Fifo::open(self.config.fifos.clone(), 0).map_err(Error::Fifo)?);
+        }
+        self.sources.stats = stats_in;
+        if self.sources.stats.is_none() {
+            if let Some(addr) = &self.config.stats {
+                self.sources.stats = Some(
+                    StatsServer::bind(addr, self.config.stats_http, 128).map_err(Error::Stats)?,
+                );
+            }
+        }
+        let c = &self.config;
+        let touch = (c
+            .touch_reload
+            .iter()
+            .map(|p| (p.clone(), TouchAction::Reload)))
+        .chain(
+            c.touch_workers_reload
+                .iter()
+                .map(|p| (p.clone(), TouchAction::WorkersReload)),
+        )
+        .chain(
+            c.touch_chain_reload
+                .iter()
+                .map(|p| (p.clone(), TouchAction::ChainReload)),
+        )
+        .collect();
+        self.sources.touch = Touch::new(touch).map_err(Error::Touch)?;
+        Ok(())
+    }
+
+    pub(super) fn reopen_log(&mut self, rotate: bool) {
+        let Some(path) = self.config.logto.clone() else {
+            log!("log reopen/rotate asked, but there is no --logto file");
+            return;
+        };
+        let result = if rotate {
+            crate::log::rotate(&path).map(|b| format!("log rotated to {}", b.display()))
+        } else {
+            crate::log::redirect_to(&path).map(|_| "log reopened".to_string())
+        };
+        match result {
+            Ok(m) => {
+                log!("{m}");
+                // Built-in workers reopen the file too; exec workers write through the relay.
+                self.table.board.header().log_epoch.fetch_add(1, Relaxed);
+                if matches!(self.config.worker, WorkerKind::Builtin) {
+                    for w in &self.table.workers {
+                        sys::kill(w.pid, libc::SIGCONT);
+                    }
+                }
+            }
+            Err(e) => self.note_error(format!("log {}: {e}", path.display())),
+        }
+    }
+
+    pub(super) fn write_pidfiles(&mut self, only_new: bool) {
+        let pid = std::process::id() as i32;
+        for p in self.config.pidfiles.clone() {
+            if only_new && self.files.pidfiles_written.contains(&p) {
+                continue;
+            }
+            match common::pidfile::write_atomic(&p, pid) {
+                Ok(()) => {
+                    if !self.files.pidfiles_written.contains(&p) {
+                        self.files.pidfiles_written.push(p.clone());
+                    }
+                }
+                Err(e) => self.note_error(format!("pidfile {}: {e}", p.display())),
+            }
+            let record = common::discovery::InstanceRecord {
+                pid,
+                name: self.config.name.clone(),
+                pidfile: absolute(&p),
+                fifo: self.config.fifos.iter().map(|f| absolute(f)).collect(),
+                stats: self.config.stats.as_ref().map(|s| match s {
+                    StatsAddr::Tcp(a) => a.to_string(),
+                    StatsAddr::Unix(p) => absolute(p).to_string_lossy().into_owned(),
+                }),
+                stats_http: self.config.stats_http,
+                version: common::VERSION.to_string(),
+                listeners: self.listeners.iter().map(|l| l.name.clone()).collect(),
+            };
+            let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            if let Err(e) = common::pidfile::write_file_atomic(
+                &common::discovery::record_path(&p),
+                &json,
+                0o644,
+            ) {
+                log!("instance record for {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// `--vacuum` (or an instance directory): remove what this instance created.
+    pub(super) fn cleanup(&mut self) {
+        let pid = std::process::id() as i32;
+        let vacuum = self.config.vacuum || self.config.instance_dir.is_some();
+        if !vacuum {
+            return;
+        }
+        for p in &self.files.pidfiles_written {
+            if common::pidfile::holds(p, pid) {
+                let _ = std::fs::remove_file(p);
+                let _ = std::fs::remove_file(common::discovery::record_path(p));
+                log!("vacuum: removed {}", p.display());
+            }
+        }
+        if let Some(f) = &self.sources.fifo {
+            for p in &f.created {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if let Some(p) = self
+            .sources
+            .stats
+            .as_ref()
+            .and_then(|s| s.created_path.clone())
+        {
+            let _ = std::fs::remove_file(p);
+        }
+        for l in &self.listeners {
+            if let Some(p) = &l.created_path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}

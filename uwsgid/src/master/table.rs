@@ -1,0 +1,560 @@
+//! The worker table: every worker the master knows (until `waitpid` returns it), the slots
+//! they serve and the scoreboard cells they write.
+//!
+//! Nothing here forks, signals or reads a clock: methods take `now` and return what the caller
+//! must do (the pids to signal, the slots to spawn for), so every decision about workers is a
+//! plain function with unit tests below.
+
+use std::time::{Duration, Instant};
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::scoreboard::{self, Allocator, Scoreboard};
+
+/// A worker that lived this long after becoming ready resets its slot's failure count.
+pub const STABLE_AFTER: Duration = Duration::from_secs(5);
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The wait before the next start after `failed` failed starts in a row (1 = the first
+/// failure): 100 ms, doubling, at most 10 s. The one backoff formula, for crashes, start
+/// timeouts and fork failures alike.
+pub fn backoff(failed: u32) -> Duration {
+    let exp = failed.saturating_sub(1).min(16);
+    (BACKOFF_FIRST * 2u32.pow(exp)).min(BACKOFF_MAX)
+}
+
+/// A slot's number as operators see it: 1-based, `UWSGID_WORKER_ID`, the stats `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotId(u32);
+
+impl SlotId {
+    /// `None` for 0, which names no slot.
+    pub fn new(id: u32) -> Option<SlotId> {
+        (id > 0).then_some(SlotId(id))
+    }
+
+    pub fn of_index(index: usize) -> SlotId {
+        SlotId(index as u32 + 1)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub fn index(self) -> usize {
+        self.0 as usize - 1
+    }
+}
+
+impl std::fmt::Display for SlotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerState {
+    /// Spawned, not ready yet. `killed`: SIGKILLed at its start timeout (its exit still
+    /// counts as a failed start; its deadline is not offered again).
+    Starting {
+        killed: bool,
+    },
+    Ready,
+    /// Told to stop; SIGKILL at the deadline.
+    Draining {
+        since: Instant,
+        deadline: Instant,
+    },
+    Killed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub pid: i32,
+    pub slot: SlotId,
+    pub generation: u64,
+    pub cell: usize,
+    pub state: WorkerState,
+    pub spawned: Instant,
+    pub spawned_unix_ms: u64,
+    pub ready_at: Option<Instant>,
+    pub status_text: Option<String>,
+}
+
+impl Worker {
+    /// Starting or ready: it holds (or will hold) its slot.
+    pub fn alive_for_slot(&self) -> bool {
+        matches!(
+            self.state,
+            WorkerState::Starting { .. } | WorkerState::Ready
+        )
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state == WorkerState::Ready
+    }
+
+    pub fn is_starting(&self) -> bool {
+        matches!(self.state, WorkerState::Starting { .. })
+    }
+}
+
+/// Preload: a worker asked of a zygote, not yet adopted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pending {
+    pub generation: u64,
+    pub since: Instant,
+    /// When the fork request was written (at once, even to a zygote still loading).
+    pub asked: Option<Instant>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Slot {
+    /// The generation this slot should run.
+    pub target: u64,
+    pub pending: Option<Pending>,
+    pub respawn_count: u64,
+    pub failed_starts: u32,
+    pub next_spawn: Option<Instant>,
+    pub last_exit: Option<String>,
+    /// Counters of the slot's workers that exited (the live ones are in their cells).
+    pub requests: u64,
+    pub tx: u64,
+    pub running_time_us: u64,
+    pub last_spawn: u64,
+}
+
+/// How a worker left the table.
+#[derive(Debug, PartialEq)]
+pub enum Exit {
+    /// It was draining: retired after this long.
+    Retired(Duration),
+    /// It was SIGKILLed.
+    Killed,
+    /// The instance is stopping: nothing to decide.
+    WhileStopping,
+    /// It died while holding its slot, after being ready long enough: respawn now.
+    Died { lived: Duration },
+    /// It died before it was ready, or soon after: a failed start, with the backoff applied.
+    FailedStart {
+        failed: u32,
+        delay: Duration,
+        was_ready: bool,
+    },
+}
+
+/// A deadline a worker passed, and what was done about it.
+#[derive(Debug, PartialEq)]
+pub enum Expired {
+    /// Still draining after the mercy: SIGKILL.
+    Mercy(i32),
+    /// An exec worker that sent no READY=1 counted ready after its grace.
+    Grace(i32),
+    /// Not ready after the start timeout: SIGKILL (its exit counts as a failed start).
+    StartTimeout(i32),
+}
+
+pub struct Table {
+    pub workers: Vec<Worker>,
+    pub slots: Vec<Slot>,
+    pub board: Scoreboard,
+    cells: Allocator,
+}
+
+impl Table {
+    pub fn new(board: Scoreboard) -> Table {
+        Table {
+            workers: Vec::new(),
+            slots: Vec::new(),
+            board,
+            cells: Allocator::new(),
+        }
+    }
+
+    /// Grow to `n` slots (new ones target `generation`) or drop the slots beyond `n`.
+    pub fn resize(&mut self, n: usize, generation: u64) {
+        while self.slots.len() < n {
+            self.slots.push(Slot {
+                target: generation,
+                ..Slot::default()
+            });
+        }
+        self.slots.truncate(n);
+    }
+
+    pub fn slot(&self, id: SlotId) -> Option<&Slot> {
+        self.slots.get(id.index())
+    }
+
+    pub fn slot_mut(&mut self, id: SlotId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.index())
+    }
+
+    pub fn slot_ids(&self) -> impl Iterator<Item = SlotId> {
+        (0..self.slots.len()).map(SlotId::of_index)
+    }
+
+    pub fn worker(&self, pid: i32) -> Option<&Worker> {
+        self.workers.iter().find(|w| w.pid == pid)
+    }
+
+    pub fn worker_mut(&mut self, pid: i32) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.pid == pid)
+    }
+
+    pub fn alloc_cell(&mut self) -> Option<usize> {
+        self.cells.alloc()
+    }
+
+    pub fn free_cell(&mut self, cell: usize) {
+        self.cells.free(cell);
+    }
+
+    /// A cell an adopted worker already holds.
+    pub fn take_cell(&mut self, cell: usize) {
+        if cell < scoreboard::CAPACITY {
+            self.cells.take(cell);
+        }
+    }
+
+    /// Every slot targets `g` (a re-exec's new generation).
+    pub fn retarget_all(&mut self, g: u64) {
+        for s in &mut self.slots {
+            s.target = g;
+        }
+    }
+
+    /// Slot `id` now targets `g`, with a fresh failure count.
+    pub fn retarget(&mut self, id: SlotId, g: u64) {
+        if let Some(s) = self.slot_mut(id) {
+            s.target = g;
+            s.failed_starts = 0;
+            s.next_spawn = None;
+        }
+    }
+
+    /// A new worker of slot `id`, starting.
+    pub fn add_started(&mut self, w: Worker, now_ms: u64) {
+        if let Some(s) = self.slot_mut(w.slot) {
+            s.respawn_count += 1;
+            s.last_spawn = now_ms / 1000;
+        }
+        self.workers.push(w);
+    }
+
+    /// True if slot `id` has a starting or ready worker of generation `g`.
+    pub fn has_live(&self, id: SlotId, g: u64) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.slot == id && w.generation == g && w.alive_for_slot())
+    }
+
+    /// True if slot `id` has a ready worker of generation `g`.
+    pub fn has_ready(&self, id: SlotId, g: u64) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.slot == id && w.generation == g && w.is_ready())
+    }
+
+    /// Slots holding a ready worker of generation `g`.
+    pub fn ready_count(&self, g: u64) -> usize {
+        self.slot_ids().filter(|&id| self.has_ready(id, g)).count()
+    }
+
+    /// Workers of generations older than `g` still in the table.
+    pub fn old_alive(&self, g: u64) -> usize {
+        self.workers.iter().filter(|w| w.generation < g).count()
+    }
+
+    /// Every slot holds a ready worker of `g` and no older worker is alive.
+    pub fn complete(&self, g: u64) -> bool {
+        self.ready_count(g) == self.slots.len() && self.old_alive(g) == 0
+    }
+
+    /// The slots that need a worker spawned now, with the generation to spawn: those without
+    /// a starting or ready worker of their target, no fork pending for it, and no backoff
+    /// running. A pending fork for a generation the slot no longer targets is dropped (a late
+    /// worker is retired when it shows up).
+    pub fn missing(&mut self, now: Instant) -> Vec<(SlotId, u64)> {
+        let mut out = Vec::new();
+        for i in 0..self.slots.len() {
+            let id = SlotId::of_index(i);
+            let target = self.slots[i].target;
+            if self.has_live(id, target) {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            match slot.pending {
+                Some(p) if p.generation == target => continue,
+                Some(_) => slot.pending = None,
+                None => {}
+            }
+            if slot.next_spawn.is_some_and(|t| now < t) {
+                continue;
+            }
+            slot.next_spawn = None;
+            out.push((id, target));
+        }
+        out
+    }
+
+    /// A start of slot `id` failed (`how`): count it and back off. Returns the failure count
+    /// and the wait before the next try.
+    pub fn fail_start(&mut self, id: SlotId, how: &str, now: Instant) -> Option<(u32, Duration)> {
+        let slot = self.slot_mut(id)?;
+        slot.last_exit = Some(how.to_string());
+        slot.failed_starts += 1;
+        let delay = backoff(slot.failed_starts);
+        slot.next_spawn = Some(now + delay);
+        Some((slot.failed_starts, delay))
+    }
+
+    /// The workers to retire (issue 10: reload kinds compose):
+    /// - a worker of a slot beyond the configured count;
+    /// - a worker not of its slot's target once a ready worker of the target holds the slot;
+    /// - a *starting* worker not of its slot's target: it serves nothing and its slot now
+    ///   wants another generation (kept, reloads faster than readiness, a re-exec running the
+    ///   FIFO bytes left over before it hears any READY=1, piled up one starting worker per
+    ///   slot and reload, without bound);
+    /// - a ready worker not of the target when a newer ready one serves the slot in its place.
+    ///
+    /// So a slot holds at most one ready worker of another generation (serving until its
+    /// replacement is ready) and one worker of its target; everything else drains.
+    pub fn replaced(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.alive_for_slot())
+            .filter(|&(i, w)| match self.slot(w.slot) {
+                None => true,
+                Some(s) if w.generation == s.target => false,
+                Some(s) => {
+                    self.has_ready(w.slot, s.target)
+                        || !w.is_ready()
+                        || self.stand_in(w.slot, s.target) != Some(i)
+                }
+            })
+            .map(|(_, w)| w.pid)
+            .collect()
+    }
+
+    /// The one ready worker of another generation that keeps slot `id` served until a worker
+    /// of `target` is ready: the newest (then the latest in the table), as an index.
+    fn stand_in(&self, id: SlotId, target: u64) -> Option<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.slot == id && w.generation != target && w.is_ready())
+            .max_by_key(|&(i, w)| (w.generation, i))
+            .map(|(i, _)| i)
+    }
+
+    /// Mark `pid` draining until `now + mercy`. False if it was not starting or ready (the
+    /// caller sends no stop signal then).
+    pub fn retire(&mut self, pid: i32, now: Instant, mercy: Duration) -> bool {
+        match self.worker_mut(pid) {
+            Some(w) if w.alive_for_slot() => {
+                w.state = WorkerState::Draining {
+                    since: now,
+                    deadline: now + mercy,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Mark every worker matching `which` killed; the pids to SIGKILL.
+    pub fn kill_where(&mut self, which: impl Fn(&Worker) -> bool) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for w in &mut self.workers {
+            if w.state != WorkerState::Killed && which(w) {
+                w.state = WorkerState::Killed;
+                pids.push(w.pid);
+            }
+        }
+        pids
+    }
+
+    /// Starting → Ready on READY=1. The worker, if this made it ready.
+    pub fn set_ready(&mut self, pid: i32, now: Instant) -> Option<&Worker> {
+        let w = self.workers.iter_mut().find(|w| w.pid == pid)?;
+        if !w.is_starting() {
+            return None;
+        }
+        w.state = WorkerState::Ready;
+        w.ready_at = Some(now);
+        Some(w)
+    }
+
+    /// STOPPING=1 unasked from a worker ready for long enough not to be a crash loop: it
+    /// drains within the mercy and its slot gets a replacement now. True if so; sooner, or
+    /// while starting, its exit still counts as a failed start.
+    pub fn says_stopping(&mut self, pid: i32, now: Instant, mercy: Duration) -> bool {
+        let Some(w) = self.worker_mut(pid) else {
+            return false;
+        };
+        let stable = w
+            .ready_at
+            .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER);
+        if w.is_ready() && stable {
+            w.state = WorkerState::Draining {
+                since: now,
+                deadline: now + mercy,
+            };
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `waitpid` returned `pid`: take it out of the table (its counters go to its slot, its
+    /// cell is freed) and say what its exit means. `None` if it is not a worker.
+    pub fn on_exit(
+        &mut self,
+        pid: i32,
+        how: &str,
+        now: Instant,
+        stopping: bool,
+    ) -> Option<(Worker, Exit)> {
+        let pos = self.workers.iter().position(|w| w.pid == pid)?;
+        let w = self.workers.remove(pos);
+        let cell = self.board.cell(w.cell);
+        if let Some(slot) = self.slots.get_mut(w.slot.index()) {
+            slot.requests += cell.requests.load(Relaxed);
+            slot.tx += cell.tx.load(Relaxed);
+            slot.running_time_us += cell.running_time_us.load(Relaxed);
+        }
+        cell.pid.store(0, Relaxed);
+        cell.state.store(scoreboard::FREE, Relaxed);
+        self.cells.free(w.cell);
+        let exit = match w.state {
+            WorkerState::Draining { since, .. } => Exit::Retired(now.duration_since(since)),
+            WorkerState::Killed => Exit::Killed,
+            _ if stopping => Exit::WhileStopping,
+            _ => {
+                let Some(slot) = self.slots.get_mut(w.slot.index()) else {
+                    return Some((w, Exit::WhileStopping));
+                };
+                slot.last_exit = Some(how.to_string());
+                let stable = w
+                    .ready_at
+                    .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER);
+                if stable {
+                    slot.failed_starts = 0;
+                    slot.next_spawn = None;
+                    Exit::Died {
+                        lived: now.duration_since(w.spawned),
+                    }
+                } else {
+                    slot.failed_starts += 1;
+                    let delay = backoff(slot.failed_starts);
+                    slot.next_spawn = Some(now + delay);
+                    Exit::FailedStart {
+                        failed: slot.failed_starts,
+                        delay,
+                        was_ready: w.ready_at.is_some(),
+                    }
+                }
+            }
+        };
+        Some((w, exit))
+    }
+
+    /// Act on the deadlines workers passed: drains past the mercy are killed, exec workers
+    /// past their ready grace count as ready, starts past the start timeout are killed.
+    /// `grace` is the exec workers' `--ready-timeout`, if any.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        grace: Option<Duration>,
+        start_timeout: Duration,
+    ) -> Vec<Expired> {
+        let mut out = Vec::new();
+        for w in &mut self.workers {
+            match w.state {
+                WorkerState::Draining { deadline, .. } if now >= deadline => {
+                    w.state = WorkerState::Killed;
+                    out.push(Expired::Mercy(w.pid));
+                }
+                WorkerState::Starting { killed: false } => {
+                    if grace.is_some_and(|g| now >= w.spawned + g) {
+                        w.state = WorkerState::Ready;
+                        w.ready_at = Some(now);
+                        out.push(Expired::Grace(w.pid));
+                    } else if now >= w.spawned + start_timeout {
+                        w.state = WorkerState::Starting { killed: true };
+                        out.push(Expired::StartTimeout(w.pid));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The earliest deadline of a worker or slot still to come (one that fired is not
+    /// offered again, so a killed worker not yet reaped does not make `poll` spin).
+    pub fn next_deadline(
+        &self,
+        now: Instant,
+        grace: Option<Duration>,
+        start_timeout: Duration,
+    ) -> Option<Instant> {
+        let start = grace.unwrap_or(start_timeout).min(start_timeout);
+        let workers = self.workers.iter().filter_map(|w| match w.state {
+            WorkerState::Draining { deadline, .. } => Some(deadline),
+            WorkerState::Starting { killed: false } => Some(w.spawned + start),
+            _ => None,
+        });
+        let slots = self.slots.iter().flat_map(|s| {
+            [
+                s.next_spawn,
+                s.pending.and_then(|p| p.asked).map(|t| t + start_timeout),
+            ]
+        });
+        workers.chain(slots.flatten()).filter(|&t| t > now).min()
+    }
+
+    /// The pending forks whose worker did not show up within `timeout` of the request; each
+    /// is dropped (the caller counts a failed start).
+    pub fn expire_pending(&mut self, now: Instant, timeout: Duration) -> Vec<(SlotId, u64)> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if let Some(p) = s.pending {
+                if p.asked.is_some_and(|t| now >= t + timeout) {
+                    s.pending = None;
+                    out.push((SlotId::of_index(i), p.generation));
+                }
+            }
+        }
+        out
+    }
+
+    /// The slots waiting for a fork from the zygote of `g`; their pending entry is dropped.
+    pub fn drop_pending(&mut self, g: u64) -> Vec<SlotId> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.pending.is_some_and(|p| p.generation == g) {
+                s.pending = None;
+                out.push(SlotId::of_index(i));
+            }
+        }
+        out
+    }
+
+    /// The newest worker of a generation older than `g` in slot `id` (a chain that stops
+    /// gives the slot back to it).
+    pub fn newest_older(&self, id: SlotId, g: u64) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter(|w| w.slot == id && w.generation < g)
+            .map(|w| w.generation)
+            .max()
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/table.rs"]
+pub(crate) mod tests;
