@@ -54,10 +54,11 @@ fi
 
 # The native Python worker (uwsgid-python) embeds CPython through pyo3: it links the system
 # Python's shared libpython (python3-dev; .cargo/config.toml names /usr/bin/python3).
-if ! ls /usr/include/python3*/Python.h /usr/lib/*/libpython3*.so >/dev/null 2>&1; then
-  echo "== installing python3-dev from apt (uwsgid-python links libpython)"
+if ! ls /usr/include/python3*/Python.h /usr/lib/*/libpython3*.so >/dev/null 2>&1 ||
+    ! /usr/bin/python3 -m pip --version >/dev/null 2>&1 || ! /usr/bin/python3 -m venv -h >/dev/null 2>&1; then
+  echo "== installing python3-dev, python3-pip, python3-venv from apt (uwsgid-python links libpython)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev python3-pip python3-venv >/dev/null
 fi
 
 # Flask and Django apps are served by the native worker in the tests: into the interpreter it
