@@ -1,7 +1,10 @@
 # Hello-world WSGI app for the uWSGI side of the benchmark. It answers the same routes as
-# uwsgid's --demo-routes: GET / -> "Hello World", GET /sleep?ms=N, GET /pid.
+# uwsgid's --demo-routes: GET / -> "Hello World", GET /sleep?ms=N, GET /pid; and for the
+# Python comparison (bench/peers.py) GET /10k (10240 bytes) and POST /echo (the body's length).
 import os
 import time
+
+TEN_KB = b"x" * 10240
 
 
 def application(environ, start_response):
@@ -18,6 +21,17 @@ def application(environ, start_response):
         body = b"slept\n"
     elif path == "/pid":
         body = str(os.getpid()).encode()
+    elif path == "/10k":
+        body = TEN_KB
+    elif path == "/echo":
+        n = 0
+        read = environ["wsgi.input"].read
+        while True:
+            block = read(65536)
+            if not block:
+                break
+            n += len(block)
+        body = b"%d" % n
     else:
         body = b"Hello World"
     start_response("200 OK", [("Content-Type", "text/plain"),

@@ -22,7 +22,8 @@ complete -c uwsgid -l worker-stop-signal -d 'Signal that asks an exec worker to 
 complete -c uwsgid -l wsgi-file -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
 complete -c uwsgid -l callable -d 'WSGI callable name in --wsgi-file' -r
 complete -c uwsgid -l module -l wsgi -d 'Run a Python WSGI app from pkg.mod[:callable] (uWSGI\'s --wsgi names a module too)' -r
-complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module' -r
+complete -c uwsgid -l python -d 'Python interpreter for --wsgi-file/--module (runs the stdlib runner instead of the native worker, which embeds the Python it was built with)' -r
+complete -c uwsgid -s H -l home -l virtualenv -d 'Run the Python app in the virtualenv DIR (its site-packages; its interpreter must be the Python the native worker embeds, else give --python DIR/bin/python)' -r -F
 complete -c uwsgid -l pythonpath -l python-path -d 'Prepend DIR to the Python path of --wsgi-file/--module apps (repeatable)' -r -F
 complete -c uwsgid -l threads -d 'Requests each --wsgi-file/--module worker serves at once (default 8)' -r
 complete -c uwsgid -l env -d 'Set NAME=VALUE in the environment of every worker (repeatable)' -r

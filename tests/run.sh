@@ -52,6 +52,29 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   python3 -m pip install -q prometheus_client || python3 -m pip install -q --break-system-packages prometheus_client
 fi
 
+# The native Python worker (uwsgid-python) embeds CPython through pyo3: it links the system
+# Python's shared libpython (python3-dev; .cargo/config.toml names /usr/bin/python3).
+if ! ls /usr/include/python3*/Python.h /usr/lib/*/libpython3*.so >/dev/null 2>&1 ||
+    ! /usr/bin/python3 -m pip --version >/dev/null 2>&1 || ! /usr/bin/python3 -m venv -h >/dev/null 2>&1; then
+  echo "== installing python3-dev, python3-pip, python3-venv from apt (uwsgid-python links libpython)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev python3-pip python3-venv >/dev/null
+fi
+
+# Flask and Django apps are served by the native worker in the tests: into the interpreter it
+# embeds (Debian's /usr/bin/python3), from PyPI.
+if ! /usr/bin/python3 -c 'import flask, django' >/dev/null 2>&1; then
+  echo "== installing flask and django from PyPI for /usr/bin/python3"
+  /usr/bin/python3 -m pip install -q flask django ||
+    /usr/bin/python3 -m pip install -q --break-system-packages flask django ||
+    if [ "${CI:-}" = true ]; then
+      echo "== flask/django could not be installed, and CI=true runs every test: stopping" >&2
+      exit 1
+    else
+      echo "== flask/django could not be installed: their tests will print SKIPPED"
+    fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
@@ -60,6 +83,9 @@ echo "== build"
 cargo build --workspace -q
 echo "== tests"
 cargo test --workspace -q -- --test-threads 2
+echo "== Python apps on the stdlib runner (the fallback where uwsgid-python is absent)"
+UWSGID_PYTHON_WORKER=stdlib cargo test -p uwsgi-tests --test it -q -- --test-threads 2 \
+  uwsgid_exec_wsgi:: uwsgid_exec_preload:: uwsgid_python::
 echo "== quick soak (bench/run soak --quick: 50 graceful, 10 chain, 10 brutal reloads under wrk,"
 echo "   every check after every phase; about 10 s of reloads, at most 40 s, plus a release build of uwsgid)"
 bench/run soak --quick

@@ -50,7 +50,15 @@ fn built() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(&cargo);
         cmd.args([
-            "build", "--quiet", "--bins", "-p", "uwsgid", "-p", "uwsgictl",
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "uwsgid",
+            "-p",
+            "uwsgid-python",
+            "-p",
+            "uwsgictl",
         ])
         .arg("--profile")
         .arg(profile_name(&dir))

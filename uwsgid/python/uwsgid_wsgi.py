@@ -61,6 +61,8 @@ PROG = "uwsgid-wsgi"
 LISTEN_FDS_START = 3
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
+# A request head must be complete this long after its first byte (the built-in worker's).
+HEAD_TIMEOUT = 10.0
 # Unread request bodies up to this size are discarded to keep the connection; beyond it the
 # connection is closed instead.
 MAX_DISCARD_BYTES = 1024 * 1024
@@ -92,6 +94,11 @@ class BadRequest(Exception):
 
 class ClientGone(Exception):
     """The peer closed or reset the connection, or stopped sending within the timeout."""
+
+
+class NeedMore(Exception):
+    """A request head is incomplete and no more bytes are there yet: the connection goes back
+    to the selector (with what it has), so a slow or silent client holds no thread."""
 
 
 def log(message):
@@ -479,10 +486,13 @@ class Connection:
         self.buf = bytearray()
         self.idle_since = time.monotonic()
         self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
+        self.head_started = None  # when the first byte of an incomplete head arrived
 
     def fill(self):
         try:
             data = self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            raise
         except socket.timeout:
             raise ClientGone("timed out")
         except OSError as e:
@@ -492,7 +502,8 @@ class Connection:
         self.buf += data
 
     def read_head(self):
-        """Bytes of one request head (without the blank line), or None on a clean EOF."""
+        """Bytes of one request head (without the blank line), or None on a clean EOF.
+        NeedMore if it is incomplete and nothing more is there to read yet."""
         while True:
             # Tolerate stray empty lines before a request (RFC 9112 section 2.2).
             while self.buf[:2] == b"\r\n" or self.buf[:1] == b"\n":
@@ -505,17 +516,28 @@ class Connection:
             elif end_lf >= 0:
                 cut, skip = end_lf, 2
             if cut is not None:
+                if cut + skip > MAX_HEADER_BYTES:
+                    raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
                 head = bytes(self.buf[:cut])
                 del self.buf[: cut + skip]
+                self.head_started = None
                 return head
             if len(self.buf) > MAX_HEADER_BYTES:
                 raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+            if self.buf and self.head_started is None:
+                self.head_started = time.monotonic()
+            timeout = self.sock.gettimeout()
+            self.sock.settimeout(0.0)
             try:
                 self.fill()
+            except BlockingIOError:
+                raise NeedMore()
             except ClientGone:
                 if not self.buf:
                     return None
                 raise
+            finally:
+                self.sock.settimeout(timeout)
 
     def read_uwsgi(self, limit):
         """The vars of one uwsgi packet (nginx's uwsgi_pass) as a dict, or None on a clean EOF.
@@ -607,10 +629,14 @@ class Request:
 
 
 def parse_head(head):
+    if b"\0" in head:
+        raise BadRequest("NUL byte in request head")
     try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise BadRequest("undecodable request head")
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request head is not valid UTF-8")
+    # WSGI's native strings hold the bytes as latin-1 (PEP 3333).
+    text = head.decode("latin-1")
     lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     if any("\r" in line for line in lines):
         raise BadRequest("stray CR in the request head")
@@ -635,7 +661,15 @@ def parse_head(head):
         name, sep, value = line.partition(":")
         if not sep or not name or not set(name) <= TOKEN_CHARS:
             raise BadRequest("malformed header line %r" % line[:100])
-        headers.append((name.lower(), value.strip(" \t")))
+        value = value.strip(" \t")
+        if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+            raise BadRequest("control character in a header value")
+        headers.append((name.lower(), value))
+    hosts = sum(1 for name, _ in headers if name == "host")
+    if hosts > 1:
+        raise BadRequest("more than one Host header field")
+    if hosts == 0 and version == "HTTP/1.1":
+        raise BadRequest("HTTP/1.1 request without a Host header field")
     return Request(method, target, version, headers)
 
 
@@ -648,25 +682,33 @@ class Body:
         self.chunked = chunked
         self.done = length == 0 and not chunked
         self.expect_continue = expect_continue
+        self.head_sent = False  # the response head is out: no 100 Continue any more
         self.in_chunk = False  # chunk data was read, so a CRLF precedes the next size line
 
     def _continue(self):
-        if self.expect_continue:
+        if self.expect_continue and not self.head_sent:
             self.expect_continue = False
             self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _next_chunk(self):
         line = self.conn.read_line(4096)
-        size = line.split(b";", 1)[0].strip()
-        try:
-            n = int(size, 16)
-        except ValueError:
+        if not line.endswith(b"\r\n"):
+            raise BadRequest("chunk size line without CRLF")
+        size = line[:-2].split(b";", 1)[0]
+        # 1 to 16 hex digits and nothing else: int() would also take "0x5", "+5", " 5 " and
+        # "1_0", which a proxy in front may read otherwise (request smuggling).
+        if not 1 <= len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
             raise BadRequest("bad chunk size %r" % size[:20])
-        if n < 0:
-            raise BadRequest("bad chunk size")
+        n = int(size, 16)
         if n == 0:
-            while self.conn.read_line(4096).strip():  # trailer fields, ignored
-                pass
+            total = 0
+            while True:  # trailer fields, ignored
+                trailer = self.conn.read_line(4096)
+                total += len(trailer)
+                if not trailer.endswith(b"\r\n") or total > MAX_HEADER_BYTES:
+                    raise BadRequest("malformed trailer section")
+                if trailer == b"\r\n":
+                    break
             self.done = True
         self.remaining = n
 
@@ -679,7 +721,7 @@ class Body:
         try:
             if self.chunked and self.remaining == 0:
                 if self.in_chunk:
-                    if conn.read_line(4).strip():
+                    if conn.read_line(4) != b"\r\n":
                         raise BadRequest("missing CRLF after chunk data")
                 self._next_chunk()
                 if self.done:
@@ -847,6 +889,10 @@ class Server:
     def run(self):
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self.on_signal)
+        # SIGUSR2: every thread's stack to the log; a fatal signal logs them too.
+        import faulthandler
+        faulthandler.enable()
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.set_accepting(True)
@@ -941,8 +987,8 @@ class Server:
                 conn = self.returned.get_nowait()
             except queue.Empty:
                 return
-            if conn.buf:  # pipelined bytes arrived meanwhile: straight back to a thread
-                self.submit(conn)
+            if conn.buf and conn.head_started is None:
+                self.submit(conn)  # pipelined bytes arrived meanwhile: straight back to a thread
                 continue
             conn.idle_since = time.monotonic()
             self.idle[conn.sock.fileno()] = conn
@@ -956,10 +1002,19 @@ class Server:
         limit = DRAIN_IDLE if self.draining else self.args.keepalive_timeout
         next_deadline = None
         for fd, conn in list(self.idle.items()):
-            deadline = conn.idle_since + limit
+            if conn.head_started is not None:
+                deadline = conn.head_started + HEAD_TIMEOUT
+            else:
+                deadline = conn.idle_since + limit
             if deadline <= now:
                 self.selector.unregister(conn.sock)
                 del self.idle[fd]
+                if conn.head_started is not None:  # a stalled head: 408, without waiting
+                    try:
+                        conn.sock.settimeout(0.0)
+                        simple_response(conn, 408, "request head timed out")
+                    except (ClientGone, OSError):
+                        pass
                 conn.close()
             elif next_deadline is None or deadline < next_deadline:
                 next_deadline = deadline
@@ -1005,6 +1060,8 @@ class Server:
                 keep = self.handle_one(conn)
                 if not keep or self.draining or not conn.buf:
                     break
+        except NeedMore:
+            keep = True  # an incomplete head waits in the selector, holding no thread
         except Exception:  # a bug here must not kill the pool thread silently
             log("internal error:\n" + format_exc())
             keep = False
@@ -1076,7 +1133,8 @@ class Server:
             length, chunked = 0, True
         elif cl is not None:
             values = {v.strip() for v in cl.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
+            value = next(iter(values))
+            if len(values) != 1 or not value or value.strip("0123456789") or len(value) > 19:
                 raise BadRequest("bad Content-Length %r" % cl[:40])
             length, chunked = int(values.pop()), False
         else:
@@ -1120,7 +1178,9 @@ class Server:
                 env["CONTENT_LENGTH"] = value
             else:
                 key = "HTTP_" + name.upper().replace("-", "_")
-                env[key] = env[key] + "," + value if key in env else value
+                if key in env:  # repeated fields are one list (RFC 9110), cookies with "; "
+                    value = env[key] + ("; " if name == "cookie" else ",") + value
+                env[key] = value
         if body.chunked:
             env.pop("CONTENT_LENGTH", None)
         addr = conn.server_addr
@@ -1205,8 +1265,25 @@ class Server:
                     exc_info = None
             elif state["status"] is not None:
                 raise AssertionError("start_response called twice without exc_info")
-            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
-                raise ValueError("bad status %r" % (status,))
+            if not isinstance(status, str) or len(status) < 4 or \
+                    status[:3].strip("0123456789") or status[3] != " " or int(status[:3]) < 100:
+                raise ValueError("bad status %r: three digits, a space and a reason" % (status,))
+            if any(ord(c) < 32 and c != "\t" or ord(c) in (127,) or ord(c) > 255 for c in status):
+                raise ValueError("bad status %r: control or non-latin-1 character" % (status,))
+            if type(headers) is not list:
+                raise TypeError("response headers must be a list of (name, value) tuples")
+            for item in headers:
+                if type(item) is not tuple or len(item) != 2 or \
+                        not all(type(x) is str for x in item):
+                    raise TypeError("a response header must be a (str, str) tuple, not %r"
+                                    % (item,))
+                name, value = item
+                if not name or not set(name) <= TOKEN_CHARS:
+                    raise ValueError("bad response header name %r" % name)
+                if any(ord(c) < 32 and c != "\t" or ord(c) == 127 or ord(c) > 255
+                       for c in value):
+                    raise ValueError("bad response header %s: control (CR, LF, NUL...) or "
+                                     "non-latin-1 character in its value" % name)
             state["status"], state["headers"] = status, list(headers)
             return write
 
@@ -1247,6 +1324,7 @@ class Server:
             elif req.version == "HTTP/1.0":
                 lines.append("Connection: keep-alive")
             state["bodyless"] = bodyless
+            body.head_sent = True
             conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             state["sent"] = True
 
@@ -1300,6 +1378,11 @@ class Server:
                     result.close()
         except ClientGone:
             raise
+        except BadRequest as e:  # the body's framing, found while the application read it
+            if state["sent"]:
+                raise ClientGone("bad request body: %s" % e)
+            simple_response(conn, e.status, str(e))
+            return e.status, False
         except Exception:
             log("%s %s: application error\n%s" % (req.method, req.target,
                                                   format_exc().rstrip()))

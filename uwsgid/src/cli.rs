@@ -113,9 +113,14 @@ pub struct Args {
     /// Run a Python WSGI app from pkg.mod[:callable] (uWSGI's --wsgi names a module too)
     #[arg(long, visible_alias = "wsgi", value_name = "MODULE")]
     pub module: Option<String>,
-    /// Python interpreter for --wsgi-file/--module
+    /// Python interpreter for --wsgi-file/--module (runs the stdlib runner instead of the
+    /// native worker, which embeds the Python it was built with)
     #[arg(long, value_name = "PATH")]
     pub python: Option<String>,
+    /// Run the Python app in the virtualenv DIR (its site-packages; its interpreter must be the
+    /// Python the native worker embeds, else give --python DIR/bin/python)
+    #[arg(long, short = 'H', visible_alias = "virtualenv", value_name = "DIR")]
+    pub home: Option<PathBuf>,
     /// Accepted for uWSGI compatibility: the Python runner always runs threads
     #[arg(long = "enable-threads")]
     pub enable_threads: bool,
@@ -896,6 +901,7 @@ impl Config {
             let python_only = [
                 ("--callable", args.callable.is_some()),
                 ("--python", args.python.is_some()),
+                ("--home", args.home.is_some()),
                 ("--pythonpath", !args.pythonpath.is_empty()),
                 ("--threads", args.threads.is_some()),
                 ("--manage-script-name", args.manage_script_name),
@@ -952,8 +958,35 @@ impl Config {
                 standby: false,
             }
         } else if python_app {
-            let python = args.python.clone().unwrap_or_else(|| "python3".into());
-            let mut argv = vec![python, "{runner}".to_string()];
+            let home = match &args.home {
+                Some(h) => {
+                    let h = match &chdir {
+                        Some(dir) if h.is_relative() => dir.join(h),
+                        _ => h.clone(),
+                    };
+                    let h = std::fs::canonicalize(&h)
+                        .ok()
+                        .filter(|p| p.join("bin").is_dir())
+                        .ok_or_else(|| {
+                            format!(
+                                "--home {}: not a virtualenv (no bin/ directory there)",
+                                h.display()
+                            )
+                        })?;
+                    Some(h)
+                }
+                None => None,
+            };
+            let program = python_program(
+                args.python.as_deref(),
+                home.as_deref(),
+                !args.socket.is_empty(),
+            )?;
+            let mut argv = vec![program.clone(), "{runner}".to_string()];
+            if let (Some(h), true) = (&home, program.ends_with(NATIVE_PYTHON)) {
+                argv.push("--home".into());
+                argv.push(h.to_string_lossy().into_owned());
+            }
             if let Some(f) = &args.wsgi_file {
                 // As in uWSGI, a relative file is found from --chdir when one is given.
                 let f = match &chdir {
@@ -1079,6 +1112,90 @@ impl Config {
             None => ConfigError::Invalid(e),
         })?;
         Ok((args, config, warnings))
+    }
+}
+
+/// The native Python worker's file name, looked for beside the `uwsgid` executable.
+pub const NATIVE_PYTHON: &str = "uwsgid-python";
+
+/// `UWSGID_PYTHON_WORKER=stdlib` runs the stdlib runner even where the native worker exists;
+/// `=native` makes its absence an error.
+pub const PYTHON_WORKER_ENV: &str = "UWSGID_PYTHON_WORKER";
+
+/// The program that runs a Python app: the native worker beside `uwsgid` (CPython embedded,
+/// Rust HTTP), else the interpreter that runs the stdlib runner: `--python`, the virtualenv's
+/// `bin/python` of `--home` when the native worker is absent, or `python3` from `PATH`.
+///
+/// The native worker speaks HTTP only: with uwsgi-protocol listeners (`--socket`) the app runs
+/// on the stdlib runner, which serves both, and the log says so.
+fn python_program(
+    python: Option<&str>,
+    home: Option<&Path>,
+    uwsgi_listeners: bool,
+) -> Result<String, String> {
+    let choice = std::env::var(PYTHON_WORKER_ENV).unwrap_or_default();
+    if !matches!(choice.as_str(), "" | "native" | "stdlib") {
+        return Err(format!(
+            "{PYTHON_WORKER_ENV}={choice}: give native or stdlib (or leave it unset)"
+        ));
+    }
+    let stdlib = || match (python, home) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(h)) => h.join("bin/python").to_string_lossy().into_owned(),
+        (None, None) => "python3".to_string(),
+    };
+    // `--python` naming the interpreter the native worker embeds (the build's PYO3_PYTHON,
+    // symlinks followed) still runs the native worker; another interpreter needs the runner.
+    let embedded = option_env!("PYO3_PYTHON").and_then(|p| std::fs::canonicalize(p).ok());
+    let other_python = python.is_some_and(|p| {
+        let path = if p.contains('/') {
+            Some(PathBuf::from(p))
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(p))
+                    .find(|c| c.is_file())
+            })
+        };
+        path.and_then(|p| std::fs::canonicalize(p).ok()) != embedded || embedded.is_none()
+    });
+    if other_python || choice == "stdlib" {
+        return Ok(stdlib());
+    }
+    if uwsgi_listeners {
+        if choice == "native" {
+            return Err(format!(
+                "{PYTHON_WORKER_ENV}=native: {NATIVE_PYTHON} does not serve uwsgi-protocol \
+                 listeners (--socket) yet; unset it, or serve nginx with proxy_pass to an \
+                 --http-socket"
+            ));
+        }
+        crate::log!(
+            "Python apps behind uwsgi-protocol listeners (--socket) run on the stdlib runner \
+             ({}): {NATIVE_PYTHON} serves HTTP only so far",
+            stdlib()
+        );
+        return Ok(stdlib());
+    }
+    let native = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(NATIVE_PYTHON)))
+        .filter(|p| p.is_file());
+    match native {
+        Some(p) => Ok(p.to_string_lossy().into_owned()),
+        None if choice == "native" => Err(format!(
+            "{PYTHON_WORKER_ENV}=native, but {NATIVE_PYTHON} is not beside the uwsgid \
+             executable: build it (cargo build -p {NATIVE_PYTHON}) and install it there"
+        )),
+        None => {
+            crate::log!(
+                "warning: {NATIVE_PYTHON} is not beside the uwsgid executable: Python apps run \
+                 on the stdlib runner ({}), slower; build and install {NATIVE_PYTHON} for the \
+                 native worker",
+                stdlib()
+            );
+            Ok(stdlib())
+        }
     }
 }
 

@@ -10,6 +10,11 @@
 //! origin-form (`/path`), absolute-form (`http://host/path`, served as its path, see
 //! [`origin_form`]), `*` for OPTIONS or authority-form for CONNECT; an HTTP/1.1 request needs
 //! exactly one `Host` field, and no request may carry two (400).
+//!
+//! The pieces every worker that reads request heads shares are public: [`split_head`] (the
+//! head's framing and request line, everything above up to the fields), [`field`] (one field
+//! line) and [`Fields`] (`Content-Length`, `Host`, `Connection`). The built-in worker's
+//! [`parse`] and the native Python worker's `crate::conn::parse_head` are both made of them.
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -30,7 +35,7 @@ pub enum Parse<'a> {
     Invalid(u16, &'static str),
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < buf.len() {
         if buf[i] == b'\n' {
@@ -46,7 +51,8 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-fn is_token(s: &str) -> bool {
+/// An RFC 9110 token (methods, field names).
+pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -129,8 +135,33 @@ pub fn origin_form(target: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Parse a request head at the start of `buf`.
-pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
+/// A request head whose framing and request line passed every check: the blank lines before
+/// it and the limit, NUL, bare CR and UTF-8, the request line (method, target form, version).
+#[derive(Debug, PartialEq, Eq)]
+pub struct RawHead<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// The field lines (LF-separated, each maybe ending with CR; the blank line last).
+    pub field_text: &'a str,
+    /// Bytes of the head, including leading blank lines and the final blank line.
+    pub head_len: usize,
+}
+
+impl<'a> RawHead<'a> {
+    /// The field lines, without their line ends, up to the blank line.
+    pub fn field_lines(&self) -> impl Iterator<Item = &'a str> {
+        self.field_text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .take_while(|l| !l.is_empty())
+    }
+}
+
+/// The head at the start of `buf` (at most `max_head` bytes): `Ok(None)` while incomplete,
+/// the status and reason to refuse it with.
+pub fn split_head(buf: &[u8], max_head: usize) -> Result<Option<RawHead<'_>>, (u16, &'static str)> {
     // Tolerate blank lines before a request (RFC 9112 §2.2).
     let skip = buf
         .iter()
@@ -146,93 +177,149 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
     let window = &rest[..rest.len().min(max_head.saturating_sub(skip))];
     if let Some(nl) = window.iter().position(|&b| b == b'\n') {
         if let Parse::Invalid(status, why) = parse_line_only(&rest[..nl]) {
-            return Parse::Invalid(status, why);
+            return Err((status, why));
         }
     }
     // The skipped blank lines count toward the limit: else a client sending only CRLFs would
     // be `Incomplete` forever while the caller's buffer grows.
     let end = match find_head_end(rest) {
         Some(end) => end,
-        None if buf.len() > max_head => {
-            return Parse::Invalid(431, "request header fields too large")
-        }
-        None => return Parse::Incomplete,
+        None if buf.len() > max_head => return Err((431, "request header fields too large")),
+        None => return Ok(None),
     };
     if skip + end > max_head {
-        return Parse::Invalid(431, "request header fields too large");
+        return Err((431, "request header fields too large"));
     }
     let head_bytes = &rest[..end];
     // RFC 9112 §2.2 and RFC 9110 §5.5: a bare CR or a NUL is invalid anywhere in the head.
     if head_bytes.contains(&0) {
-        return Parse::Invalid(400, "NUL byte in request head");
+        return Err((400, "NUL byte in request head"));
     }
     if head_bytes
         .iter()
         .enumerate()
         .any(|(i, &b)| b == b'\r' && head_bytes.get(i + 1) != Some(&b'\n'))
     {
-        return Parse::Invalid(400, "bare CR in request head");
+        return Err((400, "bare CR in request head"));
     }
-    let head = match std::str::from_utf8(head_bytes) {
-        Ok(h) => h,
-        Err(_) => return Parse::Invalid(400, "request head is not valid UTF-8"),
+    let Ok(head) = std::str::from_utf8(head_bytes) else {
+        return Err((400, "request head is not valid UTF-8"));
     };
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let (method, target, minor) = match check_request_line(lines.next().unwrap_or("")) {
-        Ok(parts) => parts,
-        Err((status, why)) => return Parse::Invalid(status, why),
-    };
-    let mut keep_alive = minor == 1;
-    let mut content_length: Option<usize> = None;
-    let mut hosts = 0;
-    for line in lines {
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = match line.split_once(':') {
-            Some((n, v)) if is_token(n) => (n, v.trim()),
-            _ => return Parse::Invalid(400, "malformed header field"),
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = match value.parse::<usize>() {
-                Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Parse::Invalid(400, "malformed Content-Length"),
-            };
-            if content_length.is_some_and(|c| c != n) {
-                return Parse::Invalid(400, "conflicting Content-Length");
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            if hosts > 1 {
-                return Parse::Invalid(400, "more than one Host header field");
-            }
-            if !valid_host(value) {
-                return Parse::Invalid(400, "malformed Host header field");
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parse::Invalid(501, "chunked request bodies are not supported");
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-    }
-    // RFC 9112 §3.2: an HTTP/1.1 request without Host gets a 400 (HTTP/1.0 may omit it).
-    if minor == 1 && hosts == 0 {
-        return Parse::Invalid(400, "HTTP/1.1 request without a Host header field");
-    }
-    Parse::Complete(Request {
+    let (line, field_text) = head.split_once('\n').unwrap_or((head, ""));
+    let (method, target, minor) = check_request_line(line.strip_suffix('\r').unwrap_or(line))?;
+    Ok(Some(RawHead {
         method,
         target,
         minor,
-        keep_alive,
-        content_length: content_length.unwrap_or(0),
+        field_text,
         head_len: skip + end,
+    }))
+}
+
+/// One field line: its name (a token) and its value without surrounding blanks.
+pub fn field(line: &str) -> Result<(&str, &str), (u16, &'static str)> {
+    match line.split_once(':') {
+        Some((n, v)) if is_token(n) => Ok((n, v.trim())),
+        _ => Err((400, "malformed header field")),
+    }
+}
+
+/// The fields every worker judges alike, seen one by one: `Content-Length` (digits only,
+/// repeated only with the same value), `Host` (at most one, valid characters; required on
+/// HTTP/1.1 by [`Fields::finish`]) and `Connection` (`close` ends the connection after the
+/// response; `keep-alive` keeps an HTTP/1.0 one).
+#[derive(Debug)]
+pub struct Fields {
+    pub keep_alive: bool,
+    pub content_length: Option<u64>,
+    hosts: u32,
+    minor: u8,
+    closed: bool,
+}
+
+impl Fields {
+    pub fn new(minor: u8) -> Fields {
+        Fields {
+            keep_alive: minor == 1,
+            content_length: None,
+            hosts: 0,
+            minor,
+            closed: false,
+        }
+    }
+
+    /// Look at one field (other names are ignored here); the refusal if it is bad.
+    pub fn see(&mut self, name: &str, value: &str) -> Result<(), (u16, &'static str)> {
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = match value.parse::<u64>() {
+                Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err((400, "malformed Content-Length")),
+            };
+            if self.content_length.is_some_and(|c| c != n) {
+                return Err((400, "conflicting Content-Length"));
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("host") {
+            self.hosts += 1;
+            if self.hosts > 1 {
+                return Err((400, "more than one Host header field"));
+            }
+            if !valid_host(value) {
+                return Err((400, "malformed Host header field"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.closed = true;
+                    self.keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") && !self.closed {
+                    self.keep_alive = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last field: RFC 9112 §3.2, an HTTP/1.1 request without Host gets a 400
+    /// (HTTP/1.0 may omit it).
+    pub fn finish(&self) -> Result<(), (u16, &'static str)> {
+        if self.minor == 1 && self.hosts == 0 {
+            return Err((400, "HTTP/1.1 request without a Host header field"));
+        }
+        Ok(())
+    }
+}
+
+/// Parse a request head at the start of `buf`.
+pub fn parse(buf: &[u8], max_head: usize) -> Parse<'_> {
+    let head = match split_head(buf, max_head) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Parse::Incomplete,
+        Err((status, why)) => return Parse::Invalid(status, why),
+    };
+    let mut fields = Fields::new(head.minor);
+    for line in head.field_lines() {
+        let (name, value) = match field(line) {
+            Ok(f) => f,
+            Err((status, why)) => return Parse::Invalid(status, why),
+        };
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Parse::Invalid(501, "chunked request bodies are not supported");
+        }
+        if let Err((status, why)) = fields.see(name, value) {
+            return Parse::Invalid(status, why);
+        }
+    }
+    if let Err((status, why)) = fields.finish() {
+        return Parse::Invalid(status, why);
+    }
+    Parse::Complete(Request {
+        method: head.method,
+        target: head.target,
+        minor: head.minor,
+        keep_alive: fields.keep_alive,
+        content_length: fields.content_length.unwrap_or(0) as usize,
+        head_len: head.head_len,
     })
 }
 

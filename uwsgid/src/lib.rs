@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod daemonize;
 pub mod exec;
 pub mod fault;

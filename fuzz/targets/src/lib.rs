@@ -12,6 +12,7 @@
 //! ASan), and [`engine`] is a seeded mutation fuzzer that needs no nightly flags: it runs under
 //! `cargo test` for a fixed number of iterations and from `fuzz/run --engine builtin`.
 
+pub mod conn;
 pub mod engine;
 pub mod mutate;
 pub mod targets;
@@ -32,6 +33,12 @@ pub const TARGETS: &[Target] = &[
         run: targets::http,
         seeds: targets::http_seeds,
         dictionary: targets::HTTP_TOKENS,
+    },
+    Target {
+        name: "conn",
+        run: conn::conn,
+        seeds: conn::conn_seeds,
+        dictionary: conn::CONN_TOKENS,
     },
     Target {
         name: "fifo",

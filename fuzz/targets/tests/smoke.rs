@@ -41,8 +41,8 @@ fn every_target_is_smoke_tested() {
     assert_eq!(
         names,
         [
-            "addr", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline", "stats",
-            "uwsgi"
+            "addr", "conn", "exec", "fifo", "handoff", "http", "ini", "pidfile", "pipeline",
+            "stats", "uwsgi"
         ],
         "add a smoke test for the new target"
     );
@@ -62,6 +62,11 @@ fn seeds_pass() {
 #[test]
 fn http() {
     smoke("http", 8_000);
+}
+
+#[test]
+fn conn() {
+    smoke("conn", 8_000);
 }
 
 #[test]

@@ -49,6 +49,7 @@ mod uwsgid_generated;
 mod uwsgid_lifecycle;
 mod uwsgid_limits;
 mod uwsgid_manage;
+mod uwsgid_python;
 mod uwsgid_reload;
 mod uwsgid_serving;
 mod uwsgid_signals;

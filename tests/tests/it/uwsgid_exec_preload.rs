@@ -437,19 +437,22 @@ fn no_python_standby_starts_each_zygote_at_the_reload() {
 
 #[test]
 fn a_forked_worker_that_dies_before_it_is_ready_is_a_failed_start_at_once() {
-    // While `break` exists, every process forked from the zygote breaks the runner's event
-    // loop after the fork, so the worker dies after it announced itself, before READY=1.
+    // While `break` exists, every process forked from the zygote breaks the runner's server
+    // class after the fork (the stdlib runner's and the native worker's alike: both are the
+    // runner module's `Server`), so the worker dies after it announced itself, before READY=1.
     let dir = TestDir::new("preload-dies-starting");
     dir.write(
         "app.py",
         r#"
-import os, selectors
+import os, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
-def broken():
+def broken(*args):
     raise OSError("broken after fork by the test")
 def after_fork():
     if os.path.exists(os.path.join(HERE, "break")):
-        selectors.DefaultSelector = broken
+        for name, module in list(sys.modules.items()):
+            if name.startswith("uwsgid_wsgi") and hasattr(module, "Server"):
+                module.Server = broken
 os.register_at_fork(after_in_child=after_fork)
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])

@@ -124,6 +124,9 @@ impl Master {
             })
             .collect();
         let exec = matches!(self.config.worker, WorkerKind::Exec { .. });
+        // Exec programs write no counters, except the native Python worker (its scoreboard cell).
+        let counters_unknown = matches!(&self.config.worker, WorkerKind::Exec { argv, .. }
+            if !argv.first().is_some_and(|p| p.ends_with(crate::cli::NATIVE_PYTHON)));
         let workers = self
             .table
             .slots
@@ -138,7 +141,7 @@ impl Master {
                     .iter()
                     .filter(|w| w.slot == id && w.alive_for_slot())
                     .max_by_key(|w| (w.generation == slot.target, w.is_ready(), w.generation));
-                self.worker_entry(id, slot, current, exec, now)
+                self.worker_entry(id, slot, current, counters_unknown, now)
             })
             .collect();
         let draining = self
@@ -263,7 +266,7 @@ impl Master {
         id: SlotId,
         slot: &Slot,
         current: Option<&Worker>,
-        exec: bool,
+        counters_unknown: bool,
         now: Now,
     ) -> wire::Worker {
         let mut entry = wire::Worker {
@@ -286,7 +289,7 @@ impl Master {
         };
         let mut ext = wire::WorkerExt {
             generation: slot.target,
-            counters: if exec { "unknown" } else { "known" }.into(),
+            counters: if counters_unknown { "unknown" } else { "known" }.into(),
             failed_starts: slot.failed_starts,
             next_spawn_unix_ms: slot
                 .next_spawn

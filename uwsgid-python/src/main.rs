@@ -1,0 +1,252 @@
+//! `uwsgid-python`: uwsgid's native Python worker. CPython is embedded (pyo3, linked against the
+//! system's shared libpython 3), the requests are read, framed and answered by Rust code of the
+//! uwsgid library ([`uwsgid::conn`]), and only the application runs in Python.
+//!
+//! The master runs this program exactly as it runs the bundled stdlib runner (`python3 -c
+//! BOOTSTRAP OPTIONS…`, the runner's source in the memfd named by `UWSGID_RUNNER_FD`): `-c`
+//! and the bootstrap are skipped and the memfd closed (the same source is built in), then
+//! the runner's options follow. Start-up, application loading, the preload zygote (`--zygote`,
+//! `--standby`: `load`, `fork SLOT GENERATION`, the double fork, `READY=1`) are the runner's own
+//! Python code, loaded from the same source the master embeds ([`uwsgid::runner::SOURCE`]),
+//! so both programs speak one protocol; this binary replaces the runner's `Server` class with
+//! [`server::Server`]. Options of its own, taken before the runner sees the rest:
+//! `--home DIR` (a virtualenv: its `bin/python` becomes the interpreter's program name, so
+//! `sys.prefix` and `site-packages` are the venv's; its Python version must be the linked one).
+
+mod server;
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+const PROG: &str = "uwsgid-python";
+
+fn log(message: &str) {
+    eprintln!("{PROG}[{}]: {message}", std::process::id());
+}
+
+/// The interpreter whose prefix and `site-packages` the embedded one uses when no `--home` is
+/// given: the one the build linked (`PYO3_PYTHON`, `/usr/bin/python3` by the workspace's
+/// `.cargo/config.toml`).
+const BUILD_PYTHON: Option<&str> = option_env!("PYO3_PYTHON");
+
+/// `--home DIR` taken out of `args`; an error names the problem.
+fn take_home(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, String> {
+    let mut home = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--home" {
+            let v = args
+                .get(i + 1)
+                .ok_or("--home needs a directory (a virtualenv)")?;
+            home = Some(PathBuf::from(v));
+            args.drain(i..i + 2);
+        } else if let Some(v) = a.strip_prefix("--home=") {
+            home = Some(PathBuf::from(v));
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(home)
+}
+
+/// The program name for a virtualenv `home`, checked against the linked Python version.
+fn venv_program(home: &Path) -> Result<PathBuf, String> {
+    let python = ["python3", "python"]
+        .iter()
+        .map(|n| home.join("bin").join(n))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            format!(
+                "--home {}: no bin/python3 there; give a virtualenv's directory",
+                home.display()
+            )
+        })?;
+    let cfg = std::fs::read_to_string(home.join("pyvenv.cfg")).unwrap_or_default();
+    // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
+    let version = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
+    let version = version.to_string_lossy();
+    let linked: String = version
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".");
+    for line in cfg.lines() {
+        let (k, v) = line.split_once('=').unwrap_or((line, ""));
+        let k = k.trim();
+        if k == "version" || k == "version_info" {
+            let v = v.trim();
+            let short: Vec<&str> = v.split('.').take(2).collect();
+            if short.join(".") != linked {
+                return Err(format!(
+                    "--home {}: the virtualenv is Python {v}, uwsgid-python embeds Python {linked}: \
+                     make the virtualenv with that Python, or run the stdlib runner with \
+                     --python {}",
+                    home.display(),
+                    python.display()
+                ));
+            }
+        }
+    }
+    Ok(python)
+}
+
+/// Start the interpreter: no signal handlers of its own (the worker takes signals from a
+/// signalfd), the program name of the linked or the virtualenv's interpreter.
+fn start_python(program: Option<&Path>) -> Result<(), String> {
+    // SAFETY: called once, first thing, before any other Python API; the config is
+    // initialised by PyConfig_InitPythonConfig and cleared after use.
+    unsafe {
+        let mut config = std::mem::MaybeUninit::<pyo3::ffi::PyConfig>::zeroed();
+        pyo3::ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
+        let mut config = config.assume_init();
+        config.install_signal_handlers = 0;
+        if let Some(p) = program {
+            let c = CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+            let status = pyo3::ffi::PyConfig_SetBytesString(
+                &mut config,
+                &mut config.program_name,
+                c.as_ptr(),
+            );
+            if pyo3::ffi::PyStatus_Exception(status) != 0 {
+                pyo3::ffi::PyConfig_Clear(&mut config);
+                return Err(format!("cannot set the program name {}", p.display()));
+            }
+        }
+        let status = pyo3::ffi::Py_InitializeFromConfig(&config);
+        pyo3::ffi::PyConfig_Clear(&mut config);
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            return Err("the Python interpreter could not start".into());
+        }
+        // Let other threads take the GIL: pyo3's `with_gil` attaches them as needed.
+        pyo3::ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+/// The runner module, with [`server::Server`] in place of its own server.
+fn load_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let native = PyModule::new(py, "_uwsgid")?;
+    server::register(&native)?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("_uwsgid", &native)?;
+    let code = CString::new(uwsgid::runner::SOURCE)?;
+    let runner = PyModule::from_code(py, &code, c"<uwsgid-wsgi>", c"uwsgid_wsgi")?;
+    runner.setattr(
+        "__source__",
+        pyo3::types::PyBytes::new(py, uwsgid::runner::SOURCE.as_bytes()),
+    )?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("uwsgid_wsgi", &runner)?;
+    runner.setattr("PROG", PROG)?;
+    runner.setattr("Server", native.getattr("Server")?)?;
+    Ok(runner)
+}
+
+fn run(args: Vec<String>) -> i32 {
+    Python::with_gil(|py| {
+        let result = (|| -> PyResult<i32> {
+            let runner = load_runner(py)?;
+            let argv = PyList::new(
+                py,
+                [PROG.to_string()]
+                    .iter()
+                    .chain(args.iter())
+                    .collect::<Vec<_>>(),
+            )?;
+            py.import("sys")?.setattr("argv", argv)?;
+            let code = runner.getattr("main")?.call1((PyList::new(py, &args)?,))?;
+            Ok(code.extract::<Option<i32>>()?.unwrap_or(0))
+        })();
+        let code = match result {
+            Ok(code) => code,
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => e
+                .value(py)
+                .getattr("code")
+                .ok()
+                .and_then(|c| c.extract::<Option<i32>>().ok())
+                .flatten()
+                .unwrap_or(0),
+            Err(e) => {
+                log("error: internal error in the worker");
+                e.display(py);
+                1
+            }
+        };
+        for stream in ["stdout", "stderr"] {
+            if let Ok(s) = py.import("sys").and_then(|m| m.getattr(stream)) {
+                let _ = s.call_method0("flush");
+            }
+        }
+        code
+    })
+}
+
+fn main() {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // The master runs us as it runs python3 with the bundled runner: `-c BOOTSTRAP` first (or
+    // a runner script's path), and the runner's source in a memfd named by UWSGID_RUNNER_FD.
+    // Neither is used here (the same source is built in): the fd is closed so that forked
+    // workers and the application do not inherit it.
+    if args.first().is_some_and(|a| a == "-c") {
+        args.drain(..2.min(args.len()));
+    } else if args.first().is_some_and(|a| a.as_bytes().ends_with(b".py")) {
+        args.remove(0);
+    }
+    if let Some(fd) = std::env::var_os(uwsgid::runner::FD_VAR) {
+        if let Ok(fd) = fd.to_string_lossy().parse::<i32>() {
+            if fd > 2 {
+                // SAFETY: the fd the master opened for the runner's source, used by nobody.
+                unsafe {
+                    libc::close(fd);
+                }
+            }
+        }
+        std::env::remove_var(uwsgid::runner::FD_VAR);
+    }
+    let home = match take_home(&mut args) {
+        Ok(h) => h,
+        Err(e) => {
+            log(&format!("error: {e}"));
+            std::process::exit(2);
+        }
+    };
+    let program = match &home {
+        Some(h) => match venv_program(h) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log(&format!("error: {e}"));
+                std::process::exit(1);
+            }
+        },
+        None => BUILD_PYTHON.map(PathBuf::from).filter(|p| p.exists()),
+    };
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // SAFETY: a disposition change before any thread exists; sends use MSG_NOSIGNAL, and
+    // sendfile to a closed peer must fail with EPIPE rather than kill the worker.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    if let Err(e) = start_python(program.as_deref()) {
+        log(&format!("error: {e}"));
+        std::process::exit(1);
+    }
+    let code = run(args);
+    // No interpreter finalisation: threads of the application may still run, and nothing is
+    // left to flush (run() flushed Python's streams).
+    // SAFETY: leaving the process; _exit runs no destructor that could touch Python.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,2209 @@
+//! The native WSGI server: `_uwsgid.Server(app, listeners, args)`, used by the runner's code
+//! in place of its own `Server`, and the objects a request sees (`wsgi.input`,
+//! `start_response` and its `write`, `wsgi.file_wrapper`).
+//!
+//! Threads: `--threads N` OS threads share one epoll set (listeners, the signalfd, the
+//! connections with `EPOLLONESHOT`). A thread that gets a connection's event owns it: it reads
+//! what is there (no GIL), parses the head with [`uwsgid::conn::parse_head`], and only a
+//! complete head makes it take the GIL and run the application. So silent and slow clients
+//! hold no thread: a head must be complete within [`HEAD_TIMEOUT`] of its first byte (else
+//! 408), an idle keep-alive connection is closed after `--keepalive-timeout`; both are swept by
+//! whichever thread is awake. The GIL is released for every socket read and write (body
+//! reads, `write()`, response chunks, sendfile). When every thread is busy nobody accepts, so
+//! other workers take new clients.
+//!
+//! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
+//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
+//! returns. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
+//! the Python stacks before the worker dies.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use uwsgid::conn::{self, BodyDecoder, Decoded, Framing, HeadParse};
+use uwsgid::scoreboard::{self, Cell, Scoreboard};
+
+/// A request head must be complete this long after its first byte (the built-in worker's).
+pub const HEAD_TIMEOUT: Duration = uwsgid::worker::HEAD_TIMEOUT;
+/// A draining worker closes a keep-alive connection once idle this long.
+pub const DRAIN_IDLE: Duration = uwsgid::worker::DRAIN_IDLE;
+/// Longest request head (request line and fields).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunked trailer section.
+const MAX_TRAILER: usize = 64 * 1024;
+/// A body the application left unread is skipped up to this size to keep the connection.
+const MAX_DISCARD: u64 = 1 << 20;
+const RECV: usize = 64 * 1024;
+const SIGNAL_TOKEN: u64 = u64::MAX;
+/// The eventfd that wakes every thread at once when the worker is done draining.
+const WAKE_TOKEN: u64 = u64::MAX - 1;
+const LISTENER_TOKEN: u64 = u64::MAX - 1024;
+/// Connections accepted per listener wake-up (see `Engine::accept`).
+const ACCEPT_BATCH: usize = 1;
+/// How often idle and stalled connections are looked at.
+const SWEEP: Duration = Duration::from_millis(250);
+
+fn log(message: &str) {
+    eprintln!("uwsgid-python[{}]: {message}", std::process::id());
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn epoll_ctl(ep: RawFd, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: ev is a valid epoll_event for the call.
+    cvt(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(|_| ())
+}
+
+/// Wait until `fd` is readable (`POLLIN`) or writable, at most `timeout`.
+fn wait_fd(fd: RawFd, events: i16, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 60_000) as i32) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Send every byte of `parts` in order (writev), waiting at most `timeout` for each progress.
+fn send_all(fd: RawFd, parts: &[&[u8]], timeout: Duration) -> io::Result<u64> {
+    let mut idx = 0;
+    let mut off = 0;
+    let mut total = 0u64;
+    while idx < parts.len() {
+        if off >= parts[idx].len() {
+            idx += 1;
+            off = 0;
+            continue;
+        }
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len() - idx);
+        for (k, p) in parts[idx..].iter().enumerate() {
+            let p = if k == 0 { &p[off..] } else { p };
+            if !p.is_empty() {
+                iov.push(libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                });
+            }
+        }
+        // SAFETY: msghdr over iovecs pointing into `parts`, alive for the call.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLOUT, timeout)?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+            continue;
+        }
+        let mut n = n as usize;
+        total += n as u64;
+        while n > 0 && idx < parts.len() {
+            let room = parts[idx].len() - off;
+            if n >= room {
+                n -= room;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Read what is there into `buf` (up to `max` more bytes); Ok(0) is EOF, WouldBlock if none.
+fn recv_some(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: reading into the vector's spare capacity, then extending by what was written.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr() as *mut libc::c_void, want, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: recv initialised n bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
+/// Like [`recv_some`], waiting at most `timeout` for bytes.
+fn recv_wait(fd: RawFd, buf: &mut Vec<u8>, timeout: Duration) -> io::Result<usize> {
+    loop {
+        match recv_some(fd, buf, RECV) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLIN, timeout)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// `Date:` text for now, cached per second and thread.
+fn http_date() -> String {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((-1, String::new())) };
+    }
+    // SAFETY: time(NULL) has no preconditions.
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now {
+            // SAFETY: gmtime_r writes into our tm.
+            let tm = unsafe {
+                let mut tm: libc::tm = std::mem::zeroed();
+                libc::gmtime_r(&now, &mut tm);
+                tm
+            };
+            const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            c.1 = format!(
+                "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+                DAYS[tm.tm_wday.rem_euclid(7) as usize],
+                tm.tm_mday,
+                MONTHS[tm.tm_mon.rem_euclid(12) as usize],
+                tm.tm_year + 1900,
+                tm.tm_hour,
+                tm.tm_min,
+                tm.tm_sec
+            );
+            c.0 = now;
+        }
+        c.1.clone()
+    })
+}
+
+fn simple_response(status: u16, message: &str) -> Vec<u8> {
+    let reason = reason(status);
+    let body = format!("{status} {reason}\n{message}\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nDate: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        http_date(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        417 => "Expectation Failed",
+        s => uwsgid::http::reason(s),
+    }
+}
+
+/// A str as latin-1 bytes (WSGI's native strings); None if a character is above U+00FF.
+fn latin1_bytes(s: &str) -> Option<Vec<u8>> {
+    s.chars()
+        .map(|c| u8::try_from(c as u32).ok())
+        .collect::<Option<Vec<u8>>>()
+}
+
+fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyAny> {
+    // SAFETY: decoding a valid buffer; latin-1 decoding cannot fail except for memory, in
+    // which case the null result becomes a panic-free empty string below.
+    unsafe {
+        let p = pyo3::ffi::PyUnicode_DecodeLatin1(
+            b.as_ptr() as *const libc::c_char,
+            b.len() as pyo3::ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        if p.is_null() {
+            pyo3::ffi::PyErr_Clear();
+            return PyString::new(py, "").into_any();
+        }
+        Bound::from_owned_ptr(py, p)
+    }
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            let h = |b: u8| (b as char).to_digit(16);
+            if let (Some(a), Some(b)) = (h(raw[i + 1]), h(raw[i + 2])) {
+                out.push((a * 16 + b) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// One request's shared state
+
+/// The response as the application described it; locked only with the GIL held, and never
+/// across a release of the GIL.
+struct Resp {
+    status: Option<(u16, Vec<u8>)>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    head_sent: bool,
+    length: Option<u64>,
+    written: u64,
+    chunked: bool,
+    bodyless: bool,
+    keep: bool,
+    head_only: bool,
+    minor: u8,
+}
+
+/// The connection's bytes during a request; locked only with the GIL released.
+struct Io {
+    fd: RawFd,
+    /// Raw bytes received and not yet decoded.
+    raw: Vec<u8>,
+    /// Decoded body bytes not yet given to the application.
+    data: Vec<u8>,
+    dpos: usize,
+    decoder: BodyDecoder,
+    expect: bool,
+    timeout: Duration,
+    /// The request is over: the connection belongs to the server again.
+    finished: bool,
+    /// Reading failed (client gone, malformed framing): the connection cannot be kept.
+    broken: Option<String>,
+    /// The body's framing was malformed (answered 400 if nothing was sent yet).
+    bad_body: bool,
+    out_bytes: u64,
+}
+
+struct Exchange {
+    resp: Mutex<Resp>,
+    io: Mutex<Io>,
+    head_started: AtomicBool,
+    gone: AtomicBool,
+}
+
+impl Io {
+    /// Decode more body bytes into `data`; false at the end of the body.
+    fn fill(&mut self, head_started: &AtomicBool) -> Result<bool, String> {
+        if self.finished {
+            return Err("the request is over: wsgi.input is closed".into());
+        }
+        if let Some(b) = &self.broken {
+            return Err(b.clone());
+        }
+        loop {
+            if self.decoder.done() {
+                return Ok(false);
+            }
+            if self.raw.is_empty() {
+                if self.expect {
+                    self.expect = false;
+                    if !head_started.load(SeqCst) {
+                        send_all(self.fd, &[b"HTTP/1.1 100 Continue\r\n\r\n"], self.timeout)
+                            .map_err(|e| self.fail(format!("client gone: {e}")))?;
+                    }
+                }
+                match recv_wait(self.fd, &mut self.raw, self.timeout) {
+                    Ok(0) => return Err(self.fail("client closed mid-body".into())),
+                    Ok(_) => {}
+                    Err(e) => return Err(self.fail(format!("reading the body: {e}"))),
+                }
+            }
+            match self.decoder.decode(&self.raw) {
+                Decoded::Data { used, data } => {
+                    if self.dpos == self.data.len() {
+                        self.data.clear();
+                        self.dpos = 0;
+                    }
+                    self.data.extend_from_slice(&self.raw[data.clone()]);
+                    self.raw.drain(..used);
+                    if !data.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Decoded::End { used } => {
+                    self.raw.drain(..used);
+                    return Ok(false);
+                }
+                Decoded::Invalid(why) => {
+                    self.bad_body = true;
+                    return Err(self.fail(format!("bad request body: {why}")));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) -> String {
+        self.broken = Some(why.clone());
+        why
+    }
+
+    /// Up to `size` bytes (all if None), stopping after a newline if `line`.
+    fn read(
+        &mut self,
+        size: Option<usize>,
+        line: bool,
+        hs: &AtomicBool,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        loop {
+            let want = size.map_or(usize::MAX, |s| s - out.len());
+            if want == 0 {
+                return Ok(out);
+            }
+            let avail = &self.data[self.dpos..];
+            if !avail.is_empty() {
+                let mut n = avail.len().min(want);
+                if line {
+                    if let Some(nl) = avail[..n].iter().position(|&b| b == b'\n') {
+                        n = nl + 1;
+                        out.extend_from_slice(&avail[..n]);
+                        self.dpos += n;
+                        return Ok(out);
+                    }
+                }
+                out.extend_from_slice(&avail[..n]);
+                self.dpos += n;
+                continue;
+            }
+            if !self.fill(hs)? {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Python objects
+
+/// `wsgi.input`: the request body, read on demand (Content-Length or chunked).
+#[pyclass(module = "_uwsgid", name = "Input")]
+struct Input {
+    ex: Arc<Exchange>,
+}
+
+fn size_arg(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    match size {
+        None => Ok(None),
+        Some(s) if s.is_none() => Ok(None),
+        Some(s) => {
+            let n: i64 = s.extract()?;
+            Ok((n >= 0).then_some(n as usize))
+        }
+    }
+}
+
+impl Input {
+    fn read_impl(&self, py: Python<'_>, size: Option<usize>, line: bool) -> PyResult<Vec<u8>> {
+        let ex = self.ex.clone();
+        py.allow_threads(move || {
+            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
+            io.read(size, line, &ex.head_started)
+        })
+        .map_err(PyOSError::new_err)
+    }
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self.read_impl(py, size_arg(size)?, false)?;
+        Ok(PyBytes::new(py, &v))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self.read_impl(py, size_arg(size)?, true)?;
+        Ok(PyBytes::new(py, &v))
+    }
+
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(
+        &self,
+        py: Python<'py>,
+        hint: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let hint = size_arg(hint)?.filter(|&h| h > 0);
+        let list = PyList::empty(py);
+        let mut total = 0;
+        loop {
+            let v = self.read_impl(py, None, true)?;
+            if v.is_empty() {
+                return Ok(list);
+            }
+            total += v.len();
+            list.append(PyBytes::new(py, &v))?;
+            if hint.is_some_and(|h| total >= h) {
+                return Ok(list);
+            }
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let v = self.read_impl(py, None, true)?;
+        Ok((!v.is_empty()).then(|| PyBytes::new(py, &v)))
+    }
+}
+
+/// `start_response`; its `write` method is the `write()` callable it returns.
+#[pyclass(module = "_uwsgid", name = "StartResponse")]
+struct StartResponse {
+    ex: Arc<Exchange>,
+    draining: Arc<AtomicBool>,
+}
+
+/// Build the response head from `r`; `first_len` is the whole body's length when known now.
+fn build_head(r: &mut Resp, first_len: Option<usize>, draining: bool) -> Vec<u8> {
+    let (code, status) = r
+        .status
+        .clone()
+        .unwrap_or((500, b"500 Internal Server Error".to_vec()));
+    let no_body = conn::bodyless_status(code);
+    r.bodyless = r.head_only || no_body;
+    let mut h = Vec::with_capacity(256);
+    h.extend_from_slice(b"HTTP/1.1 ");
+    h.extend_from_slice(&status);
+    h.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in &r.headers {
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        h.extend_from_slice(name);
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value);
+        h.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        h.extend_from_slice(b"Date: ");
+        h.extend_from_slice(http_date().as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
+    if r.length.is_none() && !no_body {
+        if let Some(n) = first_len {
+            r.length = Some(n as u64);
+            h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        } else if !r.bodyless {
+            if r.minor == 1 {
+                r.chunked = true;
+                h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            } else {
+                r.keep = false; // the end of the body is the end of the connection
+            }
+        }
+    }
+    if draining {
+        r.keep = false;
+    }
+    if !r.keep {
+        h.extend_from_slice(b"Connection: close\r\n");
+    } else if r.minor == 0 {
+        h.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    r.head_sent = true;
+    h
+}
+
+impl StartResponse {
+    /// Send `data` as body bytes (the head first, if not sent yet).
+    fn send(&self, py: Python<'_>, data: &[u8]) -> Result<(), String> {
+        let draining = self.draining.load(Relaxed);
+        let (head, prefix, n, suffix) = {
+            let mut r = self.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            if r.status.is_none() {
+                return Err("write() before start_response()".into());
+            }
+            let head = if r.head_sent {
+                Vec::new()
+            } else {
+                self.ex.head_started.store(true, SeqCst);
+                build_head(&mut r, None, draining)
+            };
+            let mut n = data.len();
+            if r.bodyless {
+                n = 0;
+            } else if let Some(len) = r.length {
+                let room = len.saturating_sub(r.written);
+                if n as u64 > room {
+                    n = room as usize;
+                    r.keep = false;
+                }
+            }
+            r.written += n as u64;
+            let (prefix, suffix): (Vec<u8>, &[u8]) = if r.chunked && n > 0 {
+                (format!("{n:x}\r\n").into_bytes(), b"\r\n")
+            } else {
+                (Vec::new(), b"")
+            };
+            (head, prefix, n, suffix)
+        };
+        if head.is_empty() && n == 0 {
+            return Ok(());
+        }
+        let ex = self.ex.clone();
+        let data = &data[..n];
+        py.allow_threads(|| {
+            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
+            if io.finished {
+                return Err("the request is over".to_string());
+            }
+            match send_all(io.fd, &[&head, &prefix, data, suffix], io.timeout) {
+                Ok(b) => {
+                    io.out_bytes += b;
+                    Ok(())
+                }
+                Err(e) => {
+                    ex.gone.store(true, SeqCst);
+                    Err(format!("client gone: {e}"))
+                }
+            }
+        })
+    }
+}
+
+fn header_text(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let s = obj.downcast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a str, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let s = s.to_str()?;
+    latin1_bytes(s)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} {s:?} is not latin-1 (encode it)")))
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.borrow();
+        {
+            let r = this.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            match exc_info {
+                Some(e) if !e.is_none() => {
+                    if r.head_sent {
+                        let value = e.get_item(1)?;
+                        return Err(PyErr::from_value(value));
+                    }
+                }
+                _ => {
+                    if r.status.is_some() {
+                        return Err(PyAssertionError::new_err(
+                            "start_response() called a second time without exc_info",
+                        ));
+                    }
+                }
+            }
+        }
+        let status_b = header_text(status, "the status")?;
+        let code = conn::check_status(&String::from_utf8_lossy(&status_b))
+            .map_err(|e| PyValueError::new_err(format!("bad status {status}: {e}")))?;
+        let list = headers.downcast::<PyList>().map_err(|_| {
+            PyTypeError::new_err("response headers must be a list of (name, value) tuples")
+        })?;
+        let mut out = Vec::with_capacity(list.len());
+        let mut length = None;
+        let mut keep = true;
+        for item in list.iter() {
+            let t = item.downcast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "a response header must be a (name, value) tuple, not {item}"
+                ))
+            })?;
+            if t.len() != 2 {
+                return Err(PyTypeError::new_err(format!(
+                    "a response header must be a (name, value) tuple, not {t}"
+                )));
+            }
+            let name = header_text(&t.get_item(0)?, "a header name")?;
+            let value = header_text(&t.get_item(1)?, "a header value")?;
+            let (n, v) = (
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&value),
+            );
+            conn::check_field(&n, &v)
+                .map_err(|e| PyValueError::new_err(format!("bad response header {n:?}: {e}")))?;
+            if conn::is_hop_by_hop(&n) {
+                if n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close")
+                {
+                    keep = false;
+                }
+                continue;
+            }
+            if n.eq_ignore_ascii_case("content-length") {
+                let l: u64 = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|_| v.trim().bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "bad Content-Length {v:?} from the application"
+                        ))
+                    })?;
+                length = Some(l);
+            }
+            out.push((name, value));
+        }
+        {
+            let mut r = this.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            r.status = Some((code, status_b));
+            r.headers = out;
+            r.length = length;
+            r.keep &= keep;
+        }
+        slf.getattr(intern!(py, "write"))
+    }
+
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = body_bytes(data)?;
+        self.send(py, bytes.as_bytes(py))
+            .map_err(PyOSError::new_err)
+    }
+}
+
+/// A body chunk as bytes (bytes, or a copy of a bytearray); TypeError otherwise.
+fn body_bytes<'py>(data: &Bound<'py, PyAny>) -> PyResult<Py<PyBytes>> {
+    if let Ok(b) = data.downcast::<PyBytes>() {
+        return Ok(b.clone().unbind());
+    }
+    if let Ok(b) = data.downcast::<pyo3::types::PyByteArray>() {
+        return Ok(PyBytes::new(data.py(), &b.to_vec()).unbind());
+    }
+    Err(PyTypeError::new_err(format!(
+        "WSGI body chunks must be bytes, not {}",
+        data.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    )))
+}
+
+/// `wsgi.file_wrapper`: iterates over a file in blocks; the server sends a regular file it
+/// wraps with `sendfile`.
+#[pyclass(module = "_uwsgid", name = "FileWrapper")]
+struct FileWrapper {
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize=8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1(intern!(py, "read"), (self.blksize,))?;
+        Ok((data.len()? > 0).then_some(data))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.filelike.bind(py);
+        if f.hasattr(intern!(py, "close"))? {
+            f.call_method0(intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The scoreboard
+
+/// The master's scoreboard, mapped here so that stats show this worker's requests, avg_rt,
+/// tx, busy/idle and the request in flight, as for built-in workers. The memfd is found among
+/// the master's fds (`/proc/PPID/fd`, a link to `/memfd:uwsgid-scoreboard`); the cell is the
+/// one the master reset with our pid, looked up until the master has adopted us (a forked
+/// worker announces itself just before it serves).
+struct Board {
+    board: Scoreboard,
+    cell: AtomicUsize,
+    next_look: Mutex<()>,
+    pid: i32,
+}
+
+// SAFETY: the mapping is made of atomics only and lives as long as the Scoreboard; sharing it
+// between threads is what it is for (the master and the workers share it across processes).
+unsafe impl Send for Board {}
+// SAFETY: as above: every access goes through atomics.
+unsafe impl Sync for Board {}
+
+impl Board {
+    fn open() -> Option<Board> {
+        // SAFETY: getppid has no preconditions.
+        let master = unsafe { libc::getppid() };
+        for entry in std::fs::read_dir(format!("/proc/{master}/fd"))
+            .ok()?
+            .flatten()
+        {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if !target
+                .to_string_lossy()
+                .starts_with("/memfd:uwsgid-scoreboard")
+            {
+                continue;
+            }
+            let path = std::ffi::CString::new(entry.path().as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: opening a path we built; the new fd is ours.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: fd was just opened by us and is owned by nobody else.
+            let board = Scoreboard::inherit(unsafe { OwnedFd::from_raw_fd(fd) }).ok()?;
+            return Some(Board {
+                board,
+                cell: AtomicUsize::new(usize::MAX),
+                next_look: Mutex::new(()),
+                // SAFETY: getpid has no preconditions.
+                pid: unsafe { libc::getpid() },
+            });
+        }
+        None
+    }
+
+    /// Our cell, once the master gave us one.
+    fn cell(&self) -> Option<&Cell> {
+        let i = self.cell.load(Relaxed);
+        if i != usize::MAX {
+            return Some(self.board.cell(i));
+        }
+        // Until the master has adopted us (it resets a cell with our pid when our first
+        // notification arrives): a scan of the cells' pids, a few microseconds.
+        let _one_at_a_time = self.next_look.try_lock().ok()?;
+        let i = (0..scoreboard::CAPACITY)
+            .find(|&i| self.board.cell(i).pid.load(Relaxed) == self.pid)?;
+        self.cell.store(i, Relaxed);
+        let cell = self.board.cell(i);
+        if cell.in_flight.load(Relaxed) == 0 {
+            cell.state.store(scoreboard::IDLE, Relaxed);
+        }
+        Some(cell)
+    }
+
+    /// Count a request in flight; false if there is no cell yet (then no [`Board::end`]).
+    fn begin(&self, line: &str) -> bool {
+        let Some(cell) = self.cell() else {
+            return false;
+        };
+        if cell.in_flight.fetch_add(1, Relaxed) == 0 {
+            cell.request_start_us.store(now_us(), Relaxed);
+            cell.state.store(scoreboard::BUSY, Relaxed);
+        }
+        cell.set_request(line.as_bytes());
+        true
+    }
+
+    fn end(&self, bytes: u64, micros: u64) {
+        let i = self.cell.load(Relaxed);
+        if i == usize::MAX {
+            return;
+        }
+        let cell = self.board.cell(i);
+        cell.finish_request(bytes, micros);
+        if cell.in_flight.fetch_sub(1, Relaxed) == 1 {
+            cell.request_start_us.store(0, Relaxed);
+            cell.state.store(scoreboard::IDLE, Relaxed);
+        }
+    }
+
+    fn bad_request(&self) {
+        if let Some(cell) = self.cell() {
+            cell.bad_requests.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// The server
+
+struct Conn {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    head_started: Option<Instant>,
+    last: Instant,
+    peer: (String, String),
+    local: (String, String),
+}
+
+struct Slot {
+    gen: u32,
+    live: bool,
+    conn: Option<Box<Conn>>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+struct Engine {
+    app: Py<PyAny>,
+    errors: Py<PyAny>,
+    file_wrapper: Py<PyAny>,
+    epoll: OwnedFd,
+    signals: OwnedFd,
+    wake: OwnedFd,
+    listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
+    accepting: Mutex<bool>,
+    table: Mutex<Table>,
+    draining: Arc<AtomicBool>,
+    drain_reason: Mutex<String>,
+    exit: AtomicBool,
+    busy: AtomicUsize,
+    next_sweep: Mutex<Instant>,
+    threads: usize,
+    max_conns: usize,
+    keepalive: Duration,
+    timeout: Duration,
+    log_requests: bool,
+    board: Option<Board>,
+    accept_batch: usize,
+}
+
+/// `_uwsgid.Server(app, listeners, args)`: the runner's `Server`, natively.
+#[pyclass(module = "_uwsgid", name = "Server")]
+pub struct Server {
+    app: Py<PyAny>,
+    listeners: Mutex<Vec<(RawFd, String)>>,
+    threads: usize,
+    max_conns: usize,
+    keepalive: f64,
+    timeout: f64,
+    log_requests: bool,
+    #[pyo3(get, set)]
+    ready_extra: String,
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    fn new(
+        app: Py<PyAny>,
+        listeners: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let mut fds = Vec::new();
+        for item in listeners.try_iter()? {
+            let item = item?;
+            let sock = item.get_item(0)?;
+            let name: String = item.get_item(1)?.extract()?;
+            // The socket object gives its fd up: the server owns it from now on.
+            let fd: RawFd = sock.call_method0("detach")?.extract()?;
+            fds.push((fd, name));
+        }
+        let get = |k: &str| args.getattr(k);
+        Ok(Server {
+            app,
+            listeners: Mutex::new(fds),
+            threads: get("threads")?.extract::<usize>()?.max(1),
+            max_conns: get("max_connections")?.extract::<usize>()?.max(1),
+            keepalive: get("keepalive_timeout")?.extract()?,
+            timeout: get("socket_timeout")?.extract()?,
+            log_requests: get("log_requests")?.extract()?,
+            ready_extra: String::new(),
+        })
+    }
+
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let faulthandler = py.import("faulthandler")?;
+        faulthandler.call_method0("enable")?;
+        let kw = PyDict::new(py);
+        kw.set_item("all_threads", true)?;
+        faulthandler.call_method("register", (libc::SIGUSR2,), Some(&kw))?;
+        let sys = py.import("sys")?;
+        let errors = sys.getattr("stderr")?.unbind();
+        let file_wrapper = py.get_type::<FileWrapper>().into_any().unbind();
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()));
+        let engine = Engine::new(
+            self.app.clone_ref(py),
+            errors,
+            file_wrapper,
+            listeners,
+            self,
+        )
+        .map_err(|e| PyOSError::new_err(format!("cannot start serving: {e}")))?;
+        let names: Vec<String> = engine
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, (h, p))| {
+                if p.is_empty() {
+                    h.clone()
+                } else {
+                    format!("{h}:{p}")
+                }
+            })
+            .collect();
+        let names = names.join(", ");
+        // A forked worker is adopted (its cell reset with our pid) when the master reads the
+        // announcement it sent before serving: wait for that briefly, so that every request
+        // is counted from the first.
+        if let Some(b) = &engine.board {
+            for _ in 0..500 {
+                if b.cell().is_some() {
+                    break;
+                }
+                py.allow_threads(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
+        if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
+            let msg = format!(
+                "READY=1\nSTATUS=serving on {names} with {} threads{}",
+                self.threads, self.ready_extra
+            );
+            if let Err(e) = uwsgid::notify::send(&addr, msg.as_bytes()) {
+                log(&format!("cannot notify {addr}: {e}"));
+            }
+        }
+        log(&format!(
+            "ready: serving on {names} with {} threads (native)",
+            self.threads
+        ));
+        let engine = Arc::new(engine);
+        py.allow_threads(|| {
+            let mut handles = Vec::new();
+            for i in 1..engine.threads {
+                let e = engine.clone();
+                match std::thread::Builder::new()
+                    .name(format!("request-{i}"))
+                    // One Python thread state for the thread's whole life (taken here, the GIL
+                    // released at once): without it every request would make and drop one,
+                    // and threading.local data (a framework's per-thread connections, caches)
+                    // would vanish after each request.
+                    .spawn(move || Python::with_gil(|py| py.allow_threads(|| e.thread_loop())))
+                {
+                    Ok(h) => handles.push(h),
+                    Err(err) => log(&format!("cannot start thread {i}: {err}")),
+                }
+            }
+            engine.thread_loop();
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        let reason = engine
+            .drain_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        log(&format!("drained after {reason}, exiting"));
+        Ok(())
+    }
+}
+
+fn sockname(fd: RawFd, peer: bool) -> (String, String) {
+    // SAFETY: sockaddr_storage is plain data; getsockname/getpeername fill at most len bytes.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = &mut ss as *mut _ as *mut libc::sockaddr;
+        let r = if peer {
+            libc::getpeername(fd, p, &mut len)
+        } else {
+            libc::getsockname(fd, p, &mut len)
+        };
+        if r < 0 {
+            return (String::new(), String::new());
+        }
+        addr_text(&ss)
+    }
+}
+
+fn addr_text(ss: &libc::sockaddr_storage) -> (String, String) {
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            (ip.to_string(), u16::from_be(a.sin_port).to_string())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            (ip.to_string(), u16::from_be(a.sin6_port).to_string())
+        }
+        libc::AF_UNIX => {
+            // SAFETY: the family says this is a sockaddr_un.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_un) };
+            let path: Vec<u8> = a
+                .sun_path
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            (String::from_utf8_lossy(&path).into_owned(), String::new())
+        }
+        _ => (String::new(), String::new()),
+    }
+}
+
+enum After {
+    /// Keep the connection: wait for its next bytes.
+    Rearm,
+    Close,
+}
+
+impl Engine {
+    fn new(
+        app: Py<PyAny>,
+        errors: Py<PyAny>,
+        file_wrapper: Py<PyAny>,
+        listeners: Vec<(RawFd, String)>,
+        s: &Server,
+    ) -> io::Result<Engine> {
+        // SAFETY: signal-set manipulation on a local set, then blocking it in this thread
+        // (threads started later inherit the mask); the signalfd is ours.
+        let signals = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            OwnedFd::from_raw_fd(cvt(libc::signalfd(
+                -1,
+                &set,
+                libc::SFD_NONBLOCK | libc::SFD_CLOEXEC,
+            ))?)
+        };
+        // SAFETY: a new epoll fd we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            signals.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            SIGNAL_TOKEN,
+        )?;
+        // SAFETY: a new eventfd we own.
+        let wake = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+            ))?)
+        };
+        epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE_TOKEN,
+        )?;
+        let mut ls = Vec::new();
+        for (fd, name) in listeners {
+            // SAFETY: the runner's socket gave this fd up to us (detach).
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let local = sockname(fd.as_raw_fd(), false);
+            let _ = name;
+            ls.push((fd, local));
+        }
+        let e = Engine {
+            app,
+            errors,
+            file_wrapper,
+            epoll,
+            signals,
+            wake,
+            listeners: Mutex::new(ls),
+            accepting: Mutex::new(false),
+            table: Mutex::new(Table::default()),
+            draining: Arc::new(AtomicBool::new(false)),
+            drain_reason: Mutex::new(String::new()),
+            exit: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            next_sweep: Mutex::new(Instant::now() + SWEEP),
+            threads: s.threads,
+            max_conns: s.max_conns,
+            keepalive: Duration::from_secs_f64(s.keepalive.max(0.001)),
+            timeout: Duration::from_secs_f64(s.timeout.max(0.001)),
+            log_requests: s.log_requests,
+            board: Board::open(),
+            accept_batch: ACCEPT_BATCH,
+        };
+        if let Some(b) = &e.board {
+            b.cell();
+        }
+        e.set_accepting(true);
+        Ok(e)
+    }
+
+    fn set_accepting(&self, on: bool) {
+        let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        if *acc == on || (on && self.draining.load(SeqCst)) {
+            return;
+        }
+        let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, (fd, _)) in ls.iter().enumerate() {
+            let r = if on {
+                epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    fd.as_raw_fd(),
+                    (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
+                    LISTENER_TOKEN + i as u64,
+                )
+            } else {
+                epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd.as_raw_fd(),
+                    0,
+                    0,
+                )
+            };
+            if let Err(e) = r {
+                log(&format!("listener {i}: epoll: {e}"));
+            }
+        }
+        *acc = on;
+    }
+
+    fn thread_loop(&self) {
+        let max = if self.threads == 1 { 64 } else { 1 };
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+        while !self.exit.load(SeqCst) {
+            let tick = if self.draining.load(Relaxed) {
+                50
+            } else {
+                SWEEP.as_millis() as i32
+            };
+            // SAFETY: events is a valid buffer of `max` entries.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    max as i32,
+                    tick,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log(&format!("epoll_wait: {e}"));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in &events[..n as usize] {
+                let token = ev.u64;
+                if token == WAKE_TOKEN {
+                    continue; // never read: level-triggered, it wakes every thread to leave
+                } else if token == SIGNAL_TOKEN {
+                    self.on_signals();
+                } else if token >= LISTENER_TOKEN {
+                    self.accept((token - LISTENER_TOKEN) as usize);
+                } else {
+                    self.on_conn(token);
+                }
+            }
+            self.maybe_sweep();
+        }
+    }
+
+    fn on_signals(&self) {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+            let (n, sig) = unsafe {
+                let mut si: libc::signalfd_siginfo = std::mem::zeroed();
+                let n = libc::read(
+                    self.signals.as_raw_fd(),
+                    &mut si as *mut _ as *mut libc::c_void,
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                );
+                (n, si.ssi_signo as i32)
+            };
+            if n <= 0 {
+                return;
+            }
+            match sig {
+                libc::SIGINT | libc::SIGQUIT => {
+                    // SAFETY: an immediate exit, as a brutal stop asks.
+                    unsafe { libc::_exit(128 + sig) }
+                }
+                libc::SIGTERM | libc::SIGHUP => self.start_drain(if sig == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGHUP"
+                }),
+                _ => {}
+            }
+        }
+    }
+
+    fn start_drain(&self, why: &str) {
+        if self.draining.swap(true, SeqCst) {
+            return;
+        }
+        *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+        {
+            let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            if *acc {
+                for (fd, _) in ls.iter() {
+                    let _ = epoll_ctl(
+                        self.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        fd.as_raw_fd(),
+                        0,
+                        0,
+                    );
+                }
+                *acc = false;
+            }
+            // Our copies only: the master and other workers keep theirs.
+            ls.clear();
+        }
+        if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
+            let _ = uwsgid::notify::send(
+                &addr,
+                format!("STOPPING=1\nSTATUS=draining after {why}").as_bytes(),
+            );
+        }
+        log(&format!(
+            "{why}: draining, {} requests in flight",
+            self.busy.load(SeqCst)
+        ));
+        *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn accept(&self, index: usize) {
+        // One connection per wake-up: the listener stays readable while more wait, and the
+        // next one goes to whichever worker (or thread) waits first. Taking many at once let
+        // one worker grab a burst of keep-alive clients while another sat idle.
+        for _ in 0..self.accept_batch {
+            let lfd = {
+                let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+                match ls.get(index) {
+                    Some((fd, local)) => (fd.as_raw_fd(), local.clone()),
+                    None => return,
+                }
+            };
+            if self.table.lock().unwrap_or_else(|p| p.into_inner()).live >= self.max_conns {
+                self.set_accepting(false);
+                return;
+            }
+            // SAFETY: sockaddr_storage is plain data; accept4 returns a new fd we own.
+            let (fd, ss) = unsafe {
+                let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                let fd = libc::accept4(
+                    lfd.0,
+                    &mut ss as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                );
+                (fd, ss)
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) {
+                    log(&format!("accept: {e}"));
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                return;
+            }
+            // SAFETY: fd was just returned by accept4.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt reads an int; harmless failure on Unix sockets.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    &one as *const _ as *const libc::c_void,
+                    4,
+                );
+            }
+            let peer = addr_text(&ss);
+            let raw = fd.as_raw_fd();
+            let conn = Box::new(Conn {
+                fd,
+                buf: Vec::new(),
+                head_started: None,
+                last: Instant::now(),
+                peer,
+                local: lfd.1.clone(),
+            });
+            // A new connection is served at once by the accepting thread when it has bytes:
+            // often the request is already there.
+            let token = {
+                let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+                let idx = match t.free.pop() {
+                    Some(i) => i,
+                    None => {
+                        t.slots.push(Slot {
+                            gen: 0,
+                            live: false,
+                            conn: None,
+                        });
+                        t.slots.len() - 1
+                    }
+                };
+                t.live += 1;
+                let s = &mut t.slots[idx];
+                s.live = true;
+                s.gen = s.gen.wrapping_add(1);
+                (idx as u64) | ((s.gen as u64) << 32)
+            };
+            let mut conn = conn;
+            match self.serve_conn(&mut conn) {
+                After::Close => self.release(token, None),
+                After::Rearm => {
+                    self.release(token, Some(conn));
+                    let ev = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+                    if epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, ev, token)
+                        .is_err()
+                    {
+                        self.close_token(token);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Put a connection back into its slot (owned by nobody), or free the slot if `None`.
+    fn release(&self, token: u64, conn: Option<Box<Conn>>) {
+        let idx = (token & 0xffff_ffff) as usize;
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match conn {
+            Some(c) => t.slots[idx].conn = Some(c),
+            None => {
+                let s = &mut t.slots[idx];
+                s.live = false;
+                s.conn = None;
+                s.gen = s.gen.wrapping_add(1);
+                t.live -= 1;
+                t.free.push(idx);
+                drop(t);
+                if !self.draining.load(Relaxed) {
+                    self.set_accepting(true);
+                }
+            }
+        }
+    }
+
+    /// Close the connection of `token` if nobody owns it now.
+    fn close_token(&self, token: u64) {
+        let idx = (token & 0xffff_ffff) as usize;
+        let gen = (token >> 32) as u32;
+        let conn = {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            match t.slots.get_mut(idx) {
+                Some(s) if s.live && s.gen == gen && s.conn.is_some() => s.conn.take(),
+                _ => None,
+            }
+        };
+        if conn.is_some() {
+            self.release(token, None);
+        }
+    }
+
+    fn on_conn(&self, token: u64) {
+        let idx = (token & 0xffff_ffff) as usize;
+        let gen = (token >> 32) as u32;
+        let conn = {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            match t.slots.get_mut(idx) {
+                Some(s) if s.live && s.gen == gen => s.conn.take(),
+                _ => None,
+            }
+        };
+        let Some(mut conn) = conn else { return };
+        let raw = conn.fd.as_raw_fd();
+        match self.serve_conn(&mut conn) {
+            After::Close => self.release(token, None),
+            After::Rearm => {
+                self.release(token, Some(conn));
+                let ev = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+                if epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, raw, ev, token).is_err() {
+                    self.close_token(token);
+                }
+            }
+        }
+    }
+
+    /// Read what the connection has and serve every complete request in it.
+    fn serve_conn(&self, conn: &mut Conn) -> After {
+        let fd = conn.fd.as_raw_fd();
+        let mut eof = false;
+        loop {
+            if conn.buf.len() > MAX_HEAD + RECV {
+                break;
+            }
+            match recv_some(fd, &mut conn.buf, RECV) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.last = Instant::now();
+                    if conn.head_started.is_none() {
+                        conn.head_started = Some(conn.last);
+                    }
+                    if n < RECV {
+                        break; // the socket is drained: spare the read that says EAGAIN
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return After::Close,
+            }
+        }
+        loop {
+            if conn.buf.is_empty() {
+                conn.head_started = None;
+                return if eof { After::Close } else { After::Rearm };
+            }
+            match conn::parse_head(&conn.buf, MAX_HEAD) {
+                HeadParse::Incomplete => {
+                    return if eof { After::Close } else { After::Rearm };
+                }
+                HeadParse::Invalid(status, why) => {
+                    if let Some(b) = &self.board {
+                        b.bad_request();
+                    }
+                    let _ = send_all(fd, &[&simple_response(status, why)], self.timeout);
+                    // SAFETY: half-close, so the client reads the answer before the FIN.
+                    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                    return After::Close;
+                }
+                HeadParse::Complete(_) => {
+                    self.busy.fetch_add(1, SeqCst);
+                    let keep = self.serve_request(conn);
+                    self.busy.fetch_sub(1, SeqCst);
+                    conn.last = Instant::now();
+                    conn.head_started = (!conn.buf.is_empty()).then_some(conn.last);
+                    if !keep || self.draining.load(SeqCst) && conn.buf.is_empty() {
+                        if keep {
+                            // A keep-alive answer while draining: the client may be sending
+                            // its next request; it is served (with Connection: close) if it
+                            // comes within DRAIN_IDLE, by the sweep's rules.
+                            return After::Rearm;
+                        }
+                        return After::Close;
+                    }
+                    if eof && conn.buf.is_empty() {
+                        return After::Close;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run the application for the complete head at the start of `conn.buf`; true if the
+    /// connection may carry another request.
+    fn serve_request(&self, conn: &mut Conn) -> bool {
+        let started = Instant::now();
+        Python::with_gil(|py| {
+            let HeadParse::Complete(head) = conn::parse_head(&conn.buf, MAX_HEAD) else {
+                return false;
+            };
+            let minor = head.minor;
+            let head_only = head.method == "HEAD";
+            let expect = head.expect_continue;
+            let framing = head.framing;
+            let keep_alive = head.keep_alive;
+            let line = format!("{} {}", head.method, head.target);
+            let counted = self.board.as_ref().is_some_and(|b| b.begin(&line));
+            let environ = match self.environ(py, conn, &head) {
+                Ok(e) => e,
+                Err(e) => {
+                    log("internal error building the environ");
+                    e.display(py);
+                    if let (Some(b), true) = (&self.board, counted) {
+                        b.end(0, 0);
+                    }
+                    return false;
+                }
+            };
+            let head_len = head.head_len;
+            let raw = conn.buf.split_off(head_len);
+            let ex = Arc::new(Exchange {
+                resp: Mutex::new(Resp {
+                    status: None,
+                    headers: Vec::new(),
+                    head_sent: false,
+                    length: None,
+                    written: 0,
+                    chunked: false,
+                    bodyless: false,
+                    keep: keep_alive,
+                    head_only,
+                    minor,
+                }),
+                io: Mutex::new(Io {
+                    fd: conn.fd.as_raw_fd(),
+                    raw,
+                    data: Vec::new(),
+                    dpos: 0,
+                    decoder: BodyDecoder::new(framing, MAX_TRAILER),
+                    expect,
+                    timeout: self.timeout,
+                    finished: false,
+                    broken: None,
+                    bad_body: false,
+                    out_bytes: 0,
+                }),
+                head_started: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
+            });
+            let status = self.run_app(py, &environ, &ex, &line);
+            // Take the connection back: at once when the body was read (no I/O to do and
+            // nobody else holds the bytes), else with the GIL released to skip the rest.
+            let resp_keep = ex.resp.lock().unwrap_or_else(|p| p.into_inner()).keep;
+            let quick = ex.io.try_lock().ok().and_then(|mut io| {
+                if !io.decoder.done() {
+                    return None;
+                }
+                io.finished = true;
+                let keep = resp_keep && !ex.gone.load(SeqCst) && io.broken.is_none();
+                Some((keep, std::mem::take(&mut io.raw), io.out_bytes))
+            });
+            let (keep, rest, out) = if let Some(q) = quick {
+                q
+            } else {
+                let ex2 = ex.clone();
+                py.allow_threads(move || {
+                    let mut io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut keep = resp_keep && !ex2.gone.load(SeqCst) && io.broken.is_none();
+                    if keep && !io.decoder.done() {
+                        if io.expect {
+                            keep = false; // the client waits for 100 before sending: close
+                        } else {
+                            // Skip what the application left unread, up to MAX_DISCARD.
+                            let mut skipped = 0u64;
+                            io.data.clear();
+                            io.dpos = 0;
+                            while keep && !io.decoder.done() {
+                                match io.fill(&AtomicBool::new(true)) {
+                                    Ok(_) => {
+                                        skipped += io.data.len() as u64;
+                                        io.data.clear();
+                                        io.dpos = 0;
+                                        if skipped > MAX_DISCARD {
+                                            keep = false;
+                                        }
+                                    }
+                                    Err(_) => keep = false,
+                                }
+                            }
+                        }
+                    }
+                    io.finished = true;
+                    (keep, std::mem::take(&mut io.raw), io.out_bytes)
+                })
+            };
+            conn.buf = rest;
+            if let (Some(b), true) = (&self.board, counted) {
+                b.end(out, started.elapsed().as_micros() as u64);
+            }
+            if self.log_requests {
+                log(&format!(
+                    "{}:{} {line} HTTP/1.{minor} {status} {out} bytes {:.1} ms",
+                    conn.peer.0,
+                    conn.peer.1,
+                    started.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+            keep
+        })
+    }
+
+    fn environ<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &Conn,
+        head: &conn::Head<'_>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = PyDict::new(py);
+        // An absolute-form target (`http://host/p?q`) is served as its path, as the built-in
+        // worker does.
+        let origin = uwsgid::http::origin_form(head.target);
+        let target = origin.as_bytes();
+        let (path, query) = match target.iter().position(|&b| b == b'?') {
+            Some(i) => (&target[..i], &target[i + 1..]),
+            None => (target, &b""[..]),
+        };
+        let path = &path[..path.iter().position(|&b| b == b'#').unwrap_or(path.len())];
+        let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
+        env.set_item(
+            intern!(py, "REQUEST_METHOD"),
+            latin1(py, head.method.as_bytes()),
+        )?;
+        env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, &percent_decode(path)))?;
+        env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            if head.minor == 1 {
+                intern!(py, "HTTP/1.1")
+            } else {
+                intern!(py, "HTTP/1.0")
+            },
+        )?;
+        let uri = latin1(py, head.target.as_bytes());
+        env.set_item(intern!(py, "REQUEST_URI"), &uri)?;
+        env.set_item(intern!(py, "RAW_URI"), &uri)?;
+        let mut host = None;
+        for &(name, value) in &head.fields {
+            if name.contains('_') {
+                continue; // indistinguishable from the dash form: dropped, as is usual
+            }
+            if name.eq_ignore_ascii_case("content-type") {
+                env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value.as_bytes()))?;
+                continue;
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                if head.framing != Framing::Chunked {
+                    env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value.as_bytes()))?;
+                }
+                continue;
+            }
+            if name.eq_ignore_ascii_case("host") {
+                host = Some(value);
+            }
+            let mut key = String::with_capacity(5 + name.len());
+            key.push_str("HTTP_");
+            key.extend(name.chars().map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            }));
+            let key = PyString::new(py, &key);
+            let value_s = latin1(py, value.as_bytes());
+            match env.get_item(&key)? {
+                Some(prev) => {
+                    let sep = if name.eq_ignore_ascii_case("cookie") {
+                        "; "
+                    } else {
+                        ","
+                    };
+                    let joined = format!(
+                        "{}{sep}{}",
+                        prev.extract::<String>()?,
+                        value_s.extract::<String>()?
+                    );
+                    env.set_item(key, joined)?
+                }
+                None => env.set_item(key, value_s)?,
+            }
+        }
+        if conn.local.1.is_empty() {
+            let h = host.unwrap_or("localhost");
+            let name = if h.ends_with(']') {
+                h
+            } else {
+                h.rsplit_once(':').map_or(h, |(n, _)| n)
+            };
+            env.set_item(intern!(py, "SERVER_NAME"), latin1(py, name.as_bytes()))?;
+            env.set_item(intern!(py, "SERVER_PORT"), intern!(py, "80"))?;
+        } else {
+            env.set_item(intern!(py, "SERVER_NAME"), &conn.local.0)?;
+            env.set_item(intern!(py, "SERVER_PORT"), &conn.local.1)?;
+        }
+        env.set_item(intern!(py, "REMOTE_ADDR"), &conn.peer.0)?;
+        if !conn.peer.1.is_empty() {
+            env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.1)?;
+        }
+        env.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        env.set_item(intern!(py, "wsgi.errors"), self.errors.bind(py))?;
+        env.set_item(intern!(py, "wsgi.multithread"), self.threads > 1)?;
+        env.set_item(intern!(py, "wsgi.multiprocess"), true)?;
+        env.set_item(intern!(py, "wsgi.run_once"), false)?;
+        env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        env.set_item(intern!(py, "wsgi.file_wrapper"), self.file_wrapper.bind(py))?;
+        Ok(env)
+    }
+
+    /// Call the application and send its response; the status sent (0 if none).
+    fn run_app(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        ex: &Arc<Exchange>,
+        line: &str,
+    ) -> u16 {
+        let input = match Bound::new(py, Input { ex: ex.clone() }) {
+            Ok(i) => i,
+            Err(_) => return 0,
+        };
+        if environ.set_item(intern!(py, "wsgi.input"), input).is_err() {
+            return 0;
+        }
+        let sr = match Bound::new(
+            py,
+            StartResponse {
+                ex: ex.clone(),
+                draining: self.draining.clone(),
+            },
+        ) {
+            Ok(s) => s,
+            Err(_) => return 0,
+        };
+        let mut result: Option<Bound<'_, PyAny>> = None;
+        let outcome = (|| -> PyResult<Result<(), String>> {
+            let r = self.app.bind(py).call1((environ, &sr))?;
+            result = Some(r.clone());
+            self.send_result(py, &r, &sr.borrow())
+        })();
+        let mut outcome = outcome;
+        if let Some(r) = &result {
+            match r.hasattr(intern!(py, "close")) {
+                Ok(true) => {
+                    if let Err(e) = r.call_method0(intern!(py, "close")) {
+                        if outcome.is_ok() {
+                            outcome = Err(e);
+                        } else {
+                            log(&format!("{line}: error in close() of the response"));
+                            e.display(py);
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => outcome = Err(e),
+            }
+        }
+        let code = ex
+            .resp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status
+            .as_ref()
+            .map_or(0, |s| s.0);
+        match outcome {
+            Ok(Ok(())) => code,
+            Ok(Err(gone)) => {
+                log(&format!("{line}: {gone}"));
+                let mut r = ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+                r.keep = false;
+                code
+            }
+            Err(e) => {
+                log(&format!("{line}: application error"));
+                e.display(py);
+                let head_sent = {
+                    let mut r = ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+                    r.keep = false;
+                    r.head_sent
+                };
+                if head_sent {
+                    return code; // the response is cut: the connection closes
+                }
+                ex.head_started.store(true, SeqCst);
+                let ex2 = ex.clone();
+                py.allow_threads(move || {
+                    let io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
+                    // A malformed body is the client's fault, whatever the app made of it.
+                    let (status, why) = if io.bad_body {
+                        (400, io.broken.clone().unwrap_or_default())
+                    } else {
+                        (500, "the application raised an exception".to_string())
+                    };
+                    let _ = send_all(io.fd, &[&simple_response(status, &why)], io.timeout);
+                    status
+                })
+            }
+        }
+    }
+
+    /// Send the iterable `result`; Ok(Err(why)) if the client went away.
+    fn send_result(
+        &self,
+        py: Python<'_>,
+        result: &Bound<'_, PyAny>,
+        sr: &StartResponse,
+    ) -> PyResult<Result<(), String>> {
+        let draining = self.draining.load(Relaxed);
+        // One bytes object: one write with a Content-Length.
+        if let Ok(list) = result.downcast::<PyList>() {
+            if list.len() == 1 {
+                if let Ok(b) = list.get_item(0)?.downcast::<PyBytes>() {
+                    let head = {
+                        let mut r = sr.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+                        if r.status.is_some() && !r.head_sent {
+                            sr.ex.head_started.store(true, SeqCst);
+                            Some(build_head(&mut r, Some(b.as_bytes().len()), draining))
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(head) = head {
+                        return Ok(self.finish_single(py, sr, head, b.as_bytes()));
+                    }
+                }
+            }
+        }
+        if let Ok(fw) = result.downcast::<FileWrapper>() {
+            if let Some(r) = self.try_sendfile(py, fw, sr)? {
+                return Ok(r);
+            }
+        }
+        for item in result.try_iter()? {
+            let item = item?;
+            let bytes = body_bytes(&item)?;
+            let data = bytes.as_bytes(py);
+            let head_sent = sr
+                .ex
+                .resp
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .head_sent;
+            if data.is_empty() && head_sent || data.is_empty() {
+                continue;
+            }
+            if let Err(e) = sr.send(py, data) {
+                return Ok(Err(e));
+            }
+        }
+        // The end: a head if none was sent, the last chunk if chunked.
+        let (head, tail, short) = {
+            let mut r = sr.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            if r.status.is_none() {
+                return Err(PyAssertionError::new_err(
+                    "the application returned without calling start_response()",
+                ));
+            }
+            let head = if r.head_sent {
+                Vec::new()
+            } else {
+                sr.ex.head_started.store(true, SeqCst);
+                build_head(&mut r, Some(0), draining)
+            };
+            let tail: &[u8] = if r.chunked { b"0\r\n\r\n" } else { b"" };
+            let short = match r.length {
+                Some(l) if !r.bodyless && r.written < l => {
+                    r.keep = false;
+                    Some((r.written, l))
+                }
+                _ => None,
+            };
+            (head, tail, short)
+        };
+        if let Some((w, l)) = short {
+            log(&format!(
+                "the application sent {w} of the {l} bytes it announced; closing"
+            ));
+        }
+        if head.is_empty() && tail.is_empty() {
+            return Ok(Ok(()));
+        }
+        let ex = sr.ex.clone();
+        Ok(py.allow_threads(move || {
+            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
+            match send_all(io.fd, &[&head, tail], io.timeout) {
+                Ok(n) => {
+                    io.out_bytes += n;
+                    Ok(())
+                }
+                Err(e) => {
+                    ex.gone.store(true, SeqCst);
+                    Err(format!("client gone: {e}"))
+                }
+            }
+        }))
+    }
+
+    fn finish_single(
+        &self,
+        py: Python<'_>,
+        sr: &StartResponse,
+        head: Vec<u8>,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let bodyless = {
+            let mut r = sr.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            let bodyless = r.bodyless;
+            let mut n = body.len() as u64;
+            if let Some(l) = r.length {
+                if n > l {
+                    n = l;
+                    r.keep = false;
+                } else if n < l && !bodyless {
+                    r.keep = false;
+                }
+            }
+            r.written = n;
+            (bodyless, n as usize)
+        };
+        let body = if bodyless.0 {
+            &body[..0]
+        } else {
+            &body[..bodyless.1]
+        };
+        let ex = sr.ex.clone();
+        py.allow_threads(move || {
+            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
+            match send_all(io.fd, &[&head, body], io.timeout) {
+                Ok(n) => {
+                    io.out_bytes += n;
+                    Ok(())
+                }
+                Err(e) => {
+                    ex.gone.store(true, SeqCst);
+                    Err(format!("client gone: {e}"))
+                }
+            }
+        })
+    }
+
+    /// Send a wrapped regular file with sendfile; None to iterate over it instead.
+    fn try_sendfile(
+        &self,
+        py: Python<'_>,
+        fw: &Bound<'_, FileWrapper>,
+        sr: &StartResponse,
+    ) -> PyResult<Option<Result<(), String>>> {
+        let f = fw.borrow().filelike.clone_ref(py);
+        let f = f.bind(py);
+        let Ok(fileno) = f.call_method0(intern!(py, "fileno")) else {
+            return Ok(None);
+        };
+        let Ok(file_fd) = fileno.extract::<RawFd>() else {
+            return Ok(None);
+        };
+        // SAFETY: fstat fills our stat struct.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(file_fd, &mut st) != 0 {
+                return Ok(None);
+            }
+            st
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(None);
+        }
+        let offset: i64 = match f.call_method0(intern!(py, "tell")) {
+            Ok(t) => t.extract().unwrap_or(0),
+            // SAFETY: lseek on a valid fd.
+            Err(_) => unsafe { libc::lseek(file_fd, 0, libc::SEEK_CUR) }.max(0),
+        };
+        let size = (st.st_size - offset).max(0) as u64;
+        let draining = self.draining.load(Relaxed);
+        let (head, count) = {
+            let mut r = sr.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
+            if r.status.is_none() || r.head_sent {
+                return Ok(None);
+            }
+            let count = r.length.map_or(size, |l| l.min(size));
+            sr.ex.head_started.store(true, SeqCst);
+            let head = build_head(&mut r, Some(count as usize), draining);
+            if r.length.is_some_and(|l| l > count) {
+                r.keep = false;
+            }
+            r.written = count;
+            let count = if r.bodyless { 0 } else { count };
+            (head, count)
+        };
+        let ex = sr.ex.clone();
+        Ok(Some(py.allow_threads(move || {
+            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
+            let fd = io.fd;
+            let timeout = io.timeout;
+            let fail = |e: io::Error| {
+                ex.gone.store(true, SeqCst);
+                format!("client gone: {e}")
+            };
+            io.out_bytes += send_all(fd, &[&head], timeout).map_err(fail)?;
+            let mut off: libc::off_t = offset;
+            let mut left = count;
+            while left > 0 {
+                // SAFETY: sendfile from the application's open file to our socket.
+                let n =
+                    unsafe { libc::sendfile(fd, file_fd, &mut off, left.min(1 << 30) as usize) };
+                if n > 0 {
+                    left -= n as u64;
+                    io.out_bytes += n as u64;
+                    continue;
+                }
+                if n == 0 {
+                    // The file shrank: the connection cannot carry a short body.
+                    ex.gone.store(true, SeqCst);
+                    return Err("the file ended before its announced length".to_string());
+                }
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        wait_fd(fd, libc::POLLOUT, timeout).map_err(fail)?
+                    }
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(fail(e)),
+                }
+            }
+            Ok(())
+        })))
+    }
+
+    fn maybe_sweep(&self) {
+        let now = Instant::now();
+        {
+            let Ok(mut next) = self.next_sweep.try_lock() else {
+                return;
+            };
+            if now < *next {
+                return;
+            }
+            *next = now
+                + if self.draining.load(Relaxed) {
+                    Duration::from_millis(25)
+                } else {
+                    SWEEP
+                };
+        }
+        let draining = self.draining.load(SeqCst);
+        let idle_limit = if draining { DRAIN_IDLE } else { self.keepalive };
+        let mut expired = Vec::new();
+        let live = {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            for (idx, s) in t.slots.iter_mut().enumerate() {
+                let Some(c) = &s.conn else { continue };
+                let stalled = c
+                    .head_started
+                    .is_some_and(|h| now.duration_since(h) >= HEAD_TIMEOUT);
+                let idle = c.buf.is_empty() && now.duration_since(c.last) >= idle_limit;
+                if stalled || idle {
+                    let token = (idx as u64) | ((s.gen as u64) << 32);
+                    expired.push((token, s.conn.take(), stalled));
+                }
+            }
+            t.live
+        };
+        for (token, conn, stalled) in expired {
+            if let (Some(c), true) = (&conn, stalled) {
+                let reply = simple_response(408, "request head timed out");
+                // SAFETY: a non-blocking best-effort send on the connection we hold.
+                unsafe {
+                    libc::send(
+                        c.fd.as_raw_fd(),
+                        reply.as_ptr() as *const libc::c_void,
+                        reply.len(),
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    );
+                    libc::shutdown(c.fd.as_raw_fd(), libc::SHUT_WR);
+                }
+            }
+            drop(conn);
+            self.release(token, None);
+        }
+        if draining && live == 0 && self.busy.load(SeqCst) == 0 {
+            let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            if t.live == 0 {
+                self.exit.store(true, SeqCst);
+                let one: u64 = 1;
+                // SAFETY: an 8-byte write to our eventfd.
+                unsafe {
+                    libc::write(
+                        self.wake.as_raw_fd(),
+                        &one as *const u64 as *const libc::c_void,
+                        8,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Add the native classes to the `_uwsgid` module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Server>()?;
+    m.add_class::<Input>()?;
+    m.add_class::<StartResponse>()?;
+    m.add_class::<FileWrapper>()?;
+    Ok(())
+}
