@@ -113,7 +113,9 @@ impl Reloads {
 
     /// A worker of generation `g` in slot `id` failed to start (`failed` times in a row):
     /// the reason the reload fails, if it does. A chain stops at once (this slot and the ones
-    /// after it keep their old workers); another reload fails after [`RELOAD_FAIL_AFTER`].
+    /// after it keep their old workers); another reload is aborted after
+    /// [`RELOAD_FAIL_AFTER`]: every slot that still has a ready older worker goes back to it
+    /// ([`Table::abort_to_older`]) and the new generation is not tried again there.
     pub fn on_failed_start(
         &mut self,
         table: &mut Table,
@@ -132,8 +134,20 @@ impl Reloads {
             }
             return Some(format!("chain stopped at worker {id}: its replacement {how} before it was ready; the remaining old workers keep serving"));
         }
-        (failed >= RELOAD_FAIL_AFTER).then(|| format!(
-            "new worker {id} of generation {g} failed to start {failed} times (last: {how}); old workers keep serving while it is retried"
+        if failed < RELOAD_FAIL_AFTER {
+            return None;
+        }
+        let back = table.abort_to_older(g);
+        let serving = match back.iter().map(|&(_, o)| o).max() {
+            Some(o) => format!(
+                "reload aborted: {} of {} slot(s) stay with generation {o}",
+                back.len(),
+                table.slots.len()
+            ),
+            None => "reload aborted, but no older worker is left to serve: the new generation is still retried".to_string(),
+        };
+        Some(format!(
+            "new worker {id} of generation {g} failed to start {failed} times (last: {how}); {serving}; the next reload tries the binary and options on disk again"
         ))
     }
 
