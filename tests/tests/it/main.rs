@@ -28,6 +28,7 @@ mod security_runner;
 mod security_runtime;
 mod security_static;
 mod sizing;
+mod snapshot;
 mod stop_cleanup;
 mod tidy;
 mod uwsgictl_generated;
