@@ -306,10 +306,13 @@ fn uwsgid_pause_resume_signal_fifo_rollback_and_discovery() {
         .collect();
     assert_eq!(workers_before, workers_after);
 
-    ctl(pidfile_args(&d, &["rollback"]))
+    // No snapshot: a distinct exit code, nothing sent (the master logs nothing about it).
+    let doc = ctl(pidfile_args(&d, &["rollback", "--json"]))
         .run()
-        .code(1)
-        .stderr_has("no snapshot");
+        .code(25)
+        .json();
+    assert_eq!(doc["error"]["kind"], "no-snapshot", "{doc}");
+    assert!(!d.log_text().contains("rollback requested"));
     let doc = ctl(pidfile_args(&d, &["signal", "usr1", "--json"]))
         .run()
         .code(0)

@@ -21,7 +21,7 @@ pub(super) fn rollback(ctx: &Ctx, a: &ViaArgs) -> Result<Report, CtlError> {
     if let Some(ext) = doc.as_ref().and_then(|d| d.uwsgid.as_ref()) {
         if ext.snapshot.is_none() {
             return Err(CtlError::new(
-                Exit::Failure,
+                Exit::NoSnapshot,
                 "no snapshot generation is parked, so there is nothing to roll back to; start \
                  uwsgid with --auto-snapshot and reload once; nothing was sent",
             ));
