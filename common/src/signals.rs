@@ -43,7 +43,7 @@ pub const MASTER_SIGNALS: &[SignalAction] = &[
     SignalAction {
         name: "URG",
         number: libc::SIGURG,
-        action: "restore the snapshot generation, if any",
+        action: "rollback to a snapshot generation: not implemented yet (logged as a warning; nothing changes)",
     },
     SignalAction {
         name: "TSTP",
