@@ -190,6 +190,15 @@ fn uwsgid_reload_wait_reports_timeout_and_master_death() {
         .stderr_has("timed out after")
         .stderr_has("last state:");
     let _ = slow.join();
+    // That reload ends once the old worker that answered is reaped: wait for it, or its
+    // draining entry (shown until then) would pass for the next reload being under way.
+    let settled = eventually("the first reload to end", Duration::from_secs(10), || {
+        d.stats_doc().filter(|s| {
+            s["uwsgid"]["reload"].is_null()
+                && s["uwsgid"]["draining"].as_array().unwrap().is_empty()
+        })
+    });
+    let before = settled["uwsgid"]["generation"].as_u64().unwrap();
 
     // The master dies while uwsgictl waits: exit 21, promptly.
     let slow = std::thread::spawn(move || http_get(port, "/sleep?ms=3000"));
@@ -198,7 +207,10 @@ fn uwsgid_reload_wait_reports_timeout_and_master_death() {
     let waiter = std::thread::spawn(move || ctl(args).run());
     eventually("the reload to be under way", Duration::from_secs(5), || {
         d.stats_doc()
-            .filter(|s| !s["uwsgid"]["draining"].as_array().unwrap().is_empty())
+            .filter(|s| {
+                s["uwsgid"]["generation"].as_u64() > Some(before)
+                    && !s["uwsgid"]["draining"].as_array().unwrap().is_empty()
+            })
             .map(|_| ())
     });
     // SAFETY: SIGKILL to the uwsgid master this test started.
