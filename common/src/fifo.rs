@@ -180,7 +180,7 @@ impl FifoCommand {
             FifoCommand::Pause => "pause; nothing if already paused (uwsgid only)",
             FifoCommand::Resume => "resume; nothing if not paused (uwsgid only)",
             FifoCommand::Rollback => {
-                "rollback to a snapshot generation (uwsgid only): not implemented yet, logged; nothing changes"
+                "rollback: abort a reload under way (uwsgid only; no snapshots yet)"
             }
             FifoCommand::Stats => "statistics to the log (as SIGUSR1)",
             FifoCommand::ReopenLog => "reopen the log file",

@@ -151,6 +151,30 @@ impl Reloads {
         ))
     }
 
+    /// A rollback asked while a reload is under way (there are no snapshots yet, so this is
+    /// what it can do): every slot that still holds a ready worker of an older generation
+    /// goes back to it ([`Table::abort_to_older`]). Returns whether the reload is aborted
+    /// (the caller ends it as failed) and what to log; `None` when no reload is under way.
+    /// A reload with no ready older worker left (a brutal one) goes on.
+    pub fn abort_for_rollback(&mut self, table: &mut Table) -> Option<(bool, String)> {
+        let g = self.current.as_ref()?.generation;
+        let back = table.abort_to_older(g);
+        Some(match back.iter().map(|&(_, o)| o).max() {
+            Some(o) => (
+                true,
+                format!(
+                    "reload to generation {g} aborted by a rollback request: {} of {} slot(s) back to generation {o}",
+                    back.len(),
+                    table.slots.len()
+                ),
+            ),
+            None => (
+                false,
+                format!("rollback requested during the reload to generation {g}: no ready worker of an older generation is left to go back to; the reload goes on"),
+            ),
+        })
+    }
+
     /// End the reload under way. Returns whether it counts as a success and its message (a
     /// refused configuration turns a success into a failure).
     pub fn finish(&mut self, ok: bool, message: String, now: Now) -> Option<(bool, String)> {

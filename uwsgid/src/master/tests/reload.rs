@@ -161,6 +161,34 @@ fn an_aborted_reload_keeps_retrying_a_slot_no_old_worker_serves() {
 }
 
 #[test]
+fn a_rollback_aborts_the_reload_under_way_and_nothing_else() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    assert_eq!(r.abort_for_rollback(&mut t), None, "no reload under way");
+    assert!(t.slots.iter().all(|s| s.target == 1));
+    r.begin(ReloadKind::Graceful, 2, &mut t, now(t0));
+    add(&mut t, 20, 1, 2, t0);
+    let (aborted, why) = r.abort_for_rollback(&mut t).unwrap();
+    assert!(aborted);
+    assert!(why.contains("2 of 2 slot(s) back to generation 1"), "{why}");
+    assert!(t.slots.iter().all(|s| s.target == 1));
+    assert_eq!(t.replaced(), vec![20]);
+}
+
+#[test]
+fn a_rollback_without_an_older_ready_worker_lets_the_reload_go_on() {
+    let t0 = Instant::now();
+    let mut t = table(1);
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::BrutalWorkers, 2, &mut t, now(t0));
+    add(&mut t, 20, 1, 2, t0);
+    let (aborted, _) = r.abort_for_rollback(&mut t).unwrap();
+    assert!(!aborted);
+    assert_eq!(t.slots[0].target, 2);
+    assert!(r.current.is_some());
+}
+
+#[test]
 fn a_refused_configuration_fails_a_reload_that_completed() {
     let (mut t, t0) = running();
     let mut r = Reloads {
