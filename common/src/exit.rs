@@ -32,6 +32,7 @@ pub enum Exit {
     ReloadFailed,
     Stats,
     Fifo,
+    NoSnapshot,
 }
 
 impl Exit {
@@ -56,6 +57,7 @@ impl Exit {
         Exit::ReloadFailed,
         Exit::Stats,
         Exit::Fifo,
+        Exit::NoSnapshot,
     ];
 
     pub fn code(self) -> i32 {
@@ -79,6 +81,7 @@ impl Exit {
             Exit::ReloadFailed => 22,
             Exit::Stats => 23,
             Exit::Fifo => 24,
+            Exit::NoSnapshot => 25,
         }
     }
 
@@ -104,6 +107,7 @@ impl Exit {
             Exit::ReloadFailed => "reload-failed",
             Exit::Stats => "stats-error",
             Exit::Fifo => "fifo-error",
+            Exit::NoSnapshot => "no-snapshot",
         }
     }
 
@@ -133,6 +137,7 @@ impl Exit {
             Exit::ReloadFailed => "--wait: the new generation failed or its workers crash-loop",
             Exit::Stats => "the stats server is unreachable or sent a malformed document",
             Exit::Fifo => "the master FIFO is missing, not a FIFO, or nobody reads it",
+            Exit::NoSnapshot => "rollback: no snapshot generation is parked; nothing was sent",
         }
     }
 }

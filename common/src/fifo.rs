@@ -179,7 +179,9 @@ impl FifoCommand {
             FifoCommand::TogglePause => "toggle pause/resume (as SIGTSTP)",
             FifoCommand::Pause => "pause; nothing if already paused (uwsgid only)",
             FifoCommand::Resume => "resume; nothing if not paused (uwsgid only)",
-            FifoCommand::Rollback => "roll back to the snapshot generation (uwsgid only)",
+            FifoCommand::Rollback => {
+                "rollback: abort a reload under way (uwsgid only; no snapshots yet)"
+            }
             FifoCommand::Stats => "statistics to the log (as SIGUSR1)",
             FifoCommand::ReopenLog => "reopen the log file",
             FifoCommand::RotateLog => "rotate the log file (rename to FILE.EPOCH, reopen)",

@@ -43,7 +43,8 @@ pub const MASTER_SIGNALS: &[SignalAction] = &[
     SignalAction {
         name: "URG",
         number: libc::SIGURG,
-        action: "restore the snapshot generation, if any",
+        action:
+            "rollback: abort a reload under way, back to the serving generation (no snapshots yet)",
     },
     SignalAction {
         name: "TSTP",

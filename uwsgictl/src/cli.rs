@@ -84,7 +84,8 @@ pub enum Command {
     Pause(ViaArgs),
     /// Resume a paused instance. Does nothing if it is not paused.
     Resume(ViaArgs),
-    /// Bring the parked snapshot generation back in service (uwsgid --auto-snapshot).
+    /// Roll back: abort a reload under way, back to the generation that serves (uwsgid;
+    /// there are no snapshots to restore yet, so a completed reload cannot be undone).
     Rollback(ViaArgs),
     /// Show the instance and its workers as a table, or the daemon's document with --json.
     Stats(StatsArgs),

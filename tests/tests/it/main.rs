@@ -31,6 +31,7 @@ mod security_runner;
 mod security_runtime;
 mod security_static;
 mod sizing;
+mod snapshot;
 mod socket_ownership;
 mod stop_cleanup;
 mod tidy;

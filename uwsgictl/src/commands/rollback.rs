@@ -19,11 +19,13 @@ pub(super) fn rollback(ctx: &Ctx, a: &ViaArgs) -> Result<Report, CtlError> {
         ));
     }
     if let Some(ext) = doc.as_ref().and_then(|d| d.uwsgid.as_ref()) {
-        if ext.snapshot.is_none() {
+        // Without a snapshot, a rollback still aborts a reload under way (back to the
+        // generation that serves): send it then.
+        if ext.snapshot.is_none() && ext.reload.is_none() {
             return Err(CtlError::new(
-                Exit::Failure,
-                "no snapshot generation is parked, so there is nothing to roll back to; start \
-                 uwsgid with --auto-snapshot and reload once; nothing was sent",
+                Exit::NoSnapshot,
+                "no snapshot generation is parked and no reload is under way, so there is \
+                 nothing to roll back to (uwsgid does not take snapshots yet); nothing was sent",
             ));
         }
     }

@@ -113,7 +113,9 @@ impl Reloads {
 
     /// A worker of generation `g` in slot `id` failed to start (`failed` times in a row):
     /// the reason the reload fails, if it does. A chain stops at once (this slot and the ones
-    /// after it keep their old workers); another reload fails after [`RELOAD_FAIL_AFTER`].
+    /// after it keep their old workers); another reload is aborted after
+    /// [`RELOAD_FAIL_AFTER`]: every slot that still has a ready older worker goes back to it
+    /// ([`Table::abort_to_older`]) and the new generation is not tried again there.
     pub fn on_failed_start(
         &mut self,
         table: &mut Table,
@@ -132,9 +134,45 @@ impl Reloads {
             }
             return Some(format!("chain stopped at worker {id}: its replacement {how} before it was ready; the remaining old workers keep serving"));
         }
-        (failed >= RELOAD_FAIL_AFTER).then(|| format!(
-            "new worker {id} of generation {g} failed to start {failed} times (last: {how}); old workers keep serving while it is retried"
+        if failed < RELOAD_FAIL_AFTER {
+            return None;
+        }
+        let back = table.abort_to_older(g);
+        let serving = match back.iter().map(|&(_, o)| o).max() {
+            Some(o) => format!(
+                "reload aborted: {} of {} slot(s) stay with generation {o}",
+                back.len(),
+                table.slots.len()
+            ),
+            None => "reload aborted, but no older worker is left to serve: the new generation is still retried".to_string(),
+        };
+        Some(format!(
+            "new worker {id} of generation {g} failed to start {failed} times (last: {how}); {serving}; the next reload tries the binary and options on disk again"
         ))
+    }
+
+    /// A rollback asked while a reload is under way (there are no snapshots yet, so this is
+    /// what it can do): every slot that still holds a ready worker of an older generation
+    /// goes back to it ([`Table::abort_to_older`]). Returns whether the reload is aborted
+    /// (the caller ends it as failed) and what to log; `None` when no reload is under way.
+    /// A reload with no ready older worker left (a brutal one) goes on.
+    pub fn abort_for_rollback(&mut self, table: &mut Table) -> Option<(bool, String)> {
+        let g = self.current.as_ref()?.generation;
+        let back = table.abort_to_older(g);
+        Some(match back.iter().map(|&(_, o)| o).max() {
+            Some(o) => (
+                true,
+                format!(
+                    "reload to generation {g} aborted by a rollback request: {} of {} slot(s) back to generation {o}",
+                    back.len(),
+                    table.slots.len()
+                ),
+            ),
+            None => (
+                false,
+                format!("rollback requested during the reload to generation {g}: no ready worker of an older generation is left to go back to; the reload goes on"),
+            ),
+        })
     }
 
     /// End the reload under way. Returns whether it counts as a success and its message (a

@@ -17,6 +17,8 @@
 //! | Running            | reload `r`/`R`, binary replaced        | Checking: the new binary runs `--check-config` |
 //! | Running            | reload `w`/`W`/`c`                     | Running, generation + 1, slots retargeted |
 //! | Running            | `c` while a chain runs                 | Running, ignored                       |
+//! | Running            | rollback (`SIGURG`, `b`), a reload under way | Running: the reload is aborted, slots with a ready older worker go back to it (`Reloads::abort_for_rollback`); none: it goes on |
+//! | Running            | rollback, no reload under way          | Running, logged (no snapshots yet)     |
 //! | Checking           | any reload                             | Checking, ignored                      |
 //! | Checking           | checker exits 0                        | ReExec                                 |
 //! | Checking           | checker fails or times out             | Running, refused                       |
@@ -239,8 +241,8 @@ impl Master {
                 self.set_paused(p, if p { "pause" } else { "resume" });
             }
         }
-        if r.rollback {
-            log!("rollback requested: no snapshot is available (snapshots are not implemented yet); nothing changed");
+        if r.rollback && !self.phase.is_stopping() {
+            self.rollback(now);
         }
         if r.stats_log {
             self.log_stats(now);
@@ -420,6 +422,16 @@ impl Master {
                 }
             }
             Decision::Stop { .. } | Decision::Refuse => {}
+        }
+    }
+
+    /// SIGURG or the FIFO `b`: abort the reload under way, if any (back to the generation
+    /// that serves); there is no snapshot to restore.
+    fn rollback(&mut self, now: Now) {
+        match self.reloads.abort_for_rollback(&mut self.table) {
+            Some((true, message)) => self.finish_reload(false, message, now),
+            Some((false, message)) => log!("{message}"),
+            None => log!("rollback requested: no snapshot is available (snapshots are not implemented yet) and no reload is under way; nothing changed"),
         }
     }
 

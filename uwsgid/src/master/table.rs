@@ -544,6 +544,32 @@ impl Table {
         out
     }
 
+    /// A failed reload to `g` is aborted: every slot targeting `g` that still holds a ready
+    /// worker of an older generation targets that generation again (the newest one), with a
+    /// fresh failure count, so `g` is tried no more there and its starting workers are
+    /// retired ([`Table::replaced`]). A slot with no such worker (added during the reload, or
+    /// its old worker died meanwhile) keeps `g`: nothing else can serve it. Returns the slots
+    /// given back, with their generation.
+    pub fn abort_to_older(&mut self, g: u64) -> Vec<(SlotId, u64)> {
+        let mut out = Vec::new();
+        for id in self.slot_ids().collect::<Vec<_>>() {
+            if self.slot(id).is_none_or(|s| s.target != g) {
+                continue;
+            }
+            let old = self
+                .workers
+                .iter()
+                .filter(|w| w.slot == id && w.generation < g && w.is_ready())
+                .map(|w| w.generation)
+                .max();
+            if let Some(old) = old {
+                self.retarget(id, old);
+                out.push((id, old));
+            }
+        }
+        out
+    }
+
     /// The newest worker of a generation older than `g` in slot `id` (a chain that stops
     /// gives the slot back to it).
     pub fn newest_older(&self, id: SlotId, g: u64) -> Option<u64> {

@@ -122,6 +122,73 @@ fn workers_reload_fails_after_three_failed_starts() {
 }
 
 #[test]
+fn a_failed_workers_reload_is_aborted_and_gives_every_slot_back() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::Graceful, 2, &mut t, now(t0));
+    // Slot 2's new worker is starting; slot 1's crashed for the third time.
+    add(&mut t, 21, 2, 2, t0);
+    let why = r.on_failed_start(&mut t, id(1), 2, 3, "exited 1").unwrap();
+    assert!(
+        why.contains("reload aborted: 2 of 2 slot(s) stay with generation 1"),
+        "{why}"
+    );
+    assert!(why.contains("the next reload tries"), "{why}");
+    assert!(t
+        .slots
+        .iter()
+        .all(|s| s.target == 1 && s.failed_starts == 0));
+    assert!(t.missing(t0).is_empty(), "generation 2 is not tried again");
+    assert_eq!(t.replaced(), vec![21], "its starting worker is retired");
+    let (ok, _) = r.finish(false, why, now(t0)).unwrap();
+    assert!(!ok);
+    assert_eq!(r.last.as_ref().unwrap().result, ReloadResult::Failed);
+    assert!(r.current.is_none());
+}
+
+#[test]
+fn an_aborted_reload_keeps_retrying_a_slot_no_old_worker_serves() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::Workers, 2, &mut t, now(t0));
+    t.on_exit(11, "killed by signal 9", t0, false);
+    let why = r.on_failed_start(&mut t, id(1), 2, 3, "x").unwrap();
+    assert!(
+        why.contains("1 of 2 slot(s) stay with generation 1"),
+        "{why}"
+    );
+    assert_eq!((t.slots[0].target, t.slots[1].target), (1, 2));
+}
+
+#[test]
+fn a_rollback_aborts_the_reload_under_way_and_nothing_else() {
+    let (mut t, t0) = running();
+    let mut r = Reloads::default();
+    assert_eq!(r.abort_for_rollback(&mut t), None, "no reload under way");
+    assert!(t.slots.iter().all(|s| s.target == 1));
+    r.begin(ReloadKind::Graceful, 2, &mut t, now(t0));
+    add(&mut t, 20, 1, 2, t0);
+    let (aborted, why) = r.abort_for_rollback(&mut t).unwrap();
+    assert!(aborted);
+    assert!(why.contains("2 of 2 slot(s) back to generation 1"), "{why}");
+    assert!(t.slots.iter().all(|s| s.target == 1));
+    assert_eq!(t.replaced(), vec![20]);
+}
+
+#[test]
+fn a_rollback_without_an_older_ready_worker_lets_the_reload_go_on() {
+    let t0 = Instant::now();
+    let mut t = table(1);
+    let mut r = Reloads::default();
+    r.begin(ReloadKind::BrutalWorkers, 2, &mut t, now(t0));
+    add(&mut t, 20, 1, 2, t0);
+    let (aborted, _) = r.abort_for_rollback(&mut t).unwrap();
+    assert!(!aborted);
+    assert_eq!(t.slots[0].target, 2);
+    assert!(r.current.is_some());
+}
+
+#[test]
 fn a_refused_configuration_fails_a_reload_that_completed() {
     let (mut t, t0) = running();
     let mut r = Reloads {
