@@ -73,6 +73,7 @@ impl Master {
 
     pub(super) fn finish_reload(&mut self, ok: bool, message: String, now: Now) {
         if let Some((ok, message)) = self.reloads.finish(ok, message, now) {
+            self.systemd_reload_ended((!ok).then_some(message.as_str()));
             if ok {
                 log!("{message}");
             } else {

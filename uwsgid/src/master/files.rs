@@ -97,6 +97,7 @@ pub(super) fn base(
         phase: Phase::Running,
         requests: Requests::default(),
         exit_code: None,
+        systemd: None,
     })
 }
 

@@ -246,6 +246,7 @@ impl Master {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!("{kind} reload failed: {e}; the instance keeps serving");
+                self.systemd_reload_ended(Some(&reason));
                 self.note_error(reason.clone());
                 self.reloads
                     .record(kind, self.generation, false, reason, asked.at, now);
@@ -281,6 +282,7 @@ impl Master {
             "{kind} reload failed: execve {}: {e}; the instance keeps serving",
             self.exe.display()
         );
+        self.systemd_reload_ended(Some(&reason));
         self.note_error(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, asked.at, now);
