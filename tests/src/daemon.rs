@@ -42,6 +42,17 @@ impl Daemon {
     }
 
     pub fn spawn_with(dir: &TestDir, extra: &[&str], exe: &Path, defaults: bool) -> Daemon {
+        Daemon::spawn_env(dir, extra, exe, defaults, &[])
+    }
+
+    /// [`Daemon::spawn_with`] with extra environment variables.
+    pub fn spawn_env(
+        dir: &TestDir,
+        extra: &[&str],
+        exe: &Path,
+        defaults: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let pidfile = dir.join("uwsgid.pid");
         let fifo = dir.join("master.fifo");
         let stats = dir.join("stats.sock");
@@ -74,6 +85,7 @@ impl Daemon {
         cmd.args(&args)
             .current_dir(&dir.path)
             .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile);

@@ -29,6 +29,7 @@ mod security_runtime;
 mod security_static;
 mod sizing;
 mod stop_cleanup;
+mod systemd_notify;
 mod tidy;
 mod uwsgictl_generated;
 mod uwsgictl_uwsgi;

@@ -297,8 +297,8 @@ impl Master {
             return;
         };
         let g = self.generation;
-        let reloading =
-            self.reloads.current.is_some() || matches!(self.phase, Phase::Checking(_) | Phase::ReExec { .. });
+        let reloading = self.reloads.current.is_some()
+            || matches!(self.phase, Phase::Checking(_) | Phase::ReExec { .. });
         if systemd::first_ready(sd.ready_sent, reloading, self.table.complete(g)) {
             sd.ready();
         }

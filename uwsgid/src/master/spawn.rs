@@ -308,7 +308,11 @@ impl Master {
         let env: Vec<CString> = environment(None)
             .into_iter()
             .filter(|kv| {
-                let key = kv.as_bytes().split(|&b| b == b'=').next().unwrap_or_default();
+                let key = kv
+                    .as_bytes()
+                    .split(|&b| b == b'=')
+                    .next()
+                    .unwrap_or_default();
                 !crate::sd_notify::is_systemd_variable(key)
             })
             .collect();

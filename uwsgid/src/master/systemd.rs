@@ -85,8 +85,9 @@ impl Systemd {
     /// A reload ended: ready again (the old generation serves if it failed).
     pub fn reload_ended(&mut self, failure: Option<&str>) {
         if let Some(why) = failure {
-            self.notifier
-                .status(&format!("reload failed, previous generation serving: {why}"));
+            self.notifier.status(&format!(
+                "reload failed, previous generation serving: {why}"
+            ));
         }
         self.ready();
     }
