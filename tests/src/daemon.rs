@@ -53,6 +53,20 @@ impl Daemon {
         defaults: bool,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::spawn_command(dir, extra, exe, defaults, &mut |cmd| {
+            cmd.envs(env.iter().copied());
+        })
+    }
+
+    /// [`Daemon::spawn_with`], letting `configure` change the command (environment, fds
+    /// passed by a `pre_exec`) before it is spawned.
+    pub fn spawn_command(
+        dir: &TestDir,
+        extra: &[&str],
+        exe: &Path,
+        defaults: bool,
+        configure: &mut dyn FnMut(&mut Command),
+    ) -> Daemon {
         let pidfile = dir.join("uwsgid.pid");
         let fifo = dir.join("master.fifo");
         let stats = dir.join("stats.sock");
@@ -85,11 +99,11 @@ impl Daemon {
         cmd.args(&args)
             .current_dir(&dir.path)
             .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        configure(&mut cmd);
         let child = cmd.spawn().expect("spawn uwsgid");
         let pid = child.id() as i32;
         Daemon {

@@ -273,6 +273,10 @@ impl std::fmt::Display for StatsAddr {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub listeners: Vec<ListenerSpec>,
+    /// `listeners` is the default (no `--http-socket` given): not bound when systemd passed
+    /// sockets (socket activation), which are then the only listeners.
+    #[serde(default)]
+    pub default_listener: bool,
     pub processes: u32,
     /// Without `--processes`: where the count came from, for the log ([`crate::sizing`]).
     #[serde(default)]
@@ -525,7 +529,8 @@ impl Config {
         let instance = name.as_deref().map(InstancePaths::for_name);
 
         let mut listeners = Vec::new();
-        let addrs: Vec<String> = if args.http_socket.is_empty() && args.worker_exec.is_none() {
+        let default_listener = args.http_socket.is_empty() && args.worker_exec.is_none();
+        let addrs: Vec<String> = if default_listener {
             vec![DEFAULT_ADDR.to_string()]
         } else {
             args.http_socket.clone()
@@ -774,6 +779,7 @@ impl Config {
         let serve = crate::options::from_args(args, matches!(worker, WorkerKind::Builtin))?;
         Ok(Config {
             listeners,
+            default_listener,
             processes,
             processes_from,
             pidfiles,

@@ -28,6 +28,7 @@ mod security_runner;
 mod security_runtime;
 mod security_static;
 mod sizing;
+mod socket_activation;
 mod stop_cleanup;
 mod systemd_notify;
 mod tidy;

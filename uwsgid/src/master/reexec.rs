@@ -422,7 +422,16 @@ fn resume_listeners(m: &mut Master, h: &Handoff) {
         sys::take_fd(l.fd, "listener")
             .and_then(|fd| listener::inherit(fd, &l.configured, l.created_path.clone()))
     };
-    for spec in m.config.listeners.clone() {
+    // Socket activation: without --http-socket, systemd's sockets are the only listeners.
+    let activated = inherited
+        .iter()
+        .any(|l| l.configured.starts_with("systemd:"));
+    let specs = if activated && m.config.default_listener {
+        Vec::new()
+    } else {
+        m.config.listeners.clone()
+    };
+    for spec in specs {
         if let Some(pos) = inherited
             .iter()
             .position(|l| l.configured == spec.configured)
