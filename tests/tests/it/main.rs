@@ -19,6 +19,7 @@ mod options_misc;
 mod options_reqlog;
 mod options_static_map;
 mod pidfile;
+mod process_group;
 mod real_faults;
 mod reload_gap;
 mod reload_storm;
