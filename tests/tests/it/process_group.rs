@@ -41,3 +41,69 @@ fn a_group_sighup_is_one_reload_by_the_master() {
     let log = d.log_text();
     assert!(!log.contains("unexpected"), "{log}");
 }
+
+/// uwsgid as PID 1 of a new PID namespace (a container's init), started by
+/// `unshare --pid --fork --mount-proc`: it serves, and a SIGTERM under `--die-on-term` drains
+/// the request in flight and exits 0.
+#[test]
+fn as_pid_1_a_sigterm_under_die_on_term_drains() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !std::path::Path::new("/usr/bin/unshare").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs root and util-linux's unshare"
+        );
+        eprintln!("skipped: needs root and /usr/bin/unshare");
+        return;
+    }
+    let dir = TestDir::new("pid1-term");
+    let uwsgid = bin("uwsgid");
+    let (pidfile, fifo, stats) = (
+        dir.join("uwsgid.pid"),
+        dir.join("master.fifo"),
+        dir.join("stats.sock"),
+    );
+    let args = [
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        uwsgid.to_str().unwrap(),
+        "--safe-pidfile",
+        pidfile.to_str().unwrap(),
+        "--master-fifo",
+        fifo.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+        "--demo-routes",
+        "--http-socket",
+        "127.0.0.1:0",
+        "--die-on-term",
+        "--processes",
+        "2",
+    ];
+    let mut d = Daemon::spawn_command(
+        &dir,
+        &args,
+        std::path::Path::new("/usr/bin/unshare"),
+        false,
+        &mut |_| {},
+    );
+    let record = wait_for("the instance record", Duration::from_secs(20), || {
+        d.assert_alive();
+        common::discovery::read_record(&d.pidfile).ok()
+    });
+    assert_eq!(record.pid, 1, "not PID 1 in its namespace");
+    d.addr = record.listeners[0].clone();
+    d.wait_stats("every worker ready", |s| all_ready(s).then_some(()));
+    // The master's pid as seen from here: unshare's only child.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid)).unwrap();
+    let master: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let slow = d.request_in_flight("/sleep?ms=1000");
+    // SAFETY: signalling the master we started (unshare's child), by its pid.
+    assert_eq!(unsafe { libc::kill(master, libc::SIGTERM) }, 0);
+    let (status, _) = slow.join().unwrap().expect("the request in flight was cut");
+    assert_eq!(status, 200);
+    let exit = d.wait_exit(Duration::from_secs(20));
+    assert!(exit.success(), "{exit:?}\n{}", d.log_text());
+}
