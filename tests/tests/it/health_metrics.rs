@@ -224,3 +224,29 @@ fn metrics_parse_with_prometheus_client_and_promtool() {
         Err(_) => required("promtool"),
     }
 }
+
+#[test]
+fn metrics_count_reloads_by_kind_and_result_across_re_execs() {
+    let dir = TestDir::new("metrics-reloads");
+    let (d, stats) = start(&dir, &["--processes", "1"]);
+    let metrics_with = |line: &str| {
+        wait_for(line, Duration::from_secs(20), || {
+            let r = stats_get(&stats, "/metrics")?;
+            r.2.lines().any(|l| l == line).then_some(r.2)
+        })
+    };
+    metrics_with("uwsgid_workers{state=\"ready\"} 1");
+    d.fifo_write(b"w");
+    metrics_with("uwsgid_reload_duration_seconds_count 1");
+    // A re-exec carries the counts; it is counted itself once it completes.
+    d.fifo_write(b"r");
+    let text = metrics_with("uwsgid_reload_duration_seconds_count 2");
+    for line in [
+        "uwsgid_reloads_total{kind=\"workers\",result=\"complete\"} 1",
+        "uwsgid_reloads_total{kind=\"graceful\",result=\"complete\"} 1",
+        "uwsgid_reload_duration_seconds_bucket{le=\"+Inf\"} 2",
+        "# TYPE uwsgid_reload_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}

@@ -202,6 +202,7 @@ impl Master {
             workers,
             slots,
             last_reload: self.reloads.last.clone(),
+            reload_counts: self.reloads.counts.clone(),
             zygotes: self.preload.to_handoff(now),
             config_refused: None,
             fifo_pending: leftover.to_vec(),
@@ -324,6 +325,7 @@ pub(super) fn resume(
     m.paused = h.paused;
     m.last_error = h.last_error.clone();
     m.reloads.last = h.last_reload.clone();
+    m.reloads.counts = h.reload_counts.clone();
     m.reloads.refused = h.config_refused.clone();
     m.files.pidfiles_written = h.pidfiles_written.clone();
 

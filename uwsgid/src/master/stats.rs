@@ -211,6 +211,7 @@ impl Master {
                 started_unix: self.started_unix,
                 reload,
                 last_reload: self.reloads.last.clone(),
+                reload_counts: self.reloads.counts.clone(),
                 last_error: self.last_error.clone(),
                 snapshot: None,
                 draining,
