@@ -121,6 +121,10 @@ pub struct Instance {
     /// Every reload that ended since the instance started (across re-execs): counts by kind
     /// and result, and a duration histogram.
     pub reload_counts: ReloadCounts,
+    /// Workers started again in their slot since the instance started, by cause: `died` (it
+    /// exited while serving) or `failed_start` (it exited or failed before it was ready, or
+    /// soon after).
+    pub respawns_by_cause: BTreeMap<String, u64>,
     /// The last error the master survived (bad reload configuration, failed execve, ...).
     pub last_error: Option<String>,
     /// Generation parked as a snapshot for rollback, if any.

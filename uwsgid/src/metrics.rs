@@ -411,6 +411,17 @@ pub fn render(doc: &StatsDocument, host: &Host) -> String {
             float(r.finished_unix_ms as f64 / 1000.0),
         );
     }
+    if let Some(i) = inst {
+        o.family(
+            "respawns_by_cause_total",
+            "counter",
+            "Workers started again in their slot since the instance started, by cause.",
+        );
+        for cause in ["died", "failed_start"] {
+            let n = i.respawns_by_cause.get(cause).copied().unwrap_or(0);
+            o.sample("respawns_by_cause_total", &[("cause", cause)], n);
+        }
+    }
     if let Some(c) = inst.map(|i| &i.reload_counts) {
         o.family(
             "reloads_total",

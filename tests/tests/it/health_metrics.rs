@@ -249,4 +249,20 @@ fn metrics_count_reloads_by_kind_and_result_across_re_execs() {
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }
+    // A worker that dies is respawned, and counted by cause (soon after its start it is a
+    // failed start, later a death).
+    let doc: Value = serde_json::from_str(&stats_get(&stats, "/").unwrap().2).unwrap();
+    let pid = doc["workers"][0]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing a worker of the instance we started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    wait_for("a respawn counted", Duration::from_secs(20), || {
+        let r = stats_get(&stats, "/metrics")?;
+        r.2.lines()
+            .any(|l| {
+                l == "uwsgid_respawns_by_cause_total{cause=\"died\"} 1"
+                    || l == "uwsgid_respawns_by_cause_total{cause=\"failed_start\"} 1"
+            })
+            .then_some(())
+    });
+    drop(d);
 }

@@ -24,6 +24,7 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "tests/tests/it/daemonize.rs",
     "tests/tests/it/exec_runner.rs",
     "tests/tests/it/exec_support.rs",
+    "tests/tests/it/health_metrics.rs",
     "tests/tests/it/pidfile.rs",
     "tests/tests/it/process_group.rs",
     "tests/tests/it/security_ctl.rs",

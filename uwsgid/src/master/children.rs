@@ -26,10 +26,13 @@ impl Master {
             ),
             Exit::Killed => log!("worker {id} (pid {pid}) killed: {how}"),
             Exit::WhileStopping => {}
-            Exit::Died { lived } => log!(
-                "worker {id} (pid {pid}) died after {:.1}s: {how}; respawning",
-                lived.as_secs_f64()
-            ),
+            Exit::Died { lived } => {
+                *self.respawns.entry("died".into()).or_default() += 1;
+                log!(
+                    "worker {id} (pid {pid}) died after {:.1}s: {how}; respawning",
+                    lived.as_secs_f64()
+                )
+            }
             Exit::FailedStart {
                 failed,
                 delay,
@@ -51,6 +54,7 @@ impl Master {
 
     /// A worker of `g` in slot `id` did not come up (`failed` times in a row).
     pub(super) fn on_failed_start(&mut self, id: SlotId, g: u64, failed: u32, how: &str, now: Now) {
+        *self.respawns.entry("failed_start".into()).or_default() += 1;
         if let Some(reason) = self
             .reloads
             .on_failed_start(&mut self.table, id, g, failed, how)

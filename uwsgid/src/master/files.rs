@@ -98,6 +98,7 @@ pub(super) fn base(
         requests: Requests::default(),
         exit_code: None,
         systemd: None,
+        respawns: Default::default(),
     })
 }
 

@@ -53,6 +53,8 @@ pub struct Handoff {
     /// The reloads that ended before this re-exec (this one is counted when it ends).
     #[serde(default)]
     pub reload_counts: common::stats::ReloadCounts,
+    #[serde(default)]
+    pub respawns: std::collections::BTreeMap<String, u64>,
     /// Preload zygotes, still our children, with their control sockets.
     #[serde(default)]
     pub zygotes: Vec<HandoffZygote>,
@@ -252,6 +254,7 @@ mod tests {
             slots: vec![HandoffSlot::default(); 512],
             last_reload: None,
             reload_counts: Default::default(),
+            respawns: Default::default(),
             zygotes: Vec::new(),
             config_refused: None,
             fifo_pending: Vec::new(),

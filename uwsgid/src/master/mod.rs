@@ -210,6 +210,8 @@ pub struct Master {
     exit_code: Option<i32>,
     /// The service manager's notify socket (`NOTIFY_SOCKET`), if any.
     systemd: Option<systemd::Systemd>,
+    /// Respawns by cause (for `/metrics`), carried across re-execs.
+    respawns: std::collections::BTreeMap<String, u64>,
 }
 
 /// Start (or, after a re-exec, continue) the master and run it until it exits.

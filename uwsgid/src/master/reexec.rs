@@ -203,6 +203,7 @@ impl Master {
             slots,
             last_reload: self.reloads.last.clone(),
             reload_counts: self.reloads.counts.clone(),
+            respawns: self.respawns.clone(),
             zygotes: self.preload.to_handoff(now),
             config_refused: None,
             fifo_pending: leftover.to_vec(),
@@ -326,6 +327,7 @@ pub(super) fn resume(
     m.last_error = h.last_error.clone();
     m.reloads.last = h.last_reload.clone();
     m.reloads.counts = h.reload_counts.clone();
+    m.respawns = h.respawns.clone();
     m.reloads.refused = h.config_refused.clone();
     m.files.pidfiles_written = h.pidfiles_written.clone();
 

@@ -212,6 +212,7 @@ impl Master {
                 reload,
                 last_reload: self.reloads.last.clone(),
                 reload_counts: self.reloads.counts.clone(),
+                respawns_by_cause: self.respawns.clone(),
                 last_error: self.last_error.clone(),
                 snapshot: None,
                 draining,
