@@ -111,7 +111,7 @@ fn expect_reload(m: &mut Manager, d: &Daemon, generation: u64, trigger: impl FnO
         "READY=1 before the generation was ready: {s}"
     );
     m.wait_status(&format!(
-        "STATUS=serving, generation {generation}, 2/2 workers ready"
+        "STATUS=running, generation {generation}, 2/2 workers ready"
     ));
 }
 
@@ -122,7 +122,7 @@ fn every_reload_is_announced_then_ready_and_the_stop_too() {
     let mut m = Manager::new(UnixDatagram::bind(&path).unwrap());
     let mut d = start(&dir, path.to_str().unwrap(), &[]);
     assert_eq!(m.next(), "READY=1");
-    m.wait_status("STATUS=serving, generation 1, 2/2 workers ready");
+    m.wait_status("STATUS=running, generation 1, 2/2 workers ready");
     expect_reload(&mut m, &d, 2, || d.signal(libc::SIGHUP));
     expect_reload(&mut m, &d, 3, || d.fifo_write(b"r"));
     expect_reload(&mut m, &d, 4, || d.fifo_write(b"R"));

@@ -43,7 +43,7 @@ pub fn state_word(stopping: bool, reloading: bool, paused: bool) -> &'static str
     } else if paused {
         "paused"
     } else {
-        "serving"
+        "running"
     }
 }
 
@@ -121,6 +121,6 @@ mod tests {
         assert_eq!(state_word(true, true, true), "stopping");
         assert_eq!(state_word(false, true, true), "reloading");
         assert_eq!(state_word(false, false, true), "paused");
-        assert_eq!(state_word(false, false, false), "serving");
+        assert_eq!(state_word(false, false, false), "running");
     }
 }
