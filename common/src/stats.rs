@@ -118,6 +118,13 @@ pub struct Instance {
     pub reload: Option<ReloadProgress>,
     /// The last reload that ended, complete or failed.
     pub last_reload: Option<ReloadOutcome>,
+    /// Every reload that ended since the instance started (across re-execs): counts by kind
+    /// and result, and a duration histogram.
+    pub reload_counts: ReloadCounts,
+    /// Workers started again in their slot since the instance started, by cause: `died` (it
+    /// exited while serving) or `failed_start` (it exited or failed before it was ready, or
+    /// soon after).
+    pub respawns_by_cause: BTreeMap<String, u64>,
     /// The last error the master survived (bad reload configuration, failed execve, ...).
     pub last_error: Option<String>,
     /// Generation parked as a snapshot for rollback, if any.
@@ -208,4 +215,69 @@ pub fn parse(text: &str) -> Result<StatsDocument, String> {
     serde_json::from_str::<serde_json::Value>(text)
         .and_then(serde_json::from_value)
         .map_err(|e| format!("stats document is not valid: {e}"))
+}
+
+/// Upper bounds (seconds) of the reload-duration histogram's buckets; `+Inf` is implied.
+pub const RELOAD_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Reloads that ended, by kind and result, and how long they took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadCounts {
+    /// `(kind, result, count)`, e.g. `("graceful", "complete", 3)`.
+    pub total: Vec<(String, String, u64)>,
+    /// Per bucket of [`RELOAD_BUCKETS`], the reloads that took at most its bound (not
+    /// cumulative); the last entry counts those above every bound.
+    pub buckets: Vec<u64>,
+    pub duration_sum_seconds: f64,
+}
+
+impl ReloadCounts {
+    /// Count one reload that ended.
+    pub fn add(&mut self, kind: &str, result: &str, seconds: f64) {
+        match self
+            .total
+            .iter_mut()
+            .find(|(k, r, _)| k == kind && r == result)
+        {
+            Some(t) => t.2 += 1,
+            None => self.total.push((kind.to_string(), result.to_string(), 1)),
+        }
+        self.buckets.resize(RELOAD_BUCKETS.len() + 1, 0);
+        let i = RELOAD_BUCKETS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(RELOAD_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.duration_sum_seconds += seconds;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod reload_counts_tests {
+    use super::*;
+
+    #[test]
+    fn reloads_are_counted_by_kind_result_and_bucket() {
+        let mut c = ReloadCounts::default();
+        c.add("graceful", "complete", 0.03);
+        c.add("graceful", "complete", 0.3);
+        c.add("chain", "failed", 100.0);
+        assert_eq!(
+            c.total,
+            vec![
+                ("graceful".into(), "complete".into(), 2),
+                ("chain".into(), "failed".into(), 1)
+            ]
+        );
+        assert_eq!(c.buckets[0], 1);
+        assert_eq!(c.buckets[3], 1);
+        assert_eq!(c.buckets[RELOAD_BUCKETS.len()], 1);
+        assert_eq!(c.count(), 3);
+        assert!((c.duration_sum_seconds - 100.33).abs() < 1e-9);
+    }
 }

@@ -95,6 +95,12 @@ fn full_document() -> StatsDocument {
                 total: 1,
                 old_alive: 1,
             }),
+            respawns_by_cause: [("died".to_string(), 1)].into_iter().collect(),
+            reload_counts: common::stats::ReloadCounts {
+                total: vec![("chain".into(), "failed".into(), 1)],
+                buckets: vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+                duration_sum_seconds: 2.0,
+            },
             last_reload: Some(ReloadOutcome {
                 kind: common::reload::ReloadKind::Chain,
                 generation: 2,

@@ -42,6 +42,31 @@ impl Daemon {
     }
 
     pub fn spawn_with(dir: &TestDir, extra: &[&str], exe: &Path, defaults: bool) -> Daemon {
+        Daemon::spawn_env(dir, extra, exe, defaults, &[])
+    }
+
+    /// [`Daemon::spawn_with`] with extra environment variables.
+    pub fn spawn_env(
+        dir: &TestDir,
+        extra: &[&str],
+        exe: &Path,
+        defaults: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::spawn_command(dir, extra, exe, defaults, &mut |cmd| {
+            cmd.envs(env.iter().copied());
+        })
+    }
+
+    /// [`Daemon::spawn_with`], letting `configure` change the command (environment, fds
+    /// passed by a `pre_exec`) before it is spawned.
+    pub fn spawn_command(
+        dir: &TestDir,
+        extra: &[&str],
+        exe: &Path,
+        defaults: bool,
+        configure: &mut dyn FnMut(&mut Command),
+    ) -> Daemon {
         let pidfile = dir.join("uwsgid.pid");
         let fifo = dir.join("master.fifo");
         let stats = dir.join("stats.sock");
@@ -78,6 +103,7 @@ impl Daemon {
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        configure(&mut cmd);
         let child = cmd.spawn().expect("spawn uwsgid");
         let pid = child.id() as i32;
         Daemon {

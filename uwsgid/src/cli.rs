@@ -407,6 +407,10 @@ impl std::fmt::Display for StatsAddr {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub listeners: Vec<ListenerSpec>,
+    /// `listeners` is the default (no listener option given): not bound when systemd passed
+    /// sockets (socket activation), which are then the only listeners.
+    #[serde(default)]
+    pub default_listener: bool,
     pub processes: u32,
     /// Without `--processes`: where the count came from, for the log ([`crate::sizing`]).
     #[serde(default)]
@@ -735,12 +739,13 @@ impl Config {
             .chain(&args.http11_socket)
             .collect();
         let default = [DEFAULT_ADDR.to_string()];
-        let http: Vec<&String> =
-            if http.is_empty() && args.socket.is_empty() && args.worker_exec.is_none() {
-                default.iter().collect()
-            } else {
-                http
-            };
+        let default_listener =
+            http.is_empty() && args.socket.is_empty() && args.worker_exec.is_none();
+        let http: Vec<&String> = if default_listener {
+            default.iter().collect()
+        } else {
+            http
+        };
         let all = http
             .into_iter()
             .map(|t| (t, Proto::Http))
@@ -1037,6 +1042,7 @@ impl Config {
             listeners,
             processes,
             processes_from,
+            default_listener,
             pidfiles,
             die_on_term: args.die_on_term,
             mercy,

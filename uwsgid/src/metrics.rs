@@ -411,6 +411,52 @@ pub fn render(doc: &StatsDocument, host: &Host) -> String {
             float(r.finished_unix_ms as f64 / 1000.0),
         );
     }
+    if let Some(i) = inst {
+        o.family(
+            "respawns_by_cause_total",
+            "counter",
+            "Workers started again in their slot since the instance started, by cause.",
+        );
+        for cause in ["died", "failed_start"] {
+            let n = i.respawns_by_cause.get(cause).copied().unwrap_or(0);
+            o.sample("respawns_by_cause_total", &[("cause", cause)], n);
+        }
+    }
+    if let Some(c) = inst.map(|i| &i.reload_counts) {
+        o.family(
+            "reloads_total",
+            "counter",
+            "Reloads that ended since the instance started, by kind and result.",
+        );
+        for (kind, result, n) in &c.total {
+            o.sample("reloads_total", &[("kind", kind), ("result", result)], n);
+        }
+        o.family(
+            "reload_duration_seconds",
+            "histogram",
+            "How long the reloads that ended took.",
+        );
+        let mut cumulative = 0;
+        for (i, bound) in common::stats::RELOAD_BUCKETS.iter().enumerate() {
+            cumulative += c.buckets.get(i).copied().unwrap_or(0);
+            o.sample(
+                "reload_duration_seconds_bucket",
+                &[("le", &float(*bound))],
+                cumulative,
+            );
+        }
+        o.sample(
+            "reload_duration_seconds_bucket",
+            &[("le", "+Inf")],
+            c.count(),
+        );
+        o.sample(
+            "reload_duration_seconds_sum",
+            &[],
+            float(c.duration_sum_seconds),
+        );
+        o.sample("reload_duration_seconds_count", &[], c.count());
+    }
     o.one(
         "last_error",
         "gauge",
@@ -557,7 +603,11 @@ mod tests {
                 current = name;
             } else if !l.starts_with('#') {
                 let name = l.split(['{', ' ']).next().unwrap();
-                assert_eq!(name, current, "sample {l:?} outside its family");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| *f == current))
+                    .unwrap_or(name);
+                assert_eq!(family, current, "sample {l:?} outside its family");
             }
         }
         assert_eq!(escape_label("a\nb"), "a\\nb");

@@ -179,6 +179,8 @@ struct Worker<'a> {
     setup: WorkerSetup<'a>,
     epoll: OwnedFd,
     signals: OwnedFd,
+    /// The master that forked us: stop and drain signals count only from it.
+    master_pid: i32,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     accepting: bool,
@@ -250,6 +252,18 @@ pub fn run(setup: WorkerSetup<'_>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Whether a worker acts on signal `sig` sent by `from`: SIGTERM, SIGINT, SIGHUP and SIGQUIT
+/// only when the master sent them (a signal to the whole process group, or from the terminal,
+/// reaches the master too, and it decides), or once the master is gone (`parent` is no longer
+/// it). Every other signal is acted on whoever sent it.
+pub fn acts_on(sig: i32, from: i32, master: i32, parent: i32) -> bool {
+    let stop = matches!(
+        sig,
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+    );
+    !stop || from == master || parent != master
+}
+
 impl<'a> Worker<'a> {
     fn new(setup: WorkerSetup<'a>) -> io::Result<Worker<'a>> {
         let mut set = crate::sys::managed_signals();
@@ -272,6 +286,8 @@ impl<'a> Worker<'a> {
             setup,
             epoll,
             signals,
+            // SAFETY: getppid cannot fail; a built-in worker is forked by the master itself.
+            master_pid: unsafe { libc::getppid() },
             conns: Vec::new(),
             free: Vec::new(),
             accepting: false,
@@ -403,7 +419,13 @@ impl<'a> Worker<'a> {
     }
 
     fn handle_signals(&mut self) -> io::Result<()> {
-        while let Some((sig, _)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
+        while let Some((sig, from)) = crate::sys::read_signal(self.signals.as_raw_fd())? {
+            // SAFETY: getppid cannot fail.
+            let parent = unsafe { libc::getppid() };
+            if !acts_on(sig, from, self.master_pid, parent) {
+                crate::log!("signal {sig} from pid {from} ignored: the master decides (it got it too, if sent to the group)");
+                continue;
+            }
             // Whatever woke us, follow a reopened log first, so the lines this signal makes
             // (paused, resumed, counters) go to the current file even if the SIGCONT that
             // announced the reopen is read after it.
@@ -1184,5 +1206,25 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::acts_on;
+
+    #[test]
+    fn stop_signals_count_only_from_the_master_while_it_lives() {
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+            assert!(acts_on(sig, 10, 10, 10), "from the master");
+            assert!(
+                !acts_on(sig, 99, 10, 10),
+                "from another process of the group"
+            );
+            assert!(!acts_on(sig, 0, 10, 10), "from the kernel (the terminal)");
+            assert!(acts_on(sig, 99, 10, 1), "the master is gone");
+        }
+        assert!(acts_on(libc::SIGUSR1, 99, 10, 10));
+        assert!(acts_on(libc::SIGWINCH, 0, 10, 10));
     }
 }

@@ -224,3 +224,45 @@ fn metrics_parse_with_prometheus_client_and_promtool() {
         Err(_) => required("promtool"),
     }
 }
+
+#[test]
+fn metrics_count_reloads_by_kind_and_result_across_re_execs() {
+    let dir = TestDir::new("metrics-reloads");
+    let (d, stats) = start(&dir, &["--processes", "1"]);
+    let metrics_with = |line: &str| {
+        wait_for(line, Duration::from_secs(20), || {
+            let r = stats_get(&stats, "/metrics")?;
+            r.2.lines().any(|l| l == line).then_some(r.2)
+        })
+    };
+    metrics_with("uwsgid_workers{state=\"ready\"} 1");
+    d.fifo_write(b"w");
+    metrics_with("uwsgid_reload_duration_seconds_count 1");
+    // A re-exec carries the counts; it is counted itself once it completes.
+    d.fifo_write(b"r");
+    let text = metrics_with("uwsgid_reload_duration_seconds_count 2");
+    for line in [
+        "uwsgid_reloads_total{kind=\"workers\",result=\"complete\"} 1",
+        "uwsgid_reloads_total{kind=\"graceful\",result=\"complete\"} 1",
+        "uwsgid_reload_duration_seconds_bucket{le=\"+Inf\"} 2",
+        "# TYPE uwsgid_reload_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    // A worker that dies is respawned, and counted by cause (soon after its start it is a
+    // failed start, later a death).
+    let doc: Value = serde_json::from_str(&stats_get(&stats, "/").unwrap().2).unwrap();
+    let pid = doc["workers"][0]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing a worker of the instance we started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    wait_for("a respawn counted", Duration::from_secs(20), || {
+        let r = stats_get(&stats, "/metrics")?;
+        r.2.lines()
+            .any(|l| {
+                l == "uwsgid_respawns_by_cause_total{cause=\"died\"} 1"
+                    || l == "uwsgid_respawns_by_cause_total{cause=\"failed_start\"} 1"
+            })
+            .then_some(())
+    });
+    drop(d);
+}

@@ -26,10 +26,13 @@ impl Master {
             ),
             Exit::Killed => log!("worker {id} (pid {pid}) killed: {how}"),
             Exit::WhileStopping => {}
-            Exit::Died { lived } => log!(
-                "worker {id} (pid {pid}) died after {:.1}s: {how}; respawning",
-                lived.as_secs_f64()
-            ),
+            Exit::Died { lived } => {
+                *self.respawns.entry("died".into()).or_default() += 1;
+                log!(
+                    "worker {id} (pid {pid}) died after {:.1}s: {how}; respawning",
+                    lived.as_secs_f64()
+                )
+            }
             Exit::FailedStart {
                 failed,
                 delay,
@@ -51,6 +54,7 @@ impl Master {
 
     /// A worker of `g` in slot `id` did not come up (`failed` times in a row).
     pub(super) fn on_failed_start(&mut self, id: SlotId, g: u64, failed: u32, how: &str, now: Now) {
+        *self.respawns.entry("failed_start".into()).or_default() += 1;
         if let Some(reason) = self
             .reloads
             .on_failed_start(&mut self.table, id, g, failed, how)
@@ -73,6 +77,7 @@ impl Master {
 
     pub(super) fn finish_reload(&mut self, ok: bool, message: String, now: Now) {
         if let Some((ok, message)) = self.reloads.finish(ok, message, now) {
+            self.systemd_reload_ended((!ok).then_some(message.as_str()));
             if ok {
                 log!("{message}");
             } else {

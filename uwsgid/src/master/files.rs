@@ -97,6 +97,8 @@ pub(super) fn base(
         phase: Phase::Running,
         requests: Requests::default(),
         exit_code: None,
+        systemd: None,
+        respawns: Default::default(),
     })
 }
 
@@ -117,8 +119,21 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
         locks.push((p.clone(), lock_pidfile(p)?));
     }
     let mut listeners = listener::take_systemd();
-    for spec in &config.listeners {
-        listeners.push(listener::bind(spec, config.backlog).map_err(Error::Listener)?);
+    let activated = !listeners.is_empty();
+    for spec in config
+        .listeners
+        .iter()
+        .filter(|_| !(activated && config.default_listener))
+    {
+        // `--http-socket fd://N` naming a socket systemd passed: that listener, taken once.
+        let passed = match spec.addr {
+            crate::cli::ListenAddr::Fd(n) => listeners.iter_mut().find(|l| l.raw() == n),
+            _ => None,
+        };
+        match passed {
+            Some(l) => l.configured = spec.configured.clone(),
+            None => listeners.push(listener::bind(spec, config.backlog).map_err(Error::Listener)?),
+        }
     }
     let board = Scoreboard::create().map_err(Error::Scoreboard)?;
     let notify = create_notify(now)?;

@@ -50,6 +50,11 @@ pub struct Handoff {
     pub workers: Vec<HandoffWorker>,
     pub slots: Vec<HandoffSlot>,
     pub last_reload: Option<common::stats::ReloadOutcome>,
+    /// The reloads that ended before this re-exec (this one is counted when it ends).
+    #[serde(default)]
+    pub reload_counts: common::stats::ReloadCounts,
+    #[serde(default)]
+    pub respawns: std::collections::BTreeMap<String, u64>,
     /// Preload zygotes, still our children, with their control sockets.
     #[serde(default)]
     pub zygotes: Vec<HandoffZygote>,
@@ -248,6 +253,8 @@ mod tests {
                 .collect(),
             slots: vec![HandoffSlot::default(); 512],
             last_reload: None,
+            reload_counts: Default::default(),
+            respawns: Default::default(),
             zygotes: Vec::new(),
             config_refused: None,
             fifo_pending: Vec::new(),

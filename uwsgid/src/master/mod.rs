@@ -54,6 +54,7 @@ pub mod sources;
 pub mod spawn;
 pub mod stats;
 pub mod step;
+pub mod systemd;
 pub mod table;
 
 #[cfg(test)]
@@ -210,6 +211,10 @@ pub struct Master {
     phase: Phase,
     requests: Requests,
     exit_code: Option<i32>,
+    /// The service manager's notify socket (`NOTIFY_SOCKET`), if any.
+    systemd: Option<systemd::Systemd>,
+    /// Respawns by cause (for `/metrics`), carried across re-execs.
+    respawns: std::collections::BTreeMap<String, u64>,
 }
 
 /// Start (or, after a re-exec, continue) the master and run it until it exits.
@@ -225,15 +230,17 @@ pub fn run(
         }
     }
     let more = crate::options::startup_warnings(&config);
-    let master = match handoff {
+    let resumed = handoff.is_some();
+    let mut master = match handoff {
         Some(h) => reexec::resume(argv, config, h, Now::read()),
         None => files::start(argv, config, Now::read()).map(|m| (m, Vec::new())),
     };
     for w in warnings.into_iter().chain(more) {
         log!("warning: {w}");
     }
-    if let Ok((m, _)) = &master {
+    if let Ok((m, _)) = &mut master {
         m.retitle();
+        m.systemd = systemd::Systemd::from_env(resumed, Instant::now());
     }
     match master {
         Ok((mut m, kept)) => m.run_loop(record::fifo_events(&kept)),
@@ -251,6 +258,7 @@ impl Master {
         loop {
             let now = Now::read();
             self.handle(events, now);
+            self.tell_systemd(now);
             if let Some(code) = self.exit_code {
                 self.sources.pump_relay(); // the workers' last words
                 self.cleanup();
@@ -283,7 +291,45 @@ impl Master {
         .flatten()
         .filter(|&t| t > now.at)
         .chain(self.sources.stats_deadline())
+        .chain(self.systemd.as_ref().and_then(|s| s.next_deadline()))
         .min()
+    }
+
+    /// Once per loop turn: the initial `READY=1` when due, `STATUS=` when it changed, and
+    /// `WATCHDOG=1` when due (see [`systemd`]).
+    fn tell_systemd(&mut self, now: Now) {
+        let Some(sd) = &mut self.systemd else {
+            return;
+        };
+        let g = self.generation;
+        let reloading = self.reloads.current.is_some()
+            || matches!(self.phase, Phase::Checking(_) | Phase::ReExec { .. });
+        if systemd::first_ready(sd.ready_sent, reloading, self.table.complete(g)) {
+            sd.ready();
+        }
+        let state = systemd::state_word(self.phase.is_stopping(), reloading, self.paused);
+        let text = crate::sd_notify::status_text(
+            state,
+            g,
+            self.table.ready_count(g) as u32,
+            self.table.slots.len() as u32,
+        );
+        sd.status(&text);
+        sd.tick(now.at);
+    }
+
+    /// A reload was accepted: `RELOADING=1`.
+    fn systemd_reloading(&self) {
+        if let Some(sd) = &self.systemd {
+            sd.reloading();
+        }
+    }
+
+    /// A reload ended (`failure`: why it failed): `READY=1`.
+    fn systemd_reload_ended(&mut self, failure: Option<&str>) {
+        if let Some(sd) = &mut self.systemd {
+            sd.reload_ended(failure);
+        }
     }
 
     /// Exec workers without READY=1 count as ready after `--ready-timeout`.

@@ -202,6 +202,8 @@ impl Master {
             workers,
             slots,
             last_reload: self.reloads.last.clone(),
+            reload_counts: self.reloads.counts.clone(),
+            respawns: self.respawns.clone(),
             zygotes: self.preload.to_handoff(now),
             config_refused: None,
             fifo_pending: leftover.to_vec(),
@@ -246,6 +248,7 @@ impl Master {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!("{kind} reload failed: {e}; the instance keeps serving");
+                self.systemd_reload_ended(Some(&reason));
                 self.note_error(reason.clone());
                 self.reloads
                     .record(kind, self.generation, false, reason, asked.at, now);
@@ -281,6 +284,7 @@ impl Master {
             "{kind} reload failed: execve {}: {e}; the instance keeps serving",
             self.exe.display()
         );
+        self.systemd_reload_ended(Some(&reason));
         self.note_error(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, asked.at, now);
@@ -322,6 +326,8 @@ pub(super) fn resume(
     m.paused = h.paused;
     m.last_error = h.last_error.clone();
     m.reloads.last = h.last_reload.clone();
+    m.reloads.counts = h.reload_counts.clone();
+    m.respawns = h.respawns.clone();
     m.reloads.refused = h.config_refused.clone();
     m.files.pidfiles_written = h.pidfiles_written.clone();
 
@@ -420,7 +426,16 @@ fn resume_listeners(m: &mut Master, h: &Handoff) {
         sys::take_fd(l.fd, "listener")
             .and_then(|fd| listener::inherit(fd, &l.configured, l.created_path.clone()))
     };
-    for spec in m.config.listeners.clone() {
+    // Socket activation: without --http-socket, systemd's sockets are the only listeners.
+    let activated = inherited
+        .iter()
+        .any(|l| l.configured.starts_with("systemd:"));
+    let specs = if activated && m.config.default_listener {
+        Vec::new()
+    } else {
+        m.config.listeners.clone()
+    };
+    for spec in specs {
         if let Some(pos) = inherited
             .iter()
             .position(|l| l.configured == spec.configured)

@@ -50,6 +50,8 @@ pub struct Reloads {
     /// The reload under way runs the previous configuration because the new one was refused:
     /// it ends as failed, with this reason.
     pub refused: Option<String>,
+    /// Every reload that ended (for `/metrics`), carried across re-execs.
+    pub counts: common::stats::ReloadCounts,
 }
 
 impl Reloads {
@@ -204,16 +206,19 @@ impl Reloads {
         started: Instant,
         now: Now,
     ) {
+        let result = if ok {
+            ReloadResult::Complete
+        } else {
+            ReloadResult::Failed
+        };
+        let seconds = now.at.saturating_duration_since(started).as_secs_f64();
+        self.counts.add(kind.name(), result.name(), seconds);
         self.last = Some(ReloadOutcome {
             kind,
             generation,
-            result: if ok {
-                ReloadResult::Complete
-            } else {
-                ReloadResult::Failed
-            },
+            result,
             reason: (!ok).then_some(message),
-            duration_ms: now.at.saturating_duration_since(started).as_secs_f64() * 1e3,
+            duration_ms: seconds * 1e3,
             finished_unix_ms: now.unix_ms,
         });
     }

@@ -192,6 +192,9 @@ impl Master {
             }
             sys::reset_signals_for_exec();
         }
+        // Only the master talks to systemd: a child is single-threaded here, before it execs or
+        // serves.
+        crate::sd_notify::remove_from_process_env();
         let addr = &self.sources.notify_addr;
         let (e, spec) = match what {
             Child::Worker {
@@ -304,7 +307,18 @@ impl Master {
             .map(|a| CString::new(a.as_str()).unwrap_or_default())
             .collect();
         argv.push(CString::new("--check-config").expect("static"));
-        let env = environment(None);
+        // The checker never talks to systemd: only the master does.
+        let env: Vec<CString> = environment(None)
+            .into_iter()
+            .filter(|kv| {
+                let key = kv
+                    .as_bytes()
+                    .split(|&b| b == b'=')
+                    .next()
+                    .unwrap_or_default();
+                !crate::sd_notify::is_systemd_variable(key)
+            })
+            .collect();
         match sys::fork().map_err(SpawnError::Fork)? {
             sys::Fork::Child => {
                 // SAFETY: in the child: route stdout/stderr to the pipe, then exec.

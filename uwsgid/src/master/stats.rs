@@ -214,6 +214,8 @@ impl Master {
                 started_unix: self.started_unix,
                 reload,
                 last_reload: self.reloads.last.clone(),
+                reload_counts: self.reloads.counts.clone(),
+                respawns_by_cause: self.respawns.clone(),
                 last_error: self.last_error.clone(),
                 snapshot: None,
                 draining,

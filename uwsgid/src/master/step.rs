@@ -366,10 +366,13 @@ impl Master {
             }
             _ => return,
         }
-        self.phase = Phase::Stopping {
-            brutal,
-            deadline: stop_deadline(brutal, self.config.mercy, now.at),
-        };
+        let deadline = stop_deadline(brutal, self.config.mercy, now.at);
+        if let Some(sd) = &self.systemd {
+            // A graceful drain may outlast TimeoutStopSec=: ask for it, and the kill's grace.
+            let drain = (deadline + STOP_GRACE).saturating_duration_since(now.at);
+            sd.stopping((!brutal).then_some(drain));
+        }
+        self.phase = Phase::Stopping { brutal, deadline };
         self.reloads.current = None;
     }
 
@@ -387,7 +390,14 @@ impl Master {
             exe_unchanged: kind.re_executes() && self.exe_unchanged(),
             chain_running: self.reloads.chain_running(),
         };
-        match decide(&self.phase, input) {
+        let decision = decide(&self.phase, input);
+        if matches!(
+            decision,
+            Decision::ReExec | Decision::Check | Decision::NewGeneration
+        ) {
+            self.systemd_reloading();
+        }
+        match decision {
             Decision::Ignore(why) => log!("{cause}: {why}; ignored"),
             // The binary on disk is the one running now: it starts fine, so only the options
             // need checking, and that is cheap enough to do here.
@@ -406,7 +416,11 @@ impl Master {
                 log!("{cause}: {kind} reload: checking the new binary and configuration");
                 match self.start_checker(kind, cause, now) {
                     Ok(check) => self.phase = Phase::Checking(check),
-                    Err(e) => self.note_error(format!("reload refused: {e}")),
+                    Err(e) => {
+                        let reason = format!("reload refused: {e}");
+                        self.systemd_reload_ended(Some(&reason));
+                        self.note_error(reason);
+                    }
                 }
             }
             Decision::NewGeneration => {
@@ -462,6 +476,7 @@ impl Master {
     /// A reload that cannot go ahead: log it, keep serving, show it in stats.
     pub(super) fn refuse_reload(&mut self, kind: ReloadKind, cause: &str, why: String, now: Now) {
         let reason = format!("{kind} reload ({cause}) refused, the instance keeps serving: {why}");
+        self.systemd_reload_ended(Some(&reason));
         self.note_error(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, now.at, now);
