@@ -10,15 +10,10 @@ use uwsgi_tests::*;
 /// File → the keys uwsgid refuses in it today (empty: accepted).
 const EXPECTED: &[(&str, &[&str])] = &[
     ("bakerydemo.ini", &["http-auto-chunked", "http-keepalive"]),
-    ("ckan-docker.ini", &["harakiri", "max-requests", "uid"]),
+    ("ckan-docker.ini", &["uid"]),
     (
         "healthchecks-docker.ini",
-        &[
-            "attach-daemon",
-            "harakiri",
-            "hook-pre-app",
-            "static-gzip-dir",
-        ],
+        &["attach-daemon", "hook-pre-app", "static-gzip-dir"],
     ),
     ("healthchecks.ini", &["attach-daemon", "static-gzip-dir"]),
     ("keystone-public.ini", &["uwsgi-socket"]),
@@ -35,10 +30,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "uwsgi-socket",
         ],
     ),
-    (
-        "nucleus.ini",
-        &["harakiri", "http-keepalive", "max-requests"],
-    ),
+    ("nucleus.ini", &["http-keepalive"]),
     (
         "searx-docker.ini",
         &[

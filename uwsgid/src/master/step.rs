@@ -280,6 +280,7 @@ impl Master {
                 }
             }
         } else {
+            self.check_recycling(now);
             self.settle(now);
         }
     }
