@@ -20,6 +20,7 @@ mod options_reqlog;
 mod options_static_map;
 mod pidfile;
 mod real_faults;
+mod recycle;
 mod reload_gap;
 mod reload_storm;
 mod security_ctl;

@@ -238,6 +238,25 @@ impl Master {
         }
     }
 
+    /// Say which worker took slot `id` over from `pid` (forked before `pid` is signalled).
+    fn log_replacement(&self, id: SlotId, pid: i32) {
+        let fresh = self
+            .table
+            .workers
+            .iter()
+            .filter(|w| w.slot == id && w.is_starting())
+            .map(|w| w.pid.to_string())
+            .collect::<Vec<_>>();
+        if fresh.is_empty() {
+            log!("harakiri: worker {id}: no replacement could be forked yet; signalling pid {pid}");
+        } else {
+            log!(
+                "harakiri: worker {id}: replacement pid {} forked; signalling pid {pid}",
+                fresh.join(",")
+            );
+        }
+    }
+
     fn harakiri(&mut self, limit: Duration, r: &Recycle, now: Now) {
         let mut stuck = Vec::new();
         for w in &self.table.workers {
@@ -292,11 +311,13 @@ impl Master {
                         };
                     }
                     self.spawn_missing(now);
+                    self.log_replacement(id, pid);
                     sys::kill(pid, sig);
                 }
                 None => {
                     let killed = self.table.kill_where(|w| w.pid == pid);
                     self.spawn_missing(now);
+                    self.log_replacement(id, pid);
                     for pid in killed {
                         sys::kill_group(pid);
                     }
