@@ -76,6 +76,13 @@ fn harakiri_kills_a_stuck_request_within_a_second_and_refills_first() {
         .sum();
     assert_eq!(counts, 1);
     assert_eq!(d.get("/").unwrap().0, 200);
+    // uwsgictl stats shows it.
+    let pidfile = d.pidfile.display().to_string();
+    uwsgi_tests::ctl::ctl(["--pidfile", pidfile.as_str(), "stats"])
+        .env("COLUMNS", "120")
+        .run()
+        .code(0)
+        .stdout_has("recycled: harakiri 1 (worker ");
 }
 
 #[test]
@@ -163,4 +170,22 @@ fn reload_on_rss_recycles_a_worker_that_grew() {
 #[test]
 fn reload_on_pss_recycles_a_worker_that_grew() {
     memory_recycle("--reload-on-pss", "reload_on_pss", "pss");
+}
+
+#[test]
+fn overlapping_short_requests_never_look_stuck() {
+    // Each /sleep lasts 400 ms, but with 6 clients on 1 worker some request is always in
+    // flight: the scoreboard must show the oldest one, not the first of the chain.
+    let dir = TestDir::new("harakiri-overlap");
+    let d = Daemon::start(&dir, &["--processes", "1", "--harakiri", "1"]);
+    let load = Load::start(&d.addr, 6, "/sleep?ms=400");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        d.assert_alive();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, errors) = load.finish();
+    assert!(ok >= 20, "only {ok} requests");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(recycles(&d, "harakiri"), 0, "{}", d.log_text());
 }
