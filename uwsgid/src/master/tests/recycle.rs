@@ -143,10 +143,11 @@ fn a_recycled_worker_serves_until_its_replacement_is_ready() {
     assert!(t.replaced().is_empty(), "the replacement is still starting");
     ready(&mut t, 11, t0);
     assert_eq!(t.replaced(), vec![10]);
-    assert!(!t.complete(1), "the recycled worker is still alive");
     assert!(t.retire(10, t0, Duration::from_secs(5)));
+    assert!(t.replaced().is_empty(), "retired once");
     t.on_exit(10, "exited 0", t0, false).unwrap();
     assert!(t.complete(1));
+    assert_eq!(t.workers.len(), 2);
 }
 
 #[test]
