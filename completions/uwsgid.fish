@@ -19,6 +19,16 @@ complete -c uwsgid -l worker-exec -d 'Run each worker as this program (a command
 complete -c uwsgid -l worker-ready-timeout -d 'Exec workers that never send READY=1 count as ready after SECS' -r
 complete -c uwsgid -l worker-start-timeout -d 'A worker not ready SECS after its start is killed and counts as a failed start [default: 60]' -r
 complete -c uwsgid -l worker-stop-signal -d 'Signal that asks an exec worker to stop gracefully' -r
+complete -c uwsgid -l harakiri -d 'A worker busy in one request for more than SECS is killed by the master (its slot is refilled first)' -r
+complete -c uwsgid -l harakiri-graceful-timeout -d 'On harakiri send --harakiri-graceful-signal first and SIGKILL only SECS later' -r
+complete -c uwsgid -l harakiri-graceful-signal -d 'The signal of a graceful harakiri [default: TERM]' -r
+complete -c uwsgid -l max-requests -d 'Recycle a worker after N requests (replacement first: capacity never drops)' -r
+complete -c uwsgid -l max-requests-delta -d 'Worker K recycles after max-requests + K*N requests, so workers do not recycle together' -r
+complete -c uwsgid -l reload-on-rss -d 'Recycle a worker whose resident memory exceeds MB (checked every second)' -r
+complete -c uwsgid -l reload-on-pss -d 'Recycle a worker whose proportional set size exceeds MB (/proc/PID/smaps_rollup; counts shared pages once)' -r
+complete -c uwsgid -l min-worker-lifetime -d 'A worker is not recycled for requests or memory before it has run SECS [default: 10]' -r
+complete -c uwsgid -l max-worker-lifetime -d 'Recycle a worker after it has run SECS' -r
+complete -c uwsgid -l max-worker-lifetime-delta -d 'Worker K recycles after max-worker-lifetime + K*SECS' -r
 complete -c uwsgid -l wsgi-file -d 'Run a Python WSGI app from FILE with the bundled runner' -r -F
 complete -c uwsgid -l callable -d 'WSGI callable name in --wsgi-file' -r
 complete -c uwsgid -l module -l wsgi -d 'Run a Python WSGI app from pkg.mod[:callable] (uWSGI\'s --wsgi names a module too)' -r
@@ -66,6 +76,7 @@ complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sle
 complete -c uwsgid -l strict -d 'A configuration-file key that is no option is an error, not a placeholder'
 complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response'
 complete -c uwsgid -l vacuum -d 'On exit remove the pidfile (if it still holds our pid), FIFOs and Unix sockets we made'
+complete -c uwsgid -l harakiri-verbose -d 'Log the worker\'s request and timings in detail when harakiri fires'
 complete -c uwsgid -l enable-threads -d 'Accepted for uWSGI compatibility: the Python runner always runs threads'
 complete -c uwsgid -l lazy-apps -d 'Import the Python app in every worker instead of once per generation before forking'
 complete -c uwsgid -l no-python-standby -d 'Do not keep the next generation\'s Python interpreter started in standby (it makes a preload reload skip the interpreter\'s start-up, for the memory of one idle interpreter)'

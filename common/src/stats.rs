@@ -139,6 +139,20 @@ pub struct Instance {
     /// Left out of the document when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub zygotes: Vec<Zygote>,
+    /// Workers recycled or killed by harakiri since the master started, by cause (all slots).
+    pub recycles: Recycles,
+}
+
+/// Recycles by cause (`--harakiri`, `--max-requests`, `--reload-on-rss`, `--reload-on-pss`,
+/// `--max-worker-lifetime`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recycles {
+    pub harakiri: u64,
+    pub max_requests: u64,
+    pub reload_on_rss: u64,
+    pub reload_on_pss: u64,
+    pub max_worker_lifetime: u64,
 }
 
 /// A preload zygote of one generation.
@@ -203,6 +217,8 @@ pub struct WorkerExt {
     pub failed_starts: u32,
     pub next_spawn_unix_ms: Option<u64>,
     pub last_exit: Option<String>,
+    /// This slot's recycles by cause (its `harakiri_count` is the harakiri one).
+    pub recycles: Recycles,
 }
 
 /// Parse a stats document, with an error that says where it broke.

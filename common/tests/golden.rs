@@ -57,6 +57,11 @@ fn full_document() -> StatsDocument {
             failed_starts: 0,
             next_spawn_unix_ms: None,
             last_exit: Some("exited with status 0".into()),
+            recycles: Recycles {
+                harakiri: 1,
+                max_requests: 2,
+                ..Recycles::default()
+            },
         }),
     };
     StatsDocument {
@@ -124,6 +129,13 @@ fn full_document() -> StatsDocument {
                 generation: 3,
                 state: "ready".into(),
             }],
+            recycles: Recycles {
+                harakiri: 1,
+                max_requests: 4,
+                reload_on_rss: 1,
+                reload_on_pss: 0,
+                max_worker_lifetime: 2,
+            },
         }),
     }
 }

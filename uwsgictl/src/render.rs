@@ -370,6 +370,9 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
                 .collect();
             lines.push(format!("python zygotes: {}", zygotes.join(", ")));
         }
+        if let Some(line) = recycle_line(doc, &ext.recycles) {
+            lines.push(line);
+        }
         if let Some(g) = ext.snapshot {
             lines.push(format!("snapshot: generation {g} parked"));
         }
@@ -378,6 +381,40 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
         }
     }
     lines
+}
+
+/// `recycled: harakiri 1 (worker 2), max-requests 4`: recycles by cause, the workers that
+/// harakiri killed named; `None` when nothing was recycled.
+fn recycle_line(doc: &StatsDocument, r: &common::stats::Recycles) -> Option<String> {
+    let mut parts = Vec::new();
+    if r.harakiri > 0 {
+        let hit: Vec<String> = doc
+            .workers
+            .iter()
+            .filter(|w| w.harakiri_count > 0)
+            .map(|w| match w.harakiri_count {
+                1 => format!("worker {}", w.id),
+                n => format!("worker {} x{n}", w.id),
+            })
+            .collect();
+        let who = if hit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", hit.join(", "))
+        };
+        parts.push(format!("harakiri {}{who}", r.harakiri));
+    }
+    for (name, n) in [
+        ("max-requests", r.max_requests),
+        ("reload-on-rss", r.reload_on_rss),
+        ("reload-on-pss", r.reload_on_pss),
+        ("max-worker-lifetime", r.max_worker_lifetime),
+    ] {
+        if n > 0 {
+            parts.push(format!("{name} {n}"));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("recycled: {}", parts.join(", ")))
 }
 
 /// The stats view: header lines, then the worker table, narrowed to `opts.width`.
@@ -558,6 +595,22 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG    RSS  RESPAWNS  UPTIME
  3     -    3  dead           0      0      -      -         1       -
 ";
         assert_eq!(got, want, "got:\n{got}");
+    }
+
+    #[test]
+    fn recycles_and_harakiri_show_on_one_line() {
+        let mut doc = uwsgid_doc();
+        assert!(!render_stats(&doc, None, &opts(None)).contains("recycled:"));
+        doc.workers[1].harakiri_count = 2;
+        if let Some(x) = &mut doc.uwsgid {
+            x.recycles.harakiri = 2;
+            x.recycles.max_requests = 5;
+        }
+        let got = render_stats(&doc, None, &opts(None));
+        assert!(
+            got.contains("\nrecycled: harakiri 2 (worker 2 x2), max-requests 5\n"),
+            "got:\n{got}"
+        );
     }
 
     #[test]

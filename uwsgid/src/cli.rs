@@ -104,6 +104,39 @@ pub struct Args {
     /// Signal that asks an exec worker to stop gracefully
     #[arg(long = "worker-stop-signal", value_name = "SIG")]
     pub worker_stop_signal: Option<String>,
+    /// A worker busy in one request for more than SECS is killed by the master (its slot is refilled first)
+    #[arg(long, value_name = "SECS")]
+    pub harakiri: Option<u64>,
+    /// Log the worker's request and timings in detail when harakiri fires
+    #[arg(long = "harakiri-verbose")]
+    pub harakiri_verbose: bool,
+    /// On harakiri send --harakiri-graceful-signal first and SIGKILL only SECS later
+    #[arg(long = "harakiri-graceful-timeout", value_name = "SECS")]
+    pub harakiri_graceful_timeout: Option<u64>,
+    /// The signal of a graceful harakiri [default: TERM]
+    #[arg(long = "harakiri-graceful-signal", value_name = "SIG")]
+    pub harakiri_graceful_signal: Option<String>,
+    /// Recycle a worker after N requests (replacement first: capacity never drops)
+    #[arg(long = "max-requests", value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Worker K recycles after max-requests + K*N requests, so workers do not recycle together
+    #[arg(long = "max-requests-delta", value_name = "N")]
+    pub max_requests_delta: Option<u64>,
+    /// Recycle a worker whose resident memory exceeds MB (checked every second)
+    #[arg(long = "reload-on-rss", value_name = "MB")]
+    pub reload_on_rss: Option<u64>,
+    /// Recycle a worker whose proportional set size exceeds MB (/proc/PID/smaps_rollup; counts shared pages once)
+    #[arg(long = "reload-on-pss", value_name = "MB")]
+    pub reload_on_pss: Option<u64>,
+    /// A worker is not recycled for requests or memory before it has run SECS [default: 10]
+    #[arg(long = "min-worker-lifetime", value_name = "SECS")]
+    pub min_worker_lifetime: Option<u64>,
+    /// Recycle a worker after it has run SECS
+    #[arg(long = "max-worker-lifetime", value_name = "SECS")]
+    pub max_worker_lifetime: Option<u64>,
+    /// Worker K recycles after max-worker-lifetime + K*SECS
+    #[arg(long = "max-worker-lifetime-delta", value_name = "SECS")]
+    pub max_worker_lifetime_delta: Option<u64>,
     /// Run a Python WSGI app from FILE with the bundled runner
     #[arg(long = "wsgi-file", value_name = "FILE")]
     pub wsgi_file: Option<PathBuf>,
@@ -453,6 +486,78 @@ pub struct Config {
     /// Static maps, request log, titles, affinity (`crate::options`).
     #[serde(default)]
     pub serve: crate::options::ServeOptions,
+    /// Harakiri and worker recycling (`--harakiri`, `--max-requests`, `--reload-on-rss`, ...).
+    #[serde(default)]
+    pub recycle: Recycle,
+}
+
+/// Harakiri and recycling limits; `None`/0 is off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recycle {
+    pub harakiri: Option<Duration>,
+    pub harakiri_verbose: bool,
+    /// With a graceful harakiri: the signal, then SIGKILL after the timeout.
+    pub harakiri_graceful: Option<(i32, Duration)>,
+    pub max_requests: Option<u64>,
+    pub max_requests_delta: u64,
+    pub reload_on_rss: Option<u64>,
+    pub reload_on_pss: Option<u64>,
+    pub min_lifetime: Duration,
+    pub max_lifetime: Option<Duration>,
+    pub max_lifetime_delta: Duration,
+}
+
+impl Recycle {
+    fn from_args(args: &Args) -> Result<Recycle, String> {
+        let positive = |name: &str, v: Option<u64>| match v {
+            Some(0) => Err(format!(
+                "--{name} 0: give a positive value, or leave the option out to turn it off"
+            )),
+            v => Ok(v),
+        };
+        let harakiri = positive("harakiri", args.harakiri)?.map(Duration::from_secs);
+        let graceful = match (
+            args.harakiri_graceful_timeout,
+            &args.harakiri_graceful_signal,
+        ) {
+            (Some(0), _) => {
+                return Err(
+                    "--harakiri-graceful-timeout 0: give the seconds between the \
+                            graceful signal and SIGKILL, or leave it out for SIGKILL at once"
+                        .into(),
+                )
+            }
+            (Some(t), sig) => Some((
+                parse_signal(sig.as_deref().unwrap_or("TERM"))?,
+                Duration::from_secs(t),
+            )),
+            (None, _) => None,
+        };
+        Ok(Recycle {
+            harakiri,
+            harakiri_verbose: args.harakiri_verbose,
+            harakiri_graceful: graceful,
+            max_requests: positive("max-requests", args.max_requests)?,
+            max_requests_delta: args.max_requests_delta.unwrap_or(0),
+            reload_on_rss: positive("reload-on-rss", args.reload_on_rss)?,
+            reload_on_pss: positive("reload-on-pss", args.reload_on_pss)?,
+            min_lifetime: Duration::from_secs(args.min_worker_lifetime.unwrap_or(10).min(86_400)),
+            max_lifetime: positive("max-worker-lifetime", args.max_worker_lifetime)?
+                .map(|s| Duration::from_secs(s.min(365 * 86_400))),
+            max_lifetime_delta: Duration::from_secs(
+                args.max_worker_lifetime_delta.unwrap_or(0).min(86_400),
+            ),
+        })
+    }
+
+    /// Anything the master must look at periodically.
+    pub fn any(&self) -> bool {
+        self.harakiri.is_some()
+            || self.max_requests.is_some()
+            || self.reload_on_rss.is_some()
+            || self.reload_on_pss.is_some()
+            || self.max_lifetime.is_some()
+    }
 }
 
 fn default_buffer_size() -> usize {
@@ -1092,6 +1197,7 @@ impl Config {
                 None => None,
             },
             serve,
+            recycle: Recycle::from_args(args)?,
         })
     }
 

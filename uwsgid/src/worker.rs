@@ -54,6 +54,8 @@ pub const FILE_CHUNK: usize = 64 << 10;
 /// File bytes sent to one connection before the loop turns to the others.
 const FLUSH_BUDGET: u64 = 1 << 20;
 const MAX_SLEEP_MS: u64 = 600_000;
+/// The most one `/alloc?mb=N` demo request allocates.
+const MAX_ALLOC_MB: usize = 512;
 const SIGNAL_TOKEN: u64 = u64::MAX;
 const LISTENER_BASE: u64 = 1 << 40;
 
@@ -155,6 +157,10 @@ struct Conn {
     head_started: Option<Instant>,
     /// When the current request started being served (for counters).
     served_since: Option<Instant>,
+    /// The same in epoch microseconds, and its `METHOD URI`: the scoreboard shows the
+    /// oldest request in flight (the one `--harakiri` judges).
+    started_us: u64,
+    line: String,
     last_activity: Instant,
     close_after_write: bool,
     /// The request being answered, for its log line (only while request logging is on).
@@ -570,6 +576,8 @@ impl<'a> Worker<'a> {
                 pending: Pending::None,
                 head_started: None,
                 served_since: None,
+                started_us: 0,
+                line: String::new(),
                 last_activity: Instant::now(),
                 close_after_write: false,
                 log: None,
@@ -607,7 +615,7 @@ impl<'a> Worker<'a> {
     fn close(&mut self, idx: usize) {
         if let Some(conn) = self.conns[idx].take() {
             if conn.served_since.is_some() {
-                self.end_in_flight();
+                self.end_in_flight(conn.started_us);
             }
             self.free.push(idx);
             self.open_conns -= 1;
@@ -784,7 +792,7 @@ impl<'a> Worker<'a> {
             if let (true, Err((status, why))) = (conn.uwsgi, &parsed) {
                 crate::log!("uwsgi: refused a request ({status}): {why}");
             }
-            self.begin_in_flight();
+            self.begin_in_flight(idx);
             let conn = self.conns[idx].as_mut().expect("live connection");
             conn.served_since = Some(Instant::now());
             conn.head_started = None;
@@ -802,8 +810,13 @@ impl<'a> Worker<'a> {
                     conn.inbuf.drain(..consumed);
                     conn.keep_alive &= keep_alive;
                     conn.head_only = method == "HEAD";
-                    let line = format!("{method} {target}");
-                    self.cell().set_request(line.as_bytes());
+                    conn.line = format!("{method} {target}");
+                    let started_us = conn.started_us;
+                    let oldest = started_us == self.cell().request_start_us.load(Relaxed);
+                    if oldest {
+                        let conn = self.conns[idx].as_ref().expect("live connection");
+                        self.cell().set_request(conn.line.as_bytes());
+                    }
                     self.route(idx, &method, &target);
                 }
             }
@@ -856,19 +869,40 @@ impl<'a> Worker<'a> {
         crate::log!("accept: {err}; pausing accepts for {ACCEPT_RETRY:?}{since}");
     }
 
-    fn begin_in_flight(&self) {
+    /// A request of connection `idx` starts being served; the first in flight sets the
+    /// scoreboard's start (its text follows once the head is parsed).
+    fn begin_in_flight(&mut self, idx: usize) {
+        let us = now_us();
+        if let Some(conn) = self.conns[idx].as_mut() {
+            conn.started_us = us;
+            conn.line.clear();
+        }
         let cell = self.cell();
         if cell.in_flight.fetch_add(1, Relaxed) == 0 {
-            cell.request_start_us.store(now_us(), Relaxed);
+            cell.request_start_us.store(us, Relaxed);
             cell.state.store(scoreboard::BUSY, Relaxed);
         }
     }
 
-    fn end_in_flight(&self) {
+    /// A request that started at `started_us` is done (its connection no longer counts as
+    /// serving). If it was the oldest in flight, the scoreboard moves on to the next oldest,
+    /// so a long chain of overlapping requests never looks like one stuck request.
+    fn end_in_flight(&self, started_us: u64) {
         let cell = self.cell();
         if cell.in_flight.fetch_sub(1, Relaxed) == 1 {
             cell.request_start_us.store(0, Relaxed);
             cell.state.store(scoreboard::IDLE, Relaxed);
+        } else if started_us == cell.request_start_us.load(Relaxed) {
+            let oldest = self
+                .conns
+                .iter()
+                .flatten()
+                .filter(|c| c.served_since.is_some())
+                .min_by_key(|c| c.started_us);
+            if let Some(c) = oldest {
+                cell.request_start_us.store(c.started_us, Relaxed);
+                cell.set_request(c.line.as_bytes());
+            }
         }
     }
 
@@ -898,6 +932,20 @@ impl<'a> Worker<'a> {
                     return self.respond(idx, 200, "text/plain", self.pid.to_string().into_bytes())
                 }
                 "/fault" if crate::fault::worker_route() => return,
+                "/alloc" => {
+                    // Grow this worker's resident memory by N MB (pages written, kept until
+                    // the worker exits): for --reload-on-rss/--reload-on-pss tests.
+                    let mb = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("mb="))
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0)
+                        .min(MAX_ALLOC_MB);
+                    let kept: &'static mut [u8] = Vec::leak(vec![1u8; mb << 20]);
+                    std::hint::black_box(&kept);
+                    let body = format!("allocated {mb} MB\n").into_bytes();
+                    return self.respond(idx, 200, "text/plain", body);
+                }
                 "/sleep" => {
                     let ms = query
                         .split('&')
@@ -980,8 +1028,9 @@ impl<'a> Worker<'a> {
         let log = conn.log.take();
         let fd = conn.fd.as_raw_fd();
         let body_bytes = bytes - head.len() as u64;
+        let started_us = conn.started_us;
         self.cell().finish_request(bytes, micros);
-        self.end_in_flight();
+        self.end_in_flight(started_us);
         if let Some(req) = log {
             self.log_request(&req, fd, status, &head, body_bytes, micros);
         }
@@ -1192,9 +1241,10 @@ impl<'a> Worker<'a> {
                 Pending::None => {
                     if c.head_started.is_some() && !c.writing() {
                         // A slow or stalled request head: answer 408 and close.
-                        self.begin_in_flight();
+                        self.begin_in_flight(idx);
                         let conn = self.conns[idx].as_mut().expect("live connection");
                         conn.served_since = Some(Instant::now());
+                        conn.line = "(request head timed out)".into();
                         conn.keep_alive = false;
                         conn.head_only = false;
                         conn.inbuf.clear();

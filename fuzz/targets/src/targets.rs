@@ -431,6 +431,7 @@ fn uwsgid_document() -> StatsDocument {
             failed_starts: 1,
             next_spawn_unix_ms: Some(1_700_000_001_000),
             last_exit: Some("signal 9".into()),
+            ..WorkerExt::default()
         }),
         ..Worker::default()
     };

@@ -189,8 +189,8 @@ fn malformed_ini_files_are_refused_with_the_file_and_line() {
         ),
         (
             "unknown.ini",
-            "[uwsgi]\nharakiri = 30\n",
-            "harakiri (unknown.ini line 2)",
+            "[uwsgi]\nreload-on-as = 30\n",
+            "reload-on-as (unknown.ini line 2)",
         ),
         (
             "bool.ini",

@@ -24,6 +24,7 @@ mod pidfile;
 mod privileges;
 mod process_group;
 mod real_faults;
+mod recycle;
 mod reload_gap;
 mod reload_storm;
 mod security_ctl;

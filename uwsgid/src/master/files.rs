@@ -94,6 +94,7 @@ pub(super) fn base(
         runner: None,
         files: Files::default(),
         stats_cache: Default::default(),
+        ticker: Default::default(),
         phase: Phase::Running,
         requests: Requests::default(),
         exit_code: None,

@@ -47,6 +47,7 @@ pub mod files;
 pub mod handoff;
 pub mod preload;
 mod record;
+pub mod recycle;
 pub mod reexec;
 pub mod reload;
 pub mod runner;
@@ -208,6 +209,7 @@ pub struct Master {
     runner: Option<Runner>,
     files: Files,
     stats_cache: stats::MemoryCache,
+    ticker: recycle::Ticker,
     phase: Phase,
     requests: Requests,
     exit_code: Option<i32>,
@@ -286,6 +288,7 @@ impl Master {
                 .next_deadline(now.at, self.ready_grace(), timeout),
             self.preload.next_deadline(now.at, timeout),
             self.phase.next_deadline(now.at),
+            self.ticker.next_deadline(&self.config.recycle, now.at),
         ]
         .into_iter()
         .flatten()

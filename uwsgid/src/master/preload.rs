@@ -453,6 +453,7 @@ impl Master {
                 spawned_unix_ms: now.unix_ms,
                 ready_at: ready.then_some(now.at),
                 status_text: msg.status,
+                recycle: None,
             },
             now.unix_ms,
         );

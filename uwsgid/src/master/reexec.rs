@@ -94,6 +94,7 @@ impl Table {
                 spawned_unix_ms: w.spawned_unix_ms,
                 ready_at: w.ready.then_some(now.at),
                 status_text: w.status_text.clone(),
+                recycle: None,
             });
         }
         self.slots = h

@@ -121,6 +121,7 @@ impl Master {
                         spawned_unix_ms: now.unix_ms,
                         ready_at: None,
                         status_text: None,
+                        recycle: None,
                     },
                     now.unix_ms,
                 );

@@ -247,6 +247,12 @@ impl Master {
                         .into(),
                     })
                     .collect(),
+                recycles: self
+                    .table
+                    .slots
+                    .iter()
+                    .fold(super::recycle::Counts::default(), |a, s| a.sum(&s.recycles))
+                    .wire(),
             }),
         }
     }
@@ -278,6 +284,7 @@ impl Master {
             running_time: slot.running_time_us,
             last_spawn: slot.last_spawn,
             respawn_count: slot.respawn_count,
+            harakiri_count: slot.recycles.harakiri,
             apps: vec![wire::App {
                 id: 0,
                 modifier1: 0,
@@ -297,6 +304,7 @@ impl Master {
                 .next_spawn
                 .map(|t| now.unix_ms + t.saturating_duration_since(now.at).as_millis() as u64),
             last_exit: slot.last_exit.clone(),
+            recycles: slot.recycles.wire(),
             ..wire::WorkerExt::default()
         };
         let mut core = wire::Core::default();

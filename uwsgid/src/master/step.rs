@@ -282,6 +282,7 @@ impl Master {
                 }
             }
         } else {
+            self.check_recycling(now);
             self.settle(now);
         }
     }

@@ -80,6 +80,9 @@ pub struct Worker {
     pub spawned_unix_ms: u64,
     pub ready_at: Option<Instant>,
     pub status_text: Option<String>,
+    /// Marked for recycling: it serves until a replacement in its slot is ready, then it is
+    /// retired (`super::recycle`). It no longer counts as its slot's worker.
+    pub recycle: Option<super::recycle::Cause>,
 }
 
 impl Worker {
@@ -123,6 +126,8 @@ pub struct Slot {
     pub tx: u64,
     pub running_time_us: u64,
     pub last_spawn: u64,
+    /// Workers of this slot recycled or killed by harakiri, by cause.
+    pub recycles: super::recycle::Counts,
 }
 
 /// How a worker left the table.
@@ -247,14 +252,14 @@ impl Table {
     pub fn has_live(&self, id: SlotId, g: u64) -> bool {
         self.workers
             .iter()
-            .any(|w| w.slot == id && w.generation == g && w.alive_for_slot())
+            .any(|w| w.slot == id && w.generation == g && w.alive_for_slot() && w.recycle.is_none())
     }
 
     /// True if slot `id` has a ready worker of generation `g`.
     pub fn has_ready(&self, id: SlotId, g: u64) -> bool {
         self.workers
             .iter()
-            .any(|w| w.slot == id && w.generation == g && w.is_ready())
+            .any(|w| w.slot == id && w.generation == g && w.is_ready() && w.recycle.is_none())
     }
 
     /// Slots holding a ready worker of generation `g`.
@@ -328,7 +333,10 @@ impl Table {
             .filter(|(_, w)| w.alive_for_slot())
             .filter(|&(i, w)| match self.slot(w.slot) {
                 None => true,
-                Some(s) if w.generation == s.target => false,
+                // A recycled worker serves until a fresh one of the target is ready.
+                Some(s) if w.generation == s.target => {
+                    w.recycle.is_some() && self.has_ready(w.slot, s.target)
+                }
                 Some(s) => {
                     self.has_ready(w.slot, s.target)
                         || !w.is_ready()

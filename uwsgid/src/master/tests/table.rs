@@ -25,6 +25,7 @@ pub fn add(t: &mut Table, pid: i32, slot: u32, g: u64, at: Instant) {
             spawned_unix_ms: 0,
             ready_at: None,
             status_text: None,
+            recycle: None,
         },
         0,
     );
