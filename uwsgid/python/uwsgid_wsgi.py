@@ -1494,9 +1494,11 @@ def fork_worker(app, listeners, args, master, libc, control, slot, generation):
     # The middle child: fork the worker and leave at once, so the worker is re-parented.
     code = 0
     try:
+        me = os.getpid()
         if os.fork() == 0:
             code = 1
-            run_forked_worker(app, listeners, args, master, libc, control, slot, generation)
+            run_forked_worker(app, listeners, args, master, libc, control, slot, generation,
+                              me)
             code = 0
     except BaseException:
         try:
@@ -1507,9 +1509,11 @@ def fork_worker(app, listeners, args, master, libc, control, slot, generation):
         os._exit(code)
 
 
-def run_forked_worker(app, listeners, args, master, libc, control, slot, generation):
+def run_forked_worker(app, listeners, args, master, libc, control, slot, generation, middle):
+    # ``middle`` comes from the middle child itself: read here with getppid(), it could already
+    # be init's pid (the middle exited, the master was killed meanwhile), and the wait below
+    # would then last its whole deadline instead of ending at once.
     os.close(control)
-    middle = os.getppid()
     deadline = time.monotonic() + 5.0
     while True:
         parent = os.getppid()

@@ -177,13 +177,11 @@ fn of_instance(dir: &TestDir) -> Vec<(i32, String)> {
     out
 }
 
-/// Known to fail now and then on a loaded machine (issue 10 item 9, not fixed yet): the
-/// survivor is a process forked by the zygote that a HUP activated from standby (it carries the
-/// zygote's `--zygote --standby` argv: a fork's middle child or a worker), sleeping with ppid
-/// 1 after the master's SIGKILL although a forked worker sets PR_SET_PDEATHSIG once it has been
-/// re-parented to the master. Run it with `--ignored`, several times and under load.
+/// Issue 10 item 9: a worker forked by a zygote that a HUP activated from standby used to
+/// outlive a master SIGKILLed right then by its whole re-parenting wait (5 s): it read its
+/// middle parent's pid with getppid() after the middle had already exited, so the pid it waited
+/// to leave was init's. The middle now passes its own pid down.
 #[test]
-#[ignore = "issue 10 item 9: a child of an activated standby zygote can outlive a SIGKILLed master"]
 fn no_zygote_outlives_a_master_killed_right_after_a_hup() {
     let python = crate::exec_support::python();
     // A few delays between the HUP and the SIGKILL: during the re-exec, while the next
