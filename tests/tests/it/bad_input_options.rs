@@ -299,3 +299,25 @@ fn a_huge_stale_pidfile_is_replaced_atomically() {
     );
     assert_eq!(d.get("/").unwrap().0, 200);
 }
+
+/// `--help`, `-h`, `--version` and `-V` are answered by uwsgid (exit 0), never judged as the
+/// uWSGI options of the same names that uwsgid does not implement.
+#[test]
+fn help_and_version_are_answered_not_refused() {
+    for (arg, needle) in [
+        ("--help", "Usage:"),
+        ("-h", "Usage:"),
+        ("--version", "uwsgid "),
+        ("-V", "uwsgid "),
+    ] {
+        let out = Command::new(bin("uwsgid"))
+            .arg(arg)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run uwsgid");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{arg}: {stderr}");
+        assert!(stdout.contains(needle), "{arg}: {stdout}");
+    }
+}

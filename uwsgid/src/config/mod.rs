@@ -109,6 +109,12 @@ impl Own {
                 shorts.insert(c, long.to_string());
             }
         }
+        // clap adds --help and --version when it builds the command, so they are not among
+        // the arguments above; they are uwsgid's own (clap answers them), not uWSGI's.
+        for (long, short) in [("help", 'h'), ("version", 'V')] {
+            by_name.insert(long.to_string(), (long.to_string(), Kind::Flag, false));
+            shorts.insert(short, long.to_string());
+        }
         Own { by_name, shorts }
     }
 
