@@ -473,7 +473,6 @@ fn reset_signals() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn fd_names_follow_systemd_rules() {
@@ -562,32 +561,5 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
-    static UNIQUE: AtomicUsize = AtomicUsize::new(0);
-
-    fn unique(what: &str) -> String {
-        format!(
-            "uwsgid-test-{what}-{}-{}",
-            std::process::id(),
-            UNIQUE.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// A scratch directory removed on drop.
-    struct TempDir {
-        path: PathBuf,
-    }
-
-    impl TempDir {
-        fn new() -> TempDir {
-            let path = std::env::temp_dir().join(unique("dir"));
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir { path }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
+    use crate::test_support::TempDir;
 }

@@ -30,6 +30,8 @@ pub mod sizing;
 pub mod static_map;
 pub mod stats_server;
 pub mod sys;
+#[cfg(test)]
+mod test_support;
 pub mod touch;
 pub mod uwsgi_proto;
 pub mod worker;

@@ -242,9 +242,7 @@ fn take_control_messages(msg: &libc::msghdr) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     #[test]
@@ -280,34 +278,7 @@ mod tests {
         );
     }
 
-    static UNIQUE: AtomicUsize = AtomicUsize::new(0);
-
-    fn unique(what: &str) -> String {
-        format!(
-            "uwsgid-test-{what}-{}-{}",
-            std::process::id(),
-            UNIQUE.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// A scratch directory removed on drop.
-    struct TempDir {
-        path: PathBuf,
-    }
-
-    impl TempDir {
-        fn new() -> TempDir {
-            let path = std::env::temp_dir().join(unique("dir"));
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir { path }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
+    use crate::test_support::{unique, TempDir};
 
     fn send_datagram(to: &str, payload: &[u8]) {
         use std::os::linux::net::SocketAddrExt;
