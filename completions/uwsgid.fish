@@ -5,6 +5,7 @@ complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a 
 complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)' -r
 complete -c uwsgid -l listen -d 'Listen backlog' -r
 complete -c uwsgid -l logto -d 'Log to FILE instead of stderr' -r -F
+complete -c uwsgid -l log-maxsize -d 'Rotate the --logto file once it passes BYTES: renamed to FILE.EPOCH, a new FILE opened' -r
 complete -c uwsgid -l check-static -d 'Serve static files from DIR' -r -F
 complete -c uwsgid -l ini -d 'Read options from FILE[:SECTION] ([uwsgi] by default), uWSGI\'s ini language (placeholders, config logic, includes); repeatable; a bare FILE.ini argument is the same' -r -F
 complete -c uwsgid -l json -d 'Read options from the SECTION ("uwsgi") object of a JSON file FILE[:SECTION]' -r -F
@@ -61,7 +62,7 @@ complete -c uwsgid -l static-map -d 'Serve files under URL prefix /URL from DIR 
 complete -c uwsgid -l static-map2 -d 'Serve files under /URL from DIR with the whole URL path appended (repeatable)' -r
 complete -c uwsgid -l static-index -d 'File served for a requested directory, tried in order (repeatable; default index.html)' -r
 complete -c uwsgid -l static-expires-type -d 'Expires and Cache-Control max-age of static files of type MIME (repeatable)' -r
-complete -c uwsgid -l logformat -l log-format -d 'Request log line with uWSGI\'s %(method) %(uri) %(status) %(msecs) %(size)... variables' -r
+complete -c uwsgid -l logformat -l log-format -d 'Request log line with uWSGI\'s %(method) %(uri) %(status) %(msecs) %(size)... variables; as --log-format, the values `json` and `text` choose the master log\'s encoding instead' -r
 complete -c uwsgid -l chdir2 -d 'Working directory of built-in workers (uWSGI: after the app is loaded)' -r -F
 complete -c uwsgid -l procname-prefix -d 'Prefix process names with TEXT (implies --auto-procname)' -r
 complete -c uwsgid -l procname-prefix-spaced -d 'Prefix process names with TEXT and a space (implies --auto-procname)' -r
@@ -72,6 +73,7 @@ complete -c uwsgid -l cpu-affinity -d 'Pin each worker to N CPUs, round robin ov
 complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable] (repeatable; dispatched by prefix with --manage-script-name)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
+complete -c uwsgid -l log-reopen -d 'Reopen the --logto file at every reload (after logrotate moved it)'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
 complete -c uwsgid -l strict -d 'A configuration-file key that is no option is an error, not a placeholder'
 complete -c uwsgid -l stats-http -d 'Answer stats requests with an HTTP response'

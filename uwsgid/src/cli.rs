@@ -49,6 +49,12 @@ pub struct Args {
     /// Log to FILE instead of stderr
     #[arg(long, value_name = "FILE")]
     pub logto: Option<PathBuf>,
+    /// Reopen the --logto file at every reload (after logrotate moved it)
+    #[arg(long = "log-reopen")]
+    pub log_reopen: bool,
+    /// Rotate the --logto file once it passes BYTES: renamed to FILE.EPOCH, a new FILE opened
+    #[arg(long = "log-maxsize", value_name = "BYTES")]
+    pub log_maxsize: Option<u64>,
     /// Serve static files from DIR
     #[arg(long = "check-static", value_name = "DIR")]
     pub check_static: Option<PathBuf>,
@@ -297,7 +303,8 @@ pub struct Args {
     /// With --disable-logging, still log requests answered 5xx
     #[arg(long = "log-5xx")]
     pub log_5xx: bool,
-    /// Request log line with uWSGI's %(method) %(uri) %(status) %(msecs) %(size)... variables
+    /// Request log line with uWSGI's %(method) %(uri) %(status) %(msecs) %(size)... variables;
+    /// as --log-format, the values `json` and `text` choose the master log's encoding instead
     #[arg(long, visible_alias = "log-format", value_name = "FORMAT")]
     pub logformat: Option<String>,
     /// Working directory of built-in workers (uWSGI: after the app is loaded)
@@ -456,6 +463,15 @@ pub struct Config {
     pub start_timeout: Duration,
     pub backlog: i32,
     pub logto: Option<PathBuf>,
+    /// `--log-format json|text`: the encoding of uwsgid's own log lines.
+    #[serde(default)]
+    pub log_format: crate::log::Format,
+    /// `--log-reopen`: reopen the `--logto` file at each reload.
+    #[serde(default)]
+    pub log_reopen: bool,
+    /// `--log-maxsize`: rotate the `--logto` file once it is larger.
+    #[serde(default)]
+    pub log_maxsize: Option<u64>,
     pub check_static: Option<PathBuf>,
     pub demo_routes: bool,
     pub fifos: Vec<PathBuf>,
@@ -737,6 +753,34 @@ fn parse_tcp(t: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
+/// `--log-format json|text` chooses the master log's encoding; any other value is uWSGI's
+/// request-log format (`--logformat`, of which `--log-format` is uWSGI's alias).
+fn log_format(args: &Args) -> crate::log::Format {
+    args.logformat
+        .as_deref()
+        .and_then(crate::log::Format::from_option)
+        .unwrap_or_default()
+}
+
+/// `--log-reopen` and `--log-maxsize` act on the `--logto` file: refused without one.
+fn check_log_options(args: &Args) -> Result<(), String> {
+    if args.logto.is_none() {
+        if args.log_reopen {
+            return Err("--log-reopen: there is no log file to reopen; add --logto FILE".into());
+        }
+        if args.log_maxsize.is_some() {
+            return Err("--log-maxsize: there is no log file to rotate; add --logto FILE".into());
+        }
+    }
+    if args.log_maxsize == Some(0) {
+        return Err(
+            "--log-maxsize 0: give the size in bytes past which the log rotates (more than 0)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn parse_stats(t: &str) -> Result<StatsAddr, String> {
     if t.contains(':') && !t.contains('/') {
         parse_tcp(t)
@@ -978,6 +1022,7 @@ impl Config {
                 return Err(format!("--check-static {}: not a directory", dir.display()));
             }
         }
+        check_log_options(args)?;
         for (option, log) in [("--logto", &args.logto), ("--daemonize", &args.daemonize)] {
             if let Some(log) = log {
                 check_parent_dir(option, log)?;
@@ -1157,6 +1202,9 @@ impl Config {
             )?,
             backlog,
             logto: args.logto.clone(),
+            log_format: log_format(args),
+            log_reopen: args.log_reopen,
+            log_maxsize: args.log_maxsize,
             check_static: args.check_static.clone(),
             demo_routes: args.demo_routes,
             fifos,

@@ -203,7 +203,11 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
         enabled: !args.disable_logging,
         log_4xx: args.log_4xx,
         log_5xx: args.log_5xx,
-        format: args.logformat.clone(),
+        // `json`/`text` choose the master log's encoding (`crate::cli`), not a request line.
+        format: args
+            .logformat
+            .clone()
+            .filter(|f| crate::log::Format::from_option(f).is_none()),
     };
     let procname = Procname {
         enabled: args.auto_procname

@@ -144,6 +144,22 @@ pub fn append(buf: &mut Vec<u8>, format: Option<&Format>, req: &RequestInfo, out
     let mut line = String::with_capacity(200);
     let started = req.started.unwrap_or_else(SystemTime::now);
     match format {
+        // The JSON master log (`--log-format json`): the request as one object too.
+        None if crate::log::format() == crate::log::Format::Json => {
+            use crate::log::Field;
+            let message = format!("{} {} {} {}", req.method, req.uri, req.proto, out.status);
+            let fields = [
+                ("method", Field::from(req.method.as_str())),
+                ("uri", Field::from(req.uri.as_str())),
+                ("proto", Field::from(req.proto.as_str())),
+                ("status", Field::from(u32::from(out.status))),
+                ("size", Field::from(out.body_bytes)),
+                ("msecs", Field::from(out.micros / 1000)),
+                ("addr", Field::from(out.addr)),
+                ("requests", Field::from(out.requests)),
+            ];
+            line = crate::log::request_json(&fields, &message);
+        }
         None => {
             let _ = write!(
                 line,

@@ -15,6 +15,7 @@ mod exec_support;
 mod harness;
 mod health_metrics;
 mod http_conformance;
+mod logging;
 mod nginx_deployment;
 mod nginx_uwsgi;
 mod options_misc;

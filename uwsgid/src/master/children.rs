@@ -6,9 +6,9 @@ use super::step::{freeze_when_ready, Phase};
 use super::table::{Exit, Expired, SlotId};
 use super::{Master, Now};
 use crate::cli::WorkerKind;
-use crate::log;
 use crate::notify::NotifyMessage;
 use crate::sys;
+use crate::{log, log_event};
 
 impl Master {
     pub(super) fn on_worker_exit(&mut self, pid: i32, status: i32, now: Now) {
@@ -20,15 +20,19 @@ impl Master {
         };
         let (id, g) = (w.slot, w.generation);
         match exit {
-            Exit::Retired(after) => log!(
-                "worker {id} (pid {pid}, generation {g}) retired after {:.1} ms: {how}",
-                after.as_secs_f64() * 1e3
-            ),
-            Exit::Killed => log!("worker {id} (pid {pid}) killed: {how}"),
+            Exit::Retired(after) => {
+                log_event!("worker_retired", worker = id.get(), pid = pid, generation = g;
+                    "worker {id} (pid {pid}, generation {g}) retired after {:.1} ms: {how}",
+                    after.as_secs_f64() * 1e3
+                )
+            }
+            Exit::Killed => {
+                log_event!("worker_killed", worker = id.get(), pid = pid, generation = g; "worker {id} (pid {pid}) killed: {how}")
+            }
             Exit::WhileStopping => {}
             Exit::Died { lived } => {
                 *self.respawns.entry("died".into()).or_default() += 1;
-                log!(
+                log_event!("worker_died", worker = id.get(), pid = pid, generation = g;
                     "worker {id} (pid {pid}) died after {:.1}s: {how}; respawning",
                     lived.as_secs_f64()
                 )
@@ -43,7 +47,7 @@ impl Master {
                 } else {
                     "before it was ready"
                 };
-                log!(
+                log_event!("worker_failed_start", worker = id.get(), pid = pid, generation = g;
                     "worker {id} (pid {pid}) died {phase}: {how}; failed start {failed} in a row, next try in {:.1}s",
                     delay.as_secs_f64()
                 );
@@ -68,7 +72,7 @@ impl Master {
         let Some((failed, delay)) = self.table.fail_start(id, how, now.at) else {
             return;
         };
-        log!(
+        log_event!("worker_failed_start", worker = id.get(), generation = g;
             "worker {id} of generation {g} {how}; failed start {failed} in a row, next try in {:.1}s",
             delay.as_secs_f64()
         );
@@ -79,9 +83,10 @@ impl Master {
         if let Some((ok, message)) = self.reloads.finish(ok, message, now) {
             self.systemd_reload_ended((!ok).then_some(message.as_str()));
             if ok {
-                log!("{message}");
+                log_event!("reload_complete"; "{message}");
             } else {
-                self.note_error(message);
+                log_event!("reload_failed"; "error: {message}");
+                self.last_error = Some(message);
             }
         }
     }
@@ -116,7 +121,7 @@ impl Master {
         }
         if msg.ready {
             if let Some(w) = self.table.set_ready(pid, now.at) {
-                log!(
+                log_event!("worker_ready", worker = w.slot.get(), pid = pid, generation = w.generation;
                     "worker {} (pid {pid}, generation {}) ready in {:.1} ms",
                     w.slot,
                     w.generation,

@@ -22,11 +22,25 @@ use crate::stats_server::StatsServer;
 use crate::sys;
 use crate::touch::{Touch, TouchAction};
 
-/// The pidfile locks this instance holds and the pidfiles it wrote.
+/// The pidfile locks this instance holds and the pidfiles it wrote; the log's bookkeeping.
 #[derive(Default)]
 pub struct Files {
     pub locks: Vec<(PathBuf, OwnedFd)>,
     pub pidfiles_written: Vec<PathBuf>,
+    /// The generation the log last heard of (0: none yet in this image).
+    pub log_generation: u64,
+    /// When `--log-maxsize` next looks at the log's size.
+    pub log_check_at: Option<std::time::Instant>,
+}
+
+/// How often `--log-maxsize` looks at the log's size (uWSGI's master does once a second too).
+pub const LOG_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Files {
+    /// The next size check of `--log-maxsize`, if any.
+    pub fn log_deadline(&self) -> Option<std::time::Instant> {
+        self.log_check_at
+    }
 }
 
 /// Lock `PIDFILE.lock`: a second instance with the same pidfile is refused.
@@ -214,6 +228,36 @@ impl Master {
         .collect();
         self.sources.touch = Touch::new(touch).map_err(Error::Touch)?;
         Ok(())
+    }
+
+    /// Once per loop turn: the log learns the newest generation (every line carries it); a
+    /// new one is a reload, at which `--log-reopen` reopens the file. `--log-maxsize`: rotate
+    /// once the file is larger (looked at each turn and every [`LOG_CHECK_EVERY`]).
+    pub(super) fn tend_log(&mut self, now: Now) {
+        if self.files.log_generation != self.generation {
+            let reload = self.files.log_generation != 0 || self.generation > 1;
+            self.files.log_generation = self.generation;
+            log::set_generation(self.generation);
+            if reload && self.config.log_reopen {
+                self.reopen_log(false);
+            }
+        }
+        let Some(max) = self.config.log_maxsize else {
+            return;
+        };
+        if self.files.log_check_at.is_some_and(|t| t > now.at) {
+            return;
+        }
+        self.files.log_check_at = Some(now.at + LOG_CHECK_EVERY);
+        // The size of what fd 2 is now (the --logto file), as uWSGI measures it.
+        // SAFETY: fstat of fd 2 into a zeroed struct we own.
+        let size = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            (libc::fstat(2, &mut st) == 0).then_some(st.st_size as u64)
+        };
+        if size.is_some_and(|s| s > max) {
+            self.reopen_log(true);
+        }
     }
 
     pub(super) fn reopen_log(&mut self, rotate: bool) {

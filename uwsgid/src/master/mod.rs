@@ -231,6 +231,7 @@ pub fn run(
             crate::daemonize::daemonize(&log);
         }
     }
+    crate::log::set_format(config.log_format);
     let more = crate::options::startup_warnings(&config);
     let resumed = handoff.is_some();
     let mut master = match handoff {
@@ -260,11 +261,12 @@ impl Master {
         loop {
             let now = Now::read();
             self.handle(events, now);
+            self.tend_log(now);
             self.tell_systemd(now);
             if let Some(code) = self.exit_code {
                 self.sources.pump_relay(); // the workers' last words
                 self.cleanup();
-                log!("goodbye (exit {code})");
+                crate::log_event!("exit", code = code; "goodbye (exit {code})");
                 return code;
             }
             // Re-execute only once everything already read has been acted on; signals not
@@ -294,6 +296,7 @@ impl Master {
         .flatten()
         .filter(|&t| t > now.at)
         .chain(self.sources.stats_deadline())
+        .chain(self.files.log_deadline())
         .chain(self.systemd.as_ref().and_then(|s| s.next_deadline()))
         .min()
     }

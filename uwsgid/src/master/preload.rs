@@ -478,7 +478,7 @@ impl Master {
         if !ready {
             return; // its READY=1 is handled like any exec worker's
         }
-        log!(
+        crate::log_event!("worker_ready", worker = id, pid = pid, generation = g;
             "worker {id} (pid {pid}, generation {g}) forked and ready in {:.1} ms",
             now.at.saturating_duration_since(since).as_secs_f64() * 1e3
         );

@@ -231,7 +231,7 @@ impl Master {
             if let Some(s) = self.table.slot_mut(id) {
                 s.recycles.add(cause);
             }
-            log!(
+            crate::log_event!("worker_recycled", worker = id.get(), pid = pid, cause = cause.name();
                 "worker {id} (pid {pid}) recycled ({}: {detail}): a replacement starts, it retires once that one is ready",
                 cause.name()
             );

@@ -268,7 +268,7 @@ impl Master {
             .iter()
             .map(|a| CString::new(a.as_str()).unwrap_or_default())
             .collect();
-        log!(
+        crate::log_event!("reload_begun", kind = kind.to_string(), cause = &cause, generation = self.generation + 1;
             "{cause}: re-executing {} in place (generation {} -> {})",
             self.exe.display(),
             self.generation,
@@ -380,6 +380,7 @@ pub(super) fn resume(
     m.runner = super::runner::prepare(&m.config, Some(&h))?;
 
     m.generation = h.generation + 1;
+    crate::log::set_generation(m.generation);
     m.table.retarget_all(m.generation);
     m.reloads.current = Some(Reload {
         kind: h.kind,

@@ -166,7 +166,7 @@ impl Master {
             ..
         } = &what
         {
-            crate::log::set_worker(id.get());
+            crate::log::set_worker(id.get(), *generation);
             sys::set_process_name(&format!("uwsgid:w{id}"));
             if let Some(n) = self.config.serve.cpu_affinity {
                 crate::options::pin(0, id.get(), n);

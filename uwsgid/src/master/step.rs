@@ -340,14 +340,14 @@ impl Master {
     fn begin_stop(&mut self, brutal: bool, cause: &str, now: Now) {
         match decide(&self.phase, Input::Stop { brutal }) {
             Decision::Stop { brutal: true } => {
-                log!(
+                crate::log_event!("stop", brutal = 1u32, cause = cause;
                     "{cause}: brutal stop, killing {} worker(s)",
                     self.table.workers.len()
                 );
                 self.kill_everything(now);
             }
             Decision::Stop { brutal: false } => {
-                log!(
+                crate::log_event!("stop", brutal = 0u32, cause = cause;
                     "{cause}: graceful stop, {} worker(s) finish their requests within {}s",
                     self.table.workers.len(),
                     self.config.mercy.as_secs_f64()
@@ -414,7 +414,7 @@ impl Master {
                 Err(e) => self.refuse_reload(kind, cause, e.to_string().replace('\n', " "), now),
             },
             Decision::Check => {
-                log!("{cause}: {kind} reload: checking the new binary and configuration");
+                crate::log_event!("reload_begun", kind = kind.to_string(), cause = cause; "{cause}: {kind} reload: checking the new binary and configuration");
                 match self.start_checker(kind, cause, now) {
                     Ok(check) => self.phase = Phase::Checking(check),
                     Err(e) => {
@@ -428,7 +428,8 @@ impl Master {
                 self.generation += 1;
                 let g = self.generation;
                 self.retitle();
-                log!("{cause}: {kind} reload to generation {g}");
+                crate::log::set_generation(g);
+                crate::log_event!("reload_begun", kind = kind.to_string(), cause = cause; "{cause}: {kind} reload to generation {g}");
                 self.reloads.begin(kind, g, &mut self.table, now);
                 if kind == ReloadKind::BrutalWorkers {
                     for pid in self.table.kill_where(|w| w.generation < g) {
