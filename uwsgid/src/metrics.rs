@@ -16,10 +16,19 @@
 //! Metrics (all prefixed `uwsgid_`): instance state, generation and uptime; workers by state;
 //! requests, exceptions and bytes sent, for the instance and per worker; respawns; the reload
 //! under way and the last one that ended (kind, result, duration); the listen queue depth and
-//! its maximum per socket; master and worker RSS. The stats document keeps no history, so there
+//! its maximum per socket; master and worker RSS and PSS. The stats document keeps no history, so there
 //! are no reload counters or duration histogram here: only what the document says.
+//!
+//! PSS (proportional set size: shared pages divided among the processes that share them, the
+//! honest sum for pre-forked workers) comes from `/proc/PID/smaps_rollup`, which the kernel
+//! computes by walking the process's mappings: tens to hundreds of microseconds each. So a
+//! scrape reads at most [`PSS_READS`] of them, within [`PSS_BUDGET`], the least recently read
+//! first, and reuses a value for [`PSS_TTL`] ([`PssCache`]); a worker not read yet has no PSS
+//! sample, and the instance total is given only once every process has one.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::time::{Duration, Instant};
 
 use common::stats::StatsDocument;
 
@@ -35,18 +44,82 @@ pub struct Host {
     pub now_unix: f64,
     /// The master's resident set size in bytes, if known.
     pub master_rss: Option<u64>,
+    /// Proportional set size in bytes by pid (master and workers), where known.
+    pub pss: HashMap<i64, u64>,
+}
+
+/// At most this many `smaps_rollup` reads per scrape.
+pub const PSS_READS: usize = 8;
+/// And no new read once a scrape has spent this long reading.
+pub const PSS_BUDGET: Duration = Duration::from_millis(1);
+/// A PSS value is reused this long.
+pub const PSS_TTL: Duration = Duration::from_secs(10);
+
+/// PSS in bytes from `/proc/PID/smaps_rollup` (None when unreadable: gone, or not ours).
+pub fn read_pss(pid: i64) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// The PSS values read by earlier scrapes, and when (see the module docs).
+#[derive(Default)]
+pub struct PssCache {
+    seen: HashMap<i64, (Instant, Option<u64>)>,
+}
+
+impl PssCache {
+    /// The PSS of `pids` for one scrape: cached values younger than [`PSS_TTL`], and new reads
+    /// for the others (never read first, then the oldest), within the bounds. Pids not asked
+    /// for are forgotten.
+    pub fn sample(
+        &mut self,
+        pids: &[i64],
+        now: Instant,
+        mut read: impl FnMut(i64) -> Option<u64>,
+    ) -> HashMap<i64, u64> {
+        self.seen.retain(|pid, _| pids.contains(pid));
+        let mut due: Vec<(Option<Instant>, i64)> = pids
+            .iter()
+            .map(|&pid| (self.seen.get(&pid).map(|e| e.0), pid))
+            .filter(|(at, _)| at.is_none_or(|t| now.saturating_duration_since(t) >= PSS_TTL))
+            .collect();
+        due.sort();
+        let started = Instant::now();
+        for (_, pid) in due.into_iter().take(PSS_READS) {
+            if started.elapsed() > PSS_BUDGET {
+                break;
+            }
+            self.seen.insert(pid, (now, read(pid)));
+        }
+        pids.iter()
+            .filter_map(|pid| Some((*pid, self.seen.get(pid)?.1?)))
+            .collect()
+    }
+}
+
+thread_local! {
+    /// The master's cache (it serves every scrape, on one thread).
+    static PSS: std::cell::RefCell<PssCache> = Default::default();
 }
 
 impl Host {
-    /// The real clock and the master's RSS (from `/proc`).
-    pub fn now(master_pid: i32) -> Host {
+    /// The real clock, the master's RSS and the PSS of the master and `workers` (from `/proc`,
+    /// bounded: see the module docs).
+    pub fn now(master_pid: i32, workers: &[i64]) -> Host {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let (rss, _) = crate::sys::memory_of(master_pid);
+        let mut pids = vec![i64::from(master_pid)];
+        pids.extend(workers.iter().filter(|&&p| p > 0));
+        let pss = PSS.with(|c| c.borrow_mut().sample(&pids, Instant::now(), read_pss));
         Host {
             now_unix,
             master_rss: (rss > 0).then_some(rss),
+            pss,
         }
     }
 }
@@ -325,6 +398,39 @@ pub fn render(doc: &StatsDocument, host: &Host) -> String {
         }
     }
 
+    let pss: Vec<(&str, u64)> = doc
+        .workers
+        .iter()
+        .zip(&ids)
+        .filter_map(|(w, id)| Some((id.as_str(), *host.pss.get(&w.pid)?)))
+        .collect();
+    o.family(
+        "worker_proportional_memory_bytes",
+        "gauge",
+        "Proportional set size (PSS) of the slot's worker: its shared pages divided among their sharers.",
+    );
+    for (id, v) in &pss {
+        o.sample("worker_proportional_memory_bytes", &[("worker", id)], v);
+    }
+    let master_pss = host.pss.get(&doc.pid).copied();
+    if let Some(v) = master_pss {
+        o.one(
+            "master_proportional_memory_bytes",
+            "gauge",
+            "Proportional set size (PSS) of the master.",
+            v,
+        );
+    }
+    let live = doc.workers.iter().filter(|w| w.pid > 0).count();
+    if let (Some(m), true) = (master_pss, pss.len() == live) {
+        o.one(
+            "proportional_memory_bytes",
+            "gauge",
+            "PSS of the master and the current workers together: the memory the instance costs.",
+            m + pss.iter().map(|(_, v)| v).sum::<u64>(),
+        );
+    }
+
     o.one(
         "resident_memory_bytes",
         "gauge",
@@ -563,6 +669,7 @@ mod tests {
         let host = Host {
             now_unix: 1060.5,
             master_rss: Some(8192),
+            pss: [(0, 3000), (101, 1000), (102, 2000)].into_iter().collect(),
         };
         let text = render(&doc("running", false), &host);
         for line in [
@@ -582,6 +689,10 @@ mod tests {
             "uwsgid_worker_average_response_seconds{worker=\"1\"} 0.0015",
             "uwsgid_master_resident_memory_bytes 8192",
             "uwsgid_resident_memory_bytes 16384",
+            "uwsgid_worker_proportional_memory_bytes{worker=\"1\"} 1000",
+            "uwsgid_worker_proportional_memory_bytes{worker=\"2\"} 2000",
+            "uwsgid_master_proportional_memory_bytes 3000",
+            "uwsgid_proportional_memory_bytes 6000",
             "uwsgid_socket_listen_queue{socket=\"127.0.0.1:8000 \\\"x\\\"\\\\\"} 3",
             "uwsgid_socket_listen_queue_max{socket=\"127.0.0.1:8000 \\\"x\\\"\\\\\"} 4096",
             "uwsgid_last_reload_duration_seconds{kind=\"graceful\",result=\"complete\"} 0.25",
@@ -611,6 +722,53 @@ mod tests {
             }
         }
         assert_eq!(escape_label("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn pss_is_read_within_bounds_and_reused() {
+        let mut cache = PssCache::default();
+        let pids: Vec<i64> = (1..=20).collect();
+        let t0 = Instant::now();
+        let mut reads = Vec::new();
+        let first = cache.sample(&pids, t0, |p| {
+            reads.push(p);
+            Some(p as u64 * 10)
+        });
+        assert_eq!(reads.len(), PSS_READS.min(reads.len()));
+        assert!(reads.len() <= PSS_READS && !reads.is_empty());
+        assert_eq!(first.len(), reads.len());
+        // The next scrape reads the ones not read yet, not the fresh ones again.
+        let mut again = Vec::new();
+        let second = cache.sample(&pids, t0 + Duration::from_secs(1), |p| {
+            again.push(p);
+            Some(p as u64 * 10)
+        });
+        assert!(
+            again.iter().all(|p| !reads.contains(p)),
+            "{again:?} {reads:?}"
+        );
+        assert_eq!(second.len(), reads.len() + again.len());
+        // Past the TTL a value is read again; an unreadable pid has no sample; gone pids leave.
+        let late = cache.sample(&[1], t0 + PSS_TTL + Duration::from_secs(1), |_| None);
+        assert!(late.is_empty());
+        assert_eq!(cache.seen.len(), 1);
+        // A real process has one (ours).
+        assert!(read_pss(std::process::id() as i64).is_some_and(|v| v > 0));
+    }
+
+    #[test]
+    fn a_partial_pss_gives_no_total() {
+        let host = Host {
+            pss: [(0, 3000), (101, 1000)].into_iter().collect(),
+            ..Host::default()
+        };
+        let text = render(&doc("running", false), &host);
+        assert!(text.contains("uwsgid_worker_proportional_memory_bytes{worker=\"1\"} 1000"));
+        assert!(!text.contains("{worker=\"2\"} 2000"));
+        assert!(
+            !text.contains("uwsgid_proportional_memory_bytes "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -96,7 +96,8 @@ pub fn http_response(head: &[u8], doc: &StatsDocument) -> Vec<u8> {
     let (code, content_type, body) = match route {
         Route::Stats => (200, "application/json", stats_json(doc)),
         Route::Metrics => {
-            let host = crate::metrics::Host::now(doc.pid as i32);
+            let workers: Vec<i64> = doc.workers.iter().map(|w| w.pid).collect();
+            let host = crate::metrics::Host::now(doc.pid as i32, &workers);
             (
                 200,
                 crate::metrics::CONTENT_TYPE,

@@ -132,9 +132,10 @@ fn metrics_parse_with_prometheus_client_and_promtool() {
         Duration::from_secs(20),
         || {
             let r = stats_get(&stats, "/metrics")?;
-            r.2.lines()
-                .any(|l| l == "uwsgid_requests_total 3")
-                .then_some(r)
+            // PSS is read within a budget per scrape: every process has one after a few.
+            (r.2.lines().any(|l| l == "uwsgid_requests_total 3")
+                && r.2.contains("uwsgid_proportional_memory_bytes "))
+            .then_some(r)
         },
     );
     assert_eq!(code, 200);
@@ -156,9 +157,28 @@ fn metrics_parse_with_prometheus_client_and_promtool() {
         "uwsgid_master_resident_memory_bytes ",
         "uwsgid_worker_resident_memory_bytes{worker=\"1\"} ",
         "uwsgid_socket_listen_queue_max{socket=",
+        "uwsgid_master_proportional_memory_bytes ",
+        "uwsgid_worker_proportional_memory_bytes{worker=\"1\"} ",
+        "uwsgid_worker_proportional_memory_bytes{worker=\"2\"} ",
     ] {
         assert!(text.contains(prefix), "no {prefix:?} in\n{text}");
     }
+    // PSS: more than 0, and the instance's sum is the master's and the workers' values.
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let parts = [
+        "uwsgid_master_proportional_memory_bytes",
+        "uwsgid_worker_proportional_memory_bytes{worker=\"1\"}",
+        "uwsgid_worker_proportional_memory_bytes{worker=\"2\"}",
+    ];
+    assert!(parts.iter().all(|p| value(p) > 0), "{text}");
+    assert_eq!(
+        value("uwsgid_proportional_memory_bytes"),
+        parts.iter().map(|p| value(p)).sum::<u64>()
+    );
 
     // prometheus_client's parser.
     let py = Command::new("python3")
