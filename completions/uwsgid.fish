@@ -1,4 +1,4 @@
-complete -c uwsgid -l http-socket -d 'Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N' -r
+complete -c uwsgid -l http-socket -d 'Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N, or fd://NAME (the sockets systemd passed with that FileDescriptorName=)' -r
 complete -c uwsgid -s p -l processes -l workers -d 'Number of worker processes' -r
 complete -c uwsgid -l safe-pidfile -d 'Write the master pid here once the listeners and first workers are up' -r -F
 complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a pidfile early)' -r -F
@@ -51,7 +51,7 @@ complete -c uwsgid -l chain-reload -d 'Chain-reload the instance of PIDFILE, one
 complete -c uwsgid -l pause -d 'Pause the instance of PIDFILE (FIFO \'h\'; already paused: no change) and exit' -r -F
 complete -c uwsgid -l suspend -d 'Same as --pause' -r -F
 complete -c uwsgid -l resume -d 'Resume the instance of PIDFILE (FIFO \'u\'; already running: no change) and exit' -r -F
-complete -c uwsgid -s s -l socket -l uwsgi-socket -d 'Listen for the uwsgi protocol (nginx\'s uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path' -r
+complete -c uwsgid -s s -l socket -l uwsgi-socket -d 'Listen for the uwsgi protocol (nginx\'s uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path, fd://N or fd://NAME (systemd socket activation)' -r
 complete -c uwsgid -l http -d 'Listen for HTTP on ADDR, as --http-socket (uWSGI\'s router option; no router is needed)' -r
 complete -c uwsgid -l http11-socket -d 'Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)' -r
 complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]' -r

@@ -22,7 +22,8 @@ use common::discovery::{self, InstancePaths};
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "uwsgid", version, about, long_about = None, max_term_width = 100, allow_negative_numbers = true)]
 pub struct Args {
-    /// Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N
+    /// Listen for HTTP on ADDR: HOST:PORT, :PORT, [V6]:PORT, a path or unix:PATH, fd://N, or
+    /// fd://NAME (the sockets systemd passed with that FileDescriptorName=)
     #[arg(long = "http-socket", value_name = "ADDR")]
     pub http_socket: Vec<String>,
     /// Number of worker processes
@@ -256,7 +257,8 @@ pub struct Args {
     /// With a management option: block until it is done (at most 60 s; exit 20 on timeout)
     #[arg(long, help_heading = "Managing a running instance")]
     pub wait: bool,
-    /// Listen for the uwsgi protocol (nginx's uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path
+    /// Listen for the uwsgi protocol (nginx's uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path,
+    /// fd://N or fd://NAME (systemd socket activation)
     #[arg(short = 's', long, visible_alias = "uwsgi-socket", value_name = "ADDR")]
     pub socket: Vec<String>,
     /// Listen for HTTP on ADDR, as --http-socket (uWSGI's router option; no router is needed)
@@ -346,6 +348,9 @@ pub enum ListenAddr {
     Tcp(SocketAddr),
     Unix(PathBuf),
     Fd(i32),
+    /// The sockets systemd passed under this name (`LISTEN_FDNAMES`, the socket unit's
+    /// `FileDescriptorName=`, by default the unit's name).
+    Named(String),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -354,6 +359,7 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
             ListenAddr::Unix(p) => write!(f, "{}", p.display()),
             ListenAddr::Fd(n) => write!(f, "fd://{n}"),
+            ListenAddr::Named(name) => write!(f, "fd://{name}"),
         }
     }
 }
@@ -703,12 +709,24 @@ pub fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
         return Err("--http-socket: empty address; use HOST:PORT, :PORT or a socket path".into());
     }
     if let Some(n) = t.strip_prefix("fd://") {
-        return n
-            .parse::<i32>()
-            .ok()
-            .filter(|&n| n >= 0)
-            .map(ListenAddr::Fd)
-            .ok_or_else(|| format!("--http-socket {t}: {n:?} is not an fd number"));
+        if n.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+            return n
+                .parse::<i32>()
+                .ok()
+                .filter(|&n| n >= 0)
+                .map(ListenAddr::Fd)
+                .ok_or_else(|| format!("--http-socket {t}: {n:?} is not an fd number"));
+        }
+        // systemd's rule for FileDescriptorName=: 1 to 255 printable ASCII characters, no ':'.
+        let valid =
+            !n.is_empty() && n.len() <= 255 && n.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !valid {
+            return Err(format!(
+                "--http-socket {t}: give fd://N (an fd number) or fd://NAME (a socket unit's \
+                 FileDescriptorName=: printable ASCII, no ':' or space, at most 255 bytes)"
+            ));
+        }
+        return Ok(ListenAddr::Named(n.to_string()));
     }
     if let Some(p) = t.strip_prefix("unix:") {
         return unix_path(t, p).map(ListenAddr::Unix);
@@ -1575,7 +1593,17 @@ mod tests {
         assert!(parse_listen_addr("127.0.0.1:99999")
             .unwrap_err()
             .contains("not a port"));
-        assert!(parse_listen_addr("fd://x").is_err());
+        assert_eq!(
+            parse_listen_addr("fd://web").unwrap(),
+            ListenAddr::Named("web".into())
+        );
+        assert_eq!(
+            parse_listen_addr("fd://uwsgid@a.socket").unwrap(),
+            ListenAddr::Named("uwsgid@a.socket".into())
+        );
+        for bad in ["fd://", "fd://a:b", "fd://-1", "fd://3x", "fd://caf\u{e9}"] {
+            assert!(parse_listen_addr(bad).is_err(), "{bad}");
+        }
         assert!(parse_listen_addr("").is_err());
     }
 

@@ -4,6 +4,14 @@
 //! `127.0.0.1:0` listener keeps its kernel-chosen port. Each inherited fd is checked to be a
 //! listening socket before it is taken. Sockets handed over by systemd socket activation
 //! (`LISTEN_PID`/`LISTEN_FDS`) are taken at first start and kept for the instance's life.
+//!
+//! Socket activation, as `sd_listen_fds_with_names(3)` reads it: the fds start at 3, in the
+//! order of the socket units' `Listen*=` lines; `LISTEN_FDNAMES` gives each one's name (the
+//! unit's `FileDescriptorName=`, by default the socket unit's name; `unknown` when the variable
+//! is absent). A listener option names them by number (`fd://3`) or by name (`fd://web`: every
+//! passed socket of that name; it is an error at startup if there is none). Without any
+//! listener option the passed sockets are the HTTP listeners; with options, a passed socket
+//! that none names is kept as an HTTP listener too (nothing systemd passed is left unserved).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -174,6 +182,11 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
             set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
             finish(fd, spec.configured.clone(), Some(path.clone())).map_err(fail)
         }
+        ListenAddr::Named(name) => Err(format!(
+            "{option} fd://{name}: systemd passed no socket named {name:?} (at the first start; \
+             sockets are never passed again on a reload): give the socket unit \
+             FileDescriptorName={name}, or use fd://N"
+        )),
         ListenAddr::Fd(n) => {
             check_listening(*n)
                 .map_err(|e| format!("{option} fd://{n}: {e}; pass a listening socket"))?;
@@ -195,8 +208,20 @@ pub fn inherit(
     finish(fd, configured.to_string(), created_path)
 }
 
-/// Take the sockets systemd passed us (`LISTEN_PID` = our pid), and unset the variables.
-pub fn take_systemd() -> Vec<Listener> {
+/// The names of `count` passed fds from `LISTEN_FDNAMES` (`unknown` where it says nothing).
+pub fn fd_names(var: Option<&str>, count: usize) -> Vec<String> {
+    let mut given = var.map(|v| v.split(':')).into_iter().flatten();
+    (0..count)
+        .map(|_| match given.next() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => "unknown".to_string(),
+        })
+        .collect()
+}
+
+/// Take the sockets systemd passed us (`LISTEN_PID` = our pid), each with its name, and unset
+/// the variables.
+pub fn take_systemd() -> Vec<(Listener, String)> {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -207,14 +232,19 @@ pub fn take_systemd() -> Vec<Listener> {
         .unwrap_or(0);
     let mut taken = Vec::new();
     if pid_ok {
-        for i in 0..count.clamp(0, 64) {
+        let count = count.clamp(0, 64);
+        let names = fd_names(
+            std::env::var("LISTEN_FDNAMES").ok().as_deref(),
+            count as usize,
+        );
+        for (i, name) in (0..count).zip(names) {
             let raw = 3 + i;
             if check_listening(raw).is_ok() {
                 // SAFETY: systemd passed this fd to us (LISTEN_PID is ours), it is a
                 // listening socket, and each number is taken once.
                 let fd = unsafe { OwnedFd::from_raw_fd(raw) };
                 if let Ok(l) = inherit(fd, &format!("systemd:{i}"), None) {
-                    taken.push(l);
+                    taken.push((l, name));
                 }
             }
         }

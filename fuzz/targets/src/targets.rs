@@ -872,6 +872,12 @@ pub fn addr(data: &[u8]) -> String {
                 assert!(n >= 0);
                 sig.push_str("fd");
             }
+            Ok(ListenAddr::Named(name)) => {
+                assert!(!name.is_empty() && name.len() <= 255 && !name.contains(':'));
+                let shown = ListenAddr::Named(name.clone()).to_string();
+                assert_eq!(parse_listen_addr(&shown), Ok(ListenAddr::Named(name)));
+                sig.push_str("fd name");
+            }
             Ok(ListenAddr::Unix(p)) => {
                 assert!(!p.as_os_str().is_empty() && p.as_os_str().len() <= 107);
                 sig.push_str("unix");

@@ -133,21 +133,43 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     for p in &config.pidfiles {
         locks.push((p.clone(), lock_pidfile(p)?));
     }
-    let mut listeners = listener::take_systemd();
+    let (mut listeners, names): (Vec<_>, Vec<_>) = listener::take_systemd().into_iter().unzip();
     let activated = !listeners.is_empty();
     for spec in config
         .listeners
         .iter()
         .filter(|_| !(activated && config.default_listener))
     {
-        // `--http-socket fd://N` naming a socket systemd passed: that listener, taken once.
-        let passed = match spec.addr {
-            crate::cli::ListenAddr::Fd(n) => listeners.iter_mut().find(|l| l.raw() == n),
-            _ => None,
+        // `--http-socket fd://N` naming a socket systemd passed: that listener, taken once;
+        // `fd://NAME`: every socket passed under that name not taken yet.
+        let passed: Vec<usize> = match &spec.addr {
+            crate::cli::ListenAddr::Fd(n) => listeners
+                .iter()
+                .position(|l| l.raw() == *n)
+                .into_iter()
+                .collect(),
+            crate::cli::ListenAddr::Named(name) => (0..names.len())
+                .filter(|&i| names[i] == *name && listeners[i].configured.starts_with("systemd:"))
+                .collect(),
+            _ => Vec::new(),
         };
-        match passed {
-            Some(l) => l.configured = spec.configured.clone(),
-            None => listeners.push(listener::bind(spec, config.backlog).map_err(Error::Listener)?),
+        if passed.is_empty() {
+            listeners.push(listener::bind(spec, config.backlog).map_err(|e| {
+                Error::Listener(match &spec.addr {
+                    crate::cli::ListenAddr::Named(_) => format!(
+                        "{e} (LISTEN_FDNAMES named: {})",
+                        if names.is_empty() {
+                            "nothing: no socket was passed".to_string()
+                        } else {
+                            names.join(":")
+                        }
+                    ),
+                    _ => e,
+                })
+            })?);
+        }
+        for i in passed {
+            listeners[i].configured = spec.configured.clone();
         }
     }
     let board = Scoreboard::create().map_err(Error::Scoreboard)?;

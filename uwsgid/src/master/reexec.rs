@@ -438,14 +438,21 @@ fn resume_listeners(m: &mut Master, h: &Handoff) {
         m.config.listeners.clone()
     };
     for spec in specs {
-        if let Some(pos) = inherited
+        // Every inherited listener of this text (`fd://NAME` may name several).
+        let mine: Vec<HandoffListener> = inherited
             .iter()
-            .position(|l| l.configured == spec.configured)
-        {
-            let l = inherited.remove(pos);
-            match take(&l) {
-                Ok(l) => m.listeners.push(l),
-                Err(e) => m.note_error(format!("reload: inherited listener {}: {e}", l.configured)),
+            .filter(|l| l.configured == spec.configured)
+            .cloned()
+            .collect();
+        inherited.retain(|l| l.configured != spec.configured);
+        if !mine.is_empty() {
+            for l in mine {
+                match take(&l) {
+                    Ok(l) => m.listeners.push(l),
+                    Err(e) => {
+                        m.note_error(format!("reload: inherited listener {}: {e}", l.configured))
+                    }
+                }
             }
         } else {
             match listener::bind(&spec, m.config.backlog) {
