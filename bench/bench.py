@@ -1393,13 +1393,204 @@ class Bench:
                  su.get("errors"), None, "0 (ours)",
                  (so.get("errors") == 0) if so else None, unit="count")
 
+    # prod: systemd's reload wait, /metrics latency, a reload under a scraper -------------
+    def prod(self):
+        """`systemctl reload` on a Type=notify-reload unit returns when READY=1 follows its
+        SIGHUP: the bench binds the notify socket and times SIGHUP -> READY=1 (uwsgid), and
+        checks whether uWSGI sends READY=1 again at all (a capability row, no ratio). Then,
+        with 64 workers: GET /metrics on the stats server (median, p99), and a graceful
+        reload's SIGHUP -> READY=1 with a scraper hitting /metrics every 10 ms vs without,
+        repetitions interleaved."""
+        import threading
+
+        q = self.quick
+        out = self.results["scenarios"].setdefault("prod", {})
+
+        def notify_socket(srv):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            path = os.path.join(srv.dir, "notify.sock")
+            sock.bind(path)
+            return sock, path
+
+        def wait_datagram(sock, want, timeout):
+            """Seconds until a datagram with the line `want` arrives, or None; every
+            datagram read on the way is returned too."""
+            t0 = now()
+            seen = []
+            while True:
+                left = timeout - (now() - t0)
+                if left <= 0:
+                    return None, seen
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(4096).decode("utf-8", "replace")
+                except socket.timeout:
+                    return None, seen
+                seen.append(data)
+                if want in data.split("\n"):
+                    return now() - t0, seen
+
+        def drain(sock):
+            sock.setblocking(False)
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+            sock.setblocking(True)
+
+        def notified(cls, extra=()):
+            class Notified(cls):
+                notify_path = None
+
+                def env(self):
+                    e = super().env()
+                    e["NOTIFY_SOCKET"] = self.notify_path
+                    return e
+
+                def argv(self):
+                    return super().argv() + list(extra)
+            return Notified
+
+        class HttpStats:
+            """The stats document through the stats server's HTTP mode (--stats-http)."""
+
+            def stats(self):
+                st, body = http_get(self.stats_port, "/", timeout=2.0)
+                if st != 200:
+                    return None
+                try:
+                    return json.loads(body.decode("utf-8", "replace"))
+                except ValueError:
+                    return None
+
+        def start(cls, workers, tag, extra=()):
+            srv = notified(cls, extra)(self.workdir, workers, tag)
+            sock, srv.notify_path = notify_socket(srv)
+            return srv, sock
+
+        # 1. systemctl reload's wait, 4 workers.
+        reps = 3 if q else 7
+        wait = {}
+        servers = []
+        if self.have_ours:
+            servers.append(start(Uwsgid, 4, "notify"))
+        servers.append(start(Uwsgi, 4, "notify"))
+        try:
+            for srv, sock in servers:
+                srv.start()
+                t, _ = wait_datagram(sock, "READY=1", 60)
+                srv.wait_ready(60)
+                wait[srv.kind] = {"first_ready_s": t, "reload_ms": [], "seen": []}
+            for i in range(reps):
+                for srv, sock in servers:
+                    settle(srv, 60)
+                    drain(sock)
+                    os.kill(srv.pid, signal.SIGHUP)
+                    # uWSGI never says READY=1 again: give it long enough to be sure.
+                    t, seen = wait_datagram(sock, "READY=1", 30 if srv.kind == "uwsgid" else 5)
+                    w = wait[srv.kind]
+                    w["reload_ms"].append(t * 1000.0 if t is not None else None)
+                    w["seen"].append(seen[:6])
+                    log("%s SIGHUP -> READY=1, rep %d: %s" % (
+                        srv.kind, i, "%.1f ms" % (t * 1000) if t is not None else
+                        "none (%d datagram(s))" % len(seen)))
+                    if srv.kind == "uwsgi":
+                        srv.wait_ready(60)
+        finally:
+            for srv, sock in servers:
+                srv.stop()
+                sock.close()
+        out["systemctl_reload"] = wait
+        o = wait.get("uwsgid", {}).get("reload_ms", [])
+        u = wait.get("uwsgi", {}).get("reload_ms", [])
+        om = median(o) if o and None not in o else None
+        u_sends = bool(u) and all(x is not None for x in u)
+        self.row("systemctl reload wait (SIGHUP -> READY=1), 4 workers", "median ms", om,
+                 median(u) if u_sends else "never sent", None,
+                 "READY=1 after each reload", (om is not None) if self.have_ours else None,
+                 unit="ms")
+
+        if not self.have_ours:
+            return
+        # 2. /metrics with 64 workers; 3. a reload with a scraper vs without.
+        srv, sock = start(type("UwsgidHttpStats", (HttpStats, Uwsgid), {}), 64, "metrics",
+                          ["--stats-http"])
+        try:
+            srv.start()
+            wait_datagram(sock, "READY=1", 120)
+            srv.wait_ready(120)
+            time.sleep(0.3)
+            lat = []
+            for _ in range(100 if q else 300):
+                t0 = now()
+                st, body = http_get(srv.stats_port, "/metrics")
+                lat.append((now() - t0) * 1000.0)
+                if st != 200 or b"uwsgid_generation" not in body:
+                    raise RuntimeError("/metrics answered %r" % (st,))
+            out["metrics_64"] = {"median_ms": median(lat), "p99_ms": pct(lat, 99),
+                                 "bytes": len(body)}
+            log("/metrics, 64 workers: median %.3f ms, p99 %.3f ms, %d bytes" % (
+                median(lat), pct(lat, 99), len(body)))
+
+            stop = threading.Event()
+            scrapes = []
+
+            def scraper():
+                while not stop.is_set():
+                    t0 = now()
+                    st, _ = http_get(srv.stats_port, "/metrics", timeout=2.0)
+                    scrapes.append(((now() - t0) * 1000.0, st))
+                    stop.wait(0.010)
+
+            timed = {"without": [], "with": []}
+            for i in range(3 if q else 7):
+                for mode in ("without", "with"):
+                    settle(srv, 120)
+                    drain(sock)
+                    th = None
+                    if mode == "with":
+                        stop.clear()
+                        th = threading.Thread(target=scraper, daemon=True)
+                        th.start()
+                        time.sleep(0.05)  # the scraper is already hitting /metrics
+                    os.kill(srv.pid, signal.SIGHUP)
+                    t, _ = wait_datagram(sock, "READY=1", 60)
+                    if th:
+                        stop.set()
+                        th.join(5)
+                    timed[mode].append(t * 1000.0 if t is not None else None)
+                    log("reload of 64 workers %s a /metrics scraper, rep %d: %s" % (
+                        mode, i, "%.1f ms" % (t * 1000) if t is not None else "no READY=1"))
+            failed = sum(1 for _, st in scrapes if st != 200)
+            out["reload_with_scraper"] = {
+                "without_ms": timed["without"], "with_ms": timed["with"],
+                "scrapes": len(scrapes), "failed_scrapes": failed,
+                "scrape_median_ms": median([m for m, _ in scrapes]),
+                "scrape_p99_ms": pct([m for m, _ in scrapes], 99)}
+        finally:
+            srv.stop()
+            sock.close()
+        m = out["metrics_64"]
+        self.row("/metrics, 64 workers", "median ms", m["median_ms"], None, None, "<2 ms",
+                 m["median_ms"] < 2.0, unit="ms")
+        self.row("/metrics, 64 workers", "p99 ms", m["p99_ms"], None, unit="ms")
+        r = out["reload_with_scraper"]
+        wo = median(r["without_ms"]) if None not in r["without_ms"] else None
+        wi = median(r["with_ms"]) if None not in r["with_ms"] else None
+        ratio = wi / wo if wo and wi else None
+        self.row("graceful reload, 64 workers, /metrics every 10 ms vs none", "median ms "
+                 "(uwsgi column: without the scraper)", wi, wo, ratio, "<=1.2x, 0 failed scrapes",
+                 (ratio <= 1.2 and r["failed_scrapes"] == 0) if ratio else None, unit="ms")
+
     # -----------------------------------------------------------------------------------
     def run(self):
         order = [("start", self.startup), ("rss", self.rss), ("reload", self.reloads),
                  ("stats", self.stats_latency), ("idle", self.idle_wakeups),
                  ("throughput", self.throughput), ("storm", self.reload_under_load),
                  ("ctl", self.ctl_latency), ("stop", self.stop_time),
-                 ("python", self.python_app), ("nginx_uwsgi", self.nginx_uwsgi)]
+                 ("python", self.python_app), ("nginx_uwsgi", self.nginx_uwsgi),
+                 ("prod", self.prod)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in order:
             if only and name not in only:
@@ -1588,7 +1779,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, fewer variants")
     ap.add_argument("--only", help="comma list of: start,rss,reload,stats,idle,throughput,"
-                    "storm,ctl,stop,python")
+                    "storm,ctl,stop,python,nginx_uwsgi,prod")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds before optional work is skipped (default 780, quick 300)")
     ap.add_argument("--no-ours", action="store_true", help="measure uWSGI only")
