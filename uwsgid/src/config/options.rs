@@ -162,6 +162,8 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("log-5xx", Rule::Own),
     ("logformat", Rule::Own),
     ("log-format", Rule::Own),
+    ("log-reopen", Rule::Own),
+    ("log-maxsize", Rule::Own),
     ("cheaper", Rule::NotYet(PLANNED_SERVING)),
     ("cheaper-initial", Rule::NotYet(PLANNED_SERVING)),
     ("cheaper-step", Rule::NotYet(PLANNED_SERVING)),
