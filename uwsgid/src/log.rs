@@ -382,6 +382,15 @@ pub fn redirect_to(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The size of what fd 2 is now (the `--logto` file), for `--log-maxsize`.
+pub fn size() -> Option<u64> {
+    // SAFETY: fstat of fd 2 into a zeroed struct we own.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(2, &mut st) == 0).then_some(st.st_size as u64)
+    }
+}
+
 /// Rename the log to `FILE.EPOCH` (`FILE.EPOCH.N` if that exists) and start a new one.
 pub fn rotate(path: &Path) -> io::Result<std::path::PathBuf> {
     let epoch = SystemTime::now()

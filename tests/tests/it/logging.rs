@@ -56,8 +56,12 @@ fn json_log_is_one_object_per_line_through_reloads_a_kill_and_a_stop() {
     d.fifo_write(b"w"); // workers reload: generation 3, no re-exec
     assert!(all_ready(&d.wait_generation(3)));
     let victim = d.worker_pids()[0] as i32;
-    // SAFETY: a worker of the daemon this test started.
-    unsafe { libc::kill(victim, libc::SIGKILL) };
+    // A worker of the daemon this test started.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     d.wait_log(&format!("(pid {victim}) died"));
     d.wait_stats("the killed worker replaced", |s| {
         (all_ready(s) && !d.worker_pids().contains(&(victim as i64))).then_some(())

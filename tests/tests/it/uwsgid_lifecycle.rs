@@ -47,7 +47,7 @@ fn bad_options_are_refused_before_anything_is_bound() {
         (&["--bogus-option"], "--bogus-option"),
         (&["--worker-reload-mercy", "-3"], "--worker-reload-mercy"),
         (&["--http-socket", "127.0.0.1:99999"], "not a port"),
-        (&["--http-socket", "fd://x"], "not an fd number"),
+        (&["--http-socket", "fd://3x"], "not an fd number"),
         (&["--listen", "0"], "--listen 0"),
         (
             &["--check-static", "no-such-dir"],

@@ -271,13 +271,7 @@ impl Master {
             return;
         }
         self.files.log_check_at = Some(now.at + LOG_CHECK_EVERY);
-        // The size of what fd 2 is now (the --logto file), as uWSGI measures it.
-        // SAFETY: fstat of fd 2 into a zeroed struct we own.
-        let size = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            (libc::fstat(2, &mut st) == 0).then_some(st.st_size as u64)
-        };
-        if size.is_some_and(|s| s > max) {
+        if log::size().is_some_and(|s| s > max) {
             self.reopen_log(true);
         }
     }
