@@ -1,6 +1,6 @@
 //! The master log: `--log-format json` (one object per line, every line parsed through a start,
-//! a re-exec reload, a workers reload, a killed worker and a stop; the management events carry
-//! their generation), `--log-format` keeping its uWSGI meaning (a request-log format) for any
+//! a re-exec reload, a workers reload, a killed worker and a stop, a recycle and a refused
+//! reload; the management events carry their generation), `--log-format` keeping its uWSGI meaning (a request-log format) for any
 //! other value, the generation in text lines, `--log-maxsize` rotation while serving (no request
 //! line lost or split across files), `--log-reopen` after the file was moved, and the refusal
 //! of both without `--logto`.
@@ -138,6 +138,55 @@ fn json_log_is_one_object_per_line_through_reloads_a_kill_and_a_stop() {
         assert_eq!(r["fields"]["uri"], "/");
         assert_ne!(r["pid"], master);
     }
+}
+
+#[test]
+fn json_log_recycles_and_refused_reloads_are_events_with_their_generation() {
+    let dir = TestDir::new("log-json-fail");
+    let ini = dir.write("app.ini", "[uwsgi]\nprocesses = 1\nmax-requests = 2\n");
+    let d = Daemon::start(
+        &dir,
+        &["--log-format", "json", "--ini", ini.to_str().unwrap()],
+    );
+    let first = d.worker_pids()[0];
+    for _ in 0..2 {
+        assert_eq!(d.get("/").unwrap().0, 200);
+    }
+    d.wait_log("\"event\":\"worker_recycled\"");
+    d.wait_stats("the recycled worker replaced", |s| {
+        (all_ready(s) && !d.worker_pids().contains(&first)).then_some(())
+    });
+    // A configuration that no longer loads: the graceful reload is refused, the instance
+    // keeps serving generation 1.
+    std::fs::write(&ini, "[uwsgi]\nprocesses = many\n").unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("\"event\":\"reload_failed\"");
+    assert_eq!(d.get("/").unwrap().0, 200);
+    let text = d.log_text();
+    let lines = parse_json_log(&text);
+    let recycled = events(&lines, "worker_recycled");
+    assert_eq!(recycled.len(), 1, "{text}");
+    let r = recycled[0];
+    assert_eq!(
+        (
+            generation_of(r),
+            &r["fields"]["pid"],
+            &r["fields"]["worker"]
+        ),
+        (1, &first.into(), &1.into()),
+        "{r}"
+    );
+    assert_eq!(r["fields"]["cause"], "max-requests");
+    let failed = events(&lines, "reload_failed");
+    assert_eq!(failed.len(), 1, "{text}");
+    assert_eq!(
+        (generation_of(failed[0]), &failed[0]["level"]),
+        (1, &"error".into())
+    );
+    assert!(
+        failed[0]["message"].as_str().unwrap().contains("many"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -81,12 +81,11 @@ impl Master {
 
     pub(super) fn finish_reload(&mut self, ok: bool, message: String, now: Now) {
         if let Some((ok, message)) = self.reloads.finish(ok, message, now) {
-            self.systemd_reload_ended((!ok).then_some(message.as_str()));
             if ok {
+                self.systemd_reload_ended(None);
                 log_event!("reload_complete"; "{message}");
             } else {
-                log_event!("reload_failed"; "error: {message}");
-                self.last_error = Some(message);
+                self.reload_failed(message);
             }
         }
     }

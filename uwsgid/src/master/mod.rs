@@ -331,6 +331,14 @@ impl Master {
         }
     }
 
+    /// A reload failed or was refused: the `reload_failed` event (an error, shown in stats)
+    /// and `READY=1` (the previous generation serves).
+    fn reload_failed(&mut self, reason: String) {
+        self.systemd_reload_ended(Some(&reason));
+        crate::log_event!("reload_failed"; "error: {reason}");
+        self.last_error = Some(reason);
+    }
+
     /// A reload ended (`failure`: why it failed): `READY=1`.
     fn systemd_reload_ended(&mut self, failure: Option<&str>) {
         if let Some(sd) = &mut self.systemd {

@@ -249,8 +249,7 @@ impl Master {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!("{kind} reload failed: {e}; the instance keeps serving");
-                self.systemd_reload_ended(Some(&reason));
-                self.note_error(reason.clone());
+                self.reload_failed(reason.clone());
                 self.reloads
                     .record(kind, self.generation, false, reason, asked.at, now);
                 return leftover;
@@ -285,8 +284,7 @@ impl Master {
             "{kind} reload failed: execve {}: {e}; the instance keeps serving",
             self.exe.display()
         );
-        self.systemd_reload_ended(Some(&reason));
-        self.note_error(reason.clone());
+        self.reload_failed(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, asked.at, now);
         leftover

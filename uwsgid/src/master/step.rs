@@ -418,9 +418,7 @@ impl Master {
                 match self.start_checker(kind, cause, now) {
                     Ok(check) => self.phase = Phase::Checking(check),
                     Err(e) => {
-                        let reason = format!("reload refused: {e}");
-                        self.systemd_reload_ended(Some(&reason));
-                        self.note_error(reason);
+                        self.reload_failed(format!("reload refused: {e}"));
                     }
                 }
             }
@@ -478,8 +476,7 @@ impl Master {
     /// A reload that cannot go ahead: log it, keep serving, show it in stats.
     pub(super) fn refuse_reload(&mut self, kind: ReloadKind, cause: &str, why: String, now: Now) {
         let reason = format!("{kind} reload ({cause}) refused, the instance keeps serving: {why}");
-        self.systemd_reload_ended(Some(&reason));
-        self.note_error(reason.clone());
+        self.reload_failed(reason.clone());
         self.reloads
             .record(kind, self.generation, false, reason, now.at, now);
     }
