@@ -53,11 +53,20 @@ pub fn open_log(log: &Path) -> Result<File, String> {
             log.display()
         ));
     }
-    let line = format!(
-        "{} uwsgid[{}] launcher: starting in the background\n",
-        crate::log::timestamp(SystemTime::now()),
-        std::process::id()
-    );
+    let line = match crate::log::format() {
+        crate::log::Format::Json => crate::log::render_now(
+            "daemonize",
+            None,
+            1,
+            &[],
+            "launcher: starting in the background",
+        ),
+        crate::log::Format::Text => format!(
+            "{} uwsgid[{}] launcher: starting in the background\n",
+            crate::log::timestamp(SystemTime::now()),
+            std::process::id()
+        ),
+    };
     // Non-blocking for this one write, so that a FIFO whose reader is not reading is refused.
     let probe = crate::log::set_nonblocking(&file, true)
         .and_then(|()| (&file).write_all(line.as_bytes()))

@@ -11,7 +11,8 @@
 //! `{"time":"2026-12-02T00:12:10.123Z","level":"info","pid":PID,"role":"master","event":"worker_ready","message":"...","fields":{"generation":2,"worker":1,"pid":4242}}`.
 //! `event` names a management event ([`crate::log_event!`]: `reload_begun`, `reload_complete`,
 //! `reload_failed`, `worker_ready`, `worker_retired`, `worker_killed`, `worker_died`,
-//! `worker_failed_start`, `worker_recycled`, `stop`, `exit`) or is `message` for any other line;
+//! `worker_failed_start`, `worker_recycled`, `stop`, `exit`, `startup_failed`, `daemonize`;
+//! `request` for built-in workers' request lines) or is `message` for any other line;
 //! `fields.generation` is on every line: the process's generation, set in one place
 //! ([`set_generation`], by the master loop and where a reload makes a new one; a worker's own at
 //! its fork).

@@ -190,6 +190,79 @@ fn json_log_recycles_and_refused_reloads_are_events_with_their_generation() {
 }
 
 #[test]
+fn json_startup_failures_and_daemonize_lines_are_objects_too() {
+    let dir = TestDir::new("log-json-start");
+    // A port someone else holds: startup stops with a JSON line, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(bin("uwsgid"))
+        .args(["--log-format", "json", "--http-socket", &addr])
+        .args(["--safe-pidfile", "x.pid"])
+        .current_dir(&dir.path)
+        .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines = parse_json_log(&text);
+    let failed = events(&lines, "startup_failed");
+    assert_eq!(failed.len(), 1, "{text}");
+    assert_eq!(failed[0]["level"], "error");
+    assert!(
+        failed[0]["message"].as_str().unwrap().contains(&addr),
+        "{text}"
+    );
+
+    // --daemonize LOG: the launcher's line and the daemon's lines, all objects.
+    let log = dir.join("daemon.log");
+    let pidfile = dir.join("d.pid");
+    let fifo = dir.join("d.fifo");
+    let status = Command::new(bin("uwsgid"))
+        .args([
+            "--log-format",
+            "json",
+            "--http-socket",
+            "127.0.0.1:0",
+            "--processes",
+            "1",
+        ])
+        .args(["--daemonize", log.to_str().unwrap()])
+        .args(["--safe-pidfile", pidfile.to_str().unwrap()])
+        .args(["--master-fifo", fifo.to_str().unwrap()])
+        .current_dir(&dir.path)
+        .env("UWSGID_RUNTIME_DIR", dir.join("runtime"))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid = wait_for("the daemon's pidfile", Duration::from_secs(20), || {
+        common::pidfile::read(&pidfile).ok().map(|c| c.pid)
+    });
+    // Whatever happens below, the daemon this test started does not outlive it.
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.0),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    let _guard = KillOnDrop(pid);
+    std::fs::write(&fifo, b"q").unwrap();
+    wait_for("the daemon's exit", Duration::from_secs(20), || {
+        (!alive(pid)).then_some(())
+    });
+    let text = read(&log);
+    let lines = parse_json_log(&text);
+    assert_eq!(events(&lines, "daemonize").len(), 1, "{text}");
+    assert_eq!(events(&lines, "exit").len(), 1, "{text}");
+}
+
+#[test]
 fn text_lines_name_the_generation_and_other_log_formats_stay_request_formats() {
     let dir = TestDir::new("log-text");
     let mut d = Daemon::start(

@@ -226,12 +226,12 @@ pub fn run(
     handoff: Option<Handoff>,
     warnings: Vec<String>,
 ) -> i32 {
+    crate::log::set_format(config.log_format);
     if handoff.is_none() {
         if let Some(log) = config.daemonize.clone() {
             crate::daemonize::daemonize(&log);
         }
     }
-    crate::log::set_format(config.log_format);
     let more = crate::options::startup_warnings(&config);
     let resumed = handoff.is_some();
     let mut master = match handoff {
@@ -248,7 +248,13 @@ pub fn run(
     match master {
         Ok((mut m, kept)) => m.run_loop(record::fifo_events(&kept)),
         Err(e) => {
-            eprintln!("uwsgid: error: {e}");
+            // With --log-format json the log stays one object a line, this one included.
+            match crate::log::format() {
+                crate::log::Format::Json => {
+                    crate::log_event!("startup_failed"; "error: {e}");
+                }
+                crate::log::Format::Text => eprintln!("uwsgid: error: {e}"),
+            }
             crate::daemonize::report_to_launcher(&format!("error: {e}"));
             1
         }
