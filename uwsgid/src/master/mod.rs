@@ -145,19 +145,19 @@ pub enum Error {
         path: PathBuf,
         holder: Option<i32>,
     },
-    Listener(String),
+    Listener(crate::listener::Error),
     Scoreboard(std::io::Error),
     Notify(std::io::Error),
     Signalfd(std::io::Error),
     OwnBinary(std::io::Error),
-    Fifo(String),
-    Stats(String),
+    Fifo(crate::fifo::Error),
+    Stats(crate::stats_server::Error),
     Touch(std::io::Error),
     /// A `--master-fifo` path that is not a FIFO we may use.
-    FifoPath(String),
+    FifoPath(crate::fifo::Error),
     NoListenerLeft,
     /// `--uid`/`--gid` could not be applied (the message says which call failed).
-    Privileges(String),
+    Privileges(crate::privileges::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -176,17 +176,17 @@ impl std::fmt::Display for Error {
                     path.display()
                 )
             }
-            Error::Listener(e) => f.write_str(e),
+            Error::Listener(e) => write!(f, "{e}"),
             Error::Scoreboard(e) => write!(f, "scoreboard: {e}"),
             Error::Notify(e) => write!(f, "notify socket: {e}"),
             Error::Signalfd(e) => write!(f, "signalfd: {e}"),
             Error::OwnBinary(e) => write!(f, "cannot find our own binary: {e}"),
-            Error::Fifo(e) => f.write_str(e),
-            Error::Stats(e) => f.write_str(e),
+            Error::Fifo(e) => write!(f, "{e}"),
+            Error::Stats(e) => write!(f, "{e}"),
             Error::Touch(e) => write!(f, "touch files: {e}"),
-            Error::FifoPath(e) => f.write_str(e),
+            Error::FifoPath(e) => write!(f, "{e}"),
             Error::NoListenerLeft => f.write_str("reload left no listener"),
-            Error::Privileges(e) => f.write_str(e),
+            Error::Privileges(e) => write!(f, "{e}"),
         }
     }
 }
