@@ -915,8 +915,10 @@ pub enum ConfigError {
     Usage(String),
     /// A configuration file's options do not parse.
     Ini { path: PathBuf, why: String },
-    /// The configuration files cannot be read or expanded, or keys in them are refused.
-    Config(String),
+    /// The configuration files cannot be read or expanded.
+    Config(crate::config::Error),
+    /// Keys in the configuration files are refused (each line names the file, line and key).
+    Refused(Vec<String>),
     /// An option's value is refused (the message names the option and the value).
     Invalid(Invalid),
     /// An option read from `--ini` is refused.
@@ -929,7 +931,18 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigError::Usage(m) | ConfigError::Config(m) => f.write_str(m),
+            ConfigError::Usage(m) => f.write_str(m),
+            ConfigError::Config(e) => write!(f, "{e}"),
+            ConfigError::Refused(refused) => write!(
+                f,
+                "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
+                if refused.len() == 1 {
+                    "an option is".to_string()
+                } else {
+                    format!("{} options are", refused.len())
+                },
+                refused.join("\n  ")
+            ),
             ConfigError::Invalid(e) => write!(f, "{e}"),
             ConfigError::Ini { path, why } => write!(f, "in --ini {}: {why}", path.display()),
             ConfigError::FromIni { path, error } => {
@@ -946,15 +959,7 @@ impl std::error::Error for ConfigError {}
 pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
     let expanded = crate::config::expand(argv).map_err(ConfigError::Config)?;
     if !expanded.refused.is_empty() {
-        return Err(ConfigError::Config(format!(
-            "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
-            if expanded.refused.len() == 1 {
-                "an option is".to_string()
-            } else {
-                format!("{} options are", expanded.refused.len())
-            },
-            expanded.refused.join("\n  ")
-        )));
+        return Err(ConfigError::Refused(expanded.refused));
     }
     let mut args = match Args::try_parse_from(&expanded.words) {
         Ok(a) => a,

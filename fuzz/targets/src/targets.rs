@@ -710,7 +710,10 @@ pub fn ini(data: &[u8]) -> String {
             }
         }
         Err(e) => {
-            assert!(e.contains("fuzz.ini"), "the error names the file: {e}");
+            assert!(
+                e.to_string().contains("fuzz.ini"),
+                "the error names the file: {e}"
+            );
             "ini refused".into()
         }
     };
