@@ -1799,7 +1799,9 @@ mod tests {
     fn ini_flags_need_a_boolean() {
         let path = std::env::temp_dir().join(format!("uwsgid-bool-{}.ini", std::process::id()));
         std::fs::write(&path, "[uwsgi]\nhttp-socket = :0\nmaster = maybe\n").unwrap();
-        let e = load(&["--ini", path.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--ini", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         std::fs::remove_file(&path).unwrap();
         assert!(
             e.contains("line 3") && e.contains("master = \"maybe\""),
@@ -1812,18 +1814,18 @@ mod tests {
     #[test]
     fn a_log_path_that_is_a_directory_is_refused() {
         let dir = std::env::temp_dir();
-        let e = load(&["--logto", dir.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--logto", dir.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
 
-    fn load(args: &[&str]) -> Result<Config, String> {
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
         let argv: Vec<String> = std::iter::once("uwsgid")
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        Config::load(&argv)
-            .map(|(_, c, _)| c)
-            .map_err(|e| e.to_string())
+        Config::load(&argv).map(|(_, c, _)| c)
     }
 
     #[test]
@@ -1860,11 +1862,17 @@ mod tests {
         assert_eq!(c.mercy, Duration::from_secs(60));
         assert!(load(&["--processes", "0", "--http-socket", ":1"])
             .unwrap_err()
+            .to_string()
             .contains("--processes 0"));
-        assert!(load(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(load(&["--bogus"])
+            .unwrap_err()
+            .to_string()
+            .contains("--bogus"));
         assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "-1"]).is_err());
         for zero in ["0", "0.0", "-0", "1e-12"] {
-            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero]).unwrap_err();
+            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero])
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("--worker-reload-mercy 0") && e.contains("brutal"),
                 "{e}"
@@ -1878,6 +1886,7 @@ mod tests {
             "/nonexistent/dir/x.pid"
         ])
         .unwrap_err()
+        .to_string()
         .contains("does not exist"));
     }
 
@@ -1904,9 +1913,9 @@ mod tests {
         assert_eq!(env, [("A_1".to_string(), "x=y".to_string())]);
         assert_eq!(chdir, Some(PathBuf::from("/")));
         let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "1A=x"]);
-        assert!(e.unwrap_err().contains("not a variable name"));
+        assert!(e.unwrap_err().to_string().contains("not a variable name"));
         let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "A"]);
-        assert!(e.unwrap_err().contains("NAME=VALUE"));
+        assert!(e.unwrap_err().to_string().contains("NAME=VALUE"));
         let e = load(&[
             "--http-socket",
             ":1",
@@ -1917,6 +1926,7 @@ mod tests {
         ]);
         assert!(e
             .unwrap_err()
+            .to_string()
             .contains("--threads applies to Python apps only"));
         let c = load(&["--http-socket", ":1", "--env", "A=b", "--chdir", "/"]).unwrap();
         assert_eq!(c.serve.env, [("A".to_string(), "b".to_string())]);
@@ -1929,7 +1939,7 @@ mod tests {
             "--chdir",
             "/nonexistent/x",
         ]);
-        assert!(e.unwrap_err().contains("not a directory"));
+        assert!(e.unwrap_err().to_string().contains("not a directory"));
     }
 
     #[test]
@@ -1945,11 +1955,14 @@ mod tests {
         std::fs::write(&ini, "[uwsgi]\nhttp-socket = :0\nbogus-option = 1\n").unwrap();
         load(&["--ini", ini.to_str().unwrap()]).unwrap();
         std::fs::write(&ini, "[uwsgi]\nstrict = true\nbogus-option = 1\n").unwrap();
-        let e = load(&["--ini", ini.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--ini", ini.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus-option") && e.contains("a.ini"), "{e}");
         std::fs::write(&ini, "processes = 3\n").unwrap();
         assert!(load(&["--ini", ini.to_str().unwrap()])
             .unwrap_err()
+            .to_string()
             .contains("no [uwsgi] section"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
