@@ -11,7 +11,7 @@ draining). Prints per row the median, min-max and interquartile range of each si
 ratio after/before of the medians (below 1.0: the after build is faster); writes every sample
 to bench/results/ab-DATE.json.
 
-Run it through `bench/run ab [--reps N] [--before DIR] [--after DIR]`.
+Run it through `bench/run ab [--reps N] [--rows graceful:4,...] [--before DIR] [--after DIR]`.
 """
 
 import argparse
@@ -40,9 +40,12 @@ class UwsgidAt(bench.Uwsgid):
         super().__init__(workdir, workers, tag)
 
     def argv(self):
-        a = super().argv()
-        a[0] = os.path.join(self.bin_dir, "uwsgid")
-        return a
+        # bench.Uwsgid's own command line, with this build's binary
+        saved, bench.BIN_DIR = bench.BIN_DIR, self.bin_dir
+        try:
+            return super().argv()
+        finally:
+            bench.BIN_DIR = saved
 
 
 def spread(xs):
@@ -106,9 +109,18 @@ def main():
         help="directory holding the after build's uwsgid (default %(default)s)")
     ap.add_argument("--reps", type=int, default=9,
                     help="repetitions per side and row (default %(default)s)")
+    ap.add_argument("--rows", default=",".join("%s:%d" % r for r in ROWS),
+                    help="comma list of KIND:WORKERS (default %(default)s)")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error("--reps must be at least 1")
+    rows = []
+    for item in args.rows.split(","):
+        kind, _, n = item.partition(":")
+        if kind not in bench.KINDS or not n.isdigit() or int(n) < 1:
+            ap.error("--rows %r: give KIND:WORKERS, KIND one of %s" % (
+                item, ", ".join(bench.KINDS)))
+        rows.append((kind, int(n)))
     dirs = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
     for side, d in dirs.items():
         exe = os.path.join(d, "uwsgid")
@@ -129,7 +141,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="uwsgid-ab-")
     results = {"rows": {}}
     try:
-        for kind_name, n in ROWS:
+        for kind_name, n in rows:
             name = "%s reload, %d workers" % (kind_name, n)
             bench.log("row: %s" % name)
             try:
@@ -173,6 +185,20 @@ def main():
         b, a = r["before"]["median_ms"], r["after"]["median_ms"]
         cells.append("%.2f" % (a / b) if a and b else "-")
         print("| " + " | ".join(cells) + " |")
+    print()
+    print("uwsgid's own view, medians in ms (duration_ms; log phases at 1 ms resolution: "
+          "check / exec / workers)")
+    for name, r in results["rows"].items():
+        if "error" in r:
+            continue
+        cells = []
+        for side in ("before", "after"):
+            own = bench.median(r[side]["self_reported_ms"])
+            ph = [p for p in r[side]["log_phases_ms"] if p]
+            phases = "/".join(fmt(bench.median([p.get(k) for p in ph]))
+                              for k in ("check", "exec", "workers"))
+            cells.append("%s: %s, %s" % (side, fmt(own), phases))
+        print("  %s: %s" % (name, "; ".join(cells)))
     print("JSON: %s" % path)
 
 
