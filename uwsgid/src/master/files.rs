@@ -141,7 +141,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     let mut m = base(argv, config, board, notify, now)?;
     m.files.locks = locks;
     m.listeners = listeners;
-    m.open_channels(None, None)?;
+    m.open_channels(None, None, true)?;
     m.runner = super::runner::prepare(&m.config, None)?;
     m.table.resize(m.config.processes as usize, 1);
     m.table.retarget_all(1);
@@ -177,23 +177,38 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
 
 impl Master {
     /// Open the FIFO, stats server and touch watches, adopting the ones a previous image
-    /// handed over (`fifo_in`, `stats_in`) when their configuration did not change.
+    /// handed over (`fifo_in`, `stats_in`) when their configuration did not change. Returns
+    /// A channel that cannot be opened is fatal at `startup` (nothing else is opened); after
+    /// a re-exec it is logged and the instance keeps serving without it.
     pub(super) fn open_channels(
         &mut self,
         fifo_in: Option<Fifo>,
         stats_in: Option<StatsServer>,
+        startup: bool,
     ) -> Result<(), Error> {
+        let failed = |m: &mut Master, e: Error| {
+            if startup {
+                return Err(e);
+            }
+            m.note_error(format!(
+                "reload: {e}; the instance keeps serving without it"
+            ));
+            Ok(())
+        };
         self.sources.fifo = fifo_in;
         if self.sources.fifo.is_none() && !self.config.fifos.is_empty() {
-            self.sources.fifo =
-                Some(Fifo::open(self.config.fifos.clone(), 0).map_err(Error::Fifo)?);
+            match Fifo::open(self.config.fifos.clone(), 0) {
+                Ok(f) => self.sources.fifo = Some(f),
+                Err(e) => failed(self, Error::Fifo(e))?,
+            }
         }
         self.sources.stats = stats_in;
         if self.sources.stats.is_none() {
             if let Some(addr) = &self.config.stats {
-                self.sources.stats = Some(
-                    StatsServer::bind(addr, self.config.stats_http, 128).map_err(Error::Stats)?,
-                );
+                match StatsServer::bind(addr, self.config.stats_http, 128) {
+                    Ok(s) => self.sources.stats = Some(s),
+                    Err(e) => failed(self, Error::Stats(e))?,
+                }
             }
         }
         let c = &self.config;
@@ -212,7 +227,10 @@ impl Master {
                 .map(|p| (p.clone(), TouchAction::ChainReload)),
         )
         .collect();
-        self.sources.touch = Touch::new(touch).map_err(Error::Touch)?;
+        match Touch::new(touch) {
+            Ok(t) => self.sources.touch = t,
+            Err(e) => failed(self, Error::Touch(e))?,
+        }
         Ok(())
     }
 
