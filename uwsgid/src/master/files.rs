@@ -109,7 +109,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     if let Some(dir) = &config.instance_dir {
         common::discovery::InstancePaths::in_dir(dir.clone())
             .create()
-            .map_err(|e| Error::InstanceDir(e.to_string()))?;
+            .map_err(Error::InstanceDir)?;
     }
     if let Some(log) = &config.logto {
         crate::log::redirect_to(log).map_err(|e| Error::Logto(log.clone(), e))?;

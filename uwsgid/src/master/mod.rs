@@ -135,7 +135,7 @@ impl Now {
 /// Why the master could not start (or continue after a re-exec). Each names the input.
 #[derive(Debug)]
 pub enum Error {
-    InstanceDir(String),
+    InstanceDir(std::io::Error),
     Logto(PathBuf, std::io::Error),
     PidfileLock(PathBuf, std::io::Error),
     /// The pidfile lock cannot be opened, or is not ours (the message names it).
@@ -163,7 +163,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::InstanceDir(e) => f.write_str(e),
+            Error::InstanceDir(e) => write!(f, "{e}"),
             Error::Logto(p, e) => write!(f, "--logto: {}: {e}", p.display()),
             Error::PidfileLock(p, e) => write!(f, "pidfile lock {}: {e}", p.display()),
             Error::Lock(e) => f.write_str(e),
