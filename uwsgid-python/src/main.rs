@@ -33,16 +33,67 @@ fn log(message: &str) {
 /// `.cargo/config.toml`).
 const BUILD_PYTHON: Option<&str> = option_env!("PYO3_PYTHON");
 
+/// Why the worker cannot start: each names the option or the step, and the fix. Fatal: printed
+/// and the worker exits (the master logs the failed start).
+#[derive(Debug)]
+enum StartError {
+    /// `--home` as the last argument.
+    HomeWithoutValue,
+    /// `--home DIR` without `bin/python3`.
+    NotAVenv(PathBuf),
+    /// The virtualenv's Python version is not the linked one.
+    VenvVersion {
+        home: PathBuf,
+        venv: String,
+        linked: String,
+        python: PathBuf,
+    },
+    /// The program name holds a NUL byte, or CPython refused it.
+    ProgramName(PathBuf),
+    /// `Py_InitializeFromConfig` failed.
+    Interpreter,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::HomeWithoutValue => f.write_str("--home needs a directory (a virtualenv)"),
+            StartError::NotAVenv(home) => write!(
+                f,
+                "--home {}: no bin/python3 there; give a virtualenv's directory",
+                home.display()
+            ),
+            StartError::VenvVersion {
+                home,
+                venv,
+                linked,
+                python,
+            } => write!(
+                f,
+                "--home {}: the virtualenv is Python {venv}, uwsgid-python embeds Python \
+                 {linked}: make the virtualenv with that Python, or run the stdlib runner with \
+                 --python {}",
+                home.display(),
+                python.display()
+            ),
+            StartError::ProgramName(p) => {
+                write!(f, "cannot set the program name {}", p.display())
+            }
+            StartError::Interpreter => f.write_str("the Python interpreter could not start"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// `--home DIR` taken out of `args`; an error names the problem.
-fn take_home(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, String> {
+fn take_home(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, StartError> {
     let mut home = None;
     let mut i = 0;
     while i < args.len() {
         let a = args[i].to_string_lossy().into_owned();
         if a == "--home" {
-            let v = args
-                .get(i + 1)
-                .ok_or("--home needs a directory (a virtualenv)")?;
+            let v = args.get(i + 1).ok_or(StartError::HomeWithoutValue)?;
             home = Some(PathBuf::from(v));
             args.drain(i..i + 2);
         } else if let Some(v) = a.strip_prefix("--home=") {
@@ -56,17 +107,12 @@ fn take_home(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, String> {
 }
 
 /// The program name for a virtualenv `home`, checked against the linked Python version.
-fn venv_program(home: &Path) -> Result<PathBuf, String> {
+fn venv_program(home: &Path) -> Result<PathBuf, StartError> {
     let python = ["python3", "python"]
         .iter()
         .map(|n| home.join("bin").join(n))
         .find(|p| p.exists())
-        .ok_or_else(|| {
-            format!(
-                "--home {}: no bin/python3 there; give a virtualenv's directory",
-                home.display()
-            )
-        })?;
+        .ok_or_else(|| StartError::NotAVenv(home.to_path_buf()))?;
     let cfg = std::fs::read_to_string(home.join("pyvenv.cfg")).unwrap_or_default();
     // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
     let version = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
@@ -86,13 +132,12 @@ fn venv_program(home: &Path) -> Result<PathBuf, String> {
             let v = v.trim();
             let short: Vec<&str> = v.split('.').take(2).collect();
             if short.join(".") != linked {
-                return Err(format!(
-                    "--home {}: the virtualenv is Python {v}, uwsgid-python embeds Python {linked}: \
-                     make the virtualenv with that Python, or run the stdlib runner with \
-                     --python {}",
-                    home.display(),
-                    python.display()
-                ));
+                return Err(StartError::VenvVersion {
+                    home: home.to_path_buf(),
+                    venv: v.to_string(),
+                    linked,
+                    python,
+                });
             }
         }
     }
@@ -101,7 +146,7 @@ fn venv_program(home: &Path) -> Result<PathBuf, String> {
 
 /// Start the interpreter: no signal handlers of its own (the worker takes signals from a
 /// signalfd), the program name of the linked or the virtualenv's interpreter.
-fn start_python(program: Option<&Path>) -> Result<(), String> {
+fn start_python(program: Option<&Path>) -> Result<(), StartError> {
     // SAFETY: called once, first thing, before any other Python API; the config is
     // initialised by PyConfig_InitPythonConfig and cleared after use.
     unsafe {
@@ -110,7 +155,8 @@ fn start_python(program: Option<&Path>) -> Result<(), String> {
         let mut config = config.assume_init();
         config.install_signal_handlers = 0;
         if let Some(p) = program {
-            let c = CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+            let c = CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| StartError::ProgramName(p.to_path_buf()))?;
             let status = pyo3::ffi::PyConfig_SetBytesString(
                 &mut config,
                 &mut config.program_name,
@@ -118,13 +164,13 @@ fn start_python(program: Option<&Path>) -> Result<(), String> {
             );
             if pyo3::ffi::PyStatus_Exception(status) != 0 {
                 pyo3::ffi::PyConfig_Clear(&mut config);
-                return Err(format!("cannot set the program name {}", p.display()));
+                return Err(StartError::ProgramName(p.to_path_buf()));
             }
         }
         let status = pyo3::ffi::Py_InitializeFromConfig(&config);
         pyo3::ffi::PyConfig_Clear(&mut config);
         if pyo3::ffi::PyStatus_Exception(status) != 0 {
-            return Err("the Python interpreter could not start".into());
+            return Err(StartError::Interpreter);
         }
         // Let other threads take the GIL: pyo3's `with_gil` attaches them as needed.
         pyo3::ffi::PyEval_SaveThread();

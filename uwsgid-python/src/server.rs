@@ -305,10 +305,58 @@ struct Io {
     /// The request is over: the connection belongs to the server again.
     finished: bool,
     /// Reading failed (client gone, malformed framing): the connection cannot be kept.
-    broken: Option<String>,
+    broken: Option<ExchangeError>,
     /// The body's framing was malformed (answered 400 if nothing was sent yet).
     bad_body: bool,
     out_bytes: u64,
+}
+
+/// Why reading a request's body or sending its response failed. Runtime errors: the worker
+/// logs them and closes the connection; the application sees them as `OSError`.
+#[derive(Clone, Debug)]
+enum ExchangeError {
+    /// The request is over (`input`: it was `wsgi.input` that was read).
+    RequestOver {
+        input: bool,
+    },
+    WriteBeforeStart,
+    /// The client went away (sending, or the `100 Continue`).
+    ClientGone(Arc<io::Error>),
+    ClosedMidBody,
+    ReadingBody(Arc<io::Error>),
+    /// The body's framing is malformed (the decoder's reason).
+    BadBody(&'static str),
+    /// A file sent with sendfile ended before its announced length.
+    FileShort,
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::RequestOver { input: true } => {
+                f.write_str("the request is over: wsgi.input is closed")
+            }
+            ExchangeError::RequestOver { input: false } => f.write_str("the request is over"),
+            ExchangeError::WriteBeforeStart => f.write_str("write() before start_response()"),
+            ExchangeError::ClientGone(e) => write!(f, "client gone: {e}"),
+            ExchangeError::ClosedMidBody => f.write_str("client closed mid-body"),
+            ExchangeError::ReadingBody(e) => write!(f, "reading the body: {e}"),
+            ExchangeError::BadBody(why) => write!(f, "bad request body: {why}"),
+            ExchangeError::FileShort => f.write_str("the file ended before its announced length"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {}
+
+impl From<ExchangeError> for PyErr {
+    fn from(e: ExchangeError) -> PyErr {
+        PyOSError::new_err(e.to_string())
+    }
+}
+
+fn client_gone(e: io::Error) -> ExchangeError {
+    ExchangeError::ClientGone(Arc::new(e))
 }
 
 struct Exchange {
@@ -320,9 +368,9 @@ struct Exchange {
 
 impl Io {
     /// Decode more body bytes into `data`; false at the end of the body.
-    fn fill(&mut self, head_started: &AtomicBool) -> Result<bool, String> {
+    fn fill(&mut self, head_started: &AtomicBool) -> Result<bool, ExchangeError> {
         if self.finished {
-            return Err("the request is over: wsgi.input is closed".into());
+            return Err(ExchangeError::RequestOver { input: true });
         }
         if let Some(b) = &self.broken {
             return Err(b.clone());
@@ -336,13 +384,13 @@ impl Io {
                     self.expect = false;
                     if !head_started.load(SeqCst) {
                         send_all(self.fd, &[b"HTTP/1.1 100 Continue\r\n\r\n"], self.timeout)
-                            .map_err(|e| self.fail(format!("client gone: {e}")))?;
+                            .map_err(|e| self.fail(client_gone(e)))?;
                     }
                 }
                 match recv_wait(self.fd, &mut self.raw, self.timeout) {
-                    Ok(0) => return Err(self.fail("client closed mid-body".into())),
+                    Ok(0) => return Err(self.fail(ExchangeError::ClosedMidBody)),
                     Ok(_) => {}
-                    Err(e) => return Err(self.fail(format!("reading the body: {e}"))),
+                    Err(e) => return Err(self.fail(ExchangeError::ReadingBody(Arc::new(e)))),
                 }
             }
             match self.decoder.decode(&self.raw) {
@@ -363,13 +411,13 @@ impl Io {
                 }
                 Decoded::Invalid(why) => {
                     self.bad_body = true;
-                    return Err(self.fail(format!("bad request body: {why}")));
+                    return Err(self.fail(ExchangeError::BadBody(why)));
                 }
             }
         }
     }
 
-    fn fail(&mut self, why: String) -> String {
+    fn fail(&mut self, why: ExchangeError) -> ExchangeError {
         self.broken = Some(why.clone());
         why
     }
@@ -380,7 +428,7 @@ impl Io {
         size: Option<usize>,
         line: bool,
         hs: &AtomicBool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ExchangeError> {
         let mut out = Vec::new();
         loop {
             let want = size.map_or(usize::MAX, |s| s - out.len());
@@ -436,7 +484,7 @@ impl Input {
             let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
             io.read(size, line, &ex.head_started)
         })
-        .map_err(PyOSError::new_err)
+        .map_err(PyErr::from)
     }
 }
 
@@ -554,12 +602,12 @@ fn build_head(r: &mut Resp, first_len: Option<usize>, draining: bool) -> Vec<u8>
 
 impl StartResponse {
     /// Send `data` as body bytes (the head first, if not sent yet).
-    fn send(&self, py: Python<'_>, data: &[u8]) -> Result<(), String> {
+    fn send(&self, py: Python<'_>, data: &[u8]) -> Result<(), ExchangeError> {
         let draining = self.draining.load(Relaxed);
         let (head, prefix, n, suffix) = {
             let mut r = self.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
             if r.status.is_none() {
-                return Err("write() before start_response()".into());
+                return Err(ExchangeError::WriteBeforeStart);
             }
             let head = if r.head_sent {
                 Vec::new()
@@ -593,7 +641,7 @@ impl StartResponse {
         py.allow_threads(|| {
             let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
             if io.finished {
-                return Err("the request is over".to_string());
+                return Err(ExchangeError::RequestOver { input: false });
             }
             match send_all(io.fd, &[&head, &prefix, data, suffix], io.timeout) {
                 Ok(b) => {
@@ -602,7 +650,7 @@ impl StartResponse {
                 }
                 Err(e) => {
                     ex.gone.store(true, SeqCst);
-                    Err(format!("client gone: {e}"))
+                    Err(client_gone(e))
                 }
             }
         })
@@ -715,8 +763,7 @@ impl StartResponse {
 
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = body_bytes(data)?;
-        self.send(py, bytes.as_bytes(py))
-            .map_err(PyOSError::new_err)
+        self.send(py, bytes.as_bytes(py)).map_err(PyErr::from)
     }
 }
 
@@ -1838,7 +1885,7 @@ impl Engine {
             Err(_) => return 0,
         };
         let mut result: Option<Bound<'_, PyAny>> = None;
-        let outcome = (|| -> PyResult<Result<(), String>> {
+        let outcome = (|| -> PyResult<Result<(), ExchangeError>> {
             let r = self.app.bind(py).call1((environ, &sr))?;
             result = Some(r.clone());
             self.send_result(py, &r, &sr.borrow())
@@ -1892,7 +1939,13 @@ impl Engine {
                     let io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
                     // A malformed body is the client's fault, whatever the app made of it.
                     let (status, why) = if io.bad_body {
-                        (400, io.broken.clone().unwrap_or_default())
+                        (
+                            400,
+                            io.broken
+                                .as_ref()
+                                .map(|b| b.to_string())
+                                .unwrap_or_default(),
+                        )
                     } else {
                         (500, "the application raised an exception".to_string())
                     };
@@ -1909,7 +1962,7 @@ impl Engine {
         py: Python<'_>,
         result: &Bound<'_, PyAny>,
         sr: &StartResponse,
-    ) -> PyResult<Result<(), String>> {
+    ) -> PyResult<Result<(), ExchangeError>> {
         let draining = self.draining.load(Relaxed);
         // One bytes object: one write with a Content-Length.
         if let Ok(list) = result.downcast::<PyList>() {
@@ -1994,7 +2047,7 @@ impl Engine {
                 }
                 Err(e) => {
                     ex.gone.store(true, SeqCst);
-                    Err(format!("client gone: {e}"))
+                    Err(client_gone(e))
                 }
             }
         }))
@@ -2006,7 +2059,7 @@ impl Engine {
         sr: &StartResponse,
         head: Vec<u8>,
         body: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ExchangeError> {
         let bodyless = {
             let mut r = sr.ex.resp.lock().unwrap_or_else(|p| p.into_inner());
             let bodyless = r.bodyless;
@@ -2037,7 +2090,7 @@ impl Engine {
                 }
                 Err(e) => {
                     ex.gone.store(true, SeqCst);
-                    Err(format!("client gone: {e}"))
+                    Err(client_gone(e))
                 }
             }
         })
@@ -2049,7 +2102,7 @@ impl Engine {
         py: Python<'_>,
         fw: &Bound<'_, FileWrapper>,
         sr: &StartResponse,
-    ) -> PyResult<Option<Result<(), String>>> {
+    ) -> PyResult<Option<Result<(), ExchangeError>>> {
         let f = fw.borrow().filelike.clone_ref(py);
         let f = f.bind(py);
         let Ok(fileno) = f.call_method0(intern!(py, "fileno")) else {
@@ -2098,7 +2151,7 @@ impl Engine {
             let timeout = io.timeout;
             let fail = |e: io::Error| {
                 ex.gone.store(true, SeqCst);
-                format!("client gone: {e}")
+                client_gone(e)
             };
             io.out_bytes += send_all(fd, &[&head], timeout).map_err(fail)?;
             let mut off: libc::off_t = offset;
@@ -2115,7 +2168,7 @@ impl Engine {
                 if n == 0 {
                     // The file shrank: the connection cannot carry a short body.
                     ex.gone.store(true, SeqCst);
-                    return Err("the file ended before its announced length".to_string());
+                    return Err(ExchangeError::FileShort);
                 }
                 let e = io::Error::last_os_error();
                 match e.kind() {

@@ -530,31 +530,36 @@ pub struct Recycle {
 }
 
 impl Recycle {
-    fn from_args(args: &Args) -> Result<Recycle, String> {
+    fn from_args(args: &Args) -> Result<Recycle, Invalid> {
         let positive = |name: &str, v: Option<u64>| match v {
-            Some(0) => Err(format!(
-                "--{name} 0: give a positive value, or leave the option out to turn it off"
+            Some(0) => Err(Invalid::value(
+                format!("--{name}"),
+                0,
+                "give a positive value, or leave the option out to turn it off",
             )),
             v => Ok(v),
         };
         let harakiri = positive("harakiri", args.harakiri)?.map(Duration::from_secs);
-        let graceful = match (
-            args.harakiri_graceful_timeout,
-            &args.harakiri_graceful_signal,
-        ) {
-            (Some(0), _) => {
-                return Err(
-                    "--harakiri-graceful-timeout 0: give the seconds between the \
-                            graceful signal and SIGKILL, or leave it out for SIGKILL at once"
-                        .into(),
-                )
-            }
-            (Some(t), sig) => Some((
-                parse_signal(sig.as_deref().unwrap_or("TERM"))?,
-                Duration::from_secs(t),
-            )),
-            (None, _) => None,
-        };
+        let graceful =
+            match (
+                args.harakiri_graceful_timeout,
+                &args.harakiri_graceful_signal,
+            ) {
+                (Some(0), _) => return Err(Invalid::value(
+                    "--harakiri-graceful-timeout",
+                    0,
+                    "give the seconds between the graceful signal and SIGKILL, or leave it out \
+                     for SIGKILL at once",
+                )),
+                (Some(t), sig) => Some((
+                    parse_signal(
+                        "--harakiri-graceful-signal",
+                        sig.as_deref().unwrap_or("TERM"),
+                    )?,
+                    Duration::from_secs(t),
+                )),
+                (None, _) => None,
+            };
         Ok(Recycle {
             harakiri,
             harakiri_verbose: args.harakiri_verbose,
@@ -587,7 +592,7 @@ fn default_buffer_size() -> usize {
 }
 
 /// Parse one `--uwsgi-allow` value: `IP`, `IP/BITS`, or `*` (any peer).
-pub fn parse_allow(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
+pub fn parse_allow(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, Invalid> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let t = text.trim();
     if t == "*" {
@@ -604,15 +609,23 @@ pub fn parse_allow(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse()
-        .map_err(|_| format!("--uwsgi-allow {text:?}: not an IP address (IP, IP/BITS or *)"))?;
+        .map_err(|_| {
+            Invalid::value(
+                "--uwsgi-allow",
+                format!("{text:?}"),
+                "not an IP address (IP, IP/BITS or *)",
+            )
+        })?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let bits = match bits {
         None => max,
-        Some(b) => b
-            .parse::<u8>()
-            .ok()
-            .filter(|&b| b <= max)
-            .ok_or_else(|| format!("--uwsgi-allow {text:?}: prefix must be 0 to {max}"))?,
+        Some(b) => b.parse::<u8>().ok().filter(|&b| b <= max).ok_or_else(|| {
+            Invalid::value(
+                "--uwsgi-allow",
+                format!("{text:?}"),
+                format!("prefix must be 0 to {max}"),
+            )
+        })?,
     };
     Ok(vec![(ip, bits)])
 }
@@ -626,17 +639,316 @@ pub const DEFAULT_PROCESSES: u32 = 4;
 pub const MAX_PROCESSES: u32 = 512;
 pub const DEFAULT_BACKLOG: i32 = 4096;
 
-/// Why the options were refused. Every message names the option or file, and the fix.
+/// Why an option's value, or a combination of options, is refused by [`Config::from_args`].
+/// Every message names the option and the value given, and what to give instead.
+#[derive(Debug)]
+pub enum Invalid {
+    /// `OPTION VALUE: WHY` (`OPTION: WHY` when `value` is empty): one option's value is
+    /// refused; the value is shown as given, `why` says what is wrong and the fix.
+    Value {
+        option: String,
+        value: String,
+        why: String,
+    },
+    /// Options that exclude each other, or one that needs another; the message names them and
+    /// the option to add or drop.
+    Combination(String),
+    /// A listener or stats address.
+    Addr(AddrError),
+    /// `--worker-exec`'s command line.
+    Command(CommandError),
+    /// `--env NAME=VALUE`.
+    Env(EnvError),
+    /// `--uid`, `--gid`, `--master-as-root`, `--chown-socket`, `--chmod-socket`, `--umask`.
+    Privileges(crate::privileges::Error),
+    /// A serving option (`--static-map`, `--mount`, `--chdir2`, ...).
+    Serve(crate::options::Error),
+    /// A file named by an option cannot be resolved: `OPTION PATH: error`.
+    Io {
+        option: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `UWSGID_PYTHON_WORKER=native` with uwsgi-protocol listeners.
+    NativeWithUwsgiListeners,
+    /// `UWSGID_PYTHON_WORKER=native` and no native worker beside the executable.
+    NoNativeWorker,
+}
+
+impl Invalid {
+    /// `OPTION VALUE: WHY`.
+    fn value(
+        option: impl Into<String>,
+        value: impl std::fmt::Display,
+        why: impl Into<String>,
+    ) -> Invalid {
+        Invalid::Value {
+            option: option.into(),
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::Value { option, value, why } if value.is_empty() => {
+                write!(f, "{option}: {why}")
+            }
+            Invalid::Value { option, value, why } => write!(f, "{option} {value}: {why}"),
+            Invalid::Combination(m) => f.write_str(m),
+            Invalid::Addr(e) => write!(f, "{e}"),
+            Invalid::Command(e) => write!(f, "--worker-exec: {e}"),
+            Invalid::Env(e) => write!(f, "{e}"),
+            Invalid::Privileges(e) => write!(f, "{e}"),
+            Invalid::Serve(e) => write!(f, "{e}"),
+            Invalid::Io {
+                option,
+                path,
+                error,
+            } => write!(f, "{option} {}: {error}", path.display()),
+            Invalid::NativeWithUwsgiListeners => write!(
+                f,
+                "{PYTHON_WORKER_ENV}=native: {NATIVE_PYTHON} does not serve uwsgi-protocol \
+                 listeners (--socket) yet; unset it, or serve nginx with proxy_pass to an \
+                 --http-socket"
+            ),
+            Invalid::NoNativeWorker => write!(
+                f,
+                "{PYTHON_WORKER_ENV}=native, but {NATIVE_PYTHON} is not beside the uwsgid \
+                 executable: build it (cargo build -p {NATIVE_PYTHON}) and install it there"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl From<AddrError> for Invalid {
+    fn from(e: AddrError) -> Invalid {
+        Invalid::Addr(e)
+    }
+}
+
+impl From<EnvError> for Invalid {
+    fn from(e: EnvError) -> Invalid {
+        Invalid::Env(e)
+    }
+}
+
+impl From<crate::privileges::Error> for Invalid {
+    fn from(e: crate::privileges::Error) -> Invalid {
+        Invalid::Privileges(e)
+    }
+}
+
+impl From<crate::options::Error> for Invalid {
+    fn from(e: crate::options::Error) -> Invalid {
+        Invalid::Serve(e)
+    }
+}
+
+/// A refused listener (`--http-socket`, `--socket`) or `--stats` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrError {
+    pub option: &'static str,
+    /// The address as given (trimmed).
+    pub text: String,
+    pub problem: AddrProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrProblem {
+    Empty,
+    /// `fd://N` with N not a descriptor number.
+    NotAnFd(String),
+    /// Neither a path nor `HOST:PORT`.
+    NoPort,
+    BadPort(String),
+    /// The host name does not resolve (the resolver's message).
+    Resolve {
+        host: String,
+        error: String,
+    },
+    NoAddress(String),
+    EmptyPath,
+    PathTooLong,
+    /// `fd://NAME` with a name systemd could not have given.
+    BadFdName,
+}
+
+impl std::fmt::Display for AddrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let option = self.option;
+        match &self.problem {
+            AddrProblem::Empty => write!(
+                f,
+                "{option}: empty address; use HOST:PORT, :PORT or a socket path"
+            ),
+            problem => write!(f, "{option} {}: {problem}", self.text),
+        }
+    }
+}
+
+impl std::fmt::Display for AddrProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddrProblem::Empty => f.write_str("empty address"),
+            AddrProblem::NotAnFd(n) => write!(f, "{n:?} is not an fd number"),
+            AddrProblem::NoPort => f.write_str("expected HOST:PORT"),
+            AddrProblem::BadPort(p) => write!(f, "{p:?} is not a port (0-65535)"),
+            AddrProblem::Resolve { host, error } => write!(f, "cannot resolve {host:?}: {error}"),
+            AddrProblem::NoAddress(host) => write!(f, "{host:?} resolves to no address"),
+            AddrProblem::EmptyPath => f.write_str("empty Unix socket path"),
+            AddrProblem::PathTooLong => f.write_str("Unix socket paths are limited to 107 bytes"),
+            AddrProblem::BadFdName => f.write_str(
+                "give fd://N (an fd number) or fd://NAME (a socket unit's FileDescriptorName=: \
+                 printable ASCII, no ':' or space, at most 255 bytes)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AddrError {}
+
+/// A refused `--env NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvError {
+    /// No `=` in the value given.
+    NoEquals(String),
+    /// `name` is not a variable name (in `kv`, the value given).
+    BadName { kv: String, name: String },
+    /// The value of `name` holds a NUL byte.
+    Nul(String),
+}
+
+impl std::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvError::NoEquals(kv) => write!(f, "--env {kv:?}: expected NAME=VALUE"),
+            EnvError::BadName { kv, name } => write!(
+                f,
+                "--env {kv:?}: {name:?} is not a variable name (letters, digits, '_')"
+            ),
+            EnvError::Nul(name) => write!(f, "--env {name}: the value contains a NUL byte"),
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// A command line [`split_command_line`] refuses: what a shell would interpret, since no shell
+/// runs it. Each message says how to quote it instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The command line as given.
+    pub cmd: String,
+    pub problem: CommandProblem,
+}
+
+/// What is wrong in a [`CommandError`]'s command; `at` is a byte offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandProblem {
+    TrailingBackslash,
+    UnterminatedSingle {
+        at: usize,
+    },
+    UnterminatedDouble {
+        at: usize,
+    },
+    /// `$` or `` ` `` inside double quotes.
+    ExpandedInDouble {
+        ch: char,
+        at: usize,
+    },
+    /// `$` or `` ` `` outside quotes.
+    Expanded {
+        ch: char,
+        at: usize,
+    },
+    Operator {
+        ch: char,
+        at: usize,
+    },
+    LineBreak {
+        at: usize,
+    },
+    Comment {
+        at: usize,
+    },
+    Empty,
+    /// A leading `NAME=value` word.
+    Assignment {
+        word: String,
+    },
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cmd = &self.cmd;
+        match &self.problem {
+            CommandProblem::Empty => {
+                return f.write_str("empty command: give the program to run and its arguments")
+            }
+            _ => write!(f, "{cmd:?}: ")?,
+        }
+        match &self.problem {
+            CommandProblem::TrailingBackslash => f.write_str("trailing backslash escapes nothing"),
+            CommandProblem::UnterminatedSingle { at } => {
+                write!(f, "unterminated single quote (opened at byte {at})")
+            }
+            CommandProblem::UnterminatedDouble { at } => {
+                write!(f, "unterminated double quote (opened at byte {at})")
+            }
+            CommandProblem::ExpandedInDouble { ch, at } => write!(
+                f,
+                "'{ch}' at byte {at} would be expanded by a shell, and no shell runs this \
+                 command; write \\{ch} or use single quotes"
+            ),
+            CommandProblem::Expanded { ch, at } => write!(
+                f,
+                "'{ch}' at byte {at} would be expanded by a shell, and no shell runs this \
+                 command; quote it ('{ch}') to pass it literally"
+            ),
+            CommandProblem::Operator { ch, at } => write!(
+                f,
+                "shell operator '{ch}' at byte {at} is not supported (no shell runs this \
+                 command); quote it to pass it literally, or run sh -c '…' explicitly"
+            ),
+            CommandProblem::LineBreak { at } => write!(
+                f,
+                "line break at byte {at}; one command only (end a line with \\ to continue it)"
+            ),
+            CommandProblem::Comment { at } => write!(
+                f,
+                "'#' at byte {at} starts a comment in a shell; quote it to pass it literally"
+            ),
+            CommandProblem::Assignment { word } => write!(
+                f,
+                "{word:?} is a variable assignment, which a shell would put in the environment; \
+                 set the variable with --env {word} instead"
+            ),
+            CommandProblem::Empty => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Why the options were refused. Every message names the option or file, and the fix.
+#[derive(Debug)]
 pub enum ConfigError {
     /// The command line does not parse: clap's message, with the usage line.
     Usage(String),
     /// A configuration file's options do not parse.
     Ini { path: PathBuf, why: String },
-    /// The configuration files cannot be read or expanded, or keys in them are refused.
-    Config(String),
+    /// The configuration files cannot be read or expanded.
+    Config(crate::config::Error),
+    /// Keys in the configuration files are refused (each line names the file, line and key).
+    Refused(Vec<String>),
     /// An option's value is refused (the message names the option and the value).
-    Invalid(String),
+    Invalid(Invalid),
     /// An option read from `--ini` is refused.
     FromIni {
         path: PathBuf,
@@ -647,9 +959,19 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigError::Usage(m) | ConfigError::Invalid(m) | ConfigError::Config(m) => {
-                f.write_str(m)
-            }
+            ConfigError::Usage(m) => f.write_str(m),
+            ConfigError::Config(e) => write!(f, "{e}"),
+            ConfigError::Refused(refused) => write!(
+                f,
+                "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
+                if refused.len() == 1 {
+                    "an option is".to_string()
+                } else {
+                    format!("{} options are", refused.len())
+                },
+                refused.join("\n  ")
+            ),
+            ConfigError::Invalid(e) => write!(f, "{e}"),
             ConfigError::Ini { path, why } => write!(f, "in --ini {}: {why}", path.display()),
             ConfigError::FromIni { path, error } => {
                 write!(f, "{error} (options read from --ini {})", path.display())
@@ -665,15 +987,7 @@ impl std::error::Error for ConfigError {}
 pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
     let expanded = crate::config::expand(argv).map_err(ConfigError::Config)?;
     if !expanded.refused.is_empty() {
-        return Err(ConfigError::Config(format!(
-            "{} refused (uwsgid --check-config prints the verdict for every key):\n  {}",
-            if expanded.refused.len() == 1 {
-                "an option is".to_string()
-            } else {
-                format!("{} options are", expanded.refused.len())
-            },
-            expanded.refused.join("\n  ")
-        )));
+        return Err(ConfigError::Refused(expanded.refused));
     }
     let mut args = match Args::try_parse_from(&expanded.words) {
         Ok(a) => a,
@@ -703,10 +1017,15 @@ pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
 }
 
 /// Parse one `--http-socket` value.
-pub fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+pub fn parse_listen_addr(text: &str) -> Result<ListenAddr, AddrError> {
     let t = text.trim();
+    let error = |problem| AddrError {
+        option: "--http-socket",
+        text: t.to_string(),
+        problem,
+    };
     if t.is_empty() {
-        return Err("--http-socket: empty address; use HOST:PORT, :PORT or a socket path".into());
+        return Err(error(AddrProblem::Empty));
     }
     if let Some(n) = t.strip_prefix("fd://") {
         if n.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
@@ -715,50 +1034,43 @@ pub fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
                 .ok()
                 .filter(|&n| n >= 0)
                 .map(ListenAddr::Fd)
-                .ok_or_else(|| format!("--http-socket {t}: {n:?} is not an fd number"));
+                .ok_or_else(|| error(AddrProblem::NotAnFd(n.to_string())));
         }
         // systemd's rule for FileDescriptorName=: 1 to 255 printable ASCII characters, no ':'.
         let valid =
             !n.is_empty() && n.len() <= 255 && n.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !valid {
-            return Err(format!(
-                "--http-socket {t}: give fd://N (an fd number) or fd://NAME (a socket unit's \
-                 FileDescriptorName=: printable ASCII, no ':' or space, at most 255 bytes)"
-            ));
+            return Err(error(AddrProblem::BadFdName));
         }
         return Ok(ListenAddr::Named(n.to_string()));
     }
     if let Some(p) = t.strip_prefix("unix:") {
-        return unix_path(t, p).map(ListenAddr::Unix);
+        return unix_path(p).map(ListenAddr::Unix).map_err(error);
     }
     if t.contains('/') || !t.contains(':') {
-        return unix_path(t, t).map(ListenAddr::Unix);
+        return unix_path(t).map(ListenAddr::Unix).map_err(error);
     }
-    parse_tcp(t)
-        .map(ListenAddr::Tcp)
-        .map_err(|e| format!("--http-socket {t}: {e}"))
+    parse_tcp(t).map(ListenAddr::Tcp).map_err(error)
 }
 
-fn unix_path(whole: &str, p: &str) -> Result<PathBuf, String> {
+fn unix_path(p: &str) -> Result<PathBuf, AddrProblem> {
     if p.is_empty() {
-        return Err(format!("--http-socket {whole}: empty Unix socket path"));
+        return Err(AddrProblem::EmptyPath);
     }
     if p.len() > 107 {
-        return Err(format!(
-            "--http-socket {whole}: Unix socket paths are limited to 107 bytes"
-        ));
+        return Err(AddrProblem::PathTooLong);
     }
     Ok(PathBuf::from(p))
 }
 
-fn parse_tcp(t: &str) -> Result<SocketAddr, String> {
+fn parse_tcp(t: &str) -> Result<SocketAddr, AddrProblem> {
     let (host, port) = match t.rsplit_once(':') {
         Some(hp) => hp,
-        None => return Err("expected HOST:PORT".into()),
+        None => return Err(AddrProblem::NoPort),
     };
     let port: u16 = port
         .parse()
-        .map_err(|_| format!("{port:?} is not a port (0-65535)"))?;
+        .map_err(|_| AddrProblem::BadPort(port.to_string()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
@@ -766,9 +1078,12 @@ fn parse_tcp(t: &str) -> Result<SocketAddr, String> {
     }
     (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .map_err(|e| AddrProblem::Resolve {
+            host: host.to_string(),
+            error: e.to_string(),
+        })?
         .next()
-        .ok_or_else(|| format!("{host:?} resolves to no address"))
+        .ok_or_else(|| AddrProblem::NoAddress(host.to_string()))
 }
 
 /// `--log-format json|text` chooses the master log's encoding; any other value is uWSGI's
@@ -781,37 +1096,49 @@ fn log_format(args: &Args) -> crate::log::Format {
 }
 
 /// `--log-reopen` and `--log-maxsize` act on the `--logto` file: refused without one.
-fn check_log_options(args: &Args) -> Result<(), String> {
+fn check_log_options(args: &Args) -> Result<(), Invalid> {
     if args.logto.is_none() {
         if args.log_reopen {
-            return Err("--log-reopen: there is no log file to reopen; add --logto FILE".into());
+            return Err(Invalid::value(
+                "--log-reopen",
+                "",
+                "there is no log file to reopen; add --logto FILE",
+            ));
         }
         if args.log_maxsize.is_some() {
-            return Err("--log-maxsize: there is no log file to rotate; add --logto FILE".into());
+            return Err(Invalid::value(
+                "--log-maxsize",
+                "",
+                "there is no log file to rotate; add --logto FILE",
+            ));
         }
     }
     if args.log_maxsize == Some(0) {
-        return Err(
-            "--log-maxsize 0: give the size in bytes past which the log rotates (more than 0)"
-                .into(),
-        );
+        return Err(Invalid::value(
+            "--log-maxsize",
+            0,
+            "give the size in bytes past which the log rotates (more than 0)",
+        ));
     }
     Ok(())
 }
 
-fn parse_stats(t: &str) -> Result<StatsAddr, String> {
+fn parse_stats(t: &str) -> Result<StatsAddr, AddrError> {
+    let error = |problem| AddrError {
+        option: "--stats",
+        text: t.to_string(),
+        problem,
+    };
     if t.contains(':') && !t.contains('/') {
-        parse_tcp(t)
-            .map(StatsAddr::Tcp)
-            .map_err(|e| format!("--stats {t}: {e}"))
+        parse_tcp(t).map(StatsAddr::Tcp).map_err(error)
     } else if t.is_empty() {
-        Err("--stats: empty address".into())
+        Err(error(AddrProblem::Empty))
     } else {
         Ok(StatsAddr::Unix(PathBuf::from(t)))
     }
 }
 
-fn parse_signal(name: &str) -> Result<i32, String> {
+fn parse_signal(option: &str, name: &str) -> Result<i32, Invalid> {
     let upper = name.trim().to_ascii_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     Ok(match bare {
@@ -825,49 +1152,52 @@ fn parse_signal(name: &str) -> Result<i32, String> {
         n => match n.parse::<i32>() {
             // Linux signals are 1..=64 (SIGRTMAX); kill(2) refuses anything else at stop time.
             Ok(sig) if (1..=64).contains(&sig) => sig,
-            Ok(_) => {
-                return Err(format!(
-                    "--worker-stop-signal {name}: not a signal number (1-64)"
-                ))
-            }
-            Err(_) => return Err(format!("--worker-stop-signal {name}: not a signal name")),
+            Ok(_) => return Err(Invalid::value(option, name, "not a signal number (1-64)")),
+            Err(_) => return Err(Invalid::value(option, name, "not a signal name")),
         },
     })
 }
 
 /// One `--env NAME=VALUE`.
-pub fn parse_env(kv: &str) -> Result<(String, String), String> {
+pub fn parse_env(kv: &str) -> Result<(String, String), EnvError> {
     let (name, value) = kv
         .split_once('=')
-        .ok_or_else(|| format!("--env {kv:?}: expected NAME=VALUE"))?;
+        .ok_or_else(|| EnvError::NoEquals(kv.to_string()))?;
     let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!(
-            "--env {kv:?}: {name:?} is not a variable name (letters, digits, '_')"
-        ));
+        return Err(EnvError::BadName {
+            kv: kv.to_string(),
+            name: name.to_string(),
+        });
     }
     if value.contains('\0') {
-        return Err(format!("--env {name}: the value contains a NUL byte"));
+        return Err(EnvError::Nul(name.to_string()));
     }
     Ok((name.to_string(), value.to_string()))
 }
 
-fn seconds(option: &str, v: f64) -> Result<Duration, String> {
+fn seconds(option: &str, v: f64) -> Result<Duration, Invalid> {
     if v.is_finite() && (0.0..=86_400.0).contains(&v) {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(format!("{option} {v}: must be between 0 and 86400 seconds"))
+        Err(Invalid::value(
+            option,
+            v,
+            "must be between 0 and 86400 seconds",
+        ))
     }
 }
 
 impl Config {
     /// Validate parsed arguments. Pure: reads only the ini file and checks paths.
-    pub fn from_args(args: &Args, no_arguments: bool) -> Result<Config, String> {
+    pub fn from_args(args: &Args, no_arguments: bool) -> Result<Config, Invalid> {
         let name = match (&args.name, no_arguments) {
             (Some(n), _) if !discovery::valid_name(n) => {
-                return Err(format!(
-                    "--name {n:?}: use letters, digits, '-', '_' and '.' (at most 64)"
+                return Err(Invalid::value(
+                    "--name",
+                    format!("{n:?}"),
+                    "use letters, digits, '-', '_' and '.' (at most 64)",
                 ));
             }
             (Some(n), _) => Some(n.clone()),
@@ -918,9 +1248,9 @@ impl Config {
             .map(|t| (t, Proto::Http))
             .chain(args.socket.iter().map(|t| (t, Proto::Uwsgi)));
         for (text, proto) in all {
-            let addr = parse_listen_addr(text).map_err(|e| match proto {
-                Proto::Http => e,
-                Proto::Uwsgi => e.replacen("--http-socket", "--socket", 1),
+            let addr = parse_listen_addr(text).map_err(|e| AddrError {
+                option: proto.option(),
+                ..e
             })?;
             let configured = match proto {
                 Proto::Http => text.clone(),
@@ -933,7 +1263,7 @@ impl Config {
                 .iter()
                 .any(|l: &ListenerSpec| l.configured == configured || (l.addr == addr && !any_port))
             {
-                return Err(format!("{} {text}: given twice", proto.option()));
+                return Err(Invalid::value(proto.option(), text, "given twice"));
             }
             listeners.push(ListenerSpec {
                 configured,
@@ -943,10 +1273,10 @@ impl Config {
             });
         }
         if listeners.is_empty() {
-            return Err(
+            return Err(Invalid::Combination(
                 "no --http-socket or --socket given: exec workers need at least one listener"
                     .into(),
-            );
+            ));
         }
 
         // Without --processes: 4 for the default and named instances (documented), 1 as uWSGI
@@ -964,8 +1294,10 @@ impl Config {
             }
         };
         if processes == 0 || processes > MAX_PROCESSES {
-            return Err(format!(
-                "--processes {processes}: must be between 1 and {MAX_PROCESSES}"
+            return Err(Invalid::value(
+                "--processes",
+                processes,
+                format!("must be between 1 and {MAX_PROCESSES}"),
             ));
         }
         let mercy = seconds(
@@ -973,17 +1305,21 @@ impl Config {
             args.worker_reload_mercy.unwrap_or(60.0),
         )?;
         if mercy.is_zero() {
-            return Err(
-                "--worker-reload-mercy 0: every graceful reload and stop would SIGKILL busy \
-                 workers at once; give the seconds a worker may take to finish its requests \
-                 (the default is 60), or use a brutal reload (FIFO R, uwsgictl reload --brutal) \
-                 where killing at once is meant"
-                    .into(),
-            );
+            return Err(Invalid::value(
+                "--worker-reload-mercy",
+                0,
+                "every graceful reload and stop would SIGKILL busy workers at once; give the \
+                 seconds a worker may take to finish its requests (the default is 60), or use a \
+                 brutal reload (FIFO R, uwsgictl reload --brutal) where killing at once is meant",
+            ));
         }
         let backlog = args.listen.unwrap_or(DEFAULT_BACKLOG);
         if !(1..=65_535).contains(&backlog) {
-            return Err(format!("--listen {backlog}: must be between 1 and 65535"));
+            return Err(Invalid::value(
+                "--listen",
+                backlog,
+                "must be between 1 and 65535",
+            ));
         }
 
         let mut pidfiles: Vec<PathBuf> = args
@@ -1002,7 +1338,11 @@ impl Config {
             check_parent_dir("pidfile", p)?;
             if let Ok(m) = std::fs::symlink_metadata(p) {
                 if !m.file_type().is_file() {
-                    return Err(format!("pidfile {}: exists and is not a regular file; remove it or choose another path", p.display()));
+                    return Err(Invalid::value(
+                        "pidfile",
+                        p.display(),
+                        "exists and is not a regular file; remove it or choose another path",
+                    ));
                 }
             }
         }
@@ -1014,14 +1354,22 @@ impl Config {
             }
         }
         if fifos.len() > 10 {
-            return Err("--master-fifo: at most 10 slots (0-9)".into());
+            return Err(Invalid::value(
+                "--master-fifo",
+                "",
+                "at most 10 slots (0-9)",
+            ));
         }
         for f in &fifos {
             check_parent_dir("--master-fifo", f)?;
             if let Ok(m) = std::fs::symlink_metadata(f) {
                 use std::os::unix::fs::FileTypeExt;
                 if !m.file_type().is_fifo() {
-                    return Err(format!("--master-fifo {}: exists and is not a FIFO; remove it or choose another path", f.display()));
+                    return Err(Invalid::value(
+                        "--master-fifo",
+                        f.display(),
+                        "exists and is not a FIFO; remove it or choose another path",
+                    ));
                 }
             }
         }
@@ -1037,7 +1385,11 @@ impl Config {
 
         if let Some(dir) = &args.check_static {
             if !dir.is_dir() {
-                return Err(format!("--check-static {}: not a directory", dir.display()));
+                return Err(Invalid::value(
+                    "--check-static",
+                    dir.display(),
+                    "not a directory",
+                ));
             }
         }
         check_log_options(args)?;
@@ -1045,9 +1397,10 @@ impl Config {
             if let Some(log) = log {
                 check_parent_dir(option, log)?;
                 if log.is_dir() {
-                    return Err(format!(
-                        "{option} {}: is a directory; give the log file's path",
-                        log.display()
+                    return Err(Invalid::value(
+                        option,
+                        log.display(),
+                        "is a directory; give the log file's path",
                     ));
                 }
             }
@@ -1057,16 +1410,19 @@ impl Config {
             .worker_ready_timeout
             .map(|v| seconds("--worker-ready-timeout", v))
             .transpose()?;
-        let stop_signal = parse_signal(args.worker_stop_signal.as_deref().unwrap_or("TERM"))?;
+        let stop_signal = parse_signal(
+            "--worker-stop-signal",
+            args.worker_stop_signal.as_deref().unwrap_or("TERM"),
+        )?;
         let apps = [
             args.worker_exec.is_some(),
             args.wsgi_file.is_some(),
             args.module.is_some(),
         ];
         if apps.iter().filter(|&&a| a).count() > 1 {
-            return Err(
+            return Err(Invalid::Combination(
                 "--worker-exec, --wsgi-file and --module exclude each other: give one".into(),
-            );
+            ));
         }
         let python_app =
             args.wsgi_file.is_some() || args.module.is_some() || !args.mount.is_empty();
@@ -1080,9 +1436,9 @@ impl Config {
                 ("--manage-script-name", args.manage_script_name),
             ];
             if let Some((flag, _)) = python_only.iter().find(|(_, given)| *given) {
-                return Err(format!(
+                return Err(Invalid::Combination(format!(
                     "{flag} applies to Python apps only: add --wsgi-file FILE or --module MOD"
-                ));
+                )));
             }
         }
         let exec_only = [
@@ -1094,10 +1450,10 @@ impl Config {
         ];
         if !python_app && args.worker_exec.is_none() {
             if let Some((flag, _)) = exec_only.iter().find(|(_, given)| *given) {
-                return Err(format!(
+                return Err(Invalid::Combination(format!(
                     "{flag} applies to exec workers only: add --worker-exec CMD, --wsgi-file FILE \
                      or --module MOD"
-                ));
+                )));
             }
         }
         let env = args
@@ -1110,17 +1466,17 @@ impl Config {
                 std::fs::canonicalize(d)
                     .ok()
                     .filter(|p| p.is_dir())
-                    .ok_or_else(|| format!("--chdir {}: not a directory", d.display()))?,
+                    .ok_or_else(|| Invalid::value("--chdir", d.display(), "not a directory"))?,
             ),
             None => None,
         };
         if let Some(t) = args.threads {
             if !(1..=1024).contains(&t) {
-                return Err(format!("--threads {t}: must be between 1 and 1024"));
+                return Err(Invalid::value("--threads", t, "must be between 1 and 1024"));
             }
         }
         let worker = if let Some(cmd) = &args.worker_exec {
-            let argv = split_command_line(cmd).map_err(|e| format!("--worker-exec: {e}"))?;
+            let argv = split_command_line(cmd).map_err(Invalid::Command)?;
             WorkerKind::Exec {
                 argv,
                 ready_timeout: ready_timeout.map(|d| d.as_secs_f64()),
@@ -1141,9 +1497,10 @@ impl Config {
                         .ok()
                         .filter(|p| p.join("bin").is_dir())
                         .ok_or_else(|| {
-                            format!(
-                                "--home {}: not a virtualenv (no bin/ directory there)",
-                                h.display()
+                            Invalid::value(
+                                "--home",
+                                h.display(),
+                                "not a virtualenv (no bin/ directory there)",
                             )
                         })?;
                     Some(h)
@@ -1167,10 +1524,13 @@ impl Config {
                     _ => f.clone(),
                 };
                 if !f.is_file() {
-                    return Err(format!("--wsgi-file {}: no such file", f.display()));
+                    return Err(Invalid::value("--wsgi-file", f.display(), "no such file"));
                 }
-                let abs = std::fs::canonicalize(&f)
-                    .map_err(|e| format!("--wsgi-file {}: {e}", f.display()))?;
+                let abs = std::fs::canonicalize(&f).map_err(|error| Invalid::Io {
+                    option: "--wsgi-file",
+                    path: f.clone(),
+                    error,
+                })?;
                 argv.push("--wsgi-file".into());
                 argv.push(abs.to_string_lossy().into_owned());
             }
@@ -1245,9 +1605,13 @@ impl Config {
                 None => crate::uwsgi_proto::DEFAULT_BUFFER_SIZE,
                 Some(n) if (64..=crate::uwsgi_proto::MAX_VARS).contains(&n) => n,
                 Some(n) => {
-                    return Err(format!(
-                        "--buffer-size {n}: must be between 64 and {} (the uwsgi format's limit)",
-                        crate::uwsgi_proto::MAX_VARS
+                    return Err(Invalid::value(
+                        "--buffer-size",
+                        n,
+                        format!(
+                            "must be between 64 and {} (the uwsgi format's limit)",
+                            crate::uwsgi_proto::MAX_VARS
+                        ),
                     ))
                 }
             },
@@ -1310,11 +1674,13 @@ fn python_program(
     python: Option<&str>,
     home: Option<&Path>,
     uwsgi_listeners: bool,
-) -> Result<String, String> {
+) -> Result<String, Invalid> {
     let choice = std::env::var(PYTHON_WORKER_ENV).unwrap_or_default();
     if !matches!(choice.as_str(), "" | "native" | "stdlib") {
-        return Err(format!(
-            "{PYTHON_WORKER_ENV}={choice}: give native or stdlib (or leave it unset)"
+        return Err(Invalid::value(
+            format!("{PYTHON_WORKER_ENV}={choice}"),
+            "",
+            "give native or stdlib (or leave it unset)",
         ));
     }
     let stdlib = || match (python, home) {
@@ -1342,11 +1708,7 @@ fn python_program(
     }
     if uwsgi_listeners {
         if choice == "native" {
-            return Err(format!(
-                "{PYTHON_WORKER_ENV}=native: {NATIVE_PYTHON} does not serve uwsgi-protocol \
-                 listeners (--socket) yet; unset it, or serve nginx with proxy_pass to an \
-                 --http-socket"
-            ));
+            return Err(Invalid::NativeWithUwsgiListeners);
         }
         crate::log!(
             "Python apps behind uwsgi-protocol listeners (--socket) run on the stdlib runner \
@@ -1361,10 +1723,7 @@ fn python_program(
         .filter(|p| p.is_file());
     match native {
         Some(p) => Ok(p.to_string_lossy().into_owned()),
-        None if choice == "native" => Err(format!(
-            "{PYTHON_WORKER_ENV}=native, but {NATIVE_PYTHON} is not beside the uwsgid \
-             executable: build it (cargo build -p {NATIVE_PYTHON}) and install it there"
-        )),
+        None if choice == "native" => Err(Invalid::NoNativeWorker),
         None => {
             crate::log!(
                 "warning: {NATIVE_PYTHON} is not beside the uwsgid executable: Python apps run \
@@ -1377,7 +1736,7 @@ fn python_program(
     }
 }
 
-fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
+fn check_parent_dir(option: &str, path: &Path) -> Result<(), Invalid> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -1389,10 +1748,13 @@ fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
     if parent.starts_with(discovery::runtime_dir()) {
         return Ok(());
     }
-    Err(format!(
-        "{option} {}: directory {} does not exist; create it first",
+    Err(Invalid::value(
+        option,
         path.display(),
-        parent.display()
+        format!(
+            "directory {} does not exist; create it first",
+            parent.display()
+        ),
     ))
 }
 
@@ -1404,7 +1766,11 @@ fn check_parent_dir(option: &str, path: &Path) -> Result<(), String> {
 /// shell would expand or interpret is refused with a message saying how to quote it instead:
 /// `$` and `` ` ``, the operators `| & ; < > ( )`, an unquoted newline, a `#` comment, and a
 /// leading `NAME=value` assignment. Globs (`*`, `?`, `[`) and `~` are passed literally.
-pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
+pub fn split_command_line(cmd: &str) -> Result<Vec<String>, CommandError> {
+    let refuse = |problem| CommandError {
+        cmd: cmd.to_string(),
+        problem,
+    };
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -1423,7 +1789,7 @@ pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
                     word.push(escaped);
                     in_word = true;
                 }
-                None => return Err(format!("{cmd:?}: trailing backslash escapes nothing")),
+                None => return Err(refuse(CommandProblem::TrailingBackslash)),
             },
             '\'' => {
                 in_word = true;
@@ -1431,11 +1797,7 @@ pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some((_, '\'')) => break,
                         Some((_, ch)) => word.push(ch),
-                        None => {
-                            return Err(format!(
-                                "{cmd:?}: unterminated single quote (opened at byte {at})"
-                            ))
-                        }
+                        None => return Err(refuse(CommandProblem::UnterminatedSingle { at })),
                     }
                 }
             }
@@ -1451,51 +1813,22 @@ pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
                                 word.push('\\');
                                 word.push(other);
                             }
-                            None => {
-                                return Err(format!(
-                                    "{cmd:?}: unterminated double quote (opened at byte {at})"
-                                ))
-                            }
+                            None => return Err(refuse(CommandProblem::UnterminatedDouble { at })),
                         },
                         Some((inner, ch @ ('$' | '`'))) => {
-                            return Err(format!(
-                                "{cmd:?}: '{ch}' at byte {inner} would be expanded by a shell, \
-                                 and no shell runs this command; write \\{ch} or use single quotes"
-                            ))
+                            return Err(refuse(CommandProblem::ExpandedInDouble { ch, at: inner }))
                         }
                         Some((_, ch)) => word.push(ch),
-                        None => {
-                            return Err(format!(
-                                "{cmd:?}: unterminated double quote (opened at byte {at})"
-                            ))
-                        }
+                        None => return Err(refuse(CommandProblem::UnterminatedDouble { at })),
                     }
                 }
             }
-            '$' | '`' => {
-                return Err(format!(
-                    "{cmd:?}: '{c}' at byte {at} would be expanded by a shell, and no shell runs \
-                     this command; quote it ('{c}') to pass it literally"
-                ))
-            }
+            '$' | '`' => return Err(refuse(CommandProblem::Expanded { ch: c, at })),
             '|' | '&' | ';' | '<' | '>' | '(' | ')' => {
-                return Err(format!(
-                    "{cmd:?}: shell operator '{c}' at byte {at} is not supported (no shell runs \
-                     this command); quote it to pass it literally, or run sh -c '…' explicitly"
-                ))
+                return Err(refuse(CommandProblem::Operator { ch: c, at }))
             }
-            '\n' | '\r' => {
-                return Err(format!(
-                    "{cmd:?}: line break at byte {at}; one command only (end a line with \\ to \
-                     continue it)"
-                ))
-            }
-            '#' if !in_word => {
-                return Err(format!(
-                    "{cmd:?}: '#' at byte {at} starts a comment in a shell; quote it to pass it \
-                     literally"
-                ))
-            }
+            '\n' | '\r' => return Err(refuse(CommandProblem::LineBreak { at })),
+            '#' if !in_word => return Err(refuse(CommandProblem::Comment { at })),
             _ => {
                 word.push(c);
                 in_word = true;
@@ -1506,16 +1839,15 @@ pub fn split_command_line(cmd: &str) -> Result<Vec<String>, String> {
         words.push(word);
     }
     let Some(first) = words.first() else {
-        return Err("empty command: give the program to run and its arguments".to_string());
+        return Err(refuse(CommandProblem::Empty));
     };
     if let Some((name, _)) = first.split_once('=') {
         let is_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if is_name {
-            return Err(format!(
-                "{cmd:?}: {first:?} is a variable assignment, which a shell would put in the \
-                 environment; set the variable with --env {first} instead"
-            ));
+            return Err(refuse(CommandProblem::Assignment {
+                word: first.clone(),
+            }));
         }
     }
     Ok(words)
@@ -1529,10 +1861,11 @@ mod tests {
     /// failed when a worker was to be stopped.
     #[test]
     fn stop_signal_numbers_are_real_signals() {
-        assert_eq!(parse_signal("15"), Ok(15));
-        assert!(parse_signal("SIGRTMIN+0").is_err());
+        let parse = |name| parse_signal("--worker-stop-signal", name);
+        assert_eq!(parse("15").ok(), Some(15));
+        assert!(parse("SIGRTMIN+0").is_err());
         for bad in ["0", "65", "999", "-9"] {
-            let e = parse_signal(bad).unwrap_err();
+            let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("not a signal number"), "{bad}: {e}");
         }
     }
@@ -1544,7 +1877,9 @@ mod tests {
     fn ini_flags_need_a_boolean() {
         let path = std::env::temp_dir().join(format!("uwsgid-bool-{}.ini", std::process::id()));
         std::fs::write(&path, "[uwsgi]\nhttp-socket = :0\nmaster = maybe\n").unwrap();
-        let e = load(&["--ini", path.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--ini", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         std::fs::remove_file(&path).unwrap();
         assert!(
             e.contains("line 3") && e.contains("master = \"maybe\""),
@@ -1557,18 +1892,18 @@ mod tests {
     #[test]
     fn a_log_path_that_is_a_directory_is_refused() {
         let dir = std::env::temp_dir();
-        let e = load(&["--logto", dir.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--logto", dir.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
 
-    fn load(args: &[&str]) -> Result<Config, String> {
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
         let argv: Vec<String> = std::iter::once("uwsgid")
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        Config::load(&argv)
-            .map(|(_, c, _)| c)
-            .map_err(|e| e.to_string())
+        Config::load(&argv).map(|(_, c, _)| c)
     }
 
     #[test]
@@ -1592,6 +1927,7 @@ mod tests {
         assert_eq!(parse_listen_addr("fd://3").unwrap(), ListenAddr::Fd(3));
         assert!(parse_listen_addr("127.0.0.1:99999")
             .unwrap_err()
+            .to_string()
             .contains("not a port"));
         assert_eq!(
             parse_listen_addr("fd://web").unwrap(),
@@ -1614,11 +1950,17 @@ mod tests {
         assert_eq!(c.mercy, Duration::from_secs(60));
         assert!(load(&["--processes", "0", "--http-socket", ":1"])
             .unwrap_err()
+            .to_string()
             .contains("--processes 0"));
-        assert!(load(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(load(&["--bogus"])
+            .unwrap_err()
+            .to_string()
+            .contains("--bogus"));
         assert!(load(&["--http-socket", ":1", "--worker-reload-mercy", "-1"]).is_err());
         for zero in ["0", "0.0", "-0", "1e-12"] {
-            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero]).unwrap_err();
+            let e = load(&["--http-socket", ":1", "--worker-reload-mercy", zero])
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("--worker-reload-mercy 0") && e.contains("brutal"),
                 "{e}"
@@ -1632,6 +1974,7 @@ mod tests {
             "/nonexistent/dir/x.pid"
         ])
         .unwrap_err()
+        .to_string()
         .contains("does not exist"));
     }
 
@@ -1658,9 +2001,9 @@ mod tests {
         assert_eq!(env, [("A_1".to_string(), "x=y".to_string())]);
         assert_eq!(chdir, Some(PathBuf::from("/")));
         let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "1A=x"]);
-        assert!(e.unwrap_err().contains("not a variable name"));
+        assert!(e.unwrap_err().to_string().contains("not a variable name"));
         let e = load(&["--http-socket", ":1", "--worker-exec", "p", "--env", "A"]);
-        assert!(e.unwrap_err().contains("NAME=VALUE"));
+        assert!(e.unwrap_err().to_string().contains("NAME=VALUE"));
         let e = load(&[
             "--http-socket",
             ":1",
@@ -1671,6 +2014,7 @@ mod tests {
         ]);
         assert!(e
             .unwrap_err()
+            .to_string()
             .contains("--threads applies to Python apps only"));
         let c = load(&["--http-socket", ":1", "--env", "A=b", "--chdir", "/"]).unwrap();
         assert_eq!(c.serve.env, [("A".to_string(), "b".to_string())]);
@@ -1683,7 +2027,7 @@ mod tests {
             "--chdir",
             "/nonexistent/x",
         ]);
-        assert!(e.unwrap_err().contains("not a directory"));
+        assert!(e.unwrap_err().to_string().contains("not a directory"));
     }
 
     #[test]
@@ -1699,11 +2043,14 @@ mod tests {
         std::fs::write(&ini, "[uwsgi]\nhttp-socket = :0\nbogus-option = 1\n").unwrap();
         load(&["--ini", ini.to_str().unwrap()]).unwrap();
         std::fs::write(&ini, "[uwsgi]\nstrict = true\nbogus-option = 1\n").unwrap();
-        let e = load(&["--ini", ini.to_str().unwrap()]).unwrap_err();
+        let e = load(&["--ini", ini.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus-option") && e.contains("a.ini"), "{e}");
         std::fs::write(&ini, "processes = 3\n").unwrap();
         assert!(load(&["--ini", ini.to_str().unwrap()])
             .unwrap_err()
+            .to_string()
             .contains("no [uwsgi] section"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1715,7 +2062,7 @@ mod tests {
     fn split_error(cmd: &str) -> String {
         match split_command_line(cmd) {
             Ok(w) => panic!("{cmd:?} split into {w:?}, expected an error"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -467,7 +467,11 @@ mod tests {
         assert_eq!(invalid(&b"\r\n".repeat(5000)), 431);
     }
 
-    fn decode_all(framing: Framing, input: &[u8], step: usize) -> Result<(Vec<u8>, usize), String> {
+    fn decode_all(
+        framing: Framing,
+        input: &[u8],
+        step: usize,
+    ) -> Result<(Vec<u8>, usize), &'static str> {
         let mut d = BodyDecoder::new(framing, 1024);
         let mut out = Vec::new();
         let mut pos = 0;
@@ -482,13 +486,13 @@ mod tests {
                     }
                     if used == 0 || pos == fed {
                         if fed == input.len() {
-                            return Err("incomplete".into());
+                            return Err("incomplete");
                         }
                         fed = (fed + step).min(input.len());
                     }
                 }
                 Decoded::End { used } => return Ok((out, pos + used)),
-                Decoded::Invalid(why) => return Err(why.into()),
+                Decoded::Invalid(why) => return Err(why),
             }
         }
     }

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::SystemTime;
 
@@ -38,20 +38,66 @@ pub fn report_to_launcher(message: &str) {
     }
 }
 
+/// Why `--daemonize LOG` is refused: each names the log file, the cause and the fix.
+#[derive(Debug)]
+pub enum Error {
+    /// The log cannot be opened (`crate::log::open`'s error names the path).
+    Open(std::io::Error),
+    /// Its metadata cannot be read.
+    Stat(PathBuf, std::io::Error),
+    /// Neither a regular file, a FIFO nor a character device.
+    Kind(PathBuf),
+    /// A line cannot be written to it (a FIFO whose reader is not reading: `WouldBlock`).
+    Write(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Open(e) => write!(f, "--daemonize: {e}"),
+            Error::Stat(p, e) => write!(f, "--daemonize: log file {}: {e}", p.display()),
+            Error::Kind(p) => write!(
+                f,
+                "--daemonize: log file {}: not a regular file, FIFO or character device",
+                p.display()
+            ),
+            Error::Write(p, e) => {
+                write!(
+                    f,
+                    "--daemonize: log file {}: cannot write to it: ",
+                    p.display()
+                )?;
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    f.write_str("the FIFO's reader is not reading")?;
+                } else {
+                    write!(f, "{e}")?;
+                }
+                f.write_str("; give a writable log file")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Open(e) | Error::Stat(_, e) | Error::Write(_, e) => Some(e),
+            Error::Kind(_) => None,
+        }
+    }
+}
+
 /// Open the log and prove it takes a line, without ever blocking; the error names the option,
 /// the path, the cause and the fix.
-pub fn open_log(log: &Path) -> Result<File, String> {
-    let file = crate::log::open(log).map_err(|e| format!("--daemonize: {e}"))?;
+pub fn open_log(log: &Path) -> Result<File, Error> {
+    let file = crate::log::open(log).map_err(Error::Open)?;
     let meta = file
         .metadata()
-        .map_err(|e| format!("--daemonize: log file {}: {e}", log.display()))?;
+        .map_err(|e| Error::Stat(log.to_path_buf(), e))?;
     let kind = meta.file_type();
     let fifo = std::os::unix::fs::FileTypeExt::is_fifo(&kind);
     if !(kind.is_file() || fifo || std::os::unix::fs::FileTypeExt::is_char_device(&kind)) {
-        return Err(format!(
-            "--daemonize: log file {}: not a regular file, FIFO or character device",
-            log.display()
-        ));
+        return Err(Error::Kind(log.to_path_buf()));
     }
     let line = match crate::log::format() {
         crate::log::Format::Json => crate::log::render_now(
@@ -72,15 +118,7 @@ pub fn open_log(log: &Path) -> Result<File, String> {
         .and_then(|()| (&file).write_all(line.as_bytes()))
         .and_then(|()| crate::log::set_nonblocking(&file, false));
     if let Err(e) = probe {
-        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
-            "the FIFO's reader is not reading".to_string()
-        } else {
-            e.to_string()
-        };
-        return Err(format!(
-            "--daemonize: log file {}: cannot write to it: {why}; give a writable log file",
-            log.display()
-        ));
+        return Err(Error::Write(log.to_path_buf(), e));
     }
     Ok(file)
 }

@@ -67,50 +67,87 @@ fn open_fd(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn untrusted(path: &Path, problem: Problem) -> String {
-    let e = Untrusted {
+/// Why a `--master-fifo` path is refused or cannot be opened; each names the path and the fix.
+#[derive(Debug)]
+pub enum Error {
+    /// Another user's FIFO, a group- or world-writable one, or a symlink.
+    Untrusted(Untrusted),
+    /// Something else than a FIFO is at the path.
+    NotAFifo(PathBuf),
+    /// Creating, opening or checking it failed.
+    Io(PathBuf, io::Error),
+    /// What was opened is not the FIFO checked a moment before.
+    Replaced(PathBuf),
+    /// A slot command (`0`-`9`) naming a slot without a path.
+    NoSlot { slot: usize, configured: usize },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Untrusted(e) => write!(
+                f,
+                "{e} (a FIFO another user can write, or replace, could stop or reload this \
+                 instance)"
+            ),
+            Error::NotAFifo(p) => write!(
+                f,
+                "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
+                p.display()
+            ),
+            Error::Io(p, e) => write!(f, "--master-fifo {}: {e}", p.display()),
+            Error::Replaced(p) => write!(
+                f,
+                "--master-fifo {}: was replaced while being opened; remove it and start again",
+                p.display()
+            ),
+            Error::NoSlot { slot, configured } => write!(
+                f,
+                "FIFO slot {slot} is not configured ({configured} configured)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn untrusted(path: &Path, problem: Problem) -> Error {
+    Error::Untrusted(Untrusted {
         what: "--master-fifo".into(),
         path: path.to_path_buf(),
         problem,
-    };
-    format!("{e} (a FIFO another user can write, or replace, could stop or reload this instance)")
+    })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::Io(path.to_path_buf(), e)
 }
 
 /// Create the FIFO at `path` (mode 0600) unless a FIFO is already there; true if created. An
 /// existing FIFO is adopted only if it is ours and neither group nor others can write to it;
 /// a symlink is refused.
-fn ensure_fifo(path: &Path) -> Result<(bool, u64, u64), String> {
+fn ensure_fifo(path: &Path) -> Result<(bool, u64, u64), Error> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_fifo() => {
             check_owner_mode(&m).map_err(|p| untrusted(path, p))?;
             return Ok((false, m.dev(), m.ino()));
         }
         Ok(m) if m.file_type().is_symlink() => return Err(untrusted(path, Problem::Symlink)),
-        Ok(_) => {
-            return Err(format!(
-                "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
-                path.display()
-            ))
-        }
+        Ok(_) => return Err(Error::NotAFifo(path.to_path_buf())),
         Err(_) => {}
     }
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| io_error(path)(e.into()))?;
     // SAFETY: mkfifo with a NUL-terminated path.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } < 0 {
-        return Err(format!(
-            "--master-fifo {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        ));
+        return Err(io_error(path)(io::Error::last_os_error()));
     }
-    let m = std::fs::symlink_metadata(path)
-        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+    let m = std::fs::symlink_metadata(path).map_err(io_error(path))?;
     Ok((true, m.dev(), m.ino()))
 }
 
 /// Refuse, before anything is bound, a configured FIFO path that holds something we would not
 /// adopt (another user's FIFO, a writable one, a symlink, not a FIFO). Missing paths are fine.
-pub fn check_paths(paths: &[PathBuf]) -> Result<(), String> {
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), Error> {
     for path in paths {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_fifo() => {
@@ -119,12 +156,7 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<(), String> {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(untrusted(path, Problem::Symlink));
             }
-            Ok(_) => {
-                return Err(format!(
-                    "--master-fifo {}: exists and is not a FIFO; remove it or choose another path",
-                    path.display()
-                ))
-            }
+            Ok(_) => return Err(Error::NotAFifo(path.to_path_buf())),
             Err(_) => {}
         }
     }
@@ -134,22 +166,17 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<(), String> {
 /// Open both ends of the FIFO at `path` without following a symlink, and check that what was
 /// opened is the FIFO checked (`dev`, `ino`), still ours and private. The mode is made exactly
 /// 0600 through the fd (mkfifo applied the umask).
-fn open_checked(path: &Path, dev: u64, ino: u64) -> Result<(OwnedFd, OwnedFd), String> {
-    let read = open_fd(path, libc::O_RDONLY)
-        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
-    let keep = open_fd(path, libc::O_WRONLY)
-        .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+fn open_checked(path: &Path, dev: u64, ino: u64) -> Result<(OwnedFd, OwnedFd), Error> {
+    let read = open_fd(path, libc::O_RDONLY).map_err(io_error(path))?;
+    let keep = open_fd(path, libc::O_WRONLY).map_err(io_error(path))?;
     for fd in [&read, &keep] {
         let m = fd
             .try_clone()
             .map(std::fs::File::from)
             .and_then(|f| f.metadata())
-            .map_err(|e| format!("--master-fifo {}: {e}", path.display()))?;
+            .map_err(io_error(path))?;
         if !m.file_type().is_fifo() || m.dev() != dev || m.ino() != ino {
-            return Err(format!(
-                "--master-fifo {}: was replaced while being opened; remove it and start again",
-                path.display()
-            ));
+            return Err(Error::Replaced(path.to_path_buf()));
         }
         if m.uid() != common::trust::euid() {
             return Err(untrusted(
@@ -169,7 +196,7 @@ fn open_checked(path: &Path, dev: u64, ino: u64) -> Result<(OwnedFd, OwnedFd), S
 }
 
 impl Fifo {
-    pub fn open(paths: Vec<PathBuf>, active: usize) -> Result<Fifo, String> {
+    pub fn open(paths: Vec<PathBuf>, active: usize) -> Result<Fifo, Error> {
         let path = paths[active].clone();
         let (created, dev, ino) = ensure_fifo(&path)?;
         let (read, keep) = open_checked(&path, dev, ino).inspect_err(|_| {
@@ -240,12 +267,12 @@ impl Fifo {
     }
 
     /// Make slot `n` the active FIFO.
-    pub fn switch(&mut self, n: usize) -> Result<(), String> {
+    pub fn switch(&mut self, n: usize) -> Result<(), Error> {
         if n >= self.paths.len() {
-            return Err(format!(
-                "FIFO slot {n} is not configured ({} configured)",
-                self.paths.len()
-            ));
+            return Err(Error::NoSlot {
+                slot: n,
+                configured: self.paths.len(),
+            });
         }
         if n == self.active {
             return Ok(());

@@ -14,6 +14,7 @@
 //! that none names is kept as an HTTP listener too (nothing systemd passed is left unserved).
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
@@ -115,17 +116,39 @@ fn finish(fd: OwnedFd, configured: String, created_path: Option<PathBuf>) -> io:
     })
 }
 
-/// Bind a configured listener.
-pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
-    let option = spec.proto.option();
-    let shown = spec
-        .configured
-        .strip_prefix(crate::cli::UWSGI_PREFIX)
-        .unwrap_or(&spec.configured);
-    let fail = |e: io::Error| format!("{option} {shown}: {e}");
-    match &spec.addr {
-        ListenAddr::Tcp(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|e| {
+/// Why a configured listener cannot be had. Each names the option and its value as given
+/// (`--http-socket ADDR`, `--socket ADDR`), the cause and the fix. Fatal at startup.
+#[derive(Debug)]
+pub struct Error {
+    /// `--http-socket ADDR`, `--socket ADDR` or `--http-socket fd://N`.
+    pub listener: String,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub enum ErrorKind {
+    /// `bind(2)` of a TCP address failed.
+    Bind(SocketAddr, io::Error),
+    /// A Unix socket path holds something that is not a socket.
+    NotASocket(PathBuf),
+    /// A Unix socket path is being served by another process.
+    InUse(PathBuf),
+    /// `--chmod-socket`/`--chown-socket` could not be applied.
+    Ownership(PathBuf, io::Error),
+    /// `fd://N` is not a listening socket.
+    NotListening(io::Error),
+    /// Any other step (backlog, flags, removing a stale socket, binding a path).
+    Io(io::Error),
+    /// `fd://NAME` names no socket systemd passed; `passed` holds the names it did pass
+    /// (`LISTEN_FDNAMES`), filled in by the caller that read them.
+    NotPassed { name: String, passed: Vec<String> },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.listener;
+        match &self.kind {
+            ErrorKind::Bind(addr, e) => {
                 let hint = match e.kind() {
                     io::ErrorKind::AddrInUse => {
                         "; another process is listening there: stop it or choose another port"
@@ -134,8 +157,67 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
                     io::ErrorKind::AddrNotAvailable => "; that address is not on this machine",
                     _ => "",
                 };
-                format!("{option} {shown}: cannot bind {addr}: {e}{hint}")
-            })?;
+                write!(f, "{l}: cannot bind {addr}: {e}{hint}")
+            }
+            ErrorKind::NotASocket(p) => {
+                write!(
+                    f,
+                    "{l}: {} exists and is not a socket; remove it",
+                    p.display()
+                )
+            }
+            ErrorKind::InUse(p) => {
+                write!(f, "{l}: another process is serving on {}", p.display())
+            }
+            ErrorKind::Ownership(p, e) => {
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                    "; --chown-socket needs root (or the socket's group among yours)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "{l}: cannot set the mode or owner of {}: {e}{hint}",
+                    p.display()
+                )
+            }
+            ErrorKind::NotListening(e) => write!(f, "{l}: {e}; pass a listening socket"),
+            ErrorKind::Io(e) => write!(f, "{l}: {e}"),
+            ErrorKind::NotPassed { name, passed } => {
+                write!(
+                    f,
+                    "{l}: systemd passed no socket named {name:?} (at the first start; sockets \
+                     are never passed again on a reload): give the socket unit \
+                     FileDescriptorName={name}, or use fd://N (LISTEN_FDNAMES named: {})",
+                    if passed.is_empty() {
+                        "nothing: no socket was passed".to_string()
+                    } else {
+                        passed.join(":")
+                    }
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Bind a configured listener.
+pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, Error> {
+    let option = spec.proto.option();
+    let shown = spec
+        .configured
+        .strip_prefix(crate::cli::UWSGI_PREFIX)
+        .unwrap_or(&spec.configured);
+    let error = |kind: ErrorKind| Error {
+        listener: format!("{option} {shown}"),
+        kind,
+    };
+    let fail = |e: io::Error| error(ErrorKind::Io(e));
+    match &spec.addr {
+        ListenAddr::Tcp(addr) => {
+            let l =
+                std::net::TcpListener::bind(addr).map_err(|e| error(ErrorKind::Bind(*addr, e)))?;
             let fd: OwnedFd = l.into();
             set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
             finish(fd, spec.configured.clone(), None).map_err(fail)
@@ -143,16 +225,10 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
         ListenAddr::Unix(path) => {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if !meta.file_type().is_socket() {
-                    return Err(format!(
-                        "{option} {shown}: {} exists and is not a socket; remove it",
-                        path.display()
-                    ));
+                    return Err(error(ErrorKind::NotASocket(path.clone())));
                 }
                 if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                    return Err(format!(
-                        "{option} {shown}: another process is serving on {}",
-                        path.display()
-                    ));
+                    return Err(error(ErrorKind::InUse(path.clone())));
                 }
                 std::fs::remove_file(path).map_err(fail)?;
             }
@@ -168,28 +244,21 @@ pub fn bind(spec: &ListenerSpec, backlog: i32) -> Result<Listener, String> {
             };
             crate::privileges::apply(path, &own).map_err(|e| {
                 let _ = std::fs::remove_file(path);
-                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
-                    "; --chown-socket needs root (or the socket's group among yours)"
-                } else {
-                    ""
-                };
-                format!(
-                    "{option} {shown}: cannot set the mode or owner of {}: {e}{hint}",
-                    path.display()
-                )
+                error(ErrorKind::Ownership(path.clone(), e))
             })?;
             let fd: OwnedFd = l.into();
             set_backlog(fd.as_raw_fd(), backlog).map_err(fail)?;
             finish(fd, spec.configured.clone(), Some(path.clone())).map_err(fail)
         }
-        ListenAddr::Named(name) => Err(format!(
-            "{option} fd://{name}: systemd passed no socket named {name:?} (at the first start; \
-             sockets are never passed again on a reload): give the socket unit \
-             FileDescriptorName={name}, or use fd://N"
-        )),
+        ListenAddr::Named(name) => Err(error(ErrorKind::NotPassed {
+            name: name.clone(),
+            passed: Vec::new(),
+        })),
         ListenAddr::Fd(n) => {
-            check_listening(*n)
-                .map_err(|e| format!("{option} fd://{n}: {e}; pass a listening socket"))?;
+            check_listening(*n).map_err(|e| Error {
+                listener: format!("{option} fd://{n}"),
+                kind: ErrorKind::NotListening(e),
+            })?;
             // SAFETY: the operator handed us fd N to use as a listener; we take it exactly once
             // (duplicates are refused by the configuration check).
             let fd = unsafe { OwnedFd::from_raw_fd(*n) };

@@ -103,8 +103,25 @@ fn fail(exit: Exit, message: impl Into<String>) -> Failure {
     }
 }
 
+/// Two management options given together (the first two, in the order of [`Action`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TwoActions(pub Action, pub Action);
+
+impl std::fmt::Display for TwoActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} and {} given together: give one management option at a time",
+            self.0.option(),
+            self.1.option()
+        )
+    }
+}
+
+impl std::error::Error for TwoActions {}
+
 /// The action the arguments ask for, if any; an error if they ask for more than one.
-pub fn requested(args: &crate::cli::Args) -> Result<Option<(Action, PathBuf)>, String> {
+pub fn requested(args: &crate::cli::Args) -> Result<Option<(Action, PathBuf)>, TwoActions> {
     let all = [
         (Action::Reload, &args.reload),
         (Action::BrutalReload, &args.brutal_reload),
@@ -122,11 +139,7 @@ pub fn requested(args: &crate::cli::Args) -> Result<Option<(Action, PathBuf)>, S
     match given.len() {
         0 => Ok(None),
         1 => Ok(given.into_iter().next()),
-        _ => Err(format!(
-            "{} and {} given together: give one management option at a time",
-            given[0].0.option(),
-            given[1].0.option()
-        )),
+        _ => Err(TwoActions(given[0].0, given[1].0)),
     }
 }
 
@@ -308,40 +321,56 @@ fn write_fifo(mut file: std::fs::File, byte: u8) -> Result<(), Failure> {
     }
 }
 
+/// Why the instance's stats could not be read: its address and the cause.
+#[derive(Debug)]
+enum StatsError {
+    /// Connecting, sending or reading.
+    Io(String, io::Error),
+    /// The address in the record is not one.
+    Addr(String, std::net::AddrParseError),
+    /// What came back is not a stats document (the reader's message).
+    Parse(String, String),
+}
+
+impl std::fmt::Display for StatsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatsError::Io(addr, e) => write!(f, "{addr}: {e}"),
+            StatsError::Addr(addr, e) => write!(f, "{addr}: {e}"),
+            StatsError::Parse(addr, e) => write!(f, "{addr}: {e}"),
+        }
+    }
+}
+
 /// One stats document from the instance's `--stats` (as its record names it).
-fn fetch_stats(addr: &str, http: bool) -> Result<StatsDocument, String> {
+fn fetch_stats(addr: &str, http: bool) -> Result<StatsDocument, StatsError> {
     let timeout = Duration::from_secs(2);
+    let io = |e| StatsError::Io(addr.to_string(), e);
     let mut raw = Vec::new();
     if addr.contains(':') && !addr.contains('/') {
-        let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
-            .map_err(|e| format!("{addr}: {e}"))?;
+        let sock: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| StatsError::Addr(addr.to_string(), e))?;
+        let mut s = std::net::TcpStream::connect_timeout(&sock, timeout).map_err(io)?;
         s.set_read_timeout(Some(timeout)).ok();
         if http {
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-                .map_err(|e| format!("{addr}: {e}"))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(io)?;
         }
-        s.take(16 << 20)
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("{addr}: {e}"))?;
+        s.take(16 << 20).read_to_end(&mut raw).map_err(io)?;
     } else {
-        let mut s =
-            std::os::unix::net::UnixStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = std::os::unix::net::UnixStream::connect(addr).map_err(io)?;
         s.set_read_timeout(Some(timeout)).ok();
         if http {
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-                .map_err(|e| format!("{addr}: {e}"))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(io)?;
         }
-        s.take(16 << 20)
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("{addr}: {e}"))?;
+        s.take(16 << 20).read_to_end(&mut raw).map_err(io)?;
     }
     let text = String::from_utf8_lossy(&raw);
     let body = match text.find("\r\n\r\n") {
         Some(i) if http => &text[i + 4..],
         _ => &text[..],
     };
-    common::stats::parse(body).map_err(|e| format!("{addr}: {e}"))
+    common::stats::parse(body).map_err(|e| StatsError::Parse(addr.to_string(), e.to_string()))
 }
 
 struct Stats {

@@ -139,29 +139,111 @@ pub struct ServeOptions {
     pub cpu_affinity: Option<u32>,
 }
 
-fn canonical_dir(option: &str, dir: &Path) -> Result<PathBuf, String> {
+/// Why a serving option is refused; each names the option, the value given and the fix.
+#[derive(Debug)]
+pub enum Error {
+    /// `OPTION "VALUE": why` (`why` says what to give instead).
+    Value {
+        option: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    /// A directory option naming no directory.
+    NotADirectory { option: &'static str, dir: PathBuf },
+    /// A file or directory in the value cannot be resolved.
+    Path {
+        option: &'static str,
+        value: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `--mount /PREFIX=APP`: the app's file cannot be resolved.
+    Mount {
+        value: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `--cpu-affinity N` out of range.
+    CpuAffinity(u32),
+    /// `--chdir2` given to exec or Python workers.
+    Chdir2(PathBuf),
+    /// `--env NAME=VALUE`.
+    Env(crate::cli::EnvError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Value { option, value, why } => write!(f, "{option} {value:?}: {why}"),
+            Error::NotADirectory { option, dir } => {
+                write!(f, "{option} {}: not a directory", dir.display())
+            }
+            Error::Mount { value, path, error } => {
+                write!(f, "--mount {value:?}: {}: {error}", path.display())
+            }
+            Error::Path {
+                option,
+                value,
+                path,
+                error,
+            } => write!(
+                f,
+                "{option} {value:?}: {}: {error}; give an existing directory or file",
+                path.display()
+            ),
+            Error::CpuAffinity(n) => write!(
+                f,
+                "--cpu-affinity {n}: give the CPUs per worker, between 1 and 1024"
+            ),
+            Error::Chdir2(d) => write!(
+                f,
+                "--chdir2 {}: exec and Python workers take --chdir (their working directory \
+                 from the start)",
+                d.display()
+            ),
+            Error::Env(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::cli::EnvError> for Error {
+    fn from(e: crate::cli::EnvError) -> Error {
+        Error::Env(e)
+    }
+}
+
+fn canonical_dir(option: &'static str, dir: &Path) -> Result<PathBuf, Error> {
     std::fs::canonicalize(dir)
         .ok()
         .filter(|p| p.is_dir())
-        .ok_or_else(|| format!("{option} {}: not a directory", dir.display()))
+        .ok_or_else(|| Error::NotADirectory {
+            option,
+            dir: dir.to_path_buf(),
+        })
 }
 
-fn parse_map(option: &str, text: &str, append_whole: bool) -> Result<StaticMap, String> {
-    let (prefix, target) = text.split_once('=').ok_or_else(|| {
-        format!("{option} {text:?}: expected /URL=DIR (for example /static=/srv/app/static)")
-    })?;
+fn parse_map(option: &'static str, text: &str, append_whole: bool) -> Result<StaticMap, Error> {
+    let refuse = |why| Error::Value {
+        option,
+        value: text.to_string(),
+        why,
+    };
+    let (prefix, target) = text
+        .split_once('=')
+        .ok_or_else(|| refuse("expected /URL=DIR (for example /static=/srv/app/static)"))?;
     if !prefix.starts_with('/') {
-        return Err(format!(
-            "{option} {text:?}: the URL prefix must start with '/'"
-        ));
+        return Err(refuse("the URL prefix must start with '/'"));
     }
     if prefix.contains('%') || prefix.split('/').any(|s| s == "..") {
-        return Err(format!(
-            "{option} {text:?}: the URL prefix may not contain '%' or '..'"
-        ));
+        return Err(refuse("the URL prefix may not contain '%' or '..'"));
     }
-    let target = std::fs::canonicalize(target).map_err(|e| {
-        format!("{option} {text:?}: {target}: {e}; give an existing directory or file")
+    let target = std::fs::canonicalize(target).map_err(|error| Error::Path {
+        option,
+        value: text.to_string(),
+        path: PathBuf::from(target),
+        error,
     })?;
     Ok(StaticMap {
         prefix: prefix.trim_end_matches('/').to_string(),
@@ -171,7 +253,7 @@ fn parse_map(option: &str, text: &str, append_whole: bool) -> Result<StaticMap, 
 }
 
 /// Validate the serving options of `args` (`builtin`: the workers are built-in).
-pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
+pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, Error> {
     let mut static_maps = Vec::new();
     for m in &args.static_map {
         static_maps.push(parse_map("--static-map", m, false)?);
@@ -181,9 +263,11 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
     }
     for i in &args.static_index {
         if i.is_empty() || i.contains('/') || i == ".." || i == "." {
-            return Err(format!(
-                "--static-index {i:?}: give a file name such as index.html (no '/')"
-            ));
+            return Err(Error::Value {
+                option: "--static-index",
+                value: i.clone(),
+                why: "give a file name such as index.html (no '/')",
+            });
         }
     }
     let mut static_expires = Vec::new();
@@ -193,9 +277,11 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
             .and_then(|(mime, secs)| Some((mime.trim(), secs.trim().parse::<u64>().ok()?)))
             .filter(|(mime, secs)| mime.contains('/') && *secs <= 10 * 365 * 86_400);
         let Some((mime, secs)) = parsed else {
-            return Err(format!(
-                "--static-expires-type {e:?}: expected MIME=SECS (for example text/css=3600)"
-            ));
+            return Err(Error::Value {
+                option: "--static-expires-type",
+                value: e.clone(),
+                why: "expected MIME=SECS (for example text/css=3600)",
+            });
         };
         static_expires.push((mime.to_string(), secs));
     }
@@ -227,19 +313,13 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
     };
     if let Some(n) = args.cpu_affinity {
         if !(1..=1024).contains(&n) {
-            return Err(format!(
-                "--cpu-affinity {n}: give the CPUs per worker, between 1 and 1024"
-            ));
+            return Err(Error::CpuAffinity(n));
         }
     }
     let mut chdir = None;
     if let Some(d) = &args.chdir2 {
         if !builtin {
-            return Err(format!(
-                "--chdir2 {}: exec and Python workers take --chdir (their working directory \
-                 from the start)",
-                d.display()
-            ));
+            return Err(Error::Chdir2(d.clone()));
         }
         chdir = Some(canonical_dir("--chdir2", d)?);
     }
@@ -266,26 +346,33 @@ pub fn from_args(args: &Args, builtin: bool) -> Result<ServeOptions, String> {
 
 /// The runner's `--mount /PREFIX=APP` words (files made absolute, from `chdir` when relative)
 /// and `--manage-script-name`.
-pub fn mount_args(args: &Args, chdir: Option<&Path>) -> Result<Vec<String>, String> {
+pub fn mount_args(args: &Args, chdir: Option<&Path>) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     for m in &args.mount {
         let Some((prefix, app)) = m.split_once('=') else {
-            return Err(format!(
-                "--mount {m:?}: expected /PREFIX=APP (a .py file or pkg.mod[:callable])"
-            ));
+            return Err(Error::Value {
+                option: "--mount",
+                value: m.clone(),
+                why: "expected /PREFIX=APP (a .py file or pkg.mod[:callable])",
+            });
         };
         if !prefix.starts_with('/') || app.is_empty() {
-            return Err(format!(
-                "--mount {m:?}: expected /PREFIX=APP with a prefix starting with '/'"
-            ));
+            return Err(Error::Value {
+                option: "--mount",
+                value: m.clone(),
+                why: "expected /PREFIX=APP with a prefix starting with '/'",
+            });
         }
         let path = match chdir {
             Some(dir) if Path::new(app).is_relative() => dir.join(app),
             _ => PathBuf::from(app),
         };
         let app = if app.ends_with(".py") || app.ends_with(".wsgi") || path.is_file() {
-            let abs = std::fs::canonicalize(&path)
-                .map_err(|e| format!("--mount {m:?}: {}: {e}", path.display()))?;
+            let abs = std::fs::canonicalize(&path).map_err(|error| Error::Mount {
+                value: m.clone(),
+                path: path.clone(),
+                error,
+            })?;
             abs.to_string_lossy().into_owned()
         } else {
             app.to_string()

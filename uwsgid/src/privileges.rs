@@ -31,6 +31,161 @@ impl SocketOwnership {
     }
 }
 
+/// Why a user, group, mode or identity change is refused. Each message names the option and
+/// the value given, and what to give instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// `--chmod-socket`/`--umask`: not 1 to 4 octal digits.
+    Mode { option: String, text: String },
+    /// A user or group name with a NUL byte in it.
+    Nul { what: Entry, text: String },
+    /// The system's user or group database could not be read (`errno` from `get*_r`).
+    Lookup {
+        what: Entry,
+        text: String,
+        errno: i32,
+    },
+    /// The database has no such user or group (and the name is not a number).
+    Unknown { what: Entry, name: String },
+    /// The same, where the option's value is the name alone (`--uid NAME`, `--gid NAME`).
+    NoSuch(Entry),
+    /// An option's user or group refused: `OPTION VALUE: error`.
+    Option {
+        option: &'static str,
+        value: String,
+        error: Box<Error>,
+    },
+    /// `--chown-socket` naming neither a user nor a group.
+    ChownEmpty { text: String },
+    /// `--master-as-root` without `--uid`/`--gid`.
+    MasterAsRootAlone,
+    /// `--uid N` with no user entry, and no `--gid`.
+    UidWithoutGroup { uid: String, number: u32 },
+    /// Not root, and not already the identity asked for.
+    NotPermitted {
+        shown: String,
+        euid: u32,
+        egid: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// `--uid` naming root.
+    Root { shown: String },
+    /// A call changing the identity failed (`call`: setgroups, setresgid, setresuid).
+    Drop {
+        option: String,
+        call: &'static str,
+        errno: i32,
+    },
+    /// After dropping, root could be regained.
+    Regained { uid: u32 },
+}
+
+/// Which database an [`Error`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    User,
+    Group,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::User => "user",
+            Entry::Group => "group",
+        }
+    }
+    fn number(self) -> &'static str {
+        match self {
+            Entry::User => "uid",
+            Entry::Group => "gid",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let os = |errno: &i32| std::io::Error::from_raw_os_error(*errno);
+        match self {
+            Error::Mode { option, text } => write!(
+                f,
+                "{option} {text:?}: not an octal mode; write it like 660 or 0600"
+            ),
+            Error::Nul { what, text } => write!(f, "{} {text:?}: contains NUL", what.name()),
+            Error::Lookup { what, text, errno } => {
+                write!(f, "looking up {} {text:?}: {}", what.name(), os(errno))
+            }
+            Error::Unknown { what, name } => write!(
+                f,
+                "no {} {name:?} on this system; create it or give a {}",
+                what.name(),
+                what.number()
+            ),
+            Error::NoSuch(what) => write!(
+                f,
+                "no such {} on this system; create it or give a {}",
+                what.name(),
+                what.number()
+            ),
+            Error::Option {
+                option,
+                value,
+                error,
+            } => write!(f, "{option} {value}: {error}"),
+            Error::ChownEmpty { text } => write!(
+                f,
+                "--chown-socket {text:?}: give USER, USER:GROUP or :GROUP"
+            ),
+            Error::MasterAsRootAlone => f.write_str(
+                "--master-as-root without --uid or --gid: nothing to drop; give --uid USER (and \
+                 --gid GROUP)",
+            ),
+            Error::UidWithoutGroup { uid, number } => write!(
+                f,
+                "--uid {uid}: uid {number} has no user entry, so no group: give --gid too"
+            ),
+            Error::NotPermitted {
+                shown,
+                euid,
+                egid,
+                uid,
+                gid,
+            } => write!(
+                f,
+                "--uid/--gid {shown}: uwsgid runs as uid {euid} gid {egid} and cannot change to \
+                 uid {uid} gid {gid}; start it as root (it binds, then drops), or leave \
+                 --uid/--gid out"
+            ),
+            Error::Root { shown } => {
+                write!(f, "--uid {shown}: that is root; give an unprivileged user")
+            }
+            Error::Drop {
+                option,
+                call,
+                errno,
+            } => write!(f, "{option}: {call}: {}", os(errno)),
+            Error::Regained { uid } => {
+                write!(f, "--uid {uid}: root could be regained after the drop")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `OPTION VALUE: error`.
+fn within<'a>(option: &'static str, value: &'a str) -> impl FnOnce(Error) -> Error + 'a {
+    move |error| Error::Option {
+        option,
+        value: value.to_string(),
+        error: Box::new(error),
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
 /// A user from the system's user database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -43,8 +198,12 @@ pub struct User {
 
 /// Parse an octal file mode (`--chmod-socket`, `--umask`): 1 to 4 octal digits, at most 7777.
 /// `true` (an ini file's bare key) and the empty string mean `bare`.
-pub fn parse_mode(option: &str, text: &str, bare: Option<u32>) -> Result<u32, String> {
+pub fn parse_mode(option: &str, text: &str, bare: Option<u32>) -> Result<u32, Error> {
     let t = text.trim();
+    let mode = || Error::Mode {
+        option: option.to_string(),
+        text: text.to_string(),
+    };
     if let Some(b) = bare {
         if t.is_empty() || t.eq_ignore_ascii_case("true") {
             return Ok(b);
@@ -53,11 +212,9 @@ pub fn parse_mode(option: &str, text: &str, bare: Option<u32>) -> Result<u32, St
     let digits = t.strip_prefix("0o").unwrap_or(t);
     if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
     {
-        return Err(format!(
-            "{option} {text:?}: not an octal mode; write it like 660 or 0600"
-        ));
+        return Err(mode());
     }
-    u32::from_str_radix(digits, 8).map_err(|e| format!("{option} {text:?}: {e}"))
+    u32::from_str_radix(digits, 8).map_err(|_| mode())
 }
 
 fn buffer() -> Vec<u8> {
@@ -65,7 +222,7 @@ fn buffer() -> Vec<u8> {
 }
 
 /// Look a user up by name or number.
-pub fn lookup_user(text: &str) -> Result<Option<User>, String> {
+pub fn lookup_user(text: &str) -> Result<Option<User>, Error> {
     let mut pwd: libc::passwd = unsafe_zeroed_passwd();
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     let mut buf = buffer();
@@ -81,7 +238,10 @@ pub fn lookup_user(text: &str) -> Result<Option<User>, String> {
             )
         }
     } else {
-        let name = CString::new(text).map_err(|_| format!("user {text:?}: contains NUL"))?;
+        let name = CString::new(text).map_err(|_| Error::Nul {
+            what: Entry::User,
+            text: text.to_string(),
+        })?;
         // SAFETY: as above; name is a valid C string.
         unsafe {
             libc::getpwnam_r(
@@ -94,10 +254,11 @@ pub fn lookup_user(text: &str) -> Result<Option<User>, String> {
         }
     };
     if ret != 0 {
-        return Err(format!(
-            "looking up user {text:?}: {}",
-            std::io::Error::from_raw_os_error(ret)
-        ));
+        return Err(Error::Lookup {
+            what: Entry::User,
+            text: text.to_string(),
+            errno: ret,
+        });
     }
     if result.is_null() {
         return Ok(None);
@@ -123,11 +284,14 @@ fn unsafe_zeroed_passwd() -> libc::passwd {
 }
 
 /// Look a group up by name or number; returns its gid.
-pub fn lookup_group(text: &str) -> Result<Option<u32>, String> {
+pub fn lookup_group(text: &str) -> Result<Option<u32>, Error> {
     if let Ok(gid) = text.parse::<u32>() {
         return Ok(Some(gid));
     }
-    let name = CString::new(text).map_err(|_| format!("group {text:?}: contains NUL"))?;
+    let name = CString::new(text).map_err(|_| Error::Nul {
+        what: Entry::Group,
+        text: text.to_string(),
+    })?;
     // SAFETY: group is a plain C struct; all zero is a valid value.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::group = std::ptr::null_mut();
@@ -143,17 +307,18 @@ pub fn lookup_group(text: &str) -> Result<Option<u32>, String> {
         )
     };
     if ret != 0 {
-        return Err(format!(
-            "looking up group {text:?}: {}",
-            std::io::Error::from_raw_os_error(ret)
-        ));
+        return Err(Error::Lookup {
+            what: Entry::Group,
+            text: text.to_string(),
+            errno: ret,
+        });
     }
     Ok((!result.is_null()).then_some(grp.gr_gid))
 }
 
 /// Resolve `--chown-socket USER[:GROUP]` (numbers or names; a bare `:GROUP` changes the group
 /// only; a user without a group takes the user's primary group).
-pub fn parse_chown(text: &str) -> Result<(Option<u32>, Option<u32>), String> {
+pub fn parse_chown(text: &str) -> Result<(Option<u32>, Option<u32>), Error> {
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u.trim(), Some(g.trim())),
         None => (text.trim(), None),
@@ -161,43 +326,38 @@ pub fn parse_chown(text: &str) -> Result<(Option<u32>, Option<u32>), String> {
     let uid_gid = if user.is_empty() {
         None
     } else {
-        let u = lookup_user(user)
-            .map_err(|e| format!("--chown-socket {text}: {e}"))?
-            .ok_or_else(|| {
-                if user.parse::<u32>().is_ok() {
-                    // A number with no entry is still a uid.
-                    String::new()
-                } else {
-                    format!(
-                        "--chown-socket {text}: no user {user:?} on this system; create it or \
-                         give a uid"
-                    )
+        match lookup_user(user).map_err(within("--chown-socket", text))? {
+            Some(u) => Some((u.uid, u.gid)),
+            // A number with no entry is still a uid.
+            None => match user.parse::<u32>() {
+                Ok(uid) => Some((uid, u32::MAX)),
+                Err(_) => {
+                    return Err(within("--chown-socket", text)(Error::Unknown {
+                        what: Entry::User,
+                        name: user.to_string(),
+                    }))
                 }
-            });
-        match u {
-            Ok(u) => Some((u.uid, u.gid)),
-            Err(e) if e.is_empty() => Some((user.parse::<u32>().unwrap_or(0), u32::MAX)),
-            Err(e) => return Err(e),
+            },
         }
     };
     let gid = match group {
         Some("") | None => uid_gid.map(|(_, g)| g).filter(|&g| g != u32::MAX),
         Some(g) => Some(
             lookup_group(g)
-                .map_err(|e| format!("--chown-socket {text}: {e}"))?
+                .map_err(within("--chown-socket", text))?
                 .ok_or_else(|| {
-                    format!(
-                        "--chown-socket {text}: no group {g:?} on this system; create it or give \
-                         a gid"
-                    )
+                    within("--chown-socket", text)(Error::Unknown {
+                        what: Entry::Group,
+                        name: g.to_string(),
+                    })
                 })?,
         ),
     };
     let uid = uid_gid.map(|(u, _)| u);
     if uid.is_none() && gid.is_none() {
-        return Err(format!(
-            "--chown-socket {text:?}: give USER, USER:GROUP or :GROUP"
-        ));
+        return Err(Error::ChownEmpty {
+            text: text.to_string(),
+        });
     }
     Ok((uid, gid))
 }
@@ -249,9 +409,11 @@ mod tests {
         assert_eq!(parse_chown("0:4242"), Ok((Some(0), Some(4242))));
         assert!(parse_chown("no-such-user-uwsgid")
             .unwrap_err()
+            .to_string()
             .contains("no user"));
         assert!(parse_chown("root:no-such-group-uwsgid")
             .unwrap_err()
+            .to_string()
             .contains("no group"));
         assert!(parse_chown(":").is_err());
     }
@@ -300,21 +462,17 @@ pub fn resolve_identity(
     uid: Option<&str>,
     gid: Option<&str>,
     master_as_root: bool,
-) -> Result<Option<Identity>, String> {
+) -> Result<Option<Identity>, Error> {
     if uid.is_none() && gid.is_none() {
         if master_as_root {
-            return Err(
-                "--master-as-root without --uid or --gid: nothing to drop; give \
-                        --uid USER (and --gid GROUP)"
-                    .into(),
-            );
+            return Err(Error::MasterAsRootAlone);
         }
         return Ok(None);
     }
     let user = match uid {
         Some(u) => Some(
             lookup_user(u)
-                .map_err(|e| format!("--uid {u}: {e}"))?
+                .map_err(within("--uid", u))?
                 .or_else(|| {
                     // A bare number without a user entry is still a uid (as in containers).
                     u.parse::<u32>().ok().map(|n| User {
@@ -324,26 +482,21 @@ pub fn resolve_identity(
                         home: String::new(),
                     })
                 })
-                .ok_or_else(|| {
-                    format!("--uid {u}: no such user on this system; create it or give a uid")
-                })?,
+                .ok_or_else(|| within("--uid", u)(Error::NoSuch(Entry::User)))?,
         ),
         None => None,
     };
     let gid_value = match gid {
         Some(g) => lookup_group(g)
-            .map_err(|e| format!("--gid {g}: {e}"))?
-            .ok_or_else(|| {
-                format!("--gid {g}: no such group on this system; create it or give a gid")
-            })?,
+            .map_err(within("--gid", g))?
+            .ok_or_else(|| within("--gid", g)(Error::NoSuch(Entry::Group)))?,
         None => match &user {
             Some(u) if u.gid != u32::MAX => u.gid,
             Some(u) => {
-                return Err(format!(
-                    "--uid {}: uid {} has no user entry, so no group: give --gid too",
-                    uid.unwrap_or_default(),
-                    u.uid
-                ))
+                return Err(Error::UidWithoutGroup {
+                    uid: uid.unwrap_or_default().to_string(),
+                    number: u.uid,
+                })
             }
             None => unreachable!("uid or gid is given"),
         },
@@ -375,21 +528,16 @@ pub fn resolve_identity(
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let already = id.uid.is_none_or(|u| u == euid) && id.gid == egid;
     if euid != 0 && !already {
-        return Err(format!(
-            "--uid/--gid {}: uwsgid runs as uid {euid} gid {egid} and cannot change to uid {} \
-             gid {}; start it as root (it binds, then drops), or leave --uid/--gid out",
-            id.shown,
-            id.uid
-                .map(|u| u.to_string())
-                .unwrap_or_else(|| euid.to_string()),
-            id.gid
-        ));
+        return Err(Error::NotPermitted {
+            shown: id.shown,
+            euid,
+            egid,
+            uid: id.uid.unwrap_or(euid),
+            gid: id.gid,
+        });
     }
     if id.uid == Some(0) {
-        return Err(format!(
-            "--uid {}: that is root; give an unprivileged user",
-            id.shown
-        ));
+        return Err(Error::Root { shown: id.shown });
     }
     Ok(Some(id))
 }
@@ -397,7 +545,7 @@ pub fn resolve_identity(
 /// Become `id` for good: supplementary groups, group, then user (all of real, effective and
 /// saved ids), checked afterwards. The process stays dumpable, so its owner (the new user) can
 /// still read its `/proc/PID/fd` (how uwsgictl ties a FIFO to its master).
-pub fn become_identity(id: &Identity) -> Result<(), String> {
+pub fn become_identity(id: &Identity) -> Result<(), Error> {
     // SAFETY: getuid/getgid have no memory effects.
     let (uid_now, gid_now) = unsafe { (libc::getuid(), libc::getgid()) };
     if id.uid.is_none_or(|u| u == uid_now) && id.gid == gid_now && uid_now != 0 {
@@ -407,30 +555,30 @@ pub fn become_identity(id: &Identity) -> Result<(), String> {
     // SAFETY: setgroups reads `gids.len()` gids from a live vector; the id calls take integers.
     unsafe {
         if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-            return Err(format!(
-                "--gid: setgroups: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(Error::Drop {
+                option: "--gid".into(),
+                call: "setgroups",
+                errno: last_errno(),
+            });
         }
         if libc::setresgid(id.gid, id.gid, id.gid) != 0 {
-            return Err(format!(
-                "--gid {}: setresgid: {}",
-                id.gid,
-                std::io::Error::last_os_error()
-            ));
+            return Err(Error::Drop {
+                option: format!("--gid {}", id.gid),
+                call: "setresgid",
+                errno: last_errno(),
+            });
         }
         if let Some(uid) = id.uid {
             if libc::setresuid(uid, uid, uid) != 0 {
-                return Err(format!(
-                    "--uid {uid}: setresuid: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(Error::Drop {
+                    option: format!("--uid {uid}"),
+                    call: "setresuid",
+                    errno: last_errno(),
+                });
             }
             // Root must be gone for good.
             if uid != 0 && (libc::setuid(0) == 0 || libc::geteuid() == 0) {
-                return Err(format!(
-                    "--uid {uid}: root could be regained after the drop"
-                ));
+                return Err(Error::Regained { uid });
             }
         }
         libc::prctl(libc::PR_SET_DUMPABLE, 1 as libc::c_ulong, 0, 0, 0);
@@ -453,7 +601,7 @@ pub fn drop_in_child(id: Option<&Identity>) {
 
 /// In the master, once what needs root exists: become `--uid`/`--gid` (unless
 /// `--master-as-root`), logging it once.
-pub fn drop_master(id: Option<&Identity>) -> Result<(), String> {
+pub fn drop_master(id: Option<&Identity>) -> Result<(), Error> {
     let Some(id) = id else {
         return Ok(());
     };

@@ -55,27 +55,73 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Why systemd cannot be notified: each names the `NOTIFY_SOCKET` value. Logged, never fatal:
+/// the instance runs without notifying.
+#[derive(Debug)]
+pub enum Error {
+    Empty,
+    /// `@` alone.
+    NoName,
+    /// Longer than a Unix socket address holds (`max` bytes).
+    TooLong {
+        value: String,
+        max: usize,
+    },
+    /// Neither an absolute path nor `@name` (or a path with a NUL byte).
+    NotAnAddress {
+        value: String,
+    },
+    /// The address is refused by the kernel's address rules.
+    Address {
+        target: Target,
+        error: io::Error,
+    },
+    /// No datagram socket could be created.
+    Socket(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Empty => f.write_str("NOTIFY_SOCKET is empty"),
+            Error::NoName => f.write_str("NOTIFY_SOCKET=@ names no socket"),
+            Error::TooLong { value, max } => {
+                write!(f, "NOTIFY_SOCKET={value}: longer than {max} bytes")
+            }
+            Error::NotAnAddress { value } => {
+                write!(f, "NOTIFY_SOCKET={value}: not an absolute path or @name")
+            }
+            Error::Address { target, error } => write!(f, "NOTIFY_SOCKET={target}: {error}"),
+            Error::Socket(e) => write!(f, "cannot create a datagram socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
 /// Parse a `NOTIFY_SOCKET` value: an absolute path, or `@name`.
-pub fn parse_target(value: &[u8]) -> Result<Target, String> {
+pub fn parse_target(value: &[u8]) -> Result<Target, Error> {
     // sun_path holds 108 bytes, one of them the leading NUL (abstract) or the trailing one.
     const MAX: usize = 107;
     let shown = String::from_utf8_lossy(value);
     match value {
-        [] => Err("NOTIFY_SOCKET is empty".into()),
-        [b'@'] => Err("NOTIFY_SOCKET=@ names no socket".into()),
-        [b'@', name @ ..] if name.len() > MAX => {
-            Err(format!("NOTIFY_SOCKET={shown}: longer than {MAX} bytes"))
-        }
+        [] => Err(Error::Empty),
+        [b'@'] => Err(Error::NoName),
+        [b'@', name @ ..] if name.len() > MAX => Err(Error::TooLong {
+            value: shown.into_owned(),
+            max: MAX,
+        }),
         [b'@', name @ ..] => Ok(Target::Abstract(name.to_vec())),
-        [b'/', ..] if value.len() > MAX => {
-            Err(format!("NOTIFY_SOCKET={shown}: longer than {MAX} bytes"))
-        }
+        [b'/', ..] if value.len() > MAX => Err(Error::TooLong {
+            value: shown.into_owned(),
+            max: MAX,
+        }),
         [b'/', ..] if !value.contains(&0) => Ok(Target::Path(std::path::PathBuf::from(
             std::ffi::OsStr::from_bytes(value),
         ))),
-        _ => Err(format!(
-            "NOTIFY_SOCKET={shown}: not an absolute path or @name"
-        )),
+        _ => Err(Error::NotAnAddress {
+            value: shown.into_owned(),
+        }),
     }
 }
 
@@ -139,16 +185,19 @@ impl Notifier {
     }
 
     /// A sender to `notify_socket` (a `NOTIFY_SOCKET` value) with the given watchdog interval.
-    pub fn new(notify_socket: &[u8], watchdog: Option<Duration>) -> Result<Notifier, String> {
+    pub fn new(notify_socket: &[u8], watchdog: Option<Duration>) -> Result<Notifier, Error> {
         let target = parse_target(notify_socket)?;
         let addr = match &target {
             Target::Path(p) => SocketAddr::from_pathname(p),
             Target::Abstract(n) => SocketAddr::from_abstract_name(n),
-        }
-        .map_err(|e| format!("NOTIFY_SOCKET={target}: {e}"))?;
+        };
+        let addr = match addr {
+            Ok(a) => a,
+            Err(error) => return Err(Error::Address { target, error }),
+        };
         let socket = UnixDatagram::unbound()
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .map_err(|e| format!("cannot create a datagram socket: {e}"))?;
+            .map_err(Error::Socket)?;
         Ok(Notifier {
             target,
             addr,
@@ -318,6 +367,7 @@ mod tests {
         let long = format!("/{}", "x".repeat(200));
         assert!(parse_target(long.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("longer"));
     }
 

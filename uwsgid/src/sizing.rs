@@ -43,14 +43,39 @@ pub struct Budget {
     pub source: String,
 }
 
+/// A malformed `cpu.max` (reported beside the worker count it leaves, never fatal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuMaxError {
+    Empty,
+    /// The period word is not a number.
+    Period(String),
+    /// The quota word is neither a number nor `max`.
+    Quota(String),
+    ZeroPeriod,
+    /// In which file (shown from the root of the file system).
+    In(PathBuf, Box<CpuMaxError>),
+}
+
+impl std::fmt::Display for CpuMaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CpuMaxError::Empty => f.write_str("cpu.max is empty"),
+            CpuMaxError::Period(p) => write!(f, "cpu.max period {p:?} is not a number"),
+            CpuMaxError::Quota(q) => write!(f, "cpu.max quota {q:?} is neither a number nor max"),
+            CpuMaxError::ZeroPeriod => f.write_str("cpu.max period is 0"),
+            CpuMaxError::In(file, e) => write!(f, "{}: {e}", file.display()),
+        }
+    }
+}
+
+impl std::error::Error for CpuMaxError {}
+
 /// Parse a `cpu.max` file: `None` for `max` (no quota), an error for anything else malformed.
-pub fn parse_cpu_max(text: &str) -> Result<Option<(u64, u64)>, String> {
+pub fn parse_cpu_max(text: &str) -> Result<Option<(u64, u64)>, CpuMaxError> {
     let mut words = text.split_whitespace();
-    let quota = words.next().ok_or("cpu.max is empty")?;
+    let quota = words.next().ok_or(CpuMaxError::Empty)?;
     let period: u64 = match words.next() {
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("cpu.max period {p:?} is not a number"))?,
+        Some(p) => p.parse().map_err(|_| CpuMaxError::Period(p.to_string()))?,
         None => 100_000,
     };
     if quota == "max" {
@@ -58,9 +83,9 @@ pub fn parse_cpu_max(text: &str) -> Result<Option<(u64, u64)>, String> {
     }
     let quota: u64 = quota
         .parse()
-        .map_err(|_| format!("cpu.max quota {quota:?} is neither a number nor max"))?;
+        .map_err(|_| CpuMaxError::Quota(quota.to_string()))?;
     if period == 0 {
-        return Err("cpu.max period is 0".into());
+        return Err(CpuMaxError::ZeroPeriod);
     }
     Ok(Some((quota, period)))
 }
@@ -104,7 +129,7 @@ fn unescape(s: &str) -> String {
 
 /// The tightest cgroup v2 CPU quota on this process, reading the files under `root` (`/` for
 /// the real system). `Ok(None)`: no cgroup v2, or no quota anywhere up to the mount.
-pub fn cpu_quota(root: &Path) -> Result<Option<Quota>, String> {
+pub fn cpu_quota(root: &Path) -> Result<Option<Quota>, CpuMaxError> {
     let under = |p: &str| root.join(p.trim_start_matches('/'));
     let Ok(cgroup) = std::fs::read_to_string(under("proc/self/cgroup")) else {
         return Ok(None);
@@ -132,7 +157,7 @@ pub fn cpu_quota(root: &Path) -> Result<Option<Quota>, String> {
                 .strip_prefix(root)
                 .map_or(file.clone(), |p| Path::new("/").join(p));
             if let Some((quota_us, period_us)) =
-                parse_cpu_max(&text).map_err(|e| format!("{}: {e}", shown.display()))?
+                parse_cpu_max(&text).map_err(|e| CpuMaxError::In(shown.clone(), Box::new(e)))?
             {
                 let q = Quota {
                     quota_us,
@@ -310,7 +335,7 @@ mod tests {
     fn no_cgroup_v2_or_no_files_is_no_quota_and_garbage_is_an_error() {
         assert_eq!(cpu_quota(&fixture("v1-only")).unwrap(), None);
         assert_eq!(cpu_quota(&fixture("does-not-exist")).unwrap(), None);
-        let e = cpu_quota(&fixture("garbage")).unwrap_err();
+        let e = cpu_quota(&fixture("garbage")).unwrap_err().to_string();
         assert!(
             e.contains("/sys/fs/cgroup/cpu.max") && e.contains("quota"),
             "{e}"

@@ -146,25 +146,51 @@ pub struct StatsServer {
     retry_at: Option<Instant>,
 }
 
+/// Why `--stats ADDR` cannot be bound; each names the address and the fix. Fatal at startup,
+/// logged at a reload that changes it.
+#[derive(Debug)]
+pub enum Error {
+    /// A Unix socket path holds something that is not a socket.
+    NotASocket(PathBuf),
+    /// A Unix socket path is being served by another process.
+    InUse(PathBuf),
+    /// Binding or setting up the socket failed.
+    Io(StatsAddr, io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotASocket(p) => write!(
+                f,
+                "--stats {}: exists and is not a socket; remove it",
+                p.display()
+            ),
+            Error::InUse(p) => write!(
+                f,
+                "--stats {}: another process is serving stats there",
+                p.display()
+            ),
+            Error::Io(addr, e) => write!(f, "--stats {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
 impl StatsServer {
-    pub fn bind(addr: &StatsAddr, http: bool, backlog: i32) -> Result<StatsServer, String> {
-        let fail = |e: io::Error| format!("--stats {addr}: {e}");
+    pub fn bind(addr: &StatsAddr, http: bool, backlog: i32) -> Result<StatsServer, Error> {
+        let fail = |e: io::Error| Error::Io(addr.clone(), e);
         let (fd, created_path): (OwnedFd, _) = match addr {
             StatsAddr::Tcp(a) => (std::net::TcpListener::bind(a).map_err(fail)?.into(), None),
             StatsAddr::Unix(p) => {
                 if let Ok(m) = std::fs::symlink_metadata(p) {
                     use std::os::unix::fs::FileTypeExt;
                     if !m.file_type().is_socket() {
-                        return Err(format!(
-                            "--stats {}: exists and is not a socket; remove it",
-                            p.display()
-                        ));
+                        return Err(Error::NotASocket(p.clone()));
                     }
                     if std::os::unix::net::UnixStream::connect(p).is_ok() {
-                        return Err(format!(
-                            "--stats {}: another process is serving stats there",
-                            p.display()
-                        ));
+                        return Err(Error::InUse(p.clone()));
                     }
                     let _ = std::fs::remove_file(p);
                 }

@@ -694,7 +694,7 @@ pub fn ini(data: &[u8]) -> String {
                             "config ok".to_string()
                         }
                         Err(e) => {
-                            assert!(!e.is_empty());
+                            assert!(!e.to_string().is_empty());
                             "config refused".into()
                         }
                     }
@@ -710,7 +710,10 @@ pub fn ini(data: &[u8]) -> String {
             }
         }
         Err(e) => {
-            assert!(e.contains("fuzz.ini"), "the error names the file: {e}");
+            assert!(
+                e.to_string().contains("fuzz.ini"),
+                "the error names the file: {e}"
+            );
             "ini refused".into()
         }
     };
@@ -800,6 +803,7 @@ pub fn exec(data: &[u8]) -> String {
             format!("split {}", words.len().min(3))
         }
         Err(e) => {
+            let e = e.to_string();
             assert!(!e.is_empty());
             format!(
                 "refused {}",
@@ -883,7 +887,7 @@ pub fn addr(data: &[u8]) -> String {
                 sig.push_str("unix");
             }
             Err(e) => {
-                assert!(e.starts_with("--http-socket"), "{e}");
+                assert!(e.to_string().starts_with("--http-socket"), "{e}");
                 sig.push_str("refused");
             }
         }

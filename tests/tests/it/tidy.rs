@@ -2,7 +2,8 @@
 //! header; `unsafe` appears only in the files named in [`UNSAFE_ALLOWED`] and each block is
 //! preceded by a `// SAFETY:` comment; no debugging macro is left in; nothing reads the
 //! reading material outside the repository, and every `include_str!`-style path stays inside
-//! it. The checks look at code only: comments, strings and char literals are blanked first.
+//! it; the daemon's errors are typed (no `Result<_, String>` in `uwsgid` or `uwsgid-python`).
+//! The checks look at code only: comments, strings and char literals are blanked first.
 //!
 //! The words the checks look for are built with `concat!` so this file does not trip them.
 
@@ -406,4 +407,104 @@ fn tidy_code_only_blanks_comments_strings_and_chars() {
     }
     assert_eq!(word_at("a unsafe_x unsafe {", "unsafe"), vec![11]);
     assert!(word_at(&code_only("// unsafe {\n"), UNSAFE).is_empty());
+}
+
+/// Each `Result<…, String>` in `code` (its generic arguments may span lines): the line and the
+/// type, whitespace collapsed.
+fn string_errors(code: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for at in word_at(code, "Result") {
+        let rest = &code[at + "Result".len()..];
+        let Some(args) = rest.strip_prefix('<') else {
+            continue;
+        };
+        // The generic arguments up to the matching '>' (a '->' inside is an arrow).
+        let (mut depth, mut end, mut prev) = (1usize, None, ' ');
+        for (i, c) in args.char_indices() {
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                '>' if prev != '-' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = Some(i);
+                break;
+            }
+            prev = c;
+        }
+        let Some(end) = end else { continue };
+        let inner = &args[..end];
+        let (mut depth, mut last, mut prev) = (0i32, 0usize, ' ');
+        for (i, c) in inner.char_indices() {
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                '>' if prev != '-' => depth -= 1,
+                ',' if depth == 0 => last = i + 1,
+                _ => {}
+            }
+            prev = c;
+        }
+        if last > 0 && inner[last..].trim() == "String" {
+            let line = code[..at].matches('\n').count() + 1;
+            let shown = format!("Result<{inner}>")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push((line, shown));
+        }
+    }
+    out
+}
+
+#[test]
+fn tidy_daemon_errors_are_typed_not_strings() {
+    let (_, rs) = rust_files();
+    let bad: Vec<String> = rs
+        .iter()
+        .filter(|(rel, _)| rel.starts_with("uwsgid/") || rel.starts_with("uwsgid-python/"))
+        .flat_map(|(rel, text)| {
+            string_errors(&code_only(text))
+                .into_iter()
+                .map(move |(line, ty)| format!("{rel}:{line}: {ty}"))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "uwsgid's errors are small enums whose Display names the input and the fix (see \
+         cli::Invalid, config::Error, listener::Error); these return a String instead:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn tidy_string_errors_finds_them_across_lines_and_nested() {
+    let found = |src: &str| string_errors(&code_only(src));
+    assert_eq!(
+        found("fn f() -> Result<u8, String> {}"),
+        [(1, "Result<u8, String>".to_string())]
+    );
+    assert_eq!(
+        found("fn f()\n -> Result<Option<(u8, Vec<u16>)>,\n   String> {}").len(),
+        1
+    );
+    assert_eq!(
+        found("let c = |x| -> Result<String, String> { x };").len(),
+        1
+    );
+    assert_eq!(
+        found("type F = Result<Box<dyn Fn() -> u8>, String>;").len(),
+        1
+    );
+    for fine in [
+        "fn f() -> Result<String, Error> {}",
+        "fn f() -> io::Result<String> {}",
+        "fn f() -> Result<(), StringError> {}",
+        "fn f() -> Result<HashMap<String, String>, Error> {}",
+        "// fn f() -> Result<u8, String>",
+        "let s = \"Result<u8, String>\";",
+    ] {
+        assert!(found(fine).is_empty(), "{fine}: {:?}", found(fine));
+    }
 }

@@ -1,5 +1,6 @@
 //! Graceful reloads lose nothing: no request cut, no connection refused, across 20 reloads;
-//! a rebuilt binary takes effect; a bad configuration or a failed execve keeps the old instance.
+//! a rebuilt binary takes effect; a bad configuration or a failed execve keeps the old instance;
+//! a channel the re-executed master cannot open is logged, not fatal.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -171,6 +172,40 @@ fn a_reload_with_a_bad_configuration_keeps_the_instance_serving() {
     d.signal(libc::SIGHUP);
     let s = d.wait_generation(2);
     assert_eq!(s["workers"].as_array().unwrap().len(), 3);
+}
+
+/// A channel the new configuration names but the re-executed master cannot open (here a
+/// `--stats` path that holds a regular file: the options check passes, the bind fails) is
+/// logged and shown; the instance keeps serving without it instead of exiting.
+#[test]
+fn a_reload_whose_stats_socket_cannot_be_bound_keeps_the_instance_serving() {
+    let dir = TestDir::new("reload-stats-busy");
+    let ini = dir.write("app.ini", "[uwsgi]\nprocesses = 2\n");
+    let d = Daemon::start(&dir, &["--ini", ini.to_str().unwrap()]);
+    let blocker = dir.write("not-a-socket", "a regular file\n");
+    dir.write(
+        "app.ini",
+        &format!("[uwsgi]\nprocesses = 2\nstats = {}\n", blocker.display()),
+    );
+    d.signal(libc::SIGHUP);
+    let log = d.wait_log("the instance keeps serving without it");
+    let line = log
+        .lines()
+        .find(|l| l.contains("the instance keeps serving without it"))
+        .unwrap();
+    assert!(
+        line.contains("--stats") && line.contains("exists and is not a socket"),
+        "{line}"
+    );
+    d.assert_alive();
+    assert_eq!(d.get("/").unwrap().0, 200);
+    // Fixed: the next reload binds the stats socket again and shows what went wrong.
+    dir.write("app.ini", "[uwsgi]\nprocesses = 2\n");
+    d.signal(libc::SIGHUP);
+    let s = d.wait_generation(3);
+    let error = s["uwsgid"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("keeps serving without it"), "{s}");
+    assert_eq!(d.get("/").unwrap().0, 200);
 }
 
 #[test]

@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use super::Error;
+
 /// One `key = value` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Raw {
@@ -37,27 +39,27 @@ impl Format {
 }
 
 /// The entries of `section` in `text`. `Ok(None)`: the file has no such section.
-pub fn section(text: &str, section: &str, format: Format) -> Result<Option<Vec<Raw>>, String> {
+pub fn section(text: &str, section: &str, format: Format) -> Result<Option<Vec<Raw>>, Error> {
     match format {
         Format::Ini => ini_section(text, section),
         Format::Json => {
             // Checked as JSON, then read by the YAML reader (JSON is YAML's flow style),
             // which keeps the keys in file order.
             serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("not valid JSON: {e}"))?;
+                .map_err(|e| Error::NotJson(e.to_string()))?;
             let v: serde_yaml_ng::Value =
-                serde_yaml_ng::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+                serde_yaml_ng::from_str(text).map_err(|e| Error::NotJson(e.to_string()))?;
             structured(v, section)
         }
         Format::Yaml => {
             let v: serde_yaml_ng::Value =
-                serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+                serde_yaml_ng::from_str(text).map_err(|e| Error::NotYaml(e.to_string()))?;
             structured(v, section)
         }
     }
 }
 
-fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, String> {
+fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, Error> {
     let mut out = Vec::new();
     let mut inside = false;
     let mut found = false;
@@ -68,10 +70,10 @@ fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, String> {
         }
         if let Some(rest) = line.strip_prefix('[') {
             let Some((name, _)) = rest.split_once(']') else {
-                return Err(format!(
-                    "line {}: unterminated section header {line:?}",
-                    n + 1
-                ));
+                return Err(Error::UnterminatedHeader {
+                    line: n + 1,
+                    text: line.to_string(),
+                });
             };
             let name = name.trim();
             inside = name == want;
@@ -86,7 +88,10 @@ fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, String> {
             None => (line, ""),
         };
         if key.is_empty() {
-            return Err(format!("line {}: {line:?} has no option name", n + 1));
+            return Err(Error::NoKey {
+                line: n + 1,
+                text: line.to_string(),
+            });
         }
         let value = value
             .strip_prefix('"')
@@ -101,28 +106,24 @@ fn ini_section(text: &str, want: &str) -> Result<Option<Vec<Raw>>, String> {
     Ok(found.then_some(out))
 }
 
-fn structured(v: serde_yaml_ng::Value, want: &str) -> Result<Option<Vec<Raw>>, String> {
+fn structured(v: serde_yaml_ng::Value, want: &str) -> Result<Option<Vec<Raw>>, Error> {
     use serde_yaml_ng::Value;
     let Value::Mapping(top) = v else {
-        return Err("the top level must be an object of sections".into());
+        return Err(Error::TopLevel);
     };
     let Some(sec) = top.get(want) else {
         return Ok(None);
     };
     let Value::Mapping(sec) = sec else {
-        return Err(format!("section {want:?} must be an object of options"));
+        return Err(Error::SectionNotObject(want.to_string()));
     };
-    let scalar = |k: &str, v: &Value| -> Result<String, String> {
+    let scalar = |k: &str, v: &Value| -> Result<String, Error> {
         Ok(match v {
             Value::String(s) => s.clone(),
             Value::Bool(b) => b.to_string(),
             Value::Number(n) => n.to_string(),
             Value::Null => String::new(),
-            _ => {
-                return Err(format!(
-                    "{k}: a value must be a string, number, boolean or list"
-                ))
-            }
+            _ => return Err(Error::BadValue(k.to_string())),
         })
     };
     let mut out = Vec::new();
@@ -162,9 +163,11 @@ mod tests {
         assert!(ini_section(t, "nope").unwrap().is_none());
         assert!(ini_section("[uwsgi\n", "uwsgi")
             .unwrap_err()
+            .to_string()
             .contains("line 1"));
         assert!(ini_section("[uwsgi]\n = 3\n", "uwsgi")
             .unwrap_err()
+            .to_string()
             .contains("no option name"));
     }
 

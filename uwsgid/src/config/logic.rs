@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use super::Error;
+
 /// Whether `key` opens an `if` block.
 pub fn is_if(key: &str) -> bool {
     matches!(
@@ -90,21 +92,27 @@ pub fn test(
 }
 
 /// The items of a `for*` loop.
-pub fn items(key: &str, value: &str) -> Result<Vec<String>, String> {
+pub fn items(key: &str, value: &str) -> Result<Vec<String>, Error> {
     Ok(match key {
         "for" => value.split_whitespace().map(str::to_string).collect(),
         "for-times" => {
             let n: u32 = value
                 .trim()
                 .parse()
-                .map_err(|_| format!("for-times = {value:?}: not a count"))?;
+                .map_err(|_| Error::NotACount(value.to_string()))?;
             (1..=n.min(10_000)).map(|i| i.to_string()).collect()
         }
         "for-readline" if !Path::new(value).is_file() => {
-            return Err(format!("for-readline = {value}: not a regular file"))
+            return Err(Error::ForReadline {
+                value: value.to_string(),
+                error: None,
+            })
         }
         "for-readline" => std::fs::read_to_string(value)
-            .map_err(|e| format!("for-readline = {value}: {e}"))?
+            .map_err(|e| Error::ForReadline {
+                value: value.to_string(),
+                error: Some(e),
+            })?
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(str::to_string)

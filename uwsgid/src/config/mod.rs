@@ -28,6 +28,223 @@ const MAX_DEPTH: usize = 16;
 /// How many entries a configuration may expand to (loops and includes multiply them).
 const MAX_ENTRIES: usize = 100_000;
 
+/// Why the configuration cannot be read: each names the file and line (or the option naming
+/// the file), the key and the value, and what to write instead.
+#[derive(Debug)]
+pub enum Error {
+    /// `ini =`/`include =` nesting past [`MAX_DEPTH`].
+    Nesting {
+        option: String,
+        spec: String,
+    },
+    /// `:section` with no current file.
+    BareSection {
+        option: String,
+        spec: String,
+    },
+    /// The file cannot be read.
+    Read {
+        option: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file's text is refused (`error` says where in it).
+    File {
+        option: String,
+        path: PathBuf,
+        error: Box<Error>,
+    },
+    NoSection {
+        option: String,
+        path: PathBuf,
+        want: String,
+    },
+    /// Something wrong at `at` (`FILE line N`).
+    At {
+        at: String,
+        error: Box<Error>,
+    },
+    /// Loops and includes multiplied the entries past [`MAX_ENTRIES`].
+    TooMany {
+        at: String,
+    },
+    /// An `if*`/`for*` block without its end.
+    Unclosed {
+        at: String,
+        key: String,
+        close: &'static str,
+    },
+    /// `set-placeholder` without `NAME=VALUE`.
+    SetPlaceholder {
+        at: String,
+        key: String,
+        value: String,
+    },
+    /// A flag's value: `comment` when it is a false spelling followed by what looks like an
+    /// inline comment (uWSGI reads that as true).
+    NotBool {
+        at: String,
+        key: String,
+        value: String,
+        comment: bool,
+    },
+    /// A command-line option naming a file, without its value.
+    NeedsValue(String),
+    // The file's text (ini.rs): the caller adds the file.
+    NotJson(String),
+    NotYaml(String),
+    UnterminatedHeader {
+        line: usize,
+        text: String,
+    },
+    NoKey {
+        line: usize,
+        text: String,
+    },
+    TopLevel,
+    SectionNotObject(String),
+    /// A JSON/YAML value that is a map, or a key that is not a scalar.
+    BadValue(String),
+    // Placeholders (placeholders.rs): the caller adds file and line.
+    /// `@(scheme://...)`.
+    Scheme {
+        path: String,
+        scheme: String,
+    },
+    NotRegular(String),
+    Unreadable {
+        path: String,
+        error: std::io::Error,
+    },
+    // Config logic (logic.rs).
+    NotACount(String),
+    ForReadline {
+        value: String,
+        error: Option<std::io::Error>,
+    },
+}
+
+impl Error {
+    /// The message already says which file and line (an error inside a nested file).
+    fn located(&self) -> bool {
+        match self {
+            Error::At { .. }
+            | Error::TooMany { .. }
+            | Error::Unclosed { .. }
+            | Error::SetPlaceholder { .. }
+            | Error::NotBool { .. } => true,
+            Error::File { error, .. } => matches!(
+                **error,
+                Error::UnterminatedHeader { .. }
+                    | Error::NoKey { .. }
+                    | Error::NotJson(_)
+                    | Error::NotYaml(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Nesting { option, spec } => write!(
+                f,
+                "{option} {spec}: configuration files nest deeper than {MAX_DEPTH} (a file \
+                 including itself?)"
+            ),
+            Error::BareSection { option, spec } => write!(
+                f,
+                "{option} {spec}: a bare :section needs a file; give FILE:section"
+            ),
+            Error::Read {
+                option,
+                path,
+                error,
+            } => write!(
+                f,
+                "--{option} {}: {error}; give the path of a readable configuration file",
+                path.display()
+            ),
+            Error::File {
+                option,
+                path,
+                error,
+            } => write!(f, "--{option} {}: {error}", path.display()),
+            Error::NoSection { option, path, want } => write!(
+                f,
+                "--{option} {}: no [{want}] section; options go under a [{want}] header",
+                path.display()
+            ),
+            Error::At { at, error } => write!(f, "{at}: {error}"),
+            Error::TooMany { at } => write!(
+                f,
+                "{at}: the configuration expands to more than {MAX_ENTRIES} entries (loops or \
+                 includes multiply them)"
+            ),
+            Error::Unclosed { at, key, close } => write!(f, "{at}: {key} has no matching {close}"),
+            Error::SetPlaceholder { at, key, value } => {
+                write!(f, "{at}: {key} = {value:?}: expected NAME=VALUE")
+            }
+            Error::NotBool {
+                at,
+                key,
+                value,
+                comment: true,
+            } => write!(
+                f,
+                "{at}: {key} = {value:?}: uWSGI reads this as true (there are no inline \
+                 comments, and only an exact false/no/off/0 is false); remove the comment"
+            ),
+            Error::NotBool { at, key, value, .. } => write!(
+                f,
+                "{at}: {key} = {value:?} is not a boolean; use true/false, yes/no, on/off or 1/0"
+            ),
+            Error::NeedsValue(name) => write!(f, "--{name} needs a value"),
+            Error::NotJson(e) => write!(f, "not valid JSON: {e}"),
+            Error::NotYaml(e) => write!(f, "not valid YAML: {e}"),
+            Error::UnterminatedHeader { line, text } => {
+                write!(f, "line {line}: unterminated section header {text:?}")
+            }
+            Error::NoKey { line, text } => write!(f, "line {line}: {text:?} has no option name"),
+            Error::TopLevel => f.write_str("the top level must be an object of sections"),
+            Error::SectionNotObject(want) => {
+                write!(f, "section {want:?} must be an object of options")
+            }
+            Error::BadValue(k) => {
+                write!(f, "{k}: a value must be a string, number, boolean or list")
+            }
+            Error::Scheme { path, scheme } => write!(
+                f,
+                "@({path}): the {scheme}:// scheme is refused (a configuration file may not run \
+                 commands or fetch URLs); @(PATH) reads a local file"
+            ),
+            Error::NotRegular(path) => write!(f, "@({path}): not a regular file"),
+            Error::Unreadable { path, error } => {
+                write!(f, "@({path}): {error}; give a readable file")
+            }
+            Error::NotACount(value) => write!(f, "for-times = {value:?}: not a count"),
+            Error::ForReadline { value, error: None } => {
+                write!(f, "for-readline = {value}: not a regular file")
+            }
+            Error::ForReadline {
+                value,
+                error: Some(e),
+            } => write!(f, "for-readline = {value}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `FILE line N: error`.
+fn at(at: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |error| Error::At {
+        at: at.to_string(),
+        error: Box::new(error),
+    }
+}
+
 /// One option given, with where it came from.
 #[derive(Clone, Debug)]
 struct Entry {
@@ -197,41 +414,44 @@ impl Reader {
         spec: &str,
         format: Option<Format>,
         current: Option<&FileInfo>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if self.depth >= MAX_DEPTH {
-            return Err(format!(
-                "{option} {spec}: configuration files nest deeper than {MAX_DEPTH} (a file \
-                 including itself?)"
-            ));
+            return Err(Error::Nesting {
+                option: option.to_string(),
+                spec: spec.to_string(),
+            });
         }
         let (path_text, section) = split_spec(spec);
         let path: PathBuf = if path_text.is_empty() {
             match current {
                 Some(c) => c.abs.clone(),
                 None => {
-                    return Err(format!(
-                        "{option} {spec}: a bare :section needs a file; give FILE:section"
-                    ))
+                    return Err(Error::BareSection {
+                        option: option.to_string(),
+                        spec: spec.to_string(),
+                    })
                 }
             }
         } else {
             PathBuf::from(path_text)
         };
         let format = format.unwrap_or_else(|| Format::of(&path));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "--{option} {}: {e}; give the path of a readable configuration file",
-                path.display()
-            )
+        let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
+            option: option.to_string(),
+            path: path.clone(),
+            error,
         })?;
         let want = section.unwrap_or("uwsgi");
         let raws = ini::section(&text, want, format)
-            .map_err(|e| format!("--{option} {}: {e}", path.display()))?
-            .ok_or_else(|| {
-                format!(
-                    "--{option} {}: no [{want}] section; options go under a [{want}] header",
-                    path.display()
-                )
+            .map_err(|e| Error::File {
+                option: option.to_string(),
+                path: path.clone(),
+                error: Box::new(e),
+            })?
+            .ok_or_else(|| Error::NoSection {
+                option: option.to_string(),
+                path: path.clone(),
+                want: want.to_string(),
             })?;
         // %o is the path as named, without the section (as uWSGI 2.0 prints it).
         let given = match current {
@@ -249,12 +469,7 @@ impl Reader {
         r
     }
 
-    fn expand(
-        &self,
-        value: &str,
-        file: &FileInfo,
-        binding: Option<&str>,
-    ) -> Result<String, String> {
+    fn expand(&self, value: &str, file: &FileInfo, binding: Option<&str>) -> Result<String, Error> {
         let top = self.top.as_ref().unwrap_or(file);
         placeholders::expand(
             value,
@@ -268,7 +483,7 @@ impl Reader {
         )
     }
 
-    fn run(&mut self, raws: &[Raw], file: &FileInfo, binding: Option<&str>) -> Result<(), String> {
+    fn run(&mut self, raws: &[Raw], file: &FileInfo, binding: Option<&str>) -> Result<(), Error> {
         let name = file.given.clone();
         let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
         let mut i = 0;
@@ -277,19 +492,19 @@ impl Reader {
             let at = format!("{name} line {}", r.line);
             self.steps += 1;
             if self.steps > MAX_ENTRIES {
-                return Err(format!(
-                    "{at}: the configuration expands to more than {MAX_ENTRIES} entries \
-                     (loops or includes multiply them)"
-                ));
+                return Err(Error::TooMany { at });
             }
             let is_if = logic::is_if(&r.key);
             if is_if || logic::is_for(&r.key) {
                 let close = if is_if { "endif" } else { "endfor" };
-                let end = logic::block_end(&keys, i)
-                    .ok_or_else(|| format!("{at}: {} has no matching {close}", r.key))?;
+                let end = logic::block_end(&keys, i).ok_or_else(|| Error::Unclosed {
+                    at: at.clone(),
+                    key: r.key.clone(),
+                    close,
+                })?;
                 let value = self
                     .expand(&r.value, file, binding)
-                    .map_err(|e| format!("{at}: {e}"))?;
+                    .map_err(self::at(&at))?;
                 let body = &raws[i + 1..end];
                 if is_if {
                     let (hit, bind) = logic::test(&r.key, &value, |n| self.first.get(n).cloned());
@@ -297,7 +512,7 @@ impl Reader {
                         self.run(body, file, bind.as_deref().or(binding))?;
                     }
                 } else {
-                    let items = logic::items(&r.key, &value).map_err(|e| format!("{at}: {e}"))?;
+                    let items = logic::items(&r.key, &value).map_err(self::at(&at))?;
                     for item in items {
                         self.run(body, file, Some(&item))?;
                     }
@@ -313,21 +528,17 @@ impl Reader {
             }
             let value = self
                 .expand(&r.value, file, binding)
-                .map_err(|e| format!("{at}: {e}"))?;
+                .map_err(self::at(&at))?;
             match r.key.as_str() {
                 k @ ("ini" | "include" | "inherit" | "json" | "js" | "yaml" | "yml") => self
                     .load(k, &value, source_format(k), Some(file))
                     // An error inside the nested file already says where it is.
-                    .map_err(|e| {
-                        if e.contains(" line ") {
-                            e
-                        } else {
-                            format!("{at}: {e}")
-                        }
-                    })?,
+                    .map_err(|e| if e.located() { e } else { self::at(&at)(e) })?,
                 "set-placeholder" | "set-ph" => {
-                    let (n, v) = value.split_once('=').ok_or_else(|| {
-                        format!("{at}: {} = {value:?}: expected NAME=VALUE", r.key)
+                    let (n, v) = value.split_once('=').ok_or_else(|| Error::SetPlaceholder {
+                        at: at.clone(),
+                        key: r.key.clone(),
+                        value: value.clone(),
                     })?;
                     self.placeholders
                         .insert(n.trim().to_string(), v.trim().to_string());
@@ -345,12 +556,13 @@ impl Reader {
 
 /// A flag's value, as uWSGI reads it (false, off, no and 0 are false; uwsgid refuses what is
 /// neither a true nor a false spelling, and reads `true ; comment` as uWSGI does, as true).
-fn parse_bool(
-    key: &str,
-    value: &str,
-    at: &str,
-    warnings: &mut Vec<String>,
-) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str, at: &str, warnings: &mut Vec<String>) -> Result<bool, Error> {
+    let not_bool = |comment| Error::NotBool {
+        at: at.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+        comment,
+    };
     let v = value.trim().to_ascii_lowercase();
     match v.as_str() {
         "" | "true" | "yes" | "on" | "1" => return Ok(true),
@@ -366,18 +578,11 @@ fn parse_bool(
                 ));
                 return Ok(true);
             }
-            "false" | "no" | "off" | "0" => {
-                return Err(format!(
-                    "{at}: {key} = {value:?}: uWSGI reads this as true (there are no inline \
-                     comments, and only an exact false/no/off/0 is false); remove the comment"
-                ))
-            }
+            "false" | "no" | "off" | "0" => return Err(not_bool(true)),
             _ => {}
         }
     }
-    Err(format!(
-        "{at}: {key} = {value:?} is not a boolean; use true/false, yes/no, on/off or 1/0"
-    ))
+    Err(not_bool(false))
 }
 
 /// `4 ; comment` → ("4", "; comment").
@@ -388,13 +593,13 @@ fn split_comment(v: &str) -> Option<(&str, &str)> {
 }
 
 /// Read the whole configuration `argv` names.
-pub fn expand(argv: &[String]) -> Result<Expanded, String> {
+pub fn expand(argv: &[String]) -> Result<Expanded, Error> {
     read(argv, true)
 }
 
 /// Like [`expand`], printing nothing (`print =` lines): for a second reading of the same
 /// configuration (the options the `uwsgi` Python module shows as `uwsgi.opt`).
-pub fn expand_quiet(argv: &[String]) -> Result<Expanded, String> {
+pub fn expand_quiet(argv: &[String]) -> Result<Expanded, Error> {
     read(argv, false)
 }
 
@@ -403,7 +608,7 @@ pub fn verdicts(argv: &[String]) -> Vec<Verdict> {
     read(argv, false).map(|e| e.verdicts).unwrap_or_default()
 }
 
-fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
+fn read(argv: &[String], print: bool) -> Result<Expanded, Error> {
     let own = Own::new();
     let mut r = Reader::new();
     r.print = print;
@@ -438,14 +643,14 @@ fn read(argv: &[String], print: bool) -> Result<Expanded, String> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let value = |i: &mut usize| -> Result<String, String> {
+            let value = |i: &mut usize| -> Result<String, Error> {
                 if let Some(v) = &inline {
                     return Ok(v.clone());
                 }
                 let v = argv
                     .get(*i)
                     .cloned()
-                    .ok_or_else(|| format!("--{name} needs a value"))?;
+                    .ok_or_else(|| Error::NeedsValue(name.to_string()))?;
                 *i += 1;
                 Ok(v)
             };
@@ -619,7 +824,7 @@ fn finish(r: Reader, own: &Own, argv0: String, raw_words: Vec<String>) -> Expand
                 match parse_bool(long, v, origin, &mut out.warnings) {
                     Ok(true) => words.push(format!("--{long}")),
                     Ok(false) => {}
-                    Err(e) => out.refused.push(e),
+                    Err(e) => out.refused.push(e.to_string()),
                 }
             }
             Kind::Single => {
@@ -662,11 +867,11 @@ mod tests {
         assert_eq!(split_comment("4 ; c"), Some(("4", "; c")));
         assert_eq!(split_comment("a;b"), None);
         let mut w = Vec::new();
-        assert_eq!(parse_bool("m", "true  ; c", "f", &mut w), Ok(true));
+        assert_eq!(parse_bool("m", "true  ; c", "f", &mut w).ok(), Some(true));
         assert_eq!(w.len(), 1);
         assert!(parse_bool("m", "false ; c", "f", &mut w).is_err());
         assert!(parse_bool("m", "maybe", "f", &mut w).is_err());
-        assert_eq!(parse_bool("m", "", "f", &mut w), Ok(true));
-        assert_eq!(parse_bool("m", "OFF", "f", &mut w), Ok(false));
+        assert_eq!(parse_bool("m", "", "f", &mut w).ok(), Some(true));
+        assert_eq!(parse_bool("m", "OFF", "f", &mut w).ok(), Some(false));
     }
 }

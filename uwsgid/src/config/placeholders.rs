@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::Error;
+
 /// The file a line comes from, for the magic variables.
 #[derive(Clone, Debug)]
 pub struct FileInfo {
@@ -215,7 +217,7 @@ fn dir_component(file: &FileInfo, n: usize) -> String {
 }
 
 /// Expand one value. Errors name the problem; the caller adds file and line.
-pub fn expand(value: &str, scope: &Scope) -> Result<String, String> {
+pub fn expand(value: &str, scope: &Scope) -> Result<String, Error> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find(['%', '$', '@']) {
@@ -257,21 +259,24 @@ pub fn expand(value: &str, scope: &Scope) -> Result<String, String> {
     Ok(out)
 }
 
-fn file_contents(path: &str) -> Result<String, String> {
+fn file_contents(path: &str) -> Result<String, Error> {
     if let Some((scheme, _)) = path.split_once("://") {
-        return Err(format!(
-            "@({path}): the {scheme}:// scheme is refused (a configuration file may not run \
-             commands or fetch URLs); @(PATH) reads a local file"
-        ));
+        return Err(Error::Scheme {
+            path: path.to_string(),
+            scheme: scheme.to_string(),
+        });
     }
+    let unreadable = |error| Error::Unreadable {
+        path: path.to_string(),
+        error,
+    };
     // A regular file only: a FIFO or a device would block or never end.
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(format!("@({path}): not a regular file")),
-        Err(e) => return Err(format!("@({path}): {e}; give a readable file")),
+        Ok(_) => return Err(Error::NotRegular(path.to_string())),
+        Err(e) => return Err(unreadable(e)),
     }
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| format!("@({path}): {e}; give a readable file"))?;
+    let mut text = std::fs::read_to_string(path).map_err(unreadable)?;
     while text.ends_with('\n') || text.ends_with('\r') {
         text.pop();
     }
@@ -302,6 +307,9 @@ mod tests {
         assert_eq!(e("%(nope)"), "%(nope)");
         assert_eq!(e("%% [%z] %d %n %e %0"), "% [] /x/a/ b ini x");
         assert_eq!(e("$(SURELY_UNSET_VAR_X)"), "$(SURELY_UNSET_VAR_X)");
-        assert!(expand("@(exec://id)", &s).unwrap_err().contains("refused"));
+        assert!(expand("@(exec://id)", &s)
+            .unwrap_err()
+            .to_string()
+            .contains("refused"));
     }
 }

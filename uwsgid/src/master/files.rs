@@ -123,7 +123,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     if let Some(dir) = &config.instance_dir {
         common::discovery::InstancePaths::in_dir(dir.clone())
             .create()
-            .map_err(|e| Error::InstanceDir(e.to_string()))?;
+            .map_err(Error::InstanceDir)?;
     }
     if let Some(log) = &config.logto {
         crate::log::redirect_to(log).map_err(|e| Error::Logto(log.clone(), e))?;
@@ -154,19 +154,16 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
             _ => Vec::new(),
         };
         if passed.is_empty() {
-            listeners.push(listener::bind(spec, config.backlog).map_err(|e| {
-                Error::Listener(match &spec.addr {
-                    crate::cli::ListenAddr::Named(_) => format!(
-                        "{e} (LISTEN_FDNAMES named: {})",
-                        if names.is_empty() {
-                            "nothing: no socket was passed".to_string()
-                        } else {
-                            names.join(":")
+            listeners.push(
+                listener::bind(spec, config.backlog)
+                    .map_err(|mut e| {
+                        if let listener::ErrorKind::NotPassed { passed, .. } = &mut e.kind {
+                            passed.clone_from(&names);
                         }
-                    ),
-                    _ => e,
-                })
-            })?);
+                        e
+                    })
+                    .map_err(Error::Listener)?,
+            );
         }
         for i in passed {
             listeners[i].configured = spec.configured.clone();
@@ -177,7 +174,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     let mut m = base(argv, config, board, notify, now)?;
     m.files.locks = locks;
     m.listeners = listeners;
-    m.open_channels(None, None)?;
+    m.open_channels(None, None, true)?;
     m.runner = super::runner::prepare(&m.config, None)?;
     m.table.resize(m.config.processes as usize, 1);
     m.table.retarget_all(1);
@@ -213,23 +210,38 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
 
 impl Master {
     /// Open the FIFO, stats server and touch watches, adopting the ones a previous image
-    /// handed over (`fifo_in`, `stats_in`) when their configuration did not change.
+    /// handed over (`fifo_in`, `stats_in`) when their configuration did not change. Returns
+    /// A channel that cannot be opened is fatal at `startup` (nothing else is opened); after
+    /// a re-exec it is logged and the instance keeps serving without it.
     pub(super) fn open_channels(
         &mut self,
         fifo_in: Option<Fifo>,
         stats_in: Option<StatsServer>,
+        startup: bool,
     ) -> Result<(), Error> {
+        let failed = |m: &mut Master, e: Error| {
+            if startup {
+                return Err(e);
+            }
+            m.note_error(format!(
+                "reload: {e}; the instance keeps serving without it"
+            ));
+            Ok(())
+        };
         self.sources.fifo = fifo_in;
         if self.sources.fifo.is_none() && !self.config.fifos.is_empty() {
-            self.sources.fifo =
-                Some(Fifo::open(self.config.fifos.clone(), 0).map_err(Error::Fifo)?);
+            match Fifo::open(self.config.fifos.clone(), 0) {
+                Ok(f) => self.sources.fifo = Some(f),
+                Err(e) => failed(self, Error::Fifo(e))?,
+            }
         }
         self.sources.stats = stats_in;
         if self.sources.stats.is_none() {
             if let Some(addr) = &self.config.stats {
-                self.sources.stats = Some(
-                    StatsServer::bind(addr, self.config.stats_http, 128).map_err(Error::Stats)?,
-                );
+                match StatsServer::bind(addr, self.config.stats_http, 128) {
+                    Ok(s) => self.sources.stats = Some(s),
+                    Err(e) => failed(self, Error::Stats(e))?,
+                }
             }
         }
         let c = &self.config;
@@ -248,7 +260,10 @@ impl Master {
                 .map(|p| (p.clone(), TouchAction::ChainReload)),
         )
         .collect();
-        self.sources.touch = Touch::new(touch).map_err(Error::Touch)?;
+        match Touch::new(touch) {
+            Ok(t) => self.sources.touch = t,
+            Err(e) => failed(self, Error::Touch(e))?,
+        }
         Ok(())
     }
 

@@ -135,7 +135,7 @@ impl Now {
 /// Why the master could not start (or continue after a re-exec). Each names the input.
 #[derive(Debug)]
 pub enum Error {
-    InstanceDir(String),
+    InstanceDir(std::io::Error),
     Logto(PathBuf, std::io::Error),
     PidfileLock(PathBuf, std::io::Error),
     /// The pidfile lock cannot be opened, or is not ours (the message names it).
@@ -145,25 +145,25 @@ pub enum Error {
         path: PathBuf,
         holder: Option<i32>,
     },
-    Listener(String),
+    Listener(crate::listener::Error),
     Scoreboard(std::io::Error),
     Notify(std::io::Error),
     Signalfd(std::io::Error),
     OwnBinary(std::io::Error),
-    Fifo(String),
-    Stats(String),
+    Fifo(crate::fifo::Error),
+    Stats(crate::stats_server::Error),
     Touch(std::io::Error),
     /// A `--master-fifo` path that is not a FIFO we may use.
-    FifoPath(String),
+    FifoPath(crate::fifo::Error),
     NoListenerLeft,
     /// `--uid`/`--gid` could not be applied (the message says which call failed).
-    Privileges(String),
+    Privileges(crate::privileges::Error),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::InstanceDir(e) => f.write_str(e),
+            Error::InstanceDir(e) => write!(f, "{e}"),
             Error::Logto(p, e) => write!(f, "--logto: {}: {e}", p.display()),
             Error::PidfileLock(p, e) => write!(f, "pidfile lock {}: {e}", p.display()),
             Error::Lock(e) => f.write_str(e),
@@ -176,17 +176,17 @@ impl std::fmt::Display for Error {
                     path.display()
                 )
             }
-            Error::Listener(e) => f.write_str(e),
+            Error::Listener(e) => write!(f, "{e}"),
             Error::Scoreboard(e) => write!(f, "scoreboard: {e}"),
             Error::Notify(e) => write!(f, "notify socket: {e}"),
             Error::Signalfd(e) => write!(f, "signalfd: {e}"),
             Error::OwnBinary(e) => write!(f, "cannot find our own binary: {e}"),
-            Error::Fifo(e) => f.write_str(e),
-            Error::Stats(e) => f.write_str(e),
+            Error::Fifo(e) => write!(f, "{e}"),
+            Error::Stats(e) => write!(f, "{e}"),
             Error::Touch(e) => write!(f, "touch files: {e}"),
-            Error::FifoPath(e) => f.write_str(e),
+            Error::FifoPath(e) => write!(f, "{e}"),
             Error::NoListenerLeft => f.write_str("reload left no listener"),
-            Error::Privileges(e) => f.write_str(e),
+            Error::Privileges(e) => write!(f, "{e}"),
         }
     }
 }

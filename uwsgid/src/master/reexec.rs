@@ -374,7 +374,7 @@ pub(super) fn resume(
     }
     let fifo = resume_fifo(&mut m, &h);
     let stats = resume_stats(&mut m, &h);
-    m.open_channels(fifo, stats)?;
+    m.open_channels(fifo, stats, false)?;
     m.runner = super::runner::prepare(&m.config, Some(&h))?;
 
     m.generation = h.generation + 1;
