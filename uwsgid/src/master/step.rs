@@ -262,6 +262,7 @@ impl Master {
             self.write_pidfiles(false);
         }
 
+        self.after_dumps(now);
         self.enforce_deadlines(now);
         if let Phase::Stopping { deadline, brutal } = self.phase {
             // Then every other child (adopted orphans of exec workers): nothing the instance
