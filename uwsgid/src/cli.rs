@@ -128,6 +128,21 @@ pub struct Args {
     /// Recycle a worker whose proportional set size exceeds MB (/proc/PID/smaps_rollup; counts shared pages once)
     #[arg(long = "reload-on-pss", value_name = "MB")]
     pub reload_on_pss: Option<u64>,
+    /// Cheaper mode: keep at least N workers, up to --processes under load (0: off)
+    #[arg(long, value_name = "N")]
+    pub cheaper: Option<u32>,
+    /// Cheaper mode: the workers started at first [default: --cheaper]
+    #[arg(long = "cheaper-initial", value_name = "N")]
+    pub cheaper_initial: Option<u32>,
+    /// Cheaper mode: how many workers to add at a time [default: 1]
+    #[arg(long = "cheaper-step", value_name = "N")]
+    pub cheaper_step: Option<u32>,
+    /// Cheaper mode: add workers when all are busy (spare) or connections wait (backlog) [default: spare]
+    #[arg(long = "cheaper-algo", value_name = "ALGO")]
+    pub cheaper_algo: Option<String>,
+    /// Cheaper mode: seconds all workers must be busy (spare) or the queue length (backlog), and seconds of idleness before one is removed [default: 3]
+    #[arg(long = "cheaper-overload", value_name = "N")]
+    pub cheaper_overload: Option<u64>,
     /// A worker is not recycled for requests or memory before it has run SECS [default: 10]
     #[arg(long = "min-worker-lifetime", value_name = "SECS")]
     pub min_worker_lifetime: Option<u64>,
@@ -505,10 +520,13 @@ pub struct Recycle {
     pub min_lifetime: Duration,
     pub max_lifetime: Option<Duration>,
     pub max_lifetime_delta: Duration,
+    /// `--cheaper` and its options, when on.
+    #[serde(default)]
+    pub cheaper: Option<crate::master::cheaper::Cheaper>,
 }
 
 impl Recycle {
-    fn from_args(args: &Args) -> Result<Recycle, String> {
+    fn from_args(args: &Args, processes: u32) -> Result<Recycle, String> {
         let positive = |name: &str, v: Option<u64>| match v {
             Some(0) => Err(format!(
                 "--{name} 0: give a positive value, or leave the option out to turn it off"
@@ -547,6 +565,14 @@ impl Recycle {
             max_lifetime_delta: Duration::from_secs(
                 args.max_worker_lifetime_delta.unwrap_or(0).min(86_400),
             ),
+            cheaper: crate::master::cheaper::validate(
+                args.cheaper,
+                args.cheaper_initial,
+                args.cheaper_step,
+                args.cheaper_algo.as_deref(),
+                args.cheaper_overload,
+                processes,
+            )?,
         })
     }
 
@@ -557,6 +583,7 @@ impl Recycle {
             || self.reload_on_rss.is_some()
             || self.reload_on_pss.is_some()
             || self.max_lifetime.is_some()
+            || self.cheaper.is_some()
     }
 }
 
@@ -1197,7 +1224,7 @@ impl Config {
                 None => None,
             },
             serve,
-            recycle: Recycle::from_args(args)?,
+            recycle: Recycle::from_args(args, processes)?,
         })
     }
 

@@ -5,6 +5,7 @@ mod bad_input_ctl;
 mod bad_input_http;
 mod bad_input_options;
 mod chan;
+mod cheaper;
 mod config_fixtures;
 mod config_options;
 mod config_uwsgi;

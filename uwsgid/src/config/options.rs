@@ -34,7 +34,6 @@ pub fn is_uwsgi_option(key: &str) -> bool {
 }
 
 const PLANNED_RECYCLING: &str = "worker recycling and timeouts are planned (issue 14 item 4)";
-const PLANNED_SERVING: &str = "planned (issue 14 item 3)";
 const NO_PLUGINS: &str = "uwsgid has no plugins: HTTP and the Python runner are built in";
 
 /// The uWSGI options deployment files use, with uwsgid's verdict. `docs/uwsgi-options.md`
@@ -162,10 +161,11 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("log-5xx", Rule::Own),
     ("logformat", Rule::Own),
     ("log-format", Rule::Own),
-    ("cheaper", Rule::NotYet(PLANNED_SERVING)),
-    ("cheaper-initial", Rule::NotYet(PLANNED_SERVING)),
-    ("cheaper-step", Rule::NotYet(PLANNED_SERVING)),
-    ("cheaper-algo", Rule::NotYet(PLANNED_SERVING)),
+    ("cheaper", Rule::Own),
+    ("cheaper-initial", Rule::Own),
+    ("cheaper-step", Rule::Own),
+    ("cheaper-algo", Rule::Own),
+    ("cheaper-overload", Rule::Own),
     ("procname-prefix", Rule::Own),
     ("procname-prefix-spaced", Rule::Own),
     ("auto-procname", Rule::Own),

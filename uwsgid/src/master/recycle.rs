@@ -184,6 +184,8 @@ pub struct Ticker {
     pub next_memory: Option<Instant>,
     /// Harakiris waiting for a Python worker's stack dump.
     pub dumping: Vec<Dumping>,
+    /// Cheaper mode's timers.
+    pub cheaper: super::cheaper::State,
 }
 
 impl Ticker {
@@ -217,6 +219,7 @@ impl Master {
         if let Some(limit) = r.harakiri {
             self.harakiri(limit, &r, now);
         }
+        self.check_cheaper(now);
         let memory = (r.reload_on_rss.is_some() || r.reload_on_pss.is_some())
             && self.ticker.next_memory.is_none_or(|t| now.at >= t);
         if memory {
