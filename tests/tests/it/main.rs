@@ -41,6 +41,7 @@ mod stop_cleanup;
 mod systemd_notify;
 mod tidy;
 mod uwsgictl_generated;
+mod uwsgictl_ini;
 mod uwsgictl_uwsgi;
 mod uwsgictl_uwsgid;
 mod uwsgictl_validation;
