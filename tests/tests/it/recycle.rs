@@ -270,3 +270,46 @@ fn harakiri_dumps_a_python_workers_stacks_before_the_kill() {
     assert_eq!(recycles(&d, "harakiri"), 1);
     assert_eq!(d.get("/").unwrap().0, 200);
 }
+
+const OVERLAP_APP: &str = r#"
+import time
+
+def application(environ, start_response):
+    time.sleep(0.4)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+#[test]
+fn overlapping_python_requests_on_threads_never_look_stuck() {
+    // One native Python worker with 4 threads, 6 clients of 400 ms requests: some request is
+    // always in flight, each far below --harakiri 1; none may be taken for a stuck one.
+    let dir = TestDir::new("harakiri-py-overlap");
+    let app = dir.write("app.py", OVERLAP_APP);
+    let py = crate::exec_support::python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--python",
+            &py,
+            "--processes",
+            "1",
+            "--threads",
+            "4",
+            "--harakiri",
+            "1",
+        ],
+    );
+    let load = Load::start(&d.addr, 6, "/");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        d.assert_alive();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, errors) = load.finish();
+    assert!(ok >= 20, "only {ok} requests");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(recycles(&d, "harakiri"), 0, "{}", d.log_text());
+}
