@@ -28,9 +28,14 @@ pub enum Rule {
 /// of uWSGI 2.0.21 (Debian), every `--NAME` and alias, sorted (see `docs/uwsgi-options.md`).
 pub const UWSGI_OPTIONS: &str = include_str!("uwsgi_options.txt");
 
-/// Whether `key` is an option of uWSGI 2.0.
+/// Whether `key` is an option of uWSGI 2.0 (a set built once: a file of thousands of keys is
+/// judged in milliseconds, not a scan of the list per key).
 pub fn is_uwsgi_option(key: &str) -> bool {
-    UWSGI_OPTIONS.lines().any(|l| l == key)
+    static NAMES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| UWSGI_OPTIONS.lines().collect())
+        .contains(key)
 }
 
 const PLANNED_RECYCLING: &str = "worker recycling and timeouts are planned (issue 14 item 4)";
