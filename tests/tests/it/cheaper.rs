@@ -146,6 +146,54 @@ fn backlog_grows_on_the_listen_queue_by_step() {
 }
 
 #[test]
+fn reloads_keep_the_active_count_and_fifo_changes_the_maximum() {
+    let dir = TestDir::new("cheaper-reload");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "3",
+            "--cheaper",
+            "1",
+            "--cheaper-initial",
+            "2",
+            "--cheaper-overload",
+            "600",
+        ],
+    );
+    assert_eq!(cheaper(&d), (2, 2));
+    // A re-exec keeps the active count (within the new configuration's bounds).
+    d.fifo_write(b"r");
+    let s = d.wait_generation(2);
+    assert_eq!(s["uwsgid"]["cheaper"]["active"], 2, "{s}");
+    assert_eq!(s["workers"].as_array().unwrap().len(), 2, "{s}");
+    // A workers reload too.
+    d.fifo_write(b"w");
+    let s = d.wait_generation(3);
+    assert_eq!(s["uwsgid"]["cheaper"]["active"], 2, "{s}");
+    // `+` raises the maximum only; `-` lowers it, never to --cheaper or below, and cuts
+    // the active count when it is above.
+    d.fifo_write(b"+");
+    wait_for("max 4", Duration::from_secs(10), || {
+        (d.stats()["uwsgid"]["cheaper"]["max"] == 4).then_some(())
+    });
+    assert_eq!(cheaper(&d).0, 2);
+    d.fifo_write(b"---");
+    let s = d.wait_stats("max 2", |s| {
+        (s["uwsgid"]["cheaper"]["max"] == 2 && s["uwsgid"]["draining"].as_array()?.is_empty())
+            .then(|| s.clone())
+    });
+    assert_eq!(s["uwsgid"]["cheaper"]["active"], 2, "{s}");
+    d.fifo_write(b"-");
+    wait_for("still max 2", Duration::from_secs(10), || {
+        d.log_text()
+            .contains("worker count stays at 2")
+            .then_some(())
+    });
+    assert_eq!(cheaper(&d), (2, 2));
+}
+
+#[test]
 fn check_config_refuses_what_uwsgi_refuses() {
     let dir = TestDir::new("cheaper-check");
     let run = |args: &[&str]| {
