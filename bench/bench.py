@@ -225,9 +225,12 @@ class Server:
     def env(self):
         return dict(os.environ)
 
+    extra = ()  # more arguments for one scenario (set on the instance)
+
     def start(self):
         self.t_spawn = now()
-        self.proc = subprocess.Popen(self.argv(), cwd=self.dir, env=self.env(),
+        self.proc = subprocess.Popen(self.argv() + list(self.extra), cwd=self.dir,
+                                     env=self.env(),
                                      stdin=subprocess.DEVNULL,
                                      stdout=open(self.logfile + ".out", "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -960,6 +963,129 @@ class Bench:
                 uv = u.get(key) / 1000.0 if u.get(key) is not None else None
                 self.row(sc, label, ov, uv, uv / ov if ov and uv else None, unit="ms")
 
+    # recycling: --max-requests under wrk, harakiri latency ------------------------------
+    def wrk_once(self, srv, path, secs):
+        """wrk on `path` for `secs` against a started `srv`: wrk's figures and the errors."""
+        p = subprocess.run(
+            ["wrk", "-t2", "-c32", "-d%ds" % secs, "--timeout", "5s", "-s", LUA,
+             "http://127.0.0.1:%d%s" % (srv.port, path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=secs + 30)
+        res = {}
+        for line in p.stdout.splitlines():
+            if line.startswith("WRKJSON "):
+                res = json.loads(line[8:])
+        res["errors"] = sum(res.get(k, 0) for k in
+                            ("connect", "read", "write", "status", "timeout"))
+        return res
+
+    @staticmethod
+    def respawns(doc):
+        return sum(w.get("respawn_count", 0) for w in (doc or {}).get("workers", []))
+
+    def harakiri_once(self, srv, limit=1):
+        """A GET /sleep?ms=20000 on a started `srv` with --harakiri `limit`: seconds from the
+        deadline (request sent + limit) to the connection's end, or None if it was answered."""
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=limit + 15)
+        try:
+            t0 = now()
+            s.sendall(b"GET /sleep?ms=20000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            try:
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    data += b
+            except OSError:
+                pass
+            t1 = now()
+        finally:
+            s.close()
+        if data.startswith(b"HTTP/1.") and b" 200 " in data[:16]:
+            return None
+        return t1 - (t0 + limit)
+
+    def recycle(self):
+        secs = 5 if self.quick else 10
+        reps = 3 if self.quick else 7
+        out = self.results["scenarios"].setdefault("recycle", {})
+        # Both servers recycle a worker after 1000 requests, no sooner than 1 s after its
+        # start (uWSGI's min-worker-lifetime defaults to 60 s, uwsgid's to 10 s).
+        limits = {"uwsgid": ["--max-requests", "1000", "--max-requests-delta", "50",
+                             "--min-worker-lifetime", "1"],
+                  "uwsgi": ["--max-requests", "1000", "--min-worker-lifetime", "1"]}
+        for mode in ("steady", "max-requests"):
+            for srv in self.servers(4, "recycle-" + mode):
+                if mode == "max-requests":
+                    srv.extra = limits[srv.kind]
+                try:
+                    srv.start()
+                    srv.wait_ready(30)
+                    before = srv.stats()
+                    res = self.wrk_once(srv, "/", secs)
+                    after = srv.stats()
+                    ext = (after or {}).get("uwsgid") or {}
+                    res["recycles"] = ext.get("recycles", {}).get("max_requests") \
+                        if srv.kind == "uwsgid" else self.respawns(after) - self.respawns(before)
+                    out.setdefault(mode, {})[srv.kind] = res
+                    log("%s %s: %s requests, %d errors, %s recycles, p99 %.1f ms" % (
+                        srv.kind, mode, res.get("requests"), res["errors"], res["recycles"],
+                        res.get("p99_us", 0) / 1000.0))
+                finally:
+                    srv.stop()
+        sc = "GET /, 4 workers, wrk %ds" % secs
+        st, mr = out.get("steady", {}), out.get("max-requests", {})
+        o, u = mr.get("uwsgid", {}), mr.get("uwsgi", {})
+        self.row(sc + ", max-requests 1000", "failed requests", o.get("errors"),
+                 u.get("errors"), None, "0 (ours)", (o.get("errors") == 0) if o else None,
+                 unit="count")
+        self.row(sc + ", max-requests 1000", "recycles", o.get("recycles"), u.get("recycles"),
+                 unit="count")
+        for label, d in (("steady", st), ("max-requests 1000", mr)):
+            ov = d.get("uwsgid", {}).get("p99_us")
+            uv = d.get("uwsgi", {}).get("p99_us")
+            ov, uv = (ov / 1000.0 if ov is not None else None,
+                      uv / 1000.0 if uv is not None else None)
+            self.row(sc + ", " + label, "p99 ms", ov, uv, uv / ov if ov and uv else None,
+                     unit="ms")
+        # Harakiri: from the deadline to the kill (the client's connection closed).
+        servers = self.servers(2, "harakiri")
+        if self.have_ours:
+            servers.insert(1, UwsgidPy(self.workdir, 2, "harakiri-py"))
+        lat = {}
+        for srv in servers:
+            srv.extra = ["--harakiri", "1"]
+            key = getattr(srv, "label", srv.kind)
+            try:
+                srv.start()
+                srv.wait_ready(60)
+                samples = []
+                for _ in range(reps):
+                    late = self.harakiri_once(srv)
+                    if late is not None:
+                        samples.append(late * 1000.0)
+                    srv.wait_ready(30)
+                lat[key] = samples
+                log("%s harakiri 1 s: late by %s ms" % (
+                    key, ", ".join("%.0f" % x for x in samples)))
+            finally:
+                srv.stop()
+        out["harakiri_late_ms"] = lat
+        o = lat.get("uwsgid", [])
+        u = lat.get("uwsgi", [])
+        py = lat.get(UwsgidPy.label, [])
+        self.row("harakiri 1 s, GET /sleep", "deadline to kill, median ms",
+                 median(o) if o else None, median(u) if u else None,
+                 (median(u) / median(o)) if o and u and median(o) > 0 else None,
+                 "<1000 (ours)", (max(o) < 1000.0) if o else None, unit="ms")
+        self.row("harakiri 1 s, GET /sleep", "deadline to kill, max ms",
+                 max(o) if o else None, max(u) if u else None, unit="ms")
+        if py:
+            self.row("harakiri 1 s, Python app (stacks dumped first)",
+                     "deadline to kill, median ms", median(py), median(u) if u else None,
+                     (median(u) / median(py)) if u and median(py) > 0 else None,
+                     "<1000 (ours)", max(py) < 1000.0, unit="ms")
+
     # 6b: stats latency with 64 workers, 6c: idle wake-ups ---------------------------------
     def stats_latency(self):
         reps = 100 if self.quick else 300
@@ -1590,7 +1716,8 @@ class Bench:
                  ("throughput", self.throughput), ("storm", self.reload_under_load),
                  ("ctl", self.ctl_latency), ("stop", self.stop_time),
                  ("python", self.python_app), ("nginx_uwsgi", self.nginx_uwsgi),
-                 ("prod", self.prod)]
+                 ("prod", self.prod),
+                 ("recycle", self.recycle)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in order:
             if only and name not in only:
@@ -1779,7 +1906,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, fewer variants")
     ap.add_argument("--only", help="comma list of: start,rss,reload,stats,idle,throughput,"
-                    "storm,ctl,stop,python,nginx_uwsgi,prod")
+                    "storm,ctl,stop,python,nginx_uwsgi,prod,recycle")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds before optional work is skipped (default 780, quick 300)")
     ap.add_argument("--no-ours", action="store_true", help="measure uWSGI only")

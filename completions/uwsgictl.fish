@@ -27,7 +27,7 @@ end
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -50,7 +50,7 @@ fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l wait -d 'Block until the reload is complete (or failed)'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand reload" -l brutal -d 'Kill old workers at once instead of letting them finish their requests'
@@ -64,7 +64,7 @@ fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l wait -d 'Block until the master has exited'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stop" -l brutal -d 'Kill the workers at once (SIGINT, or FIFO \'Q\') instead of letting requests finish'
@@ -75,7 +75,7 @@ fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand pause" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -84,7 +84,7 @@ fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -93,7 +93,7 @@ fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -102,7 +102,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l count -d 'St
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l watch -d 'Refresh in place every --interval seconds until interrupted'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
@@ -110,14 +110,14 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -s h -l help -d
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l force -d 'Send even a signal known to kill a uWSGI 2.0 master (USR2)'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
@@ -125,7 +125,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand signal" -s h -l help -
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l force -d 'Write bytes this master does not know'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
@@ -133,14 +133,14 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand fifo" -s h -l help -d 
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand list" -s h -l help -d 'Print help'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l fifo -d 'The master FIFO (--master-fifo)' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section' -r -F
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand completions" -s h -l help -d 'Print help'

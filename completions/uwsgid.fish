@@ -27,6 +27,11 @@ complete -c uwsgid -l max-requests -d 'Recycle a worker after N requests (replac
 complete -c uwsgid -l max-requests-delta -d 'Worker K recycles after max-requests + K*N requests, so workers do not recycle together' -r
 complete -c uwsgid -l reload-on-rss -d 'Recycle a worker whose resident memory exceeds MB (checked every second)' -r
 complete -c uwsgid -l reload-on-pss -d 'Recycle a worker whose proportional set size exceeds MB (/proc/PID/smaps_rollup; counts shared pages once)' -r
+complete -c uwsgid -l cheaper -d 'Cheaper mode: keep at least N workers, up to --processes under load (0: off)' -r
+complete -c uwsgid -l cheaper-initial -d 'Cheaper mode: the workers started at first [default: --cheaper]' -r
+complete -c uwsgid -l cheaper-step -d 'Cheaper mode: how many workers to add at a time [default: 1]' -r
+complete -c uwsgid -l cheaper-algo -d 'Cheaper mode: add workers when all are busy (spare) or connections wait (backlog) [default: spare]' -r
+complete -c uwsgid -l cheaper-overload -d 'Cheaper mode: seconds all workers must be busy (spare) or the queue length (backlog), and seconds of idleness before one is removed [default: 3]' -r
 complete -c uwsgid -l min-worker-lifetime -d 'A worker is not recycled for requests or memory before it has run SECS [default: 10]' -r
 complete -c uwsgid -l max-worker-lifetime -d 'Recycle a worker after it has run SECS' -r
 complete -c uwsgid -l max-worker-lifetime-delta -d 'Worker K recycles after max-worker-lifetime + K*SECS' -r

@@ -5,6 +5,7 @@
 //! uwsgictl discover an instance) is defined here once. Each module documents its format as the
 //! specification of that protocol.
 
+pub mod config;
 pub mod discovery;
 pub mod exit;
 pub mod fifo;

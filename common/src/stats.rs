@@ -141,6 +141,25 @@ pub struct Instance {
     pub zygotes: Vec<Zygote>,
     /// Workers recycled or killed by harakiri since the master started, by cause (all slots).
     pub recycles: Recycles,
+    /// Cheaper mode (`--cheaper`), when on; left out of the document otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cheaper: Option<Cheaper>,
+}
+
+/// Cheaper mode: the active workers move between `min` and `max` with the load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cheaper {
+    /// `spare` or `backlog`.
+    pub algo: String,
+    pub min: u32,
+    pub max: u32,
+    pub step: u32,
+    pub overload: u64,
+    /// Active worker slots now (the count the master keeps).
+    pub active: u32,
+    /// Of those, the slots holding a ready worker.
+    pub ready: u32,
 }
 
 /// Recycles by cause (`--harakiri`, `--max-requests`, `--reload-on-rss`, `--reload-on-pss`,

@@ -136,6 +136,15 @@ fn full_document() -> StatsDocument {
                 reload_on_pss: 0,
                 max_worker_lifetime: 2,
             },
+            cheaper: Some(common::stats::Cheaper {
+                algo: "spare".into(),
+                min: 1,
+                max: 4,
+                step: 1,
+                overload: 3,
+                active: 2,
+                ready: 2,
+            }),
         }),
     }
 }

@@ -48,7 +48,8 @@ pub struct TargetArgs {
     pub stats: Option<String>,
 
     /// Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE's [uwsgi]
-    /// section.
+    /// section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes,
+    /// config logic.
     #[arg(long, global = true, value_name = "FILE")]
     pub ini: Option<PathBuf>,
 

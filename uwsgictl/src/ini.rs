@@ -1,15 +1,20 @@
-//! Reading the management options from a uWSGI/uwsgid ini file's `[uwsgi]` section.
+//! Reading the management options from a uWSGI/uwsgid ini file's `[uwsgi]` section (or the
+//! section `FILE:section` names), with the configuration language uwsgid reads it with
+//! (`common::config`): placeholders (`%(name)`, `set-placeholder`), the magic variables
+//! (`%d`, `%n`, ...), `$(VAR)`, `@(FILE)`, config logic (`if-env`, `for`, ...) and includes
+//! (`ini = other.ini`, `ini = :section`, `include`, `inherit`, JSON and YAML files). So
+//! uwsgictl finds the pidfile where uwsgid wrote it.
 //!
-//! Only what uwsgictl needs is read: `safe-pidfile`, `pidfile` (and their `2` variants),
+//! Only what uwsgictl needs is kept: `safe-pidfile`, `pidfile` (and their `2` variants),
 //! `master-fifo` (repeatable; the first is slot 0), `stats` / `stats-server`, `stats-http` and
-//! uwsgid's `name`. Keys may be spelled with `_` for `-`, as uWSGI allows. The magic variables
-//! `%d` (the file's directory, with a trailing slash), `%p` (its absolute path), `%s` (its file
-//! name), `%n` (its name without extension), `%%`, and `$(VAR)` environment references are
-//! expanded. Relative paths are taken from the current directory, as uWSGI takes them from
-//! the directory it was started in.
+//! uwsgid's `name`; for a single-valued key the last value wins, as in uwsgid. Keys may be
+//! spelled with `_` for `-`, as uWSGI allows. Relative paths are taken from the current
+//! directory, as uWSGI takes them from the directory it was started in.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use common::config::{split_spec, Reader};
 
 /// What an ini file says about how to reach its instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,9 +26,11 @@ pub struct IniTarget {
     pub name: Option<String>,
 }
 
-/// Read `path` and extract the `[uwsgi]` section's management options.
+/// Read `path` (`FILE` or `FILE:section`) and extract the management options.
 pub fn read(path: &Path) -> Result<IniTarget, String> {
-    let text = fs::read_to_string(path).map_err(|e| {
+    let spec = path.to_string_lossy();
+    let (file, _) = split_spec(&spec);
+    let text = fs::read_to_string(file).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "ini {}: no such file; give the path of the instance's ini file",
@@ -51,36 +58,35 @@ fn truthy(value: &str) -> bool {
     )
 }
 
-/// Parse ini text; `path` is used for the magic variables and in messages.
+/// Parse `text`, the contents of `path` (`FILE` or `FILE:section`); `path` gives the magic
+/// variables, includes are read from disk.
 pub fn parse(path: &Path, text: &str) -> Result<IniTarget, String> {
-    let mut section: Option<String> = None;
-    let mut seen_uwsgi = false;
+    let spec = path.to_string_lossy();
+    let (file, section) = split_spec(&spec);
+    let mut reader = Reader::new();
+    reader.print = false;
+    reader
+        .load_text("ini", file, Path::new(file), text, section, None)
+        .map_err(|e| match e {
+            common::config::Error::NoSection { .. } => format!(
+                "ini {}: no [{}] section; uwsgictl reads the instance's options from it",
+                path.display(),
+                section.unwrap_or("uwsgi")
+            ),
+            e => {
+                let e = e.to_string();
+                format!("ini {}", e.strip_prefix("--ini ").unwrap_or(&e))
+            }
+        })?;
     let mut target = IniTarget::default();
-    let mut pidfiles: Vec<(u8, PathBuf)> = Vec::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = Some(name.trim().to_string());
-            seen_uwsgi |= name.trim() == "uwsgi";
-            continue;
-        }
-        if section.as_deref() != Some("uwsgi") {
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (line, ""),
-        };
-        let key = key.replace('_', "-");
-        let value = expand(path, value);
-        match key.as_str() {
-            "safe-pidfile" => pidfiles.push((0, PathBuf::from(value))),
-            "pidfile" => pidfiles.push((1, PathBuf::from(value))),
-            "safe-pidfile2" => pidfiles.push((2, PathBuf::from(value))),
-            "pidfile2" => pidfiles.push((3, PathBuf::from(value))),
+    let mut pidfiles: [Option<PathBuf>; 4] = Default::default();
+    for e in reader.entries {
+        let value = e.value;
+        match e.key.replace('_', "-").as_str() {
+            "safe-pidfile" => pidfiles[0] = Some(PathBuf::from(value)),
+            "pidfile" => pidfiles[1] = Some(PathBuf::from(value)),
+            "safe-pidfile2" => pidfiles[2] = Some(PathBuf::from(value)),
+            "pidfile2" => pidfiles[3] = Some(PathBuf::from(value)),
             "master-fifo" => target.fifos.push(PathBuf::from(value)),
             "stats" | "stats-server" => target.stats = Some(value),
             "stats-http" => target.stats_http = truthy(&value),
@@ -88,63 +94,8 @@ pub fn parse(path: &Path, text: &str) -> Result<IniTarget, String> {
             _ => {}
         }
     }
-    if !seen_uwsgi {
-        return Err(format!(
-            "ini {}: no [uwsgi] section; uwsgictl reads the instance's options from it",
-            path.display()
-        ));
-    }
-    pidfiles.sort_by_key(|(rank, _)| *rank);
-    target.pidfile = pidfiles.into_iter().map(|(_, p)| p).next();
+    target.pidfile = pidfiles.into_iter().flatten().next();
     Ok(target)
-}
-
-/// Expand `%d %p %s %n %%` and `$(VAR)`.
-fn expand(path: &Path, value: &str) -> String {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    };
-    let dir = absolute
-        .parent()
-        .map(|d| format!("{}/", d.display()))
-        .unwrap_or_default();
-    let file = absolute
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = absolute
-        .file_stem()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut out = String::new();
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '%' => match chars.next() {
-                Some('d') => out.push_str(&dir),
-                Some('p') => out.push_str(&absolute.display().to_string()),
-                Some('s') => out.push_str(&file),
-                Some('n') => out.push_str(&stem),
-                Some('%') => out.push('%'),
-                Some(other) => {
-                    out.push('%');
-                    out.push(other);
-                }
-                None => out.push('%'),
-            },
-            '$' if chars.peek() == Some(&'(') => {
-                chars.next();
-                let name: String = chars.by_ref().take_while(|&c| c != ')').collect();
-                out.push_str(&std::env::var(&name).unwrap_or_default());
-            }
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -176,6 +127,83 @@ mod tests {
         .unwrap();
         assert_eq!(t.pidfile, Some(PathBuf::from("/run/site-x.pid")));
         assert_eq!(t.name.as_deref(), Some("site.ini"));
+    }
+
+    /// A scratch directory, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let d = std::env::temp_dir().join(format!(
+                "uwsgictl-ini-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&d);
+            fs::create_dir_all(&d).unwrap();
+            Scratch(d)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_configuration_language_as_uwsgid_reads_it() {
+        let d = Scratch::new("lang");
+        std::env::set_var("UWSGICTL_INI_LANG", "prod");
+        d.write(
+            "base.ini",
+            "[uwsgi]\nrun = %drun\nstats = %(run)/stats.sock\n",
+        );
+        let app = d.write(
+            "app.ini",
+            "[uwsgi]\nini = %dbase.ini\nset-placeholder = tag=%n-$(UWSGICTL_INI_LANG)\n\
+             if-env = UWSGICTL_INI_LANG\npidfile = %(run)/%(tag).pid\nendif =\n\
+             if-env = UWSGICTL_INI_UNSET_X\npidfile = /nope.pid\nendif =\n\
+             for = a b\nmaster-fifo = %(run)/%(_).fifo\nendfor =\n\
+             ini = :extra\n[extra]\nname = from-%(tag)\n",
+        );
+        let run = format!("{}/run", d.0.display());
+        let t = read(&app).unwrap();
+        assert_eq!(
+            t.pidfile,
+            Some(PathBuf::from(format!("{run}/app-prod.pid")))
+        );
+        assert_eq!(t.stats, Some(format!("{run}/stats.sock")));
+        assert_eq!(
+            t.fifos,
+            vec![
+                PathBuf::from(format!("{run}/a.fifo")),
+                PathBuf::from(format!("{run}/b.fifo"))
+            ]
+        );
+        assert_eq!(t.name.as_deref(), Some("from-app-prod"));
+        // FILE:section reads that section alone (the placeholder is unknown there: kept as
+        // written, as uWSGI keeps it).
+        let t = read(Path::new(&format!("{}:extra", app.display()))).unwrap();
+        assert_eq!(t.name.as_deref(), Some("from-%(tag)"));
+        assert_eq!(t.pidfile, None);
+        let other = d.write(
+            "other.ini",
+            "[uwsgi]\npidfile = /a.pid\n[staging]\npidfile = /b.pid\n",
+        );
+        let t = read(Path::new(&format!("{}:staging", other.display()))).unwrap();
+        assert_eq!(t.pidfile, Some(PathBuf::from("/b.pid")));
+        let e = read(Path::new(&format!("{}:nope", other.display()))).unwrap_err();
+        assert!(e.contains("no [nope] section"), "{e}");
+        // @(exec://...) is refused, as uwsgid refuses it.
+        let bad = d.write("bad.ini", "[uwsgi]\npidfile = @(exec://id)\n");
+        assert!(read(&bad).is_err());
     }
 
     #[test]

@@ -373,6 +373,12 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
         if let Some(line) = recycle_line(doc, &ext.recycles) {
             lines.push(line);
         }
+        if let Some(c) = &ext.cheaper {
+            lines.push(format!(
+                "cheaper ({}): {} active ({} ready), {} to {}, step {}",
+                c.algo, c.active, c.ready, c.min, c.max, c.step
+            ));
+        }
         if let Some(g) = ext.snapshot {
             lines.push(format!("snapshot: generation {g} parked"));
         }
@@ -609,6 +615,28 @@ ID   PID  GEN  STATUS  REQUESTS  REQ/S    AVG    RSS  RESPAWNS  UPTIME
         let got = render_stats(&doc, None, &opts(None));
         assert!(
             got.contains("\nrecycled: harakiri 2 (worker 2 x2), max-requests 5\n"),
+            "got:\n{got}"
+        );
+    }
+
+    #[test]
+    fn cheaper_mode_shows_on_one_line() {
+        let mut doc = uwsgid_doc();
+        assert!(!render_stats(&doc, None, &opts(None)).contains("cheaper"));
+        if let Some(x) = &mut doc.uwsgid {
+            x.cheaper = Some(common::stats::Cheaper {
+                algo: "spare".into(),
+                min: 1,
+                max: 4,
+                step: 1,
+                overload: 3,
+                active: 2,
+                ready: 2,
+            });
+        }
+        let got = render_stats(&doc, None, &opts(None));
+        assert!(
+            got.contains("\ncheaper (spare): 2 active (2 ready), 1 to 4, step 1\n"),
             "got:\n{got}"
         );
     }

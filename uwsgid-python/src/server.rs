@@ -837,6 +837,10 @@ struct Board {
     cell: AtomicUsize,
     next_look: Mutex<()>,
     pid: i32,
+    /// The requests in flight on our threads (start, request line): the cell shows the
+    /// oldest, so that `--harakiri` judges the request that has run longest, not how long
+    /// some thread has been busy (under steady load one always is).
+    flight: Mutex<Vec<(u64, String)>>,
 }
 
 // SAFETY: the mapping is made of atomics only and lives as long as the Scoreboard; sharing it
@@ -876,6 +880,7 @@ impl Board {
                 next_look: Mutex::new(()),
                 // SAFETY: getpid has no preconditions.
                 pid: unsafe { libc::getpid() },
+                flight: Mutex::new(Vec::new()),
             });
         }
         None
@@ -900,29 +905,39 @@ impl Board {
         Some(cell)
     }
 
-    /// Count a request in flight; false if there is no cell yet (then no [`Board::end`]).
-    fn begin(&self, line: &str) -> bool {
-        let Some(cell) = self.cell() else {
-            return false;
-        };
+    /// Count a request in flight: its start (for [`Board::end`]), or `None` if there is no
+    /// cell yet (then no `end`).
+    fn begin(&self, line: &str) -> Option<u64> {
+        let cell = self.cell()?;
+        let start = now_us();
+        let mut flight = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+        flight.push((start, line.to_string()));
         if cell.in_flight.fetch_add(1, Relaxed) == 0 {
-            cell.request_start_us.store(now_us(), Relaxed);
+            cell.request_start_us.store(start, Relaxed);
             cell.state.store(scoreboard::BUSY, Relaxed);
+            cell.set_request(line.as_bytes());
         }
-        cell.set_request(line.as_bytes());
-        true
+        Some(start)
     }
 
-    fn end(&self, bytes: u64, micros: u64) {
+    /// The request begun at `start` ended; the cell shows the oldest one left.
+    fn end(&self, start: u64, bytes: u64, micros: u64) {
         let i = self.cell.load(Relaxed);
         if i == usize::MAX {
             return;
         }
         let cell = self.board.cell(i);
         cell.finish_request(bytes, micros);
+        let mut flight = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pos) = flight.iter().position(|(s, _)| *s == start) {
+            flight.swap_remove(pos);
+        }
         if cell.in_flight.fetch_sub(1, Relaxed) == 1 {
             cell.request_start_us.store(0, Relaxed);
             cell.state.store(scoreboard::IDLE, Relaxed);
+        } else if let Some((oldest, line)) = flight.iter().min_by_key(|(s, _)| *s) {
+            cell.request_start_us.store(*oldest, Relaxed);
+            cell.set_request(line.as_bytes());
         }
     }
 
@@ -1645,14 +1660,14 @@ impl Engine {
             let framing = head.framing;
             let keep_alive = head.keep_alive;
             let line = format!("{} {}", head.method, head.target);
-            let counted = self.board.as_ref().is_some_and(|b| b.begin(&line));
+            let counted = self.board.as_ref().and_then(|b| b.begin(&line));
             let environ = match self.environ(py, conn, &head) {
                 Ok(e) => e,
                 Err(e) => {
                     log("internal error building the environ");
                     e.display(py);
-                    if let (Some(b), true) = (&self.board, counted) {
-                        b.end(0, 0);
+                    if let (Some(b), Some(start)) = (&self.board, counted) {
+                        b.end(start, 0, 0);
                     }
                     return false;
                 }
@@ -1735,8 +1750,8 @@ impl Engine {
                 })
             };
             conn.buf = rest;
-            if let (Some(b), true) = (&self.board, counted) {
-                b.end(out, started.elapsed().as_micros() as u64);
+            if let (Some(b), Some(start)) = (&self.board, counted) {
+                b.end(start, out, started.elapsed().as_micros() as u64);
             }
             if self.log_requests {
                 log(&format!(

@@ -135,6 +135,21 @@ pub struct Args {
     /// Recycle a worker whose proportional set size exceeds MB (/proc/PID/smaps_rollup; counts shared pages once)
     #[arg(long = "reload-on-pss", value_name = "MB")]
     pub reload_on_pss: Option<u64>,
+    /// Cheaper mode: keep at least N workers, up to --processes under load (0: off)
+    #[arg(long, value_name = "N")]
+    pub cheaper: Option<u32>,
+    /// Cheaper mode: the workers started at first [default: --cheaper]
+    #[arg(long = "cheaper-initial", value_name = "N")]
+    pub cheaper_initial: Option<u32>,
+    /// Cheaper mode: how many workers to add at a time [default: 1]
+    #[arg(long = "cheaper-step", value_name = "N")]
+    pub cheaper_step: Option<u32>,
+    /// Cheaper mode: add workers when all are busy (spare) or connections wait (backlog) [default: spare]
+    #[arg(long = "cheaper-algo", value_name = "ALGO")]
+    pub cheaper_algo: Option<String>,
+    /// Cheaper mode: seconds all workers must be busy (spare) or the queue length (backlog), and seconds of idleness before one is removed [default: 3]
+    #[arg(long = "cheaper-overload", value_name = "N")]
+    pub cheaper_overload: Option<u64>,
     /// A worker is not recycled for requests or memory before it has run SECS [default: 10]
     #[arg(long = "min-worker-lifetime", value_name = "SECS")]
     pub min_worker_lifetime: Option<u64>,
@@ -527,10 +542,13 @@ pub struct Recycle {
     pub min_lifetime: Duration,
     pub max_lifetime: Option<Duration>,
     pub max_lifetime_delta: Duration,
+    /// `--cheaper` and its options, when on.
+    #[serde(default)]
+    pub cheaper: Option<crate::master::cheaper::Cheaper>,
 }
 
 impl Recycle {
-    fn from_args(args: &Args) -> Result<Recycle, Invalid> {
+    fn from_args(args: &Args, processes: u32) -> Result<Recycle, Invalid> {
         let positive = |name: &str, v: Option<u64>| match v {
             Some(0) => Err(Invalid::value(
                 format!("--{name}"),
@@ -574,6 +592,14 @@ impl Recycle {
             max_lifetime_delta: Duration::from_secs(
                 args.max_worker_lifetime_delta.unwrap_or(0).min(86_400),
             ),
+            cheaper: crate::master::cheaper::validate(
+                args.cheaper,
+                args.cheaper_initial,
+                args.cheaper_step,
+                args.cheaper_algo.as_deref(),
+                args.cheaper_overload,
+                processes,
+            )?,
         })
     }
 
@@ -584,6 +610,7 @@ impl Recycle {
             || self.reload_on_rss.is_some()
             || self.reload_on_pss.is_some()
             || self.max_lifetime.is_some()
+            || self.cheaper.is_some()
     }
 }
 
@@ -669,6 +696,8 @@ pub enum Invalid {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// `--cheaper` and its companions.
+    Cheaper(crate::master::cheaper::Invalid),
     /// `UWSGID_PYTHON_WORKER=native` with uwsgi-protocol listeners.
     NativeWithUwsgiListeners,
     /// `UWSGID_PYTHON_WORKER=native` and no native worker beside the executable.
@@ -698,6 +727,7 @@ impl std::fmt::Display for Invalid {
             }
             Invalid::Value { option, value, why } => write!(f, "{option} {value}: {why}"),
             Invalid::Combination(m) => f.write_str(m),
+            Invalid::Cheaper(e) => write!(f, "{e}"),
             Invalid::Addr(e) => write!(f, "{e}"),
             Invalid::Command(e) => write!(f, "--worker-exec: {e}"),
             Invalid::Env(e) => write!(f, "{e}"),
@@ -724,6 +754,12 @@ impl std::fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+impl From<crate::master::cheaper::Invalid> for Invalid {
+    fn from(e: crate::master::cheaper::Invalid) -> Invalid {
+        Invalid::Cheaper(e)
+    }
+}
 
 impl From<AddrError> for Invalid {
     fn from(e: AddrError) -> Invalid {
@@ -1627,7 +1663,7 @@ impl Config {
                 None => None,
             },
             serve,
-            recycle: Recycle::from_args(args)?,
+            recycle: Recycle::from_args(args, processes)?,
         })
     }
 

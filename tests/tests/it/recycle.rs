@@ -3,7 +3,8 @@
 //! workers keep serving, its slot refilled before the kill; `--max-requests` with
 //! `--max-requests-delta` recycles under a request loop with zero failed requests, each slot at
 //! its own jittered limit; `--reload-on-rss`/`--reload-on-pss` recycle a worker that grew
-//! (`/alloc?mb=N`).
+//! (`/alloc?mb=N`); a Python worker stuck past `--harakiri` has its thread stacks in the log
+//! before the kill.
 
 use std::time::{Duration, Instant};
 
@@ -181,6 +182,129 @@ fn overlapping_short_requests_never_look_stuck() {
     let load = Load::start(&d.addr, 6, "/sleep?ms=400");
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(3) {
+        d.assert_alive();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, errors) = load.finish();
+    assert!(ok >= 20, "only {ok} requests");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(recycles(&d, "harakiri"), 0, "{}", d.log_text());
+}
+
+const STUCK_APP: &str = r#"
+import time
+
+def stuck_in_the_app_for_harakiri():
+    time.sleep(30)
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/stuck":
+        stuck_in_the_app_for_harakiri()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+#[test]
+fn harakiri_dumps_a_python_workers_stacks_before_the_kill() {
+    let dir = TestDir::new("harakiri-python");
+    let app = dir.write("app.py", STUCK_APP);
+    let py = crate::exec_support::python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--python",
+            &py,
+            "--processes",
+            "2",
+            "--harakiri",
+            "1",
+            "--threads",
+            "1",
+        ],
+    );
+    let t0 = Instant::now();
+    let stuck = d.request_in_flight("/stuck");
+    let mut served = 0;
+    let mut probes = 0;
+    while !d.log_text().contains(") killed: ") && probes < 400 {
+        probes += 1;
+        if let Ok((200, _)) = d.get("/") {
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let answer = stuck.join().unwrap();
+    let elapsed = t0.elapsed();
+    assert!(
+        answer.is_err(),
+        "the stuck request was answered: {answer:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "harakiri with its stack dump took {elapsed:?} (limit 1 s)"
+    );
+    assert!(served > 0, "no other request was served meanwhile");
+    let log = d.wait_log(") killed: ");
+    let asked = log.find("its Python thread stacks follow").expect(&log);
+    let frame = log
+        .find("in stuck_in_the_app_for_harakiri")
+        .unwrap_or_else(|| panic!("no stack of the app in the log:\n{log}"));
+    let kill = log.find("stacks dumped; SIGKILL").expect(&log);
+    let killed = log.find(") killed: ").unwrap();
+    assert!(asked < frame && frame < kill && kill < killed, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("harakiri: worker") && l.contains("stuck"))
+        .unwrap();
+    assert!(line.contains("GET /stuck"), "{line}");
+    // Preloaded: the replacement is asked of the zygote before the kill.
+    let refill = log
+        .lines()
+        .find(|l| l.contains("harakiri: worker ") && l.contains(": replacement "))
+        .and_then(|l| log.find(l))
+        .expect(&log);
+    assert!(refill < kill, "{log}");
+    d.wait_stats("the replacement ready", |s| all_ready(s).then_some(()));
+    assert_eq!(recycles(&d, "harakiri"), 1);
+    assert_eq!(d.get("/").unwrap().0, 200);
+}
+
+const OVERLAP_APP: &str = r#"
+import time
+
+def application(environ, start_response):
+    time.sleep(0.4)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+#[test]
+fn overlapping_python_requests_on_threads_never_look_stuck() {
+    // One native Python worker with 4 threads, 6 clients of 400 ms requests: some request is
+    // always in flight, each far below --harakiri 1; none may be taken for a stuck one.
+    let dir = TestDir::new("harakiri-py-overlap");
+    let app = dir.write("app.py", OVERLAP_APP);
+    let py = crate::exec_support::python();
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--python",
+            &py,
+            "--processes",
+            "1",
+            "--threads",
+            "4",
+            "--harakiri",
+            "1",
+        ],
+    );
+    let load = Load::start(&d.addr, 6, "/");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
         d.assert_alive();
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -176,7 +176,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     m.listeners = listeners;
     m.open_channels(None, None, true)?;
     m.runner = super::runner::prepare(&m.config, None)?;
-    m.table.resize(m.config.processes as usize, 1);
+    m.table.resize(super::cheaper::initial_slots(&m.config), 1);
     m.table.retarget_all(1);
     // uwsgi listeners are shown as `uwsgi=ADDR`, as exec workers see them.
     let names: Vec<String> = m.listeners.iter().map(|l| l.fd_label()).collect();

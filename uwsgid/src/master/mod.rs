@@ -42,6 +42,7 @@
 //! after a re-exec, only if the worker options did not change); otherwise it is stopped and a
 //! fresh zygote is started. `--no-python-standby` turns this off.
 
+pub mod cheaper;
 mod children;
 pub mod files;
 pub mod handoff;

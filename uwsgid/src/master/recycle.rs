@@ -9,7 +9,11 @@
 //!   more. Its slot is refilled first (the worker is marked killed, so the slot lacks a live
 //!   worker and `spawn_missing` forks one), then it is SIGKILLed with its group, or sent
 //!   `--harakiri-graceful-signal` and SIGKILLed `--harakiri-graceful-timeout` later (the drain
-//!   deadline). Python workers' thread stacks are not dumped yet.
+//!   deadline). A Python worker (either runner) is first sent SIGUSR2, on which it writes every
+//!   thread's stack to the log (`faulthandler`); the master marks it draining for
+//!   [`DUMP_WAIT`], relays what it wrote, then kills it (or sends the graceful signal), so the
+//!   stacks come before the kill line. A worker already harakiri'd is not judged again (a
+//!   graceful one still stuck is SIGKILLed at its deadline, which is not pushed back).
 //! - recycling: a ready worker of its slot's target generation past a limit is marked
 //!   ([`super::table::Worker::recycle`]); the table then treats its slot as lacking a worker, so
 //!   a replacement is spawned while it keeps serving, and it is retired gracefully once the
@@ -27,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::table::Exit;
 use super::table::{SlotId, WorkerState};
 use super::{Master, Now};
-use crate::cli::Recycle;
+use crate::cli::{Recycle, WorkerKind};
 use crate::log;
 use crate::sys;
 
@@ -35,6 +39,25 @@ use crate::sys;
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often it reads workers' memory.
 pub const MEMORY_EVERY: Duration = Duration::from_secs(1);
+/// How long a harakiri waits for a Python worker's stack dump before the kill.
+pub const DUMP_WAIT: Duration = Duration::from_millis(500);
+
+/// A harakiri waiting for a Python worker's stack dump: at `at`, `pid` is SIGKILLed (or sent
+/// `graceful`, its deadline already set).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dumping {
+    pub pid: i32,
+    pub slot: SlotId,
+    pub at: Instant,
+    pub graceful: Option<i32>,
+}
+
+/// The dumps whose wait is over at `now` (taken out of `list`).
+pub fn dumps_done(list: &mut Vec<Dumping>, now: Instant) -> Vec<Dumping> {
+    let (done, wait): (Vec<Dumping>, Vec<Dumping>) = list.drain(..).partition(|d| now >= d.at);
+    *list = wait;
+    done
+}
 
 /// Why a worker was recycled (or killed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +182,10 @@ pub fn recycle_due(r: &Recycle, id: SlotId, s: &Seen) -> Option<Cause> {
 pub struct Ticker {
     pub next: Option<Instant>,
     pub next_memory: Option<Instant>,
+    /// Harakiris waiting for a Python worker's stack dump.
+    pub dumping: Vec<Dumping>,
+    /// Cheaper mode's timers.
+    pub cheaper: super::cheaper::State,
 }
 
 impl Ticker {
@@ -166,7 +193,9 @@ impl Ticker {
         if !r.any() {
             return None;
         }
-        Some(self.next.unwrap_or(now).max(now))
+        let tick = self.next.unwrap_or(now).max(now);
+        let dump = self.dumping.iter().map(|d| d.at.max(now)).min();
+        Some(dump.map_or(tick, |d| d.min(tick)))
     }
 }
 
@@ -190,6 +219,7 @@ impl Master {
         if let Some(limit) = r.harakiri {
             self.harakiri(limit, &r, now);
         }
+        self.check_cheaper(now);
         let memory = (r.reload_on_rss.is_some() || r.reload_on_pss.is_some())
             && self.ticker.next_memory.is_none_or(|t| now.at >= t);
         if memory {
@@ -247,7 +277,13 @@ impl Master {
             .filter(|w| w.slot == id && w.is_starting())
             .map(|w| w.pid.to_string())
             .collect::<Vec<_>>();
-        if fresh.is_empty() {
+        let pending = self.table.slot(id).and_then(|s| s.pending);
+        if let (true, Some(p)) = (fresh.is_empty(), pending) {
+            log!(
+                "harakiri: worker {id}: replacement asked of the zygote of generation {}; signalling pid {pid}",
+                p.generation
+            );
+        } else if fresh.is_empty() {
             log!("harakiri: worker {id}: no replacement could be forked yet; signalling pid {pid}");
         } else {
             log!(
@@ -260,7 +296,8 @@ impl Master {
     fn harakiri(&mut self, limit: Duration, r: &Recycle, now: Now) {
         let mut stuck = Vec::new();
         for w in &self.table.workers {
-            if !matches!(w.state, WorkerState::Ready | WorkerState::Draining { .. }) {
+            let judged = w.recycle == Some(Cause::Harakiri);
+            if judged || !matches!(w.state, WorkerState::Ready | WorkerState::Draining { .. }) {
                 continue;
             }
             let cell = self.table.board.cell(w.cell);
@@ -302,6 +339,36 @@ impl Master {
             if let Some(s) = self.table.slot_mut(id) {
                 s.recycles.add(Cause::Harakiri);
             }
+            if let Some(w) = self.table.worker_mut(pid) {
+                w.recycle = Some(Cause::Harakiri);
+            }
+            if self.python_worker() {
+                // The stacks first: the worker is draining (its slot refilled) until the dump
+                // wait is over, then killed (`after_dumps`).
+                let graceful = r.harakiri_graceful.map(|(sig, _)| sig);
+                let extra = r.harakiri_graceful.map_or(Duration::ZERO, |(_, t)| t);
+                if let Some(w) = self.table.worker_mut(pid) {
+                    w.state = WorkerState::Draining {
+                        since: now.at,
+                        deadline: now.at + DUMP_WAIT + extra,
+                    };
+                }
+                self.spawn_missing(now);
+                self.log_replacement(id, pid);
+                log!(
+                    "harakiri: worker {id} (pid {pid}): its Python thread stacks follow (SIGUSR2); {} in {:.1}s",
+                    if graceful.is_some() { "graceful signal" } else { "SIGKILL" },
+                    DUMP_WAIT.as_secs_f64()
+                );
+                sys::kill(pid, libc::SIGUSR2);
+                self.ticker.dumping.push(Dumping {
+                    pid,
+                    slot: id,
+                    at: now.at + DUMP_WAIT,
+                    graceful,
+                });
+                continue;
+            }
             match r.harakiri_graceful {
                 Some((sig, t)) => {
                     if let Some(w) = self.table.worker_mut(pid) {
@@ -319,6 +386,56 @@ impl Master {
                     self.spawn_missing(now);
                     self.log_replacement(id, pid);
                     for pid in killed {
+                        sys::kill_group(pid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Python workers run by the bundled runner (native or stdlib): both dump their thread
+    /// stacks on SIGUSR2.
+    fn python_worker(&self) -> bool {
+        matches!(&self.config.worker, WorkerKind::Exec { argv, .. }
+            if argv.get(1).is_some_and(|a| a == "{runner}"))
+    }
+
+    /// The harakiris whose stack dump wait is over: what the workers wrote is relayed to the
+    /// log first, then each is SIGKILLed with its group (or sent its graceful signal; the
+    /// drain deadline kills it). A worker that left the table meanwhile is not signalled.
+    pub(super) fn after_dumps(&mut self, now: Now) {
+        if self.ticker.dumping.is_empty() {
+            return;
+        }
+        let done = dumps_done(&mut self.ticker.dumping, now.at);
+        if done.is_empty() {
+            return;
+        }
+        self.sources.pump_relay();
+        for d in done {
+            let draining = self
+                .table
+                .worker(d.pid)
+                .is_some_and(|w| matches!(w.state, WorkerState::Draining { .. }));
+            if !draining {
+                continue;
+            }
+            match d.graceful {
+                Some(sig) => {
+                    log!(
+                        "harakiri: worker {} (pid {}): stacks dumped; sending signal {sig}",
+                        d.slot,
+                        d.pid
+                    );
+                    sys::kill(d.pid, sig);
+                }
+                None => {
+                    log!(
+                        "harakiri: worker {} (pid {}): stacks dumped; SIGKILL",
+                        d.slot,
+                        d.pid
+                    );
+                    for pid in self.table.kill_where(|w| w.pid == d.pid) {
                         sys::kill_group(pid);
                     }
                 }

@@ -354,7 +354,8 @@ pub(super) fn resume(
 
     // Workers are still our children: adopt them.
     m.table.adopt_handoff(&h, now, m.config.mercy);
-    m.table.resize(m.config.processes as usize, m.generation);
+    let keep = super::cheaper::slots_after_reexec(&m.config, m.table.slots.len());
+    m.table.resize(keep, m.generation);
     m.preload = Preload::from_handoff(&h.zygotes, now, m.config.mercy);
 
     if let Some((read, write)) = h.relay {

@@ -253,6 +253,7 @@ impl Master {
                     .iter()
                     .fold(super::recycle::Counts::default(), |a, s| a.sum(&s.recycles))
                     .wire(),
+                cheaper: self.cheaper_stats(),
             }),
         }
     }

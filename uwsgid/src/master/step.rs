@@ -262,6 +262,7 @@ impl Master {
             self.write_pidfiles(false);
         }
 
+        self.after_dumps(now);
         self.enforce_deadlines(now);
         if let Phase::Stopping { deadline, brutal } = self.phase {
             // Then every other child (adopted orphans of exec workers): nothing the instance
@@ -484,13 +485,15 @@ impl Master {
     fn change_processes(&mut self, delta: i32, now: Now) {
         let n = (self.config.processes as i64 + delta as i64)
             .clamp(1, crate::cli::MAX_PROCESSES as i64) as u32;
+        let n = super::cheaper::bound_max(&self.config, n);
         if n == self.config.processes {
             log!("worker count stays at {n}");
             return;
         }
         log!("worker count {} -> {n}", self.config.processes);
         self.config.processes = n;
-        self.table.resize(n as usize, self.generation);
+        let keep = super::cheaper::slots_for_max(&self.config, self.table.slots.len(), n);
+        self.table.resize(keep, self.generation);
         // Workers of the slots removed are retired in settle() (Table::replaced).
         let _ = now;
     }

@@ -173,11 +173,41 @@ fn the_tick_is_offered_only_with_a_limit() {
         ..limits()
     };
     assert_eq!(tick.next_deadline(&r, now), Some(now));
-    let tick = Ticker {
+    let mut tick = Ticker {
         next: Some(now + TICK),
-        next_memory: None,
+        ..Ticker::default()
     };
     assert_eq!(tick.next_deadline(&r, now), Some(now + TICK));
+    // A stack dump ending before the tick is the deadline.
+    let soon = now + Duration::from_millis(100);
+    tick.dumping.push(Dumping {
+        pid: 10,
+        slot: id(1),
+        at: soon,
+        graceful: None,
+    });
+    assert_eq!(tick.next_deadline(&r, now), Some(soon));
+}
+
+#[test]
+fn stack_dumps_are_done_once_their_wait_is_over() {
+    let t0 = Instant::now();
+    let d = |pid, ms| Dumping {
+        pid,
+        slot: id(1),
+        at: t0 + Duration::from_millis(ms),
+        graceful: None,
+    };
+    let mut list = vec![d(1, 100), d(2, 500)];
+    assert!(dumps_done(&mut list, t0).is_empty());
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        dumps_done(&mut list, t0 + Duration::from_millis(100)),
+        vec![d(1, 100)]
+    );
+    assert_eq!(list, vec![d(2, 500)]);
+    assert_eq!(dumps_done(&mut list, t0 + DUMP_WAIT), vec![d(2, 500)]);
+    assert!(list.is_empty());
 }
 
 #[test]
