@@ -25,6 +25,9 @@ impl Master {
                 after.as_secs_f64() * 1e3
             ),
             Exit::Killed => log!("worker {id} (pid {pid}) killed: {how}"),
+            Exit::FromSnapshot => log!(
+                "worker {id} (pid {pid}) of the snapshot (generation {g}) exited: {how}; its slot has no parked worker left"
+            ),
             Exit::WhileStopping => {}
             Exit::Died { lived } => {
                 *self.respawns.entry("died".into()).or_default() += 1;
@@ -142,6 +145,7 @@ impl Master {
 
     /// Ask a worker to stop after its requests; SIGKILL at the mercy deadline.
     pub(super) fn retire(&mut self, pid: i32, now: Now) {
+        let in_snapshot = self.table.worker(pid).is_some_and(|w| w.in_snapshot());
         if !self.table.retire(pid, now.at, self.config.mercy) {
             return;
         }
@@ -150,13 +154,16 @@ impl Master {
             WorkerKind::Exec { stop_signal, .. } => *stop_signal,
         };
         sys::kill(pid, sig);
-        if self.is_exec() && self.paused {
+        // A parked worker is stopped: it must run to read its stop signal (sent first, so
+        // it reads it before it accepts again).
+        if (self.is_exec() && self.paused) || in_snapshot {
             sys::kill(pid, libc::SIGCONT);
         }
     }
 
     pub(super) fn enforce_deadlines(&mut self, now: Now) {
         self.enforce_preload_deadlines(now);
+        self.expire_snapshot(now);
         let start_timeout = self.config.start_timeout;
         for e in self.table.expire(now.at, self.ready_grace(), start_timeout) {
             let w = |pid| self.table.worker(pid).map(|w| w.slot.to_string());
