@@ -14,7 +14,9 @@
 //!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
 //! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
-//! returns. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! returns. The master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`)
+//! drains the same way but keeps the listeners and, once idle, stops the process (SIGSTOP)
+//! until a rollback's SIGCONT; a stop signal read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
 //! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
 //! the Python stacks before the worker dies.
 
@@ -929,6 +931,9 @@ struct Engine {
     accepting: Mutex<bool>,
     table: Mutex<Table>,
     draining: Arc<AtomicBool>,
+    /// Told to park (`--auto-snapshot`): draining without closing the listeners, then
+    /// stopped (SIGSTOP) once idle, until the master's SIGCONT.
+    parking: AtomicBool,
     drain_reason: Mutex<String>,
     exit: AtomicBool,
     busy: AtomicUsize,
@@ -1141,7 +1146,13 @@ impl Engine {
         let signals = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+            for sig in [
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                uwsgid::worker::PARK_SIGNAL,
+            ] {
                 libc::sigaddset(&mut set, sig);
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -1193,6 +1204,7 @@ impl Engine {
             accepting: Mutex::new(false),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
+            parking: AtomicBool::new(false),
             drain_reason: Mutex::new(String::new()),
             exit: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
@@ -1305,6 +1317,7 @@ impl Engine {
                     // SAFETY: an immediate exit, as a brutal stop asks.
                     unsafe { libc::_exit(128 + sig) }
                 }
+                uwsgid::worker::PARK_SIGNAL => self.start_park(),
                 libc::SIGTERM | libc::SIGHUP => self.start_drain(if sig == libc::SIGTERM {
                     "SIGTERM"
                 } else {
@@ -1315,8 +1328,48 @@ impl Engine {
         }
     }
 
-    fn start_drain(&self, why: &str) {
+    /// The master's park signal: stop accepting (the listeners stay open), answer with
+    /// `Connection: close`, and once idle stop ourselves ([`Engine::park`]).
+    fn start_park(&self) {
         if self.draining.swap(true, SeqCst) {
+            return;
+        }
+        self.parking.store(true, SeqCst);
+        let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        if *acc {
+            let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            for (fd, _) in ls.iter() {
+                let _ = epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd.as_raw_fd(),
+                    0,
+                    0,
+                );
+            }
+            *acc = false;
+        }
+        drop(acc);
+        *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Idle while parking: stop (every thread) until SIGCONT, then accept again unless a
+    /// stop signal turned the park into a drain meanwhile.
+    fn park(&self) {
+        // SAFETY: kill only sends SIGSTOP to our own process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGSTOP);
+        }
+        if self.parking.swap(false, SeqCst) {
+            self.draining.store(false, SeqCst);
+            self.set_accepting(true);
+        }
+    }
+
+    fn start_drain(&self, why: &str) {
+        // A stop while parking (or parked) turns the park into a drain.
+        let was_parking = self.parking.swap(false, SeqCst);
+        if self.draining.swap(true, SeqCst) && !was_parking {
             return;
         }
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
@@ -2183,7 +2236,10 @@ impl Engine {
         }
         if draining && live == 0 && self.busy.load(SeqCst) == 0 {
             let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            if t.live == 0 {
+            if t.live == 0 && self.parking.load(SeqCst) {
+                drop(t);
+                self.park();
+            } else if t.live == 0 {
                 self.exit.store(true, SeqCst);
                 let one: u64 = 1;
                 // SAFETY: an 8-byte write to our eventfd.
