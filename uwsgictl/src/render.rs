@@ -373,14 +373,42 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
         if let Some(line) = recycle_line(doc, &ext.recycles) {
             lines.push(line);
         }
-        if let Some(g) = ext.snapshot {
-            lines.push(format!("snapshot: generation {g} parked"));
+        match (&ext.snapshot_detail, ext.snapshot) {
+            (Some(snap), _) => {
+                let workers: Vec<String> = snap
+                    .workers
+                    .iter()
+                    .map(|w| format!("{} (pid {}, {})", w.id, w.pid, w.state))
+                    .collect();
+                lines.push(format!(
+                    "snapshot: generation {} parked since {}{}; workers {}",
+                    snap.generation,
+                    clock_time(snap.since_unix_ms),
+                    snap.expires_unix_ms
+                        .map(|t| format!(", dropped at {}", clock_time(t)))
+                        .unwrap_or_default(),
+                    workers.join(", ")
+                ));
+            }
+            (None, Some(g)) => lines.push(format!("snapshot: generation {g} parked")),
+            (None, None) => {}
         }
         if let Some(e) = &ext.last_error {
             lines.push(format!("last error: {e}"));
         }
     }
     lines
+}
+
+/// A wall-clock time as `HH:MM:SS` UTC (the day is left out: a snapshot is recent).
+fn clock_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// `recycled: harakiri 1 (worker 2), max-requests 4`: recycles by cause, the workers that

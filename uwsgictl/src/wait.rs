@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use common::reload::ReloadKind;
 use common::stats::{ReloadOutcome, ReloadResult, StatsDocument};
 use serde::Serialize;
 
@@ -226,6 +227,58 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
                 return Probe::Done(state);
             }
         }
+    }
+    Probe::Pending(state)
+}
+
+/// The uwsgid rollback condition: `last_reload` changed since the baseline; a `rollback`
+/// that failed fails; otherwise (a restore complete, or the reload it aborted ended) done once
+/// no reload is under way and nothing drains.
+pub fn uwsgid_rollback(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<ReloadState> {
+    let ext = doc.uwsgid.clone().unwrap_or_default();
+    let outcome = ext
+        .last_reload
+        .clone()
+        .filter(|o| Some(o) != base.last_reload.as_ref());
+    let live: Vec<_> = doc.workers.iter().filter(|w| w.pid > 0).collect();
+    let mut state = ReloadState {
+        phase: "rolling-back".into(),
+        generation: outcome
+            .as_ref()
+            .map(|o| o.generation)
+            .or(ext.reload.as_ref().map(|r| r.generation)),
+        ready: live
+            .iter()
+            .filter(|w| w.uwsgid.as_ref().is_some_and(|x| x.ready))
+            .count() as u32,
+        total: ext.processes.max(doc.workers.len() as u32),
+        draining: ext.draining.len() as u32,
+        duration_ms: None,
+        detail: None,
+    };
+    let Some(o) = outcome else {
+        return Probe::Pending(state);
+    };
+    state.duration_ms = Some(o.duration_ms);
+    if o.kind == ReloadKind::Rollback && o.result == ReloadResult::Failed {
+        state.phase = ReloadResult::Failed.name().into();
+        let reason = o.reason.clone().unwrap_or_else(|| "no reason given".into());
+        return Probe::Failed {
+            exit: Exit::ReloadFailed,
+            reason: format!(
+                "the rollback to generation {} failed: {reason}",
+                o.generation
+            ),
+            state,
+        };
+    }
+    if ext.reload.is_none() && ext.draining.is_empty() {
+        state.phase = if o.kind == ReloadKind::Rollback {
+            ReloadResult::Complete.name().into()
+        } else {
+            "reload-aborted".into()
+        };
+        return Probe::Done(state);
     }
     Probe::Pending(state)
 }

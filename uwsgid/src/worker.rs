@@ -387,6 +387,8 @@ impl<'a> Worker<'a> {
             }
             if self.parking && self.live_conns() == 0 {
                 self.park()?;
+                // A stop read after the SIGCONT: exit at the top of the loop.
+                continue;
             }
             let timeout = self.next_timeout();
             // SAFETY: events is a valid buffer of the given length.
