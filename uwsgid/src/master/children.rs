@@ -58,10 +58,24 @@ impl Master {
     /// A worker of `g` in slot `id` did not come up (`failed` times in a row).
     pub(super) fn on_failed_start(&mut self, id: SlotId, g: u64, failed: u32, how: &str, now: Now) {
         *self.respawns.entry("failed_start".into()).or_default() += 1;
+        let chain = self
+            .reloads
+            .current
+            .as_ref()
+            .is_some_and(|r| r.kind == common::reload::ReloadKind::Chain);
         if let Some(reason) = self
             .reloads
             .on_failed_start(&mut self.table, id, g, failed, how)
         {
+            // Slots whose old worker was parked already get it back too.
+            self.unpark_for_abort(g, chain.then_some(id), now);
+            if chain {
+                if let Some(old) = self.table.newest_older(id, g) {
+                    self.table.retarget(id, old);
+                }
+            } else {
+                self.table.abort_to_older(g);
+            }
             self.finish_reload(false, reason, now);
         }
     }

@@ -183,6 +183,21 @@ impl Master {
         });
     }
 
+    /// A reload to `g` is aborted (a rollback request, or its new workers failed): slots
+    /// whose old worker was already parked get it back (SIGCONT), so the abort returns them
+    /// to the generation that served too.
+    pub(super) fn unpark_for_abort(&mut self, g: u64, only: Option<SlotId>, now: Now) {
+        for pid in self.table.unpark_older(g, only, now.at) {
+            let (id, wg) = self
+                .table
+                .worker(pid)
+                .map(|w| (w.slot.get(), w.generation))
+                .unwrap_or_default();
+            log!("reload to generation {g} aborted: worker {id} (pid {pid}, generation {wg}) leaves the snapshot and serves again");
+            sys::kill(pid, libc::SIGCONT);
+        }
+    }
+
     /// The snapshot as the stats document shows it.
     pub(super) fn snapshot_view(&self, now: Now) -> Option<wire::Snapshot> {
         let g = self.table.snapshot_generation()?;

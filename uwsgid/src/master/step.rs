@@ -461,6 +461,12 @@ impl Master {
     /// SIGURG or the FIFO `b`: abort the reload under way, if any (back to the generation
     /// that serves); else restore the snapshot, if any (`super::snapshot`).
     fn rollback(&mut self, now: Now) {
+        if let Some(r) = &self.reloads.current {
+            if r.kind != ReloadKind::Rollback {
+                let g = r.generation;
+                self.unpark_for_abort(g, None, now);
+            }
+        }
         match self.reloads.abort_for_rollback(&mut self.table) {
             Some((true, message)) => self.finish_reload(false, message, now),
             Some((false, message)) => log!("{message}"),

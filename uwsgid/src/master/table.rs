@@ -734,6 +734,38 @@ impl Table {
         out
     }
 
+    /// A reload to `g` is being aborted (`--auto-snapshot`): a slot with no ready worker
+    /// older than `g` but a parked one (its old worker parked once the new one was ready)
+    /// gets that worker back, ready now, so that the abort can give the slot back to it (the
+    /// caller sends it SIGCONT). `only`: that slot alone (a chain that stops). Returns their
+    /// pids.
+    pub fn unpark_older(&mut self, g: u64, only: Option<SlotId>, now: Instant) -> Vec<i32> {
+        let mut out = Vec::new();
+        for id in self.slot_ids().collect::<Vec<_>>() {
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            let ready_older = self
+                .workers
+                .iter()
+                .any(|w| w.slot == id && w.generation < g && w.is_ready());
+            if ready_older {
+                continue;
+            }
+            let parked = self
+                .workers
+                .iter_mut()
+                .filter(|w| w.slot == id && w.generation < g && w.is_parked())
+                .max_by_key(|w| w.generation);
+            if let Some(w) = parked {
+                w.state = WorkerState::Ready;
+                w.ready_at = Some(now);
+                out.push(w.pid);
+            }
+        }
+        out
+    }
+
     /// The newest worker of a generation older than `g` in slot `id` (a chain that stops
     /// gives the slot back to it).
     pub fn newest_older(&self, id: SlotId, g: u64) -> Option<u64> {
