@@ -42,6 +42,23 @@ impl Master {
         self.config.auto_snapshot && parks(&self.config.worker)
     }
 
+    /// At startup: what `--auto-snapshot` will do with these workers.
+    pub(super) fn log_snapshot_mode(&self) {
+        if !self.config.auto_snapshot {
+            return;
+        }
+        if parks(&self.config.worker) {
+            let age = self
+                .config
+                .snapshot_max_age
+                .map(|d| format!(", dropped after {}s", d.as_secs_f64()))
+                .unwrap_or_default();
+            log!("--auto-snapshot: a reload parks the previous generation's workers for a rollback (SIGURG, FIFO b){age}");
+        } else {
+            log!("warning: --auto-snapshot: exec workers are never parked (the master cannot tell when an arbitrary program holds no request, and freezing one that does would hang its clients): reloads stop them, a rollback only aborts a reload under way");
+        }
+    }
+
     /// Park `pid` (replaced in its slot) instead of retiring it, if it may be parked; the
     /// older snapshot, if any, is retired. False if the caller must retire it.
     pub(super) fn try_park(&mut self, pid: i32, now: Now) -> bool {
