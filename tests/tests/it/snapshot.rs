@@ -608,3 +608,80 @@ fn a_newer_reload_replaces_the_snapshot_and_max_age_drops_it() {
     d.wait_log("dropped after --snapshot-max-age");
     ctl(ctl_args(&d, &["rollback"])).run().code(25);
 }
+
+#[test]
+fn a_chain_reload_parks_each_replaced_worker_and_a_rollback_restores_them() {
+    let dir = TestDir::new("snap-chain");
+    let d = start_snapshot(&dir, "");
+    let old = pids_of(&d.stats(), 1);
+    let requests = Concurrent::start(&d.addr, "/", &["Hello World"], 4);
+    ctl(ctl_args(
+        &d,
+        &["reload", "--chain", "--wait", "--timeout", "30"],
+    ))
+    .run()
+    .code(0);
+    assert_eq!(wait_parked(&d, 1, 4), old);
+    requests.more(20);
+    ctl(ctl_args(&d, &["rollback", "--wait", "--timeout", "30"]))
+        .run()
+        .code(0);
+    assert_restored(&d, 1, &old, "/", "Hello World");
+    requests.more(20);
+    requests.finish();
+}
+
+/// A workers reload whose slots 1 and 2 are replaced (their old workers parked) while 3 and
+/// 4 cannot be (their new workers hang at import): a rollback aborts it, and every slot, the
+/// parked ones included, is back with generation 1.
+#[test]
+fn a_rollback_during_a_reload_gives_back_the_slots_already_parked() {
+    let dir = TestDir::new("snap-abort");
+    let flag = dir.join("hang");
+    let app = dir.write(
+        "app.py",
+        &format!(
+            "import os, time\nif int(os.environ.get('UWSGID_WORKER_ID', '0')) > 2 and os.path.exists({:?}):\n    time.sleep(600)\n{}",
+            flag.display().to_string(),
+            APP_V.replace("VERSION", "same")
+        ),
+    );
+    let python = crate::exec_support::python();
+    let d = start_snapshot(
+        &dir,
+        &format!(
+            "wsgi-file = {}\npython = {python}\nlazy-apps = true\nworker-start-timeout = 60\n",
+            app.display()
+        ),
+    );
+    let old = pids_of(&d.stats(), 1);
+    fs::write(&flag, "").unwrap();
+    let args = ctl_args(
+        &d,
+        &["reload", "--workers", "--wait", "--timeout", "60", "--json"],
+    );
+    let waiter = std::thread::spawn(move || ctl(args).run());
+    d.wait_stats("slots 1 and 2 replaced, their old workers parked", |s| {
+        let snap = s["uwsgid"]["snapshot_detail"]["workers"].as_array()?;
+        (snap.len() == 2 && snap.iter().all(|w| w["state"] == "parked")).then_some(())
+    });
+    let requests = Concurrent::start(&d.addr, "/", &["same"], 2);
+    requests.more(10);
+    d.signal(libc::SIGURG);
+    let out = waiter.join().unwrap();
+    out.code(22);
+    let s = d.wait_stats("every slot back with generation 1", |s| {
+        (s["uwsgid"]["reload"].is_null()
+            && s["uwsgid"]["draining"].as_array().unwrap().is_empty()
+            && s["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w["uwsgid"]["generation"] == 1 && w["uwsgid"]["ready"] == true))
+        .then(|| s.clone())
+    });
+    assert_eq!(pids_of(&s, 1), old, "{s}");
+    requests.more(20);
+    requests.finish();
+    d.wait_log("leaves the snapshot and serves again");
+}
