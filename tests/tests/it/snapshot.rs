@@ -685,3 +685,60 @@ fn a_rollback_during_a_reload_gives_back_the_slots_already_parked() {
     requests.finish();
     d.wait_log("leaves the snapshot and serves again");
 }
+
+/// A rollback is reported like any reload: RELOADING=1 then READY=1 on the notify socket,
+/// and counted by kind and result (the counts `/metrics` renders).
+#[test]
+fn a_rollback_is_announced_to_systemd_and_counted_like_a_reload() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TestDir::new("snap-notify");
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Every datagram but STATUS= ones, until `want` (bounded).
+    let until = |want: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < end {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with(want) {
+                    return seen;
+                }
+                if !m.starts_with("STATUS=") {
+                    seen.push(m);
+                }
+            }
+        }
+        panic!("no {want:?} within 20 s; saw {seen:?}");
+    };
+    let ini = snapshot_ini(&dir, "");
+    let mut d = Daemon::spawn_env(
+        &dir,
+        &["--ini", ini.to_str().unwrap()],
+        &uwsgi_tests::bin("uwsgid"),
+        true,
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    d.wait_running();
+    until("READY=1");
+    d.fifo_write(b"w");
+    until("RELOADING=1");
+    until("READY=1");
+    wait_parked(&d, 1, 4);
+    d.fifo_write(b"b");
+    let between = until("RELOADING=1");
+    assert!(between.is_empty(), "{between:?}");
+    let between = until("READY=1");
+    assert!(between.is_empty(), "{between:?}");
+    let s = d.wait_stats("the rollback counted", |s| {
+        s["uwsgid"]["reload_counts"]["total"]
+            .as_array()?
+            .iter()
+            .any(|t| t[0] == "rollback" && t[1] == "complete" && t[2] == 1)
+            .then(|| s.clone())
+    });
+    assert_eq!(s["uwsgid"]["last_reload"]["kind"], "rollback", "{s}");
+}
