@@ -793,4 +793,29 @@ old      stale      7  -        /run/uwsgid/old/uwsgid.pid
 ";
         assert_eq!(got, want, "got:\n{got}");
     }
+
+    #[test]
+    fn the_snapshot_line_names_its_generation_time_and_workers() {
+        let mut doc = uwsgid_doc();
+        let ext = doc.uwsgid.as_mut().unwrap();
+        ext.snapshot = Some(2);
+        // 1970-01-02 03:04:05 UTC
+        let at = (86_400 + 3 * 3600 + 4 * 60 + 5) * 1000;
+        ext.snapshot_detail = Some(common::stats::Snapshot {
+            generation: 2,
+            since_unix_ms: at,
+            expires_unix_ms: Some(at + 60_000),
+            workers: vec![common::stats::Parked {
+                id: 1,
+                pid: 4000,
+                state: "parked".into(),
+                since_unix_ms: at,
+            }],
+        });
+        let lines = render_header(&doc);
+        assert!(
+            lines.contains(&"snapshot: generation 2 parked since 03:04:05 UTC, dropped at 03:05:05 UTC; workers 1 (pid 4000, parked)".to_string()),
+            "{lines:?}"
+        );
+    }
 }
