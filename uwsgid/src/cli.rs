@@ -1594,6 +1594,44 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_options() {
+        let c = load(&["--http-socket", ":1"]).unwrap();
+        assert!(!c.auto_snapshot);
+        assert_eq!(c.snapshot_max_age, None);
+        let c = load(&[
+            "--http-socket",
+            ":1",
+            "--auto-snapshot",
+            "--snapshot-max-age",
+            "90",
+        ])
+        .unwrap();
+        assert!(c.auto_snapshot);
+        assert_eq!(c.snapshot_max_age, Some(Duration::from_secs(90)));
+        let e = load(&["--http-socket", ":1", "--snapshot-max-age", "90"]).unwrap_err();
+        assert!(e.contains("without --auto-snapshot"), "{e}");
+        for bad in ["0", "1e-12"] {
+            let e = load(&[
+                "--http-socket",
+                ":1",
+                "--auto-snapshot",
+                "--snapshot-max-age",
+                bad,
+            ])
+            .unwrap_err();
+            assert!(e.contains("--snapshot-max-age 0"), "{e}");
+        }
+        assert!(load(&[
+            "--http-socket",
+            ":1",
+            "--auto-snapshot",
+            "--snapshot-max-age",
+            "-1"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn exec_and_python_options() {
         let c = load(&[
             "--http-socket",

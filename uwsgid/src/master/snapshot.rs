@@ -82,6 +82,14 @@ impl Master {
         true
     }
 
+    /// Snapshot workers whose slot was removed (`-`) stop.
+    pub(super) fn settle_snapshot(&mut self, now: Now) {
+        for pid in self.table.snapshot_without_slot() {
+            log!("snapshot worker pid {pid}: its slot was removed; it stops");
+            self.retire(pid, now);
+        }
+    }
+
     /// `waitpid` saw `pid` stop (`WUNTRACED`).
     pub(super) fn on_worker_stopped(&mut self, pid: i32, now: Now) {
         let state = self.table.worker(pid).map(|w| w.state.clone());

@@ -324,6 +324,7 @@ impl Master {
                 self.retire(pid, now);
             }
         }
+        self.settle_snapshot(now);
         match self.reloads.progress(&mut self.table) {
             Progress::Waiting => {}
             Progress::ChainNext { from, next } => {

@@ -385,6 +385,16 @@ impl Table {
             .collect()
     }
 
+    /// Snapshot workers of slots beyond the configured count (`-`): nothing to restore them
+    /// into.
+    pub fn snapshot_without_slot(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .filter(|w| w.in_snapshot() && self.slot(w.slot).is_none())
+            .map(|w| w.pid)
+            .collect()
+    }
+
     /// Every snapshot worker (the snapshot is dropped).
     pub fn snapshot_pids(&self) -> Vec<i32> {
         self.workers

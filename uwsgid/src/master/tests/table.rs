@@ -449,3 +449,16 @@ fn an_aborted_reload_unparks_the_old_worker_of_a_slot_already_replaced() {
     replaced.sort();
     assert_eq!(replaced, vec![20, 21]);
 }
+
+#[test]
+fn a_parked_worker_of_a_removed_slot_is_let_go() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    t.park(11, t0, Duration::from_secs(10));
+    t.set_parked(11);
+    assert!(t.snapshot_without_slot().is_empty());
+    t.resize(1, 2);
+    assert_eq!(t.snapshot_without_slot(), vec![11]);
+    assert!(t.retire(11, t0, Duration::from_secs(10)));
+    assert!(t.snapshot_generation().is_none());
+}
