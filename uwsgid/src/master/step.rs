@@ -21,6 +21,7 @@
 //! | Running            | rollback, no reload under way, a parked snapshot | Running, a `rollback` reload: the snapshot's workers get SIGCONT and serve their slots again, the current ones retire (`super::snapshot`) |
 //! | Running            | rollback, no reload under way, no snapshot | Running, a warning logged, nothing changed |
 //! | Checking           | any reload                             | Checking, ignored                      |
+//! | Checking, ReExec   | rollback                               | ignored, logged (nothing replaced yet) |
 //! | Checking           | checker exits 0                        | ReExec                                 |
 //! | Checking           | checker fails or times out             | Running, refused                       |
 //! | ReExec             | (end of the step)                      | execve: Running in the new image, generation + 1 |
@@ -462,6 +463,10 @@ impl Master {
     /// SIGURG or the FIFO `b`: abort the reload under way, if any (back to the generation
     /// that serves); else restore the snapshot, if any (`super::snapshot`).
     fn rollback(&mut self, now: Now) {
+        if matches!(self.phase, Phase::Checking(_) | Phase::ReExec { .. }) {
+            log!("rollback requested while a re-exec reload is being prepared: ignored (nothing was replaced yet; ask again once the reload is under way or over)");
+            return;
+        }
         if let Some(r) = &self.reloads.current {
             if r.kind != ReloadKind::Rollback {
                 let g = r.generation;
