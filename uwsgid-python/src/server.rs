@@ -933,7 +933,11 @@ struct Engine {
     draining: Arc<AtomicBool>,
     /// Told to park (`--auto-snapshot`): draining without closing the listeners, then
     /// stopped (SIGSTOP) once idle, until the master's SIGCONT.
-    parking: AtomicBool,
+    /// [`PARK_NONE`], [`PARK_PARKING`] or [`PARK_STOPPING`]; `draining` changes with it
+    /// under this lock.
+    park: Mutex<u8>,
+    /// Threads between accept4 and the connection's entry in the table.
+    in_accept: AtomicUsize,
     drain_reason: Mutex<String>,
     exit: AtomicBool,
     busy: AtomicUsize,
@@ -1204,7 +1208,8 @@ impl Engine {
             accepting: Mutex::new(false),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
-            parking: AtomicBool::new(false),
+            park: Mutex::new(PARK_NONE),
+            in_accept: AtomicUsize::new(0),
             drain_reason: Mutex::new(String::new()),
             exit: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
@@ -1331,10 +1336,13 @@ impl Engine {
     /// The master's park signal: stop accepting (the listeners stay open), answer with
     /// `Connection: close`, and once idle stop ourselves ([`Engine::park`]).
     fn start_park(&self) {
-        if self.draining.swap(true, SeqCst) {
-            return;
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            if self.draining.swap(true, SeqCst) {
+                return;
+            }
+            *park = PARK_PARKING;
         }
-        self.parking.store(true, SeqCst);
         let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
         if *acc {
             let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -1356,21 +1364,39 @@ impl Engine {
     /// Idle while parking: stop (every thread) until SIGCONT, then accept again unless a
     /// stop signal turned the park into a drain meanwhile.
     fn park(&self) {
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            if *park != PARK_PARKING {
+                return;
+            }
+            *park = PARK_STOPPING;
+        }
         // SAFETY: kill only sends SIGSTOP to our own process.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGSTOP);
         }
-        if self.parking.swap(false, SeqCst) {
-            self.draining.store(false, SeqCst);
+        let resumed = {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            let r = *park == PARK_STOPPING;
+            if r {
+                *park = PARK_NONE;
+                self.draining.store(false, SeqCst);
+            }
+            r
+        };
+        if resumed {
             self.set_accepting(true);
         }
     }
 
     fn start_drain(&self, why: &str) {
         // A stop while parking (or parked) turns the park into a drain.
-        let was_parking = self.parking.swap(false, SeqCst);
-        if self.draining.swap(true, SeqCst) && !was_parking {
-            return;
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            let was_parking = std::mem::replace(&mut *park, PARK_NONE) != PARK_NONE;
+            if self.draining.swap(true, SeqCst) && !was_parking {
+                return;
+            }
         }
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
         {
@@ -1409,6 +1435,12 @@ impl Engine {
         // next one goes to whichever worker (or thread) waits first. Taking many at once let
         // one worker grab a burst of keep-alive clients while another sat idle.
         for _ in 0..self.accept_batch {
+            // Counted from before accept4 until the connection is in the table, so that a
+            // drain or park never ends with a connection accepted but not yet seen.
+            let guard = InAccept::enter(&self.in_accept);
+            if self.draining.load(SeqCst) {
+                return;
+            }
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
                 match ls.get(index) {
@@ -1492,6 +1524,7 @@ impl Engine {
                 s.gen = s.gen.wrapping_add(1);
                 (idx as u64) | ((s.gen as u64) << 32)
             };
+            drop(guard);
             let mut conn = conn;
             match self.serve_conn(&mut conn) {
                 After::Close => self.release(token, None),
@@ -2234,12 +2267,17 @@ impl Engine {
             drop(conn);
             self.release(token, None);
         }
-        if draining && live == 0 && self.busy.load(SeqCst) == 0 {
+        // `in_accept` before the table's count: a connection accepted meanwhile is either
+        // still counted there or already in the table.
+        if draining && live == 0 && self.busy.load(SeqCst) == 0 && self.in_accept.load(SeqCst) == 0
+        {
             let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            if t.live == 0 && self.parking.load(SeqCst) {
+            let park = *self.park.lock().unwrap_or_else(|p| p.into_inner());
+            let still_draining = self.draining.load(SeqCst);
+            if t.live == 0 && park != PARK_NONE {
                 drop(t);
                 self.park();
-            } else if t.live == 0 {
+            } else if t.live == 0 && still_draining {
                 self.exit.store(true, SeqCst);
                 let one: u64 = 1;
                 // SAFETY: an 8-byte write to our eventfd.
@@ -2252,6 +2290,27 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// `Engine::park`: not parking; told to park (draining, listeners kept); stopping itself.
+const PARK_NONE: u8 = 0;
+const PARK_PARKING: u8 = 1;
+const PARK_STOPPING: u8 = 2;
+
+/// One thread inside [`Engine::accept`] (see `Engine::in_accept`).
+struct InAccept<'a>(&'a AtomicUsize);
+
+impl<'a> InAccept<'a> {
+    fn enter(n: &'a AtomicUsize) -> InAccept<'a> {
+        n.fetch_add(1, SeqCst);
+        InAccept(n)
+    }
+}
+
+impl Drop for InAccept<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

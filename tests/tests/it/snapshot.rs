@@ -742,3 +742,42 @@ fn a_rollback_is_announced_to_systemd_and_counted_like_a_reload() {
     });
     assert_eq!(s["uwsgid"]["last_reload"]["kind"], "rollback", "{s}");
 }
+
+/// Native Python workers of a replaced snapshot wake to read their stop signal and exit
+/// (they do not accept again); the newer snapshot is parked in their place.
+#[test]
+fn python_snapshot_workers_replaced_by_a_newer_snapshot_exit() {
+    let dir = TestDir::new("snap-python-replace");
+    let app = dir.write("app.py", &APP_V.replace("VERSION", "v"));
+    let python = crate::exec_support::python();
+    let d = start_snapshot(
+        &dir,
+        &format!("wsgi-file = {}\npython = {python}\n", app.display()),
+    );
+    let first = pids_of(&d.stats(), 1);
+    d.fifo_write(b"w");
+    assert_eq!(wait_parked(&d, 1, 4), first);
+    let second = pids_of(&d.stats(), 2);
+    let requests = Concurrent::start(&d.addr, "/", &["v"], 2);
+    d.fifo_write(b"w");
+    assert_eq!(wait_parked(&d, 2, 4), second);
+    d.wait_stats("generation 1 gone", |s| {
+        s["uwsgid"]["draining"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    requests.more(20);
+    requests.finish();
+    for p in &first {
+        let gone = !std::path::Path::new(&format!("/proc/{p}")).exists()
+            || uwsgi_tests::is_zombie(*p as i32);
+        assert!(gone, "snapshot worker {p} of generation 1 is still there");
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains("snapshot of generation 1 replaced by generation 2"),
+        "{log}"
+    );
+}

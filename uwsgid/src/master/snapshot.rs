@@ -109,6 +109,11 @@ impl Master {
             Some(WorkerState::Draining { .. }) if self.config.auto_snapshot => {
                 sys::kill(pid, libc::SIGCONT);
             }
+            // Restored (or given back by an abort) while it was stopping itself: it serves.
+            Some(WorkerState::Ready) if self.snapshots_on() && !self.paused => {
+                log!("worker pid {pid} stopped while it should serve (a park that raced its restore): SIGCONT");
+                sys::kill(pid, libc::SIGCONT);
+            }
             _ => {}
         }
     }
