@@ -938,6 +938,10 @@ struct Engine {
     park: Mutex<u8>,
     /// Threads between accept4 and the connection's entry in the table.
     in_accept: AtomicUsize,
+    /// Threads acting on events epoll returned (a listener's among them, maybe).
+    in_events: AtomicUsize,
+    /// A parking worker is about to stop itself: accept nothing more.
+    stopping: AtomicBool,
     drain_reason: Mutex<String>,
     exit: AtomicBool,
     busy: AtomicUsize,
@@ -1210,6 +1214,8 @@ impl Engine {
             draining: Arc::new(AtomicBool::new(false)),
             park: Mutex::new(PARK_NONE),
             in_accept: AtomicUsize::new(0),
+            in_events: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             drain_reason: Mutex::new(String::new()),
             exit: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
@@ -1286,6 +1292,8 @@ impl Engine {
                 }
                 continue;
             }
+            // Counted while this thread acts on what epoll gave it: a park waits for it.
+            let busy_events = InAccept::enter(&self.in_events);
             for ev in &events[..n as usize] {
                 let token = ev.u64;
                 if token == WAKE_TOKEN {
@@ -1298,6 +1306,7 @@ impl Engine {
                     self.on_conn(token);
                 }
             }
+            drop(busy_events);
             self.maybe_sweep();
         }
     }
@@ -1369,6 +1378,17 @@ impl Engine {
             if *park != PARK_PARKING {
                 return;
             }
+            // `stopping` first, then the counts (accept reads them the other way round): a
+            // thread that got a connection is seen, or sees `stopping` and leaves it queued.
+            self.stopping.store(true, SeqCst);
+            let idle = self.in_accept.load(SeqCst) == 0
+                && self.in_events.load(SeqCst) == 0
+                && self.busy.load(SeqCst) == 0
+                && self.table.lock().unwrap_or_else(|p| p.into_inner()).live == 0;
+            if !idle {
+                self.stopping.store(false, SeqCst);
+                return;
+            }
             *park = PARK_STOPPING;
         }
         // SAFETY: kill only sends SIGSTOP to our own process.
@@ -1377,6 +1397,7 @@ impl Engine {
         }
         let resumed = {
             let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopping.store(false, SeqCst);
             let r = *park == PARK_STOPPING;
             if r {
                 *park = PARK_NONE;
@@ -1437,8 +1458,11 @@ impl Engine {
         for _ in 0..self.accept_batch {
             // Counted from before accept4 until the connection is in the table, so that a
             // drain or park never ends with a connection accepted but not yet seen.
+            // While parking, a connection epoll handed us before the listeners left our set
+            // is still accepted and served (its wakeup went to us alone); only the instant the
+            // process stops itself refuses it.
             let guard = InAccept::enter(&self.in_accept);
-            if self.draining.load(SeqCst) {
+            if self.stopping.load(SeqCst) {
                 return;
             }
             let lfd = {
@@ -2271,13 +2295,13 @@ impl Engine {
         // still counted there or already in the table.
         if draining && live == 0 && self.busy.load(SeqCst) == 0 && self.in_accept.load(SeqCst) == 0
         {
-            let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let live_now = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
+            // Never the park lock while holding the table's (`park` takes them the other way).
             let park = *self.park.lock().unwrap_or_else(|p| p.into_inner());
             let still_draining = self.draining.load(SeqCst);
-            if t.live == 0 && park != PARK_NONE {
-                drop(t);
+            if live_now == 0 && park != PARK_NONE {
                 self.park();
-            } else if t.live == 0 && still_draining {
+            } else if live_now == 0 && still_draining {
                 self.exit.store(true, SeqCst);
                 let one: u64 = 1;
                 // SAFETY: an 8-byte write to our eventfd.

@@ -544,8 +544,11 @@ impl<'a> Worker<'a> {
             return;
         };
         let uwsgi = self.setup.uwsgi.listeners.contains(&lfd);
-        for _ in 0..64 {
-            if !self.accepting {
+        // Parking: a connection epoll woke us for before the listeners left our set is still
+        // taken (the wakeup went to us alone) and served; it holds the park until answered.
+        let parking = self.parking;
+        for i in 0..64 {
+            if !(self.accepting || (parking && i == 0)) {
                 return;
             }
             // SAFETY: all-zero is a valid sockaddr_storage.
