@@ -523,6 +523,99 @@ def cleanup():
 
 
 # ---------------------------------------------------------------------------------------------
+# rollback (issue 16): servers whose answer says which release they run
+
+SNAP_APP = """def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s"]
+"""
+
+
+class SnapMixin:
+    """A release is `old` or `new`: a static directory named in an ini file (built-in
+    workers) or the app file's answer (Python); `set_release` writes it for the next reload,
+    `probe` is the path whose answer names the release."""
+
+    def setup_release(self, python):
+        self.python = python
+        self.ini = os.path.join(self.dir, "release.ini")
+        self.app = os.path.join(self.dir, "snapapp.py")
+        for r in ("old", "new"):
+            os.makedirs(os.path.join(self.dir, r), exist_ok=True)
+            with open(os.path.join(self.dir, r, "v.txt"), "w") as f:
+                f.write(r)
+        self.probe = "/" if python else "/v.txt"
+        self.set_release("old")
+
+    def set_release(self, r):
+        if self.python:
+            with open(self.app, "w") as f:
+                f.write(SNAP_APP % r)
+        else:
+            with open(self.ini, "w") as f:
+                f.write("[uwsgi]\ncheck-static = %s\n" % os.path.join(self.dir, r))
+
+
+class SnapUwsgid(SnapMixin, Uwsgid):
+    def __init__(self, workdir, workers, tag, python):
+        Uwsgid.__init__(self, workdir, workers, tag)
+        self.setup_release(python)
+
+    def argv(self):
+        a = [os.path.join(BIN_DIR, "uwsgid"), "--http-socket", "127.0.0.1:%d" % self.port,
+             "--processes", str(self.workers), "--stats", self.stats_addr,
+             "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
+             "--logto", self.logfile, "--auto-snapshot"]
+        if self.python:
+            a += ["--wsgi-file", self.app]
+            if os.path.exists(SYSTEM_PYTHON):
+                a += ["--python", SYSTEM_PYTHON]
+        else:
+            a += ["--ini", self.ini]
+        return a
+
+
+class SnapUwsgi(SnapMixin, Uwsgi):
+    def __init__(self, workdir, workers, tag, python):
+        Uwsgi.__init__(self, workdir, workers, tag)
+        self.setup_release(python)
+
+    def argv(self):
+        a = ["uwsgi", "--master", "--http-socket", "127.0.0.1:%d" % self.port,
+             "--processes", str(self.workers), "--stats", self.stats_addr,
+             "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
+             "--logto", self.logfile, "--disable-logging",
+             "--add-header", "Connection: close"]
+        if self.python:
+            a += ["--plugin", "python3", "--wsgi-file", self.app]
+        else:
+            # uWSGI serves static files only with a request plugin loaded: the bench app.
+            a += ["--plugin", "python3", "--wsgi-file", APP, "--ini", self.ini]
+        return a
+
+
+def time_to_release(server, release, t0, timeout=60.0):
+    """Milliseconds from t0 until the server answers `release` on every probe: the time of
+    the first answer of the final run of 2 x workers consecutive probes (fresh connections)
+    that all answered it; None on a timeout. Errors and other answers reset the run."""
+    need = 2 * server.workers
+    run, first = 0, None
+    deadline = t0 + timeout
+    while now() < deadline:
+        t = now()
+        st, body = http_get(server.port, server.probe, timeout=2.0)
+        if st == 200 and body.strip() == release.encode():
+            if run == 0:
+                first = t
+            run += 1
+            if run >= need:
+                return (first - t0) * 1000.0
+        else:
+            run = 0
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # reload measurement
 
 class ReloadKind:
@@ -1709,6 +1802,91 @@ class Bench:
                  "(uwsgi column: without the scraper)", wi, wo, ratio, "<=1.2x, 0 failed scrapes",
                  (ratio <= 1.2 and r["failed_scrapes"] == 0) if ratio else None, unit="ms")
 
+    # issue 16: rollback to the parked snapshot vs a graceful reload back to the old release -
+    def rollback(self):
+        """16 workers, built-in (static dir from an ini) and Python (app file): each
+        repetition, on the same instances, interleaved: uwsgid reloads to `new` (untimed),
+        then a rollback (FIFO b) is timed until every probe answers `old`; uwsgid reloads to
+        `new` again, then a graceful reload back to `old` is timed the same way; uWSGI
+        (no rollback) reloads to `new`, then its graceful reload back to `old` is timed."""
+        if not self.have_ours:
+            return
+        q = self.quick
+        reps = 1 if q else 7
+        n = 16
+        out = self.results["scenarios"].setdefault("rollback", {})
+        for python in (False, True):
+            label = "python" if python else "built-in"
+            ours = SnapUwsgid(self.workdir, n, "snap-" + label, python)
+            theirs = SnapUwsgi(self.workdir, n, "snap-" + label, python)
+            res = out.setdefault(label, {"rollback_ms": [], "graceful_ms": [],
+                                         "uwsgi_graceful_ms": [], "self_ms": []})
+            try:
+                for srv in (ours, theirs):
+                    srv.start()
+                    srv.wait_ready(90)
+                for rep in range(reps):
+                    # uwsgid: forward (untimed), then the rollback (timed).
+                    settle(ours, 90)
+                    ours.set_release("new")
+                    r = reload_once(ours, KINDS["graceful"], 90)
+                    if "error" in r:
+                        raise RuntimeError("uwsgid reload to new: %s" % r["error"])
+                    if time_to_release(ours, "new", now()) is None:
+                        raise RuntimeError("uwsgid never answered new")
+                    ours.set_release("old")  # what is on disk after a rollback
+                    settle(ours, 90)
+                    t0 = now()
+                    fifo_write(ours.fifo, b"b")
+                    ms = time_to_release(ours, "old", t0)
+                    res["rollback_ms"].append(ms)
+                    doc = ours.stats() or {}
+                    last = (doc.get("uwsgid") or {}).get("last_reload") or {}
+                    res["self_ms"].append(last.get("duration_ms")
+                                          if last.get("kind") == "rollback" else None)
+                    log("uwsgid %s rollback (16 workers): %s" % (
+                        label, "%.1f ms" % ms if ms is not None else "timeout"))
+                    # uwsgid: forward again (untimed), then a graceful reload back (timed).
+                    settle(ours, 90)
+                    ours.set_release("new")
+                    r = reload_once(ours, KINDS["graceful"], 90)
+                    if "error" in r:
+                        raise RuntimeError("uwsgid reload to new: %s" % r["error"])
+                    settle(ours, 90)
+                    ours.set_release("old")
+                    t0 = now()
+                    os.kill(ours.pid, signal.SIGHUP)
+                    ms = time_to_release(ours, "old", t0)
+                    res["graceful_ms"].append(ms)
+                    log("uwsgid %s graceful reload back (16 workers): %s" % (
+                        label, "%.1f ms" % ms if ms is not None else "timeout"))
+                    # uWSGI: forward (untimed), then its graceful reload back (timed).
+                    settle(theirs, 90)
+                    theirs.set_release("new")
+                    os.kill(theirs.pid, signal.SIGHUP)
+                    if time_to_release(theirs, "new", now(), 90) is None:
+                        raise RuntimeError("uWSGI never answered new")
+                    settle(theirs, 90)
+                    theirs.set_release("old")
+                    t0 = now()
+                    os.kill(theirs.pid, signal.SIGHUP)
+                    ms = time_to_release(theirs, "old", t0, 90)
+                    res["uwsgi_graceful_ms"].append(ms)
+                    theirs.remember_workers()
+                    log("uWSGI %s graceful reload back (16 workers): %s" % (
+                        label, "%.1f ms" % ms if ms is not None else "timeout"))
+            finally:
+                ours.stop()
+                theirs.stop()
+            med = lambda k: median([x for x in res[k] if x is not None])  # noqa: E731
+            rb, gr, ug = med("rollback_ms"), med("graceful_ms"), med("uwsgi_graceful_ms")
+            res["median_ms"] = {"rollback": rb, "graceful": gr, "uwsgi_graceful": ug}
+            self.row("rollback, 16 workers, %s" % label, "rollback complete (median)", rb, ug,
+                     (ug / rb) if rb and ug else None, "< 5 ms",
+                     (rb < 5.0) if rb is not None else None, unit="ms")
+            self.row_speed("rollback, 16 workers, %s" % label,
+                           "graceful reload back to the old release (median)", gr, ug)
+
     # -----------------------------------------------------------------------------------
     def run(self):
         order = [("start", self.startup), ("rss", self.rss), ("reload", self.reloads),
@@ -1717,7 +1895,8 @@ class Bench:
                  ("ctl", self.ctl_latency), ("stop", self.stop_time),
                  ("python", self.python_app), ("nginx_uwsgi", self.nginx_uwsgi),
                  ("prod", self.prod),
-                 ("recycle", self.recycle)]
+                 ("recycle", self.recycle),
+                 ("rollback", self.rollback)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in order:
             if only and name not in only:
@@ -1906,7 +2085,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, fewer variants")
     ap.add_argument("--only", help="comma list of: start,rss,reload,stats,idle,throughput,"
-                    "storm,ctl,stop,python,nginx_uwsgi,prod,recycle")
+                    "storm,ctl,stop,python,nginx_uwsgi,prod,recycle,rollback")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds before optional work is skipped (default 780, quick 300)")
     ap.add_argument("--no-ours", action="store_true", help="measure uWSGI only")

@@ -531,12 +531,16 @@ _uwsgictl() {
             return 0
             ;;
         uwsgictl__subcmd__rollback)
-            opts="-h --via --pidfile --fifo --stats --ini --name --json --help"
+            opts="-h --wait --timeout --via --pidfile --fifo --stats --ini --name --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --via)
                     COMPREPLY=($(compgen -W "signal fifo" -- "${cur}"))
                     return 0

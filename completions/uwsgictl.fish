@@ -36,7 +36,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "reload" -d 'Reloa
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "stop" -d 'Stop the instance: graceful by default (FIFO \'q\'), --brutal sends SIGINT'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "pause" -d 'Pause: workers stop accepting, connections wait in the backlog. Does nothing if paused'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "resume" -d 'Resume a paused instance. Does nothing if it is not paused'
-complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "rollback" -d 'Roll back: abort a reload under way, back to the generation that serves (uwsgid; there are no snapshots to restore yet, so a completed reload cannot be undone)'
+complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "rollback" -d 'Roll back (uwsgid): abort a reload under way, back to the generation that serves; else restore the parked snapshot (--auto-snapshot) and retire the current generation'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "stats" -d 'Show the instance and its workers as a table, or the daemon\'s document with --json'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "status" -d 'One line saying whether the instance runs; LSB exit codes (0, 1, 3, 4)'
 complete -c uwsgictl -n "__fish_uwsgictl_needs_command" -f -a "signal" -d 'Send a signal from the master\'s signal table (HUP, TERM, INT, QUIT, USR1, USR2, URG, TSTP, WINCH) to the validated master'
@@ -88,6 +88,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l ini -d 'Rea
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l timeout -d 'Give up waiting after S seconds (exit code 20)' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l via -d 'Send a signal or write to the FIFO (default: FIFO when known, else signal)' -r -f -a "signal\t'A signal through a pidfd (needs the pidfile)'
 fifo\t'A byte written to the master FIFO'"
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l pidfile -d 'The master\'s pidfile (uwsgid or uWSGI); for uwsgid, also enough to find its FIFO and stats' -r -F
@@ -95,6 +96,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l fifo -d '
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l stats -d 'The stats server: HOST:PORT, a Unix socket path, @ABSTRACT, or http://HOST:PORT for --stats-http' -r
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l ini -d 'Read safe-pidfile/pidfile, master-fifo, stats and stats-http from FILE\'s [uwsgi] section (FILE:SECTION for another), read as uwsgid reads it: placeholders, includes, config logic' -r -F
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l name -d 'The uwsgid instance NAME in the runtime directory (default: "default")' -r
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l wait -d 'Block until the rollback is complete: only the restored generation serves (or the reload it aborted is over)'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -l json -d 'Print exactly one JSON document on stdout (errors too); progress is never shown'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand stats" -l interval -d 'Seconds between refreshes with --watch' -r
@@ -148,7 +150,7 @@ complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_s
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "stop" -d 'Stop the instance: graceful by default (FIFO \'q\'), --brutal sends SIGINT'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "pause" -d 'Pause: workers stop accepting, connections wait in the backlog. Does nothing if paused'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "resume" -d 'Resume a paused instance. Does nothing if it is not paused'
-complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "rollback" -d 'Roll back: abort a reload under way, back to the generation that serves (uwsgid; there are no snapshots to restore yet, so a completed reload cannot be undone)'
+complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "rollback" -d 'Roll back (uwsgid): abort a reload under way, back to the generation that serves; else restore the parked snapshot (--auto-snapshot) and retire the current generation'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "stats" -d 'Show the instance and its workers as a table, or the daemon\'s document with --json'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "status" -d 'One line saying whether the instance runs; LSB exit codes (0, 1, 3, 4)'
 complete -c uwsgictl -n "__fish_uwsgictl_using_subcommand help; and not __fish_seen_subcommand_from reload stop pause resume rollback stats status signal fifo list completions help" -f -a "signal" -d 'Send a signal from the master\'s signal table (HUP, TERM, INT, QUIT, USR1, USR2, URG, TSTP, WINCH) to the validated master'

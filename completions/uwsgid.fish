@@ -3,6 +3,7 @@ complete -c uwsgid -s p -l processes -l workers -d 'Number of worker processes' 
 complete -c uwsgid -l safe-pidfile -d 'Write the master pid here once the listeners and first workers are up' -r -F
 complete -c uwsgid -l pidfile -d 'Same as --safe-pidfile (uwsgid never writes a pidfile early)' -r -F
 complete -c uwsgid -l worker-reload-mercy -d 'Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)' -r
+complete -c uwsgid -l snapshot-max-age -d 'With --auto-snapshot: drop the snapshot (stop its workers) this many seconds after it was taken (default: kept until the next reload replaces it)' -r
 complete -c uwsgid -l listen -d 'Listen backlog' -r
 complete -c uwsgid -l logto -d 'Log to FILE instead of stderr' -r -F
 complete -c uwsgid -l log-maxsize -d 'Rotate the --logto file once it passes BYTES: renamed to FILE.EPOCH, a new FILE opened' -r
@@ -78,6 +79,7 @@ complete -c uwsgid -l cpu-affinity -d 'Pin each worker to N CPUs, round robin ov
 complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a file (.py/.wsgi) or pkg.mod[:callable] (repeatable; dispatched by prefix with --manage-script-name)' -r
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
+complete -c uwsgid -l auto-snapshot -d 'Keep the previous generation parked after a graceful, workers or chain reload (no CPU, its memory held) so that a rollback (SIGURG, FIFO b) restores it; built-in and native Python workers only'
 complete -c uwsgid -l log-reopen -d 'Reopen the --logto file at every reload (after logrotate moved it)'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
 complete -c uwsgid -l strict -d 'A configuration-file key that is no option is an error, not a placeholder'

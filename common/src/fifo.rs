@@ -180,7 +180,7 @@ impl FifoCommand {
             FifoCommand::Pause => "pause; nothing if already paused (uwsgid only)",
             FifoCommand::Resume => "resume; nothing if not paused (uwsgid only)",
             FifoCommand::Rollback => {
-                "rollback: abort a reload under way (uwsgid only; no snapshots yet)"
+                "rollback: abort a reload under way, else restore the parked snapshot (uwsgid only, --auto-snapshot)"
             }
             FifoCommand::Stats => "statistics to the log (as SIGUSR1)",
             FifoCommand::ReopenLog => "reopen the log file",

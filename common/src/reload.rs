@@ -2,7 +2,7 @@
 //! uwsgictl name them.
 //!
 //! Each value serializes as the lowercase word the stats document has always carried
-//! (`graceful`, `brutal`, `workers`, `brutal-workers`, `chain`; `complete`, `failed`), so
+//! (`graceful`, `brutal`, `workers`, `brutal-workers`, `chain`, `rollback`; `complete`, `failed`), so
 //! older readers and the golden files keep working. A word this version does not know reads
 //! as `Unknown` instead of failing the whole document (a newer daemon, an older ctl).
 
@@ -23,13 +23,17 @@ pub enum ReloadKind {
     BrutalWorkers,
     /// One worker after the other.
     Chain,
+    /// The parked snapshot generation back in service (`--auto-snapshot`, then `SIGURG`,
+    /// FIFO `b` or `uwsgictl rollback`); the generation that served retires.
+    Rollback,
     /// A kind this version does not know (read from a newer daemon).
     #[serde(other)]
     Unknown,
 }
 
 impl ReloadKind {
-    /// Every kind a master performs, in the order the docs list them.
+    /// Every kind of reload that can be asked for, in the order the docs list them (a
+    /// [`ReloadKind::Rollback`] is asked for by a rollback request, not as a reload).
     pub const ALL: [ReloadKind; 5] = [
         ReloadKind::Graceful,
         ReloadKind::Brutal,
@@ -46,6 +50,7 @@ impl ReloadKind {
             ReloadKind::Workers => "workers",
             ReloadKind::BrutalWorkers => "brutal-workers",
             ReloadKind::Chain => "chain",
+            ReloadKind::Rollback => "rollback",
             ReloadKind::Unknown => "unknown",
         }
     }
@@ -98,7 +103,7 @@ mod tests {
 
     #[test]
     fn kinds_keep_their_stats_names() {
-        for k in ReloadKind::ALL {
+        for k in ReloadKind::ALL.into_iter().chain([ReloadKind::Rollback]) {
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(json, format!("\"{}\"", k.name()));
             assert_eq!(serde_json::from_str::<ReloadKind>(&json).unwrap(), k);

@@ -44,7 +44,7 @@ pub const MASTER_SIGNALS: &[SignalAction] = &[
         name: "URG",
         number: libc::SIGURG,
         action:
-            "rollback: abort a reload under way, back to the serving generation (no snapshots yet)",
+            "rollback: abort a reload under way, else restore the parked snapshot (--auto-snapshot)",
     },
     SignalAction {
         name: "TSTP",

@@ -129,6 +129,10 @@ pub struct Instance {
     pub last_error: Option<String>,
     /// Generation parked as a snapshot for rollback, if any.
     pub snapshot: Option<u64>,
+    /// The snapshot in detail (`--auto-snapshot`): its generation, since when, its parked
+    /// workers. Left out of the document when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_detail: Option<Snapshot>,
     /// Workers of older generations still alive (draining their last requests).
     pub draining: Vec<Draining>,
     /// FIFO paths, slot order, and the active slot.
@@ -209,6 +213,31 @@ pub struct ReloadOutcome {
     pub reason: Option<String>,
     pub duration_ms: f64,
     pub finished_unix_ms: u64,
+}
+
+/// The parked previous generation a rollback restores (`--auto-snapshot`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Snapshot {
+    pub generation: u64,
+    /// When its first worker was parked.
+    pub since_unix_ms: u64,
+    /// When `--snapshot-max-age` drops it, if set.
+    pub expires_unix_ms: Option<u64>,
+    /// Its workers, parked (`SIGSTOP`ped, accepting nothing) or still finishing their last
+    /// requests before they park.
+    pub workers: Vec<Parked>,
+}
+
+/// One worker of the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Parked {
+    pub id: u32,
+    pub pid: i64,
+    /// `parked`, or `parking` while its last requests finish.
+    pub state: String,
+    pub since_unix_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -116,6 +116,7 @@ fn full_document() -> StatsDocument {
             }),
             last_error: Some("graceful reload refused: bad option".into()),
             snapshot: None,
+            snapshot_detail: None,
             draining: vec![Draining {
                 pid: 26990,
                 generation: 2,

@@ -85,9 +85,9 @@ pub enum Command {
     Pause(ViaArgs),
     /// Resume a paused instance. Does nothing if it is not paused.
     Resume(ViaArgs),
-    /// Roll back: abort a reload under way, back to the generation that serves (uwsgid;
-    /// there are no snapshots to restore yet, so a completed reload cannot be undone).
-    Rollback(ViaArgs),
+    /// Roll back (uwsgid): abort a reload under way, back to the generation that serves; else
+    /// restore the parked snapshot (--auto-snapshot) and retire the current generation.
+    Rollback(RollbackArgs),
     /// Show the instance and its workers as a table, or the daemon's document with --json.
     Stats(StatsArgs),
     /// One line saying whether the instance runs; LSB exit codes (0, 1, 3, 4).
@@ -122,6 +122,20 @@ pub struct ReloadArgs {
     pub timeout: f64,
     /// Send a signal or write to the FIFO (default: signal for graceful reloads when the
     /// pidfile is known, else FIFO).
+    #[arg(long, value_enum)]
+    pub via: Option<Via>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RollbackArgs {
+    /// Block until the rollback is complete: only the restored generation serves (or the
+    /// reload it aborted is over).
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after S seconds (exit code 20).
+    #[arg(long, value_name = "S", default_value = "60", value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Send a signal or write to the FIFO (default: FIFO when known, else signal).
     #[arg(long, value_enum)]
     pub via: Option<Via>,
 }

@@ -379,14 +379,42 @@ pub fn render_header(doc: &StatsDocument) -> Vec<String> {
                 c.algo, c.active, c.ready, c.min, c.max, c.step
             ));
         }
-        if let Some(g) = ext.snapshot {
-            lines.push(format!("snapshot: generation {g} parked"));
+        match (&ext.snapshot_detail, ext.snapshot) {
+            (Some(snap), _) => {
+                let workers: Vec<String> = snap
+                    .workers
+                    .iter()
+                    .map(|w| format!("{} (pid {}, {})", w.id, w.pid, w.state))
+                    .collect();
+                lines.push(format!(
+                    "snapshot: generation {} parked since {}{}; workers {}",
+                    snap.generation,
+                    clock_time(snap.since_unix_ms),
+                    snap.expires_unix_ms
+                        .map(|t| format!(", dropped at {}", clock_time(t)))
+                        .unwrap_or_default(),
+                    workers.join(", ")
+                ));
+            }
+            (None, Some(g)) => lines.push(format!("snapshot: generation {g} parked")),
+            (None, None) => {}
         }
         if let Some(e) = &ext.last_error {
             lines.push(format!("last error: {e}"));
         }
     }
     lines
+}
+
+/// A wall-clock time as `HH:MM:SS` UTC (the day is left out: a snapshot is recent).
+fn clock_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// `recycled: harakiri 1 (worker 2), max-requests 4`: recycles by cause, the workers that
@@ -792,5 +820,30 @@ default  running  100  4/4      /run/uwsgid/default/uwsgid.pid
 old      stale      7  -        /run/uwsgid/old/uwsgid.pid
 ";
         assert_eq!(got, want, "got:\n{got}");
+    }
+
+    #[test]
+    fn the_snapshot_line_names_its_generation_time_and_workers() {
+        let mut doc = uwsgid_doc();
+        let ext = doc.uwsgid.as_mut().unwrap();
+        ext.snapshot = Some(2);
+        // 1970-01-02 03:04:05 UTC
+        let at = (86_400 + 3 * 3600 + 4 * 60 + 5) * 1000;
+        ext.snapshot_detail = Some(common::stats::Snapshot {
+            generation: 2,
+            since_unix_ms: at,
+            expires_unix_ms: Some(at + 60_000),
+            workers: vec![common::stats::Parked {
+                id: 1,
+                pid: 4000,
+                state: "parked".into(),
+                since_unix_ms: at,
+            }],
+        });
+        let lines = render_header(&doc);
+        assert!(
+            lines.contains(&"snapshot: generation 2 parked since 03:04:05 UTC, dropped at 03:05:05 UTC; workers 1 (pid 4000, parked)".to_string()),
+            "{lines:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use common::reload::ReloadKind;
 use common::stats::{ReloadOutcome, ReloadResult, StatsDocument};
 use serde::Serialize;
 
@@ -226,6 +227,58 @@ pub fn uwsgid_reload(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<Reload
                 return Probe::Done(state);
             }
         }
+    }
+    Probe::Pending(state)
+}
+
+/// The uwsgid rollback condition: `last_reload` changed since the baseline; a `rollback`
+/// that failed fails; otherwise (a restore complete, or the reload it aborted ended) done once
+/// no reload is under way and nothing drains.
+pub fn uwsgid_rollback(doc: &StatsDocument, base: &UwsgidBaseline) -> Probe<ReloadState> {
+    let ext = doc.uwsgid.clone().unwrap_or_default();
+    let outcome = ext
+        .last_reload
+        .clone()
+        .filter(|o| Some(o) != base.last_reload.as_ref());
+    let live: Vec<_> = doc.workers.iter().filter(|w| w.pid > 0).collect();
+    let mut state = ReloadState {
+        phase: "rolling-back".into(),
+        generation: outcome
+            .as_ref()
+            .map(|o| o.generation)
+            .or(ext.reload.as_ref().map(|r| r.generation)),
+        ready: live
+            .iter()
+            .filter(|w| w.uwsgid.as_ref().is_some_and(|x| x.ready))
+            .count() as u32,
+        total: ext.processes.max(doc.workers.len() as u32),
+        draining: ext.draining.len() as u32,
+        duration_ms: None,
+        detail: None,
+    };
+    let Some(o) = outcome else {
+        return Probe::Pending(state);
+    };
+    state.duration_ms = Some(o.duration_ms);
+    if o.kind == ReloadKind::Rollback && o.result == ReloadResult::Failed {
+        state.phase = ReloadResult::Failed.name().into();
+        let reason = o.reason.clone().unwrap_or_else(|| "no reason given".into());
+        return Probe::Failed {
+            exit: Exit::ReloadFailed,
+            reason: format!(
+                "the rollback to generation {} failed: {reason}",
+                o.generation
+            ),
+            state,
+        };
+    }
+    if ext.reload.is_none() && ext.draining.is_empty() {
+        state.phase = if o.kind == ReloadKind::Rollback {
+            ReloadResult::Complete.name().into()
+        } else {
+            "reload-aborted".into()
+        };
+        return Probe::Done(state);
     }
     Probe::Pending(state)
 }
@@ -482,5 +535,68 @@ mod tests {
         assert!(!is_paused(&u));
         u.workers[0].status = "pause".into();
         assert!(is_paused(&u));
+    }
+
+    #[test]
+    fn uwsgid_rollback_is_done_once_the_restored_generation_alone_serves() {
+        let mut before = doc(2, vec![worker(1, 20, 2, true), worker(2, 21, 2, true)]);
+        before.uwsgid.as_mut().unwrap().last_reload = Some(outcome(2, ReloadResult::Complete));
+        before.uwsgid.as_mut().unwrap().snapshot = Some(1);
+        let base = UwsgidBaseline::of(&before);
+        assert!(matches!(uwsgid_rollback(&before, &base), Probe::Pending(_)));
+        // Restoring: the current generation still drains.
+        let mut during = doc(2, vec![worker(1, 10, 1, true), worker(2, 11, 1, true)]);
+        let ext = during.uwsgid.as_mut().unwrap();
+        ext.last_reload = before.uwsgid.as_ref().unwrap().last_reload.clone();
+        ext.reload = Some(ReloadProgress {
+            kind: ReloadKind::Rollback,
+            generation: 1,
+            started_unix_ms: 1,
+            ready: 2,
+            total: 2,
+            old_alive: 2,
+        });
+        assert!(matches!(uwsgid_rollback(&during, &base), Probe::Pending(_)));
+        let mut done = during.clone();
+        let ext = done.uwsgid.as_mut().unwrap();
+        ext.reload = None;
+        ext.last_reload = Some(ReloadOutcome {
+            kind: ReloadKind::Rollback,
+            ..outcome(1, ReloadResult::Complete)
+        });
+        ext.draining = vec![Draining {
+            pid: 20,
+            generation: 2,
+            id: 1,
+            since_unix_ms: 1,
+        }];
+        assert!(matches!(uwsgid_rollback(&done, &base), Probe::Pending(_)));
+        done.uwsgid.as_mut().unwrap().draining.clear();
+        match uwsgid_rollback(&done, &base) {
+            Probe::Done(s) => {
+                assert_eq!(s.phase, "complete");
+                assert_eq!(s.generation, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A rollback that aborted a reload under way: that reload's failure is its success.
+        let mut aborted = done.clone();
+        aborted.uwsgid.as_mut().unwrap().last_reload = Some(outcome(3, ReloadResult::Failed));
+        match uwsgid_rollback(&aborted, &base) {
+            Probe::Done(s) => assert_eq!(s.phase, "reload-aborted"),
+            other => panic!("{other:?}"),
+        }
+        let mut failed = done;
+        failed.uwsgid.as_mut().unwrap().last_reload = Some(ReloadOutcome {
+            kind: ReloadKind::Rollback,
+            ..outcome(1, ReloadResult::Failed)
+        });
+        assert!(matches!(
+            uwsgid_rollback(&failed, &base),
+            Probe::Failed {
+                exit: Exit::ReloadFailed,
+                ..
+            }
+        ));
     }
 }

@@ -14,7 +14,9 @@
 //!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
 //! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
-//! returns. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! returns. The master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`)
+//! drains the same way but keeps the listeners and, once idle, stops the process (SIGSTOP)
+//! until a rollback's SIGCONT; a stop signal read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
 //! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
 //! the Python stacks before the worker dies.
 
@@ -991,6 +993,17 @@ struct Engine {
     accepting: Mutex<bool>,
     table: Mutex<Table>,
     draining: Arc<AtomicBool>,
+    /// Told to park (`--auto-snapshot`): draining without closing the listeners, then
+    /// stopped (SIGSTOP) once idle, until the master's SIGCONT.
+    /// [`PARK_NONE`], [`PARK_PARKING`] or [`PARK_STOPPING`]; `draining` changes with it
+    /// under this lock.
+    park: Mutex<u8>,
+    /// Threads between accept4 and the connection's entry in the table.
+    in_accept: AtomicUsize,
+    /// Threads acting on events epoll returned (a listener's among them, maybe).
+    in_events: AtomicUsize,
+    /// A parking worker is about to stop itself: accept nothing more.
+    stopping: AtomicBool,
     drain_reason: Mutex<String>,
     exit: AtomicBool,
     busy: AtomicUsize,
@@ -1203,7 +1216,13 @@ impl Engine {
         let signals = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+            for sig in [
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                uwsgid::worker::PARK_SIGNAL,
+            ] {
                 libc::sigaddset(&mut set, sig);
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -1255,6 +1274,10 @@ impl Engine {
             accepting: Mutex::new(false),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
+            park: Mutex::new(PARK_NONE),
+            in_accept: AtomicUsize::new(0),
+            in_events: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             drain_reason: Mutex::new(String::new()),
             exit: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
@@ -1331,6 +1354,8 @@ impl Engine {
                 }
                 continue;
             }
+            // Counted while this thread acts on what epoll gave it: a park waits for it.
+            let busy_events = InAccept::enter(&self.in_events);
             for ev in &events[..n as usize] {
                 let token = ev.u64;
                 if token == WAKE_TOKEN {
@@ -1343,6 +1368,7 @@ impl Engine {
                     self.on_conn(token);
                 }
             }
+            drop(busy_events);
             self.maybe_sweep();
         }
     }
@@ -1367,6 +1393,7 @@ impl Engine {
                     // SAFETY: an immediate exit, as a brutal stop asks.
                     unsafe { libc::_exit(128 + sig) }
                 }
+                uwsgid::worker::PARK_SIGNAL => self.start_park(),
                 libc::SIGTERM | libc::SIGHUP => self.start_drain(if sig == libc::SIGTERM {
                     "SIGTERM"
                 } else {
@@ -1377,9 +1404,82 @@ impl Engine {
         }
     }
 
+    /// The master's park signal: stop accepting (the listeners stay open), answer with
+    /// `Connection: close`, and once idle stop ourselves ([`Engine::park`]).
+    fn start_park(&self) {
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            if self.draining.swap(true, SeqCst) {
+                return;
+            }
+            *park = PARK_PARKING;
+        }
+        let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        if *acc {
+            let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            for (fd, _) in ls.iter() {
+                let _ = epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd.as_raw_fd(),
+                    0,
+                    0,
+                );
+            }
+            *acc = false;
+        }
+        drop(acc);
+        *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Idle while parking: stop (every thread) until SIGCONT, then accept again unless a
+    /// stop signal turned the park into a drain meanwhile.
+    fn park(&self) {
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            if *park != PARK_PARKING {
+                return;
+            }
+            // `stopping` first, then the counts (accept reads them the other way round): a
+            // thread that got a connection is seen, or sees `stopping` and leaves it queued.
+            self.stopping.store(true, SeqCst);
+            let idle = self.in_accept.load(SeqCst) == 0
+                && self.in_events.load(SeqCst) == 0
+                && self.busy.load(SeqCst) == 0
+                && self.table.lock().unwrap_or_else(|p| p.into_inner()).live == 0;
+            if !idle {
+                self.stopping.store(false, SeqCst);
+                return;
+            }
+            *park = PARK_STOPPING;
+        }
+        // SAFETY: kill only sends SIGSTOP to our own process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGSTOP);
+        }
+        let resumed = {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopping.store(false, SeqCst);
+            let r = *park == PARK_STOPPING;
+            if r {
+                *park = PARK_NONE;
+                self.draining.store(false, SeqCst);
+            }
+            r
+        };
+        if resumed {
+            self.set_accepting(true);
+        }
+    }
+
     fn start_drain(&self, why: &str) {
-        if self.draining.swap(true, SeqCst) {
-            return;
+        // A stop while parking (or parked) turns the park into a drain.
+        {
+            let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
+            let was_parking = std::mem::replace(&mut *park, PARK_NONE) != PARK_NONE;
+            if self.draining.swap(true, SeqCst) && !was_parking {
+                return;
+            }
         }
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
         {
@@ -1418,6 +1518,15 @@ impl Engine {
         // next one goes to whichever worker (or thread) waits first. Taking many at once let
         // one worker grab a burst of keep-alive clients while another sat idle.
         for _ in 0..self.accept_batch {
+            // Counted from before accept4 until the connection is in the table, so that a
+            // drain or park never ends with a connection accepted but not yet seen.
+            // While parking, a connection epoll handed us before the listeners left our set
+            // is still accepted and served (its wakeup went to us alone); only the instant the
+            // process stops itself refuses it.
+            let guard = InAccept::enter(&self.in_accept);
+            if self.stopping.load(SeqCst) {
+                return;
+            }
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
                 match ls.get(index) {
@@ -1501,6 +1610,7 @@ impl Engine {
                 s.gen = s.gen.wrapping_add(1);
                 (idx as u64) | ((s.gen as u64) << 32)
             };
+            drop(guard);
             let mut conn = conn;
             match self.serve_conn(&mut conn) {
                 After::Close => self.release(token, None),
@@ -2249,9 +2359,17 @@ impl Engine {
             drop(conn);
             self.release(token, None);
         }
-        if draining && live == 0 && self.busy.load(SeqCst) == 0 {
-            let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            if t.live == 0 {
+        // `in_accept` before the table's count: a connection accepted meanwhile is either
+        // still counted there or already in the table.
+        if draining && live == 0 && self.busy.load(SeqCst) == 0 && self.in_accept.load(SeqCst) == 0
+        {
+            let live_now = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
+            // Never the park lock while holding the table's (`park` takes them the other way).
+            let park = *self.park.lock().unwrap_or_else(|p| p.into_inner());
+            let still_draining = self.draining.load(SeqCst);
+            if live_now == 0 && park != PARK_NONE {
+                self.park();
+            } else if live_now == 0 && still_draining {
                 self.exit.store(true, SeqCst);
                 let one: u64 = 1;
                 // SAFETY: an 8-byte write to our eventfd.
@@ -2264,6 +2382,27 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// `Engine::park`: not parking; told to park (draining, listeners kept); stopping itself.
+const PARK_NONE: u8 = 0;
+const PARK_PARKING: u8 = 1;
+const PARK_STOPPING: u8 = 2;
+
+/// One thread inside [`Engine::accept`] (see `Engine::in_accept`).
+struct InAccept<'a>(&'a AtomicUsize);
+
+impl<'a> InAccept<'a> {
+    fn enter(n: &'a AtomicUsize) -> InAccept<'a> {
+        n.fetch_add(1, SeqCst);
+        InAccept(n)
+    }
+}
+
+impl Drop for InAccept<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

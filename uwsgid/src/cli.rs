@@ -44,6 +44,15 @@ pub struct Args {
     /// Seconds a worker may take to finish its requests before SIGKILL (more than 0; default 60)
     #[arg(long = "worker-reload-mercy", value_name = "SECS")]
     pub worker_reload_mercy: Option<f64>,
+    /// Keep the previous generation parked after a graceful, workers or chain reload (no CPU,
+    /// its memory held) so that a rollback (SIGURG, FIFO b) restores it; built-in and native
+    /// Python workers only
+    #[arg(long = "auto-snapshot")]
+    pub auto_snapshot: bool,
+    /// With --auto-snapshot: drop the snapshot (stop its workers) this many seconds after it
+    /// was taken (default: kept until the next reload replaces it)
+    #[arg(long = "snapshot-max-age", value_name = "SECS")]
+    pub snapshot_max_age: Option<f64>,
     /// Listen backlog
     #[arg(long, value_name = "N")]
     pub listen: Option<i32>,
@@ -479,6 +488,12 @@ pub struct Config {
     pub pidfiles: Vec<PathBuf>,
     pub die_on_term: bool,
     pub mercy: Duration,
+    /// `--auto-snapshot`: the previous generation is parked instead of stopped.
+    #[serde(default)]
+    pub auto_snapshot: bool,
+    /// `--snapshot-max-age`: the snapshot is dropped this long after it was taken.
+    #[serde(default)]
+    pub snapshot_max_age: Option<Duration>,
     /// A worker must be ready this long after its start, or it is killed (a failed start).
     #[serde(default = "default_start_timeout")]
     pub start_timeout: Duration,
@@ -1610,6 +1625,29 @@ impl Config {
             pidfiles,
             die_on_term: args.die_on_term,
             mercy,
+            auto_snapshot: args.auto_snapshot,
+            snapshot_max_age: match args.snapshot_max_age {
+                None => None,
+                Some(_) if !args.auto_snapshot => {
+                    return Err(Invalid::Combination(
+                        "--snapshot-max-age without --auto-snapshot: there is no snapshot to \
+                         drop; add --auto-snapshot or leave the option out"
+                            .into(),
+                    ))
+                }
+                Some(v) => {
+                    let d = seconds("--snapshot-max-age", v)?;
+                    if d.is_zero() {
+                        return Err(Invalid::value(
+                            "--snapshot-max-age",
+                            0,
+                            "the snapshot would be dropped as soon as it is taken; give the \
+                             seconds to keep it, or leave out --auto-snapshot",
+                        ));
+                    }
+                    Some(d)
+                }
+            },
             start_timeout: seconds(
                 "--worker-start-timeout",
                 args.worker_start_timeout.unwrap_or(60.0),
@@ -2012,6 +2050,47 @@ mod tests {
         .unwrap_err()
         .to_string()
         .contains("does not exist"));
+    }
+
+    #[test]
+    fn snapshot_options() {
+        let c = load(&["--http-socket", ":1"]).unwrap();
+        assert!(!c.auto_snapshot);
+        assert_eq!(c.snapshot_max_age, None);
+        let c = load(&[
+            "--http-socket",
+            ":1",
+            "--auto-snapshot",
+            "--snapshot-max-age",
+            "90",
+        ])
+        .unwrap();
+        assert!(c.auto_snapshot);
+        assert_eq!(c.snapshot_max_age, Some(Duration::from_secs(90)));
+        let e = load(&["--http-socket", ":1", "--snapshot-max-age", "90"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without --auto-snapshot"), "{e}");
+        for bad in ["0", "1e-12"] {
+            let e = load(&[
+                "--http-socket",
+                ":1",
+                "--auto-snapshot",
+                "--snapshot-max-age",
+                bad,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("--snapshot-max-age 0"), "{e}");
+        }
+        assert!(load(&[
+            "--http-socket",
+            ":1",
+            "--auto-snapshot",
+            "--snapshot-max-age",
+            "-1"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -343,6 +343,19 @@ pub fn reap_one() -> Option<(i32, i32)> {
     }
 }
 
+/// Reap one exited child, or see one that stopped, without blocking: `(pid, raw status)`
+/// (`WIFSTOPPED` tells the two apart; a parking worker stops itself, see `master::snapshot`).
+pub fn reap_or_stopped() -> Option<(i32, i32)> {
+    let mut status = 0;
+    // SAFETY: waitpid writes into our local status.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+    if pid > 0 {
+        Some((pid, status))
+    } else {
+        None
+    }
+}
+
 /// Describe a wait status the way an operator wants to read it.
 pub fn describe_status(status: i32) -> String {
     if libc::WIFEXITED(status) {

@@ -8,7 +8,10 @@
 //! answer with `Connection: close`, close idle connections, exit 0 once none is left); SIGTERM,
 //! SIGINT and SIGQUIT exit at once; SIGTSTP and SIGWINCH re-read the instance's pause flag.
 //! Pausing stops accepting (the kernel queues new connections in the backlog) and drains the
-//! open connections like a graceful stop does, without exiting.
+//! open connections like a graceful stop does, without exiting. [`PARK_SIGNAL`] from the master
+//! (`--auto-snapshot`) parks: drain like SIGHUP without closing the listeners, then stop
+//! ourselves (`SIGSTOP`) once no connection is left; after the SIGCONT that follows, pending
+//! signals are read first (a stop retires us), then we accept again.
 //!
 //! Timeouts, so that no client holds a worker's connection slot forever: a request head must
 //! arrive within [`HEAD_TIMEOUT`] of its first byte, an idle keep-alive connection is closed
@@ -57,6 +60,8 @@ const MAX_SLEEP_MS: u64 = 600_000;
 /// The most one `/alloc?mb=N` demo request allocates.
 const MAX_ALLOC_MB: usize = 512;
 const SIGNAL_TOKEN: u64 = u64::MAX;
+/// The master's "park" signal (`master::snapshot::PARK_SIGNAL`).
+pub const PARK_SIGNAL: i32 = libc::SIGTTOU;
 const LISTENER_BASE: u64 = 1 << 40;
 
 /// What a built-in worker needs to know.
@@ -192,6 +197,9 @@ struct Worker<'a> {
     accepting: bool,
     draining: bool,
     paused: bool,
+    /// Told to park (`--auto-snapshot`, `master::snapshot`): accepting nothing, finishing
+    /// the requests in flight, then stopping itself until a rollback's SIGCONT.
+    parking: bool,
     pid: u32,
     log_epoch: u32,
     open_conns: usize,
@@ -265,7 +273,7 @@ pub fn run(setup: WorkerSetup<'_>) -> ! {
 pub fn acts_on(sig: i32, from: i32, master: i32, parent: i32) -> bool {
     let stop = matches!(
         sig,
-        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT | PARK_SIGNAL
     );
     !stop || from == master || parent != master
 }
@@ -299,6 +307,7 @@ impl<'a> Worker<'a> {
             accepting: false,
             draining: false,
             paused: false,
+            parking: false,
             pid: std::process::id(),
             log_epoch: 0,
             open_conns: 0,
@@ -323,6 +332,7 @@ impl<'a> Worker<'a> {
         if self.accepting
             || self.draining
             || self.paused
+            || self.parking
             || self.accept_retry.is_some()
             || self.open_conns >= MAX_CONNECTIONS
         {
@@ -374,6 +384,11 @@ impl<'a> Worker<'a> {
             self.reqlog.flush();
             if self.draining && self.live_conns() == 0 {
                 return Ok(());
+            }
+            if self.parking && self.live_conns() == 0 {
+                self.park()?;
+                // A stop read after the SIGCONT: exit at the top of the loop.
+                continue;
             }
             let timeout = self.next_timeout();
             // SAFETY: events is a valid buffer of the given length.
@@ -449,6 +464,11 @@ impl<'a> Worker<'a> {
                     }
                     self.mark_keepalive_closing();
                 }
+                PARK_SIGNAL if !self.draining && !self.parking => {
+                    self.parking = true;
+                    self.stop_accepting();
+                    self.mark_keepalive_closing();
+                }
                 libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
                     self.reqlog.flush();
                     // SAFETY: immediate exit, as a brutal stop asks.
@@ -501,7 +521,22 @@ impl<'a> Worker<'a> {
     }
 
     fn closing(&self) -> bool {
-        self.draining || self.paused
+        self.draining || self.paused || self.parking
+    }
+
+    /// Parked for the snapshot: no connection is left and nothing is accepted; stop until
+    /// the master's SIGCONT (a rollback restores us, or a stop signal sent before it retires
+    /// us: the signals are read before accepting again).
+    fn park(&mut self) -> io::Result<()> {
+        self.reqlog.flush();
+        self.cell().state.store(scoreboard::IDLE, Relaxed);
+        // SAFETY: raise only sends a signal to ourselves.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+        self.parking = false;
+        self.handle_signals()?;
+        self.start_accepting()
     }
 
     fn accept(&mut self, index: usize) {
@@ -509,8 +544,11 @@ impl<'a> Worker<'a> {
             return;
         };
         let uwsgi = self.setup.uwsgi.listeners.contains(&lfd);
-        for _ in 0..64 {
-            if !self.accepting {
+        // Parking: a connection epoll woke us for before the listeners left our set is still
+        // taken (the wakeup went to us alone) and served; it holds the park until answered.
+        let parking = self.parking;
+        for i in 0..64 {
+            if !(self.accepting || (parking && i == 0)) {
                 return;
             }
             // SAFETY: all-zero is a valid sockaddr_storage.

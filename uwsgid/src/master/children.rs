@@ -29,6 +29,11 @@ impl Master {
             Exit::Killed => {
                 log_event!("worker_killed", worker = id.get(), pid = pid, generation = g; "worker {id} (pid {pid}) killed: {how}")
             }
+            Exit::FromSnapshot => {
+                log_event!("worker_retired", worker = id.get(), pid = pid, generation = g;
+                    "worker {id} (pid {pid}) of the snapshot (generation {g}) exited: {how}; its slot has no parked worker left"
+                )
+            }
             Exit::WhileStopping => {}
             Exit::Died { lived } => {
                 *self.respawns.entry("died".into()).or_default() += 1;
@@ -59,10 +64,24 @@ impl Master {
     /// A worker of `g` in slot `id` did not come up (`failed` times in a row).
     pub(super) fn on_failed_start(&mut self, id: SlotId, g: u64, failed: u32, how: &str, now: Now) {
         *self.respawns.entry("failed_start".into()).or_default() += 1;
+        let chain = self
+            .reloads
+            .current
+            .as_ref()
+            .is_some_and(|r| r.kind == common::reload::ReloadKind::Chain);
         if let Some(reason) = self
             .reloads
             .on_failed_start(&mut self.table, id, g, failed, how)
         {
+            // Slots whose old worker was parked already get it back too.
+            self.unpark_for_abort(g, chain.then_some(id), now);
+            if chain {
+                if let Some(old) = self.table.newest_older(id, g) {
+                    self.table.retarget(id, old);
+                }
+            } else {
+                self.table.abort_to_older(g);
+            }
             self.finish_reload(false, reason, now);
         }
     }
@@ -146,6 +165,7 @@ impl Master {
 
     /// Ask a worker to stop after its requests; SIGKILL at the mercy deadline.
     pub(super) fn retire(&mut self, pid: i32, now: Now) {
+        let in_snapshot = self.table.worker(pid).is_some_and(|w| w.in_snapshot());
         if !self.table.retire(pid, now.at, self.config.mercy) {
             return;
         }
@@ -154,13 +174,16 @@ impl Master {
             WorkerKind::Exec { stop_signal, .. } => *stop_signal,
         };
         sys::kill(pid, sig);
-        if self.is_exec() && self.paused {
+        // A parked worker is stopped: it must run to read its stop signal (sent first, so
+        // it reads it before it accepts again).
+        if (self.is_exec() && self.paused) || in_snapshot {
             sys::kill(pid, libc::SIGCONT);
         }
     }
 
     pub(super) fn enforce_deadlines(&mut self, now: Now) {
         self.enforce_preload_deadlines(now);
+        self.expire_snapshot(now);
         let start_timeout = self.config.start_timeout;
         for e in self.table.expire(now.at, self.ready_grace(), start_timeout) {
             let w = |pid| self.table.worker(pid).map(|w| w.slot.to_string());

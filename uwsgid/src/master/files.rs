@@ -192,6 +192,7 @@ pub(super) fn start(argv: Vec<String>, config: Config, now: Now) -> Result<Maste
     if let Some(why) = &m.config.processes_from {
         log!("worker count: {why}");
     }
+    m.log_snapshot_mode();
     // Said before the pidfile appears, so that whoever waits for the pidfile finds it logged.
     if let Some(dir) = &m.config.instance_dir {
         log!(

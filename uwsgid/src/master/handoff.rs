@@ -106,6 +106,14 @@ pub struct HandoffWorker {
     /// Already SIGKILLed.
     #[serde(default)]
     pub killed: bool,
+    /// `--auto-snapshot`: told to park (its deadline is `deadline_unix_ms`), or parked; since
+    /// when it was told.
+    #[serde(default)]
+    pub parking: bool,
+    #[serde(default)]
+    pub parked: bool,
+    #[serde(default)]
+    pub park_since_unix_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -249,6 +257,9 @@ mod tests {
                     status_text: Some("serving, a status text of some length".into()),
                     deadline_unix_ms: None,
                     killed: false,
+                    parking: false,
+                    parked: false,
+                    park_since_unix_ms: 0,
                 })
                 .collect(),
             slots: vec![HandoffSlot::default(); 512],

@@ -52,6 +52,7 @@ pub mod recycle;
 pub mod reexec;
 pub mod reload;
 pub mod runner;
+pub mod snapshot;
 pub mod sources;
 pub mod spawn;
 pub mod stats;
@@ -298,6 +299,7 @@ impl Master {
             self.preload.next_deadline(now.at, timeout),
             self.phase.next_deadline(now.at),
             self.ticker.next_deadline(&self.config.recycle, now.at),
+            self.snapshot_deadline(),
         ]
         .into_iter()
         .flatten()

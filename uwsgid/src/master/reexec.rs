@@ -39,10 +39,19 @@ impl Table {
                 ready: w.is_ready(),
                 retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
                 deadline_unix_ms: match w.state {
-                    WorkerState::Draining { deadline, .. } => Some(now.unix_ms_at(deadline)),
+                    WorkerState::Draining { deadline, .. }
+                    | WorkerState::Parking { deadline, .. } => Some(now.unix_ms_at(deadline)),
                     _ => None,
                 },
                 killed: w.state == WorkerState::Killed,
+                parking: matches!(w.state, WorkerState::Parking { .. }),
+                parked: w.is_parked(),
+                park_since_unix_ms: match w.state {
+                    WorkerState::Parking { since, .. } | WorkerState::Parked { since } => {
+                        now.unix_ms_of(since)
+                    }
+                    _ => 0,
+                },
                 spawned_unix_ms: w.spawned_unix_ms,
                 status_text: w.status_text.clone(),
             })
@@ -72,6 +81,17 @@ impl Table {
             // re-execs faster than the mercy would otherwise keep a stuck worker forever.
             let state = if w.killed {
                 WorkerState::Killed
+            } else if w.parked {
+                WorkerState::Parked {
+                    since: now.instant_at(w.park_since_unix_ms),
+                }
+            } else if w.parking {
+                WorkerState::Parking {
+                    since: now.instant_at(w.park_since_unix_ms),
+                    deadline: w
+                        .deadline_unix_ms
+                        .map_or(now.at + mercy, |ms| now.instant_at(ms).min(now.at + mercy)),
+                }
             } else if w.retiring {
                 WorkerState::Draining {
                     since: now.at,
@@ -227,7 +247,8 @@ impl Master {
             return Vec::new();
         };
         if kind == ReloadKind::Brutal {
-            for pid in self.table.kill_where(|_| true) {
+            // The snapshot survives: it is what a rollback goes back to.
+            for pid in self.table.kill_where(|w| !w.in_snapshot()) {
                 sys::kill_group(pid);
             }
         }
@@ -406,6 +427,13 @@ pub(super) fn resume(
             if m.preload.zygotes[i].generation == m.generation {
                 m.preload.stop(i, now.at, m.config.mercy);
             }
+        }
+    }
+    // A snapshot taken before, without --auto-snapshot now (or with exec workers): dropped.
+    if !m.snapshots_on() {
+        for pid in m.table.snapshot_pids() {
+            log!("reload: --auto-snapshot is off now: snapshot worker pid {pid} stops");
+            m.retire(pid, now);
         }
     }
     // Pidfiles stay valid (same pid); write only ones that are new in this configuration.

@@ -106,7 +106,12 @@ impl Reloads {
                 reload.chain_cursor = None;
             }
         }
-        if table.complete(g) {
+        let done = if reload.kind == ReloadKind::Rollback {
+            table.settled()
+        } else {
+            table.complete(g)
+        };
+        if done {
             Progress::Complete
         } else {
             Progress::Waiting
@@ -153,8 +158,7 @@ impl Reloads {
         ))
     }
 
-    /// A rollback asked while a reload is under way (there are no snapshots yet, so this is
-    /// what it can do): every slot that still holds a ready worker of an older generation
+    /// A rollback asked while a reload is under way: every slot that still holds a ready worker of an older generation
     /// goes back to it ([`Table::abort_to_older`]). Returns whether the reload is aborted
     /// (the caller ends it as failed) and what to log; `None` when no reload is under way.
     /// A reload with no ready older worker left (a brutal one) goes on.

@@ -144,30 +144,35 @@ impl Master {
                 self.worker_entry(id, slot, current, counters_unknown, now)
             })
             .collect();
-        let draining = self
-            .table
-            .workers
-            .iter()
-            .filter(|w| {
-                matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed)
-                    || self.table.slot(w.slot).is_some_and(|s| {
+        let draining =
+            self.table
+                .workers
+                .iter()
+                .filter(|w| {
+                    matches!(
+                        w.state,
+                        WorkerState::Draining { .. }
+                            | WorkerState::Killed
+                            | WorkerState::Parking { .. }
+                    ) || self.table.slot(w.slot).is_some_and(|s| {
                         w.generation != s.target
                             && w.alive_for_slot()
                             && self.table.workers.iter().any(|n| {
                                 n.slot == w.slot && n.generation == s.target && n.alive_for_slot()
                             })
                     })
-            })
-            .map(|w| wire::Draining {
-                pid: w.pid as i64,
-                generation: w.generation,
-                id: w.slot.get(),
-                since_unix_ms: match w.state {
-                    WorkerState::Draining { since, .. } => now.unix_ms_of(since),
-                    _ => now_ms,
-                },
-            })
-            .collect();
+                })
+                .map(|w| wire::Draining {
+                    pid: w.pid as i64,
+                    generation: w.generation,
+                    id: w.slot.get(),
+                    since_unix_ms: match w.state {
+                        WorkerState::Draining { since, .. }
+                        | WorkerState::Parking { since, .. } => now.unix_ms_of(since),
+                        _ => now_ms,
+                    },
+                })
+                .collect();
         let reload = self.reloads.current.as_ref().map(|r| wire::ReloadProgress {
             kind: r.kind,
             generation: r.generation,
@@ -217,7 +222,8 @@ impl Master {
                 reload_counts: self.reloads.counts.clone(),
                 respawns_by_cause: self.respawns.clone(),
                 last_error: self.last_error.clone(),
-                snapshot: None,
+                snapshot: self.table.snapshot_generation(),
+                snapshot_detail: self.snapshot_view(now),
                 draining,
                 fifo: self
                     .sources

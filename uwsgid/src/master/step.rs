@@ -18,8 +18,10 @@
 //! | Running            | reload `w`/`W`/`c`                     | Running, generation + 1, slots retargeted |
 //! | Running            | `c` while a chain runs                 | Running, ignored                       |
 //! | Running            | rollback (`SIGURG`, `b`), a reload under way | Running: the reload is aborted, slots with a ready older worker go back to it (`Reloads::abort_for_rollback`); none: it goes on |
-//! | Running            | rollback, no reload under way          | Running, logged (no snapshots yet)     |
+//! | Running            | rollback, no reload under way, a parked snapshot | Running, a `rollback` reload: the snapshot's workers get SIGCONT and serve their slots again, the current ones retire (`super::snapshot`) |
+//! | Running            | rollback, no reload under way, no snapshot | Running, a warning logged, nothing changed |
 //! | Checking           | any reload                             | Checking, ignored                      |
+//! | Checking, ReExec   | rollback                               | ignored, logged (nothing replaced yet) |
 //! | Checking           | checker exits 0                        | ReExec                                 |
 //! | Checking           | checker fails or times out             | Running, refused                       |
 //! | ReExec             | (end of the step)                      | execve: Running in the new image, generation + 1 |
@@ -291,7 +293,11 @@ impl Master {
     /// Reap every exited child and act on what its exit means.
     fn reap(&mut self, now: Now) {
         let mut heard = false;
-        while let Some((pid, status)) = sys::reap_one() {
+        while let Some((pid, status)) = sys::reap_or_stopped() {
+            if libc::WIFSTOPPED(status) {
+                self.on_worker_stopped(pid, now);
+                continue;
+            }
             // What a child said before it exited (STOPPING=1, say) is in the notify socket
             // already: hear it first, while the child is still in the table.
             if !std::mem::replace(&mut heard, true) {
@@ -316,8 +322,11 @@ impl Master {
         self.spawn_missing(now);
         self.stop_unused_zygotes(now);
         for pid in self.table.replaced() {
-            self.retire(pid, now);
+            if !self.try_park(pid, now) {
+                self.retire(pid, now);
+            }
         }
+        self.settle_snapshot(now);
         match self.reloads.progress(&mut self.table) {
             Progress::Waiting => {}
             Progress::ChainNext { from, next } => {
@@ -327,10 +336,17 @@ impl Master {
             Progress::Complete => {
                 if let Some(r) = &self.reloads.current {
                     let ms = now.at.saturating_duration_since(r.started).as_secs_f64() * 1e3;
-                    let msg = format!(
-                        "{} reload to generation {} complete in {ms:.1} ms",
-                        r.kind, r.generation
-                    );
+                    let msg = if r.kind == ReloadKind::Rollback {
+                        format!(
+                            "rollback to generation {} complete in {ms:.1} ms",
+                            r.generation
+                        )
+                    } else {
+                        format!(
+                            "{} reload to generation {} complete in {ms:.1} ms",
+                            r.kind, r.generation
+                        )
+                    };
                     self.finish_reload(true, msg, now);
                 }
             }
@@ -431,7 +447,11 @@ impl Master {
                 crate::log_event!("reload_begun", kind = kind.to_string(), cause = cause; "{cause}: {kind} reload to generation {g}");
                 self.reloads.begin(kind, g, &mut self.table, now);
                 if kind == ReloadKind::BrutalWorkers {
-                    for pid in self.table.kill_where(|w| w.generation < g) {
+                    // The snapshot survives: it is what a rollback goes back to.
+                    for pid in self
+                        .table
+                        .kill_where(|w| w.generation < g && !w.in_snapshot())
+                    {
                         sys::kill_group(pid);
                     }
                 }
@@ -441,12 +461,22 @@ impl Master {
     }
 
     /// SIGURG or the FIFO `b`: abort the reload under way, if any (back to the generation
-    /// that serves); there is no snapshot to restore.
+    /// that serves); else restore the snapshot, if any (`super::snapshot`).
     fn rollback(&mut self, now: Now) {
+        if matches!(self.phase, Phase::Checking(_) | Phase::ReExec { .. }) {
+            log!("rollback requested while a re-exec reload is being prepared: ignored (nothing was replaced yet; ask again once the reload is under way or over)");
+            return;
+        }
+        if let Some(r) = &self.reloads.current {
+            if r.kind != ReloadKind::Rollback {
+                let g = r.generation;
+                self.unpark_for_abort(g, None, now);
+            }
+        }
         match self.reloads.abort_for_rollback(&mut self.table) {
             Some((true, message)) => self.finish_reload(false, message, now),
             Some((false, message)) => log!("{message}"),
-            None => log!("rollback requested: no snapshot is available (snapshots are not implemented yet) and no reload is under way; nothing changed"),
+            None => self.restore_snapshot(now),
         }
     }
 
@@ -518,7 +548,8 @@ impl Master {
             log!("{how}: resumed");
         }
         let sig = pause_signal(self.is_exec(), paused);
-        for w in &self.table.workers {
+        // Snapshot workers are left alone: parked ones stay stopped, parking ones finish.
+        for w in self.table.workers.iter().filter(|w| !w.in_snapshot()) {
             sys::kill(w.pid, sig);
         }
     }

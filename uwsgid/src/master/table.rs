@@ -67,6 +67,17 @@ pub enum WorkerState {
         deadline: Instant,
     },
     Killed,
+    /// `--auto-snapshot`: told to park (stop accepting, finish its requests, stop itself);
+    /// SIGKILL at the deadline like a draining worker. `since`: when it was told.
+    Parking {
+        since: Instant,
+        deadline: Instant,
+    },
+    /// Stopped by itself once idle (the master saw it stop in `waitpid`): part of the
+    /// snapshot a rollback restores. `since`: when it was told to park.
+    Parked {
+        since: Instant,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +111,18 @@ impl Worker {
 
     pub fn is_starting(&self) -> bool {
         matches!(self.state, WorkerState::Starting { .. })
+    }
+
+    /// Parking or parked: part of the snapshot.
+    pub fn in_snapshot(&self) -> bool {
+        matches!(
+            self.state,
+            WorkerState::Parking { .. } | WorkerState::Parked { .. }
+        )
+    }
+
+    pub fn is_parked(&self) -> bool {
+        matches!(self.state, WorkerState::Parked { .. })
     }
 }
 
@@ -137,6 +160,8 @@ pub enum Exit {
     Retired(Duration),
     /// It was SIGKILLed.
     Killed,
+    /// It was part of the snapshot (parking or parked) and exited unasked.
+    FromSnapshot,
     /// The instance is stopping: nothing to decide.
     WhileStopping,
     /// It died while holding its slot, after being ready long enough: respawn now.
@@ -267,14 +292,150 @@ impl Table {
         self.slot_ids().filter(|&id| self.has_ready(id, g)).count()
     }
 
-    /// Workers of generations older than `g` still in the table.
+    /// Workers of generations other than `g` still in the table, parked ones left out (a
+    /// parking one counts until it is parked: its last requests are not done).
     pub fn old_alive(&self, g: u64) -> usize {
-        self.workers.iter().filter(|w| w.generation < g).count()
+        self.workers
+            .iter()
+            .filter(|w| w.generation != g && !w.is_parked())
+            .count()
     }
 
-    /// Every slot holds a ready worker of `g` and no older worker is alive.
+    /// Every slot holds a ready worker of `g` and no other worker is alive (parked ones
+    /// aside).
     pub fn complete(&self, g: u64) -> bool {
         self.ready_count(g) == self.slots.len() && self.old_alive(g) == 0
+    }
+
+    /// A rollback's end: every slot holds a ready worker of its own target and no worker of
+    /// another generation is alive (parked ones aside). A slot the snapshot had no worker
+    /// for keeps the generation it had.
+    pub fn settled(&self) -> bool {
+        self.slot_ids()
+            .all(|id| self.slot(id).is_some_and(|s| self.has_ready(id, s.target)))
+            && self.workers.iter().all(|w| {
+                w.is_parked()
+                    || self
+                        .slot(w.slot)
+                        .is_some_and(|s| s.target == w.generation && w.alive_for_slot())
+            })
+    }
+
+    /// The snapshot's generation: the newest generation with a parking or parked worker.
+    pub fn snapshot_generation(&self) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter(|w| w.in_snapshot())
+            .map(|w| w.generation)
+            .max()
+    }
+
+    /// `pid`, replaced in its slot ([`Table::replaced`]), may be parked instead of retired:
+    /// it is ready, not recycled, older than its slot's target which a ready worker holds,
+    /// its slot has no parked worker yet, and no newer snapshot exists (a stand-in older
+    /// than the snapshot is retired).
+    pub fn parkable(&self, pid: i32) -> bool {
+        let Some(w) = self.worker(pid) else {
+            return false;
+        };
+        let Some(s) = self.slot(w.slot) else {
+            return false;
+        };
+        w.is_ready()
+            && w.recycle.is_none()
+            && w.generation < s.target
+            && self.has_ready(w.slot, s.target)
+            && self.snapshot_generation().is_none_or(|g| g <= w.generation)
+            && !self
+                .workers
+                .iter()
+                .any(|o| o.slot == w.slot && o.generation == w.generation && o.in_snapshot())
+    }
+
+    /// Ready → Parking until `now + mercy`. False if it was not ready.
+    pub fn park(&mut self, pid: i32, now: Instant, mercy: Duration) -> bool {
+        match self.worker_mut(pid) {
+            Some(w) if w.is_ready() => {
+                w.state = WorkerState::Parking {
+                    since: now,
+                    deadline: now + mercy,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `waitpid` saw `pid` stop: a parking worker is now parked. The worker, if so.
+    pub fn set_parked(&mut self, pid: i32) -> Option<&Worker> {
+        let w = self.worker_mut(pid)?;
+        let WorkerState::Parking { since, .. } = w.state else {
+            return None;
+        };
+        w.state = WorkerState::Parked { since };
+        Some(w)
+    }
+
+    /// Snapshot workers of a generation other than `keep`: a newer snapshot replaces them.
+    pub fn snapshot_except(&self, keep: u64) -> Vec<i32> {
+        self.workers
+            .iter()
+            .filter(|w| w.in_snapshot() && w.generation != keep)
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// Snapshot workers of slots beyond the configured count (`-`): nothing to restore them
+    /// into.
+    pub fn snapshot_without_slot(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .filter(|w| w.in_snapshot() && self.slot(w.slot).is_none())
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// Every snapshot worker (the snapshot is dropped).
+    pub fn snapshot_pids(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .filter(|w| w.in_snapshot())
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// When the snapshot was taken: its first worker told to park.
+    pub fn snapshot_since(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Parking { since, .. } | WorkerState::Parked { since } => Some(since),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// A rollback: every slot with a parked worker of `g` targets `g` again and that worker
+    /// is ready now (the caller sends it SIGCONT); the slot's current workers are then
+    /// replaced ([`Table::replaced`]). Returns the pids restored, with their slots.
+    pub fn restore(&mut self, g: u64, now: Instant) -> Vec<(SlotId, i32)> {
+        let mut out = Vec::new();
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.generation != g || !w.is_parked() || self.slot(w.slot).is_none() {
+                continue;
+            }
+            let (id, pid) = (w.slot, w.pid);
+            if out.iter().any(|&(s, _)| s == id) {
+                continue;
+            }
+            let w = &mut self.workers[i];
+            w.state = WorkerState::Ready;
+            w.ready_at = Some(now);
+            self.retarget(id, g);
+            out.push((id, pid));
+        }
+        out
     }
 
     /// The slots that need a worker spawned now, with the generation to spawn: those without
@@ -362,7 +523,7 @@ impl Table {
     /// caller sends no stop signal then).
     pub fn retire(&mut self, pid: i32, now: Instant, mercy: Duration) -> bool {
         match self.worker_mut(pid) {
-            Some(w) if w.alive_for_slot() => {
+            Some(w) if w.alive_for_slot() || w.in_snapshot() => {
                 w.state = WorkerState::Draining {
                     since: now,
                     deadline: now + mercy,
@@ -440,6 +601,7 @@ impl Table {
         let exit = match w.state {
             WorkerState::Draining { since, .. } => Exit::Retired(now.duration_since(since)),
             WorkerState::Killed => Exit::Killed,
+            WorkerState::Parking { .. } | WorkerState::Parked { .. } => Exit::FromSnapshot,
             _ if stopping => Exit::WhileStopping,
             _ => {
                 let Some(slot) = self.slots.get_mut(w.slot.index()) else {
@@ -482,7 +644,9 @@ impl Table {
         let mut out = Vec::new();
         for w in &mut self.workers {
             match w.state {
-                WorkerState::Draining { deadline, .. } if now >= deadline => {
+                WorkerState::Draining { deadline, .. } | WorkerState::Parking { deadline, .. }
+                    if now >= deadline =>
+                {
                     w.state = WorkerState::Killed;
                     out.push(Expired::Mercy(w.pid));
                 }
@@ -512,7 +676,9 @@ impl Table {
     ) -> Option<Instant> {
         let start = grace.unwrap_or(start_timeout).min(start_timeout);
         let workers = self.workers.iter().filter_map(|w| match w.state {
-            WorkerState::Draining { deadline, .. } => Some(deadline),
+            WorkerState::Draining { deadline, .. } | WorkerState::Parking { deadline, .. } => {
+                Some(deadline)
+            }
             WorkerState::Starting { killed: false } => Some(w.spawned + start),
             _ => None,
         });
@@ -573,6 +739,38 @@ impl Table {
             if let Some(old) = old {
                 self.retarget(id, old);
                 out.push((id, old));
+            }
+        }
+        out
+    }
+
+    /// A reload to `g` is being aborted (`--auto-snapshot`): a slot with no ready worker
+    /// older than `g` but a parked one (its old worker parked once the new one was ready)
+    /// gets that worker back, ready now, so that the abort can give the slot back to it (the
+    /// caller sends it SIGCONT). `only`: that slot alone (a chain that stops). Returns their
+    /// pids.
+    pub fn unpark_older(&mut self, g: u64, only: Option<SlotId>, now: Instant) -> Vec<i32> {
+        let mut out = Vec::new();
+        for id in self.slot_ids().collect::<Vec<_>>() {
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            let ready_older = self
+                .workers
+                .iter()
+                .any(|w| w.slot == id && w.generation < g && w.is_ready());
+            if ready_older {
+                continue;
+            }
+            let parked = self
+                .workers
+                .iter_mut()
+                .filter(|w| w.slot == id && w.generation < g && w.is_parked())
+                .max_by_key(|w| w.generation);
+            if let Some(w) = parked {
+                w.state = WorkerState::Ready;
+                w.ready_at = Some(now);
+                out.push(w.pid);
             }
         }
         out

@@ -39,7 +39,9 @@ fn validation_follows_uwsgi() {
             ..spare(2, 1, 3)
         }
     );
-    let e = validate(Some(4), None, None, None, None, 4).unwrap_err().to_string();
+    let e = validate(Some(4), None, None, None, None, 4)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("must be lower than --processes (4)"), "{e}");
     // cheaper-initial is brought within cheaper..=processes.
     let c = validate(Some(2), Some(1), None, None, None, 4)
@@ -54,9 +56,13 @@ fn validation_follows_uwsgi() {
         .unwrap()
         .unwrap();
     assert_eq!((c.step, c.algo, c.overload), (2, Algo::Backlog, 5));
-    let e = validate(Some(1), None, None, Some("busyness"), None, 4).unwrap_err().to_string();
+    let e = validate(Some(1), None, None, Some("busyness"), None, 4)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--cheaper-algo busyness"), "{e}");
-    let e = validate(None, None, Some(2), None, None, 4).unwrap_err().to_string();
+    let e = validate(None, None, Some(2), None, None, 4)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("--cheaper-step applies to cheaper mode only"),
         "{e}"

@@ -348,3 +348,117 @@ fn workers_of_removed_slots_and_a_chain_in_progress() {
     t.resize(2, 2);
     assert_eq!(t.replaced(), vec![12]);
 }
+
+/// Two slots: generation 1 (pids 10, 11) replaced by a ready generation 2 (pids 20, 21).
+fn replaced_pair(t0: Instant) -> Table {
+    let mut t = table(2);
+    for (pid, slot) in [(10, 1), (11, 2)] {
+        add(&mut t, pid, slot, 1, t0);
+        ready(&mut t, pid, t0);
+    }
+    for s in [1, 2] {
+        t.retarget(id(s), 2);
+    }
+    for (pid, slot) in [(20, 1), (21, 2)] {
+        add(&mut t, pid, slot, 2, t0);
+        ready(&mut t, pid, t0);
+    }
+    t
+}
+
+#[test]
+fn replaced_ready_workers_park_and_parked_ones_do_not_hold_a_reload() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    let mut replaced = t.replaced();
+    replaced.sort();
+    assert_eq!(replaced, vec![10, 11]);
+    for pid in [10, 11] {
+        assert!(t.parkable(pid));
+        assert!(t.park(pid, t0, Duration::from_secs(10)));
+    }
+    // Parking: the reload waits for their requests; parked: it is complete.
+    assert!(!t.complete(2));
+    assert_eq!(t.snapshot_generation(), Some(1));
+    assert!(t.set_parked(10).is_some());
+    assert!(t.set_parked(11).is_some());
+    assert!(t.complete(2));
+    assert!(t.replaced().is_empty(), "parked workers are not retired");
+    assert!(t.missing(t0).is_empty());
+    // A parking deadline is offered like a drain; a parked worker has none.
+    assert_eq!(t.next_deadline(t0, None, Duration::from_secs(60)), None);
+    assert_eq!(t.snapshot_since(), Some(t0));
+}
+
+#[test]
+fn a_rollback_restores_parked_workers_and_replaces_the_current_ones() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    for pid in [10, 11] {
+        t.park(pid, t0, Duration::from_secs(10));
+        t.set_parked(pid);
+    }
+    let restored = t.restore(1, t0);
+    assert_eq!(restored, vec![(id(1), 10), (id(2), 11)]);
+    assert_eq!(t.slots[0].target, 1);
+    assert!(t.snapshot_generation().is_none());
+    let mut replaced = t.replaced();
+    replaced.sort();
+    assert_eq!(replaced, vec![20, 21]);
+    assert!(!t.settled());
+    for pid in [20, 21] {
+        t.retire(pid, t0, Duration::from_secs(10));
+        t.on_exit(pid, "exited 0", t0, false);
+    }
+    assert!(t.settled());
+}
+
+#[test]
+fn only_the_newest_snapshot_is_kept_and_a_stand_in_older_than_it_is_not_parked() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    t.park(10, t0, Duration::from_secs(10));
+    t.set_parked(10);
+    // Slot 1 has a parked worker of generation 1 already: the slot's next one of the same
+    // generation could not be parked too.
+    assert_eq!(t.snapshot_except(1), Vec::<i32>::new());
+    assert_eq!(t.snapshot_except(2), vec![10]);
+    // A parked generation 2 worker makes generation 1 the one to drop.
+    t.retarget(id(2), 3);
+    add(&mut t, 31, 2, 3, t0);
+    ready(&mut t, 31, t0);
+    assert!(t.parkable(21));
+    t.park(21, t0, Duration::from_secs(10));
+    assert_eq!(t.snapshot_generation(), Some(2));
+    assert_eq!(t.snapshot_except(2), vec![10]);
+    // Slot 2's generation 1 worker (a stand-in older than the snapshot) is not parked.
+    assert!(!t.parkable(11));
+}
+
+#[test]
+fn an_aborted_reload_unparks_the_old_worker_of_a_slot_already_replaced() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    t.park(10, t0, Duration::from_secs(10));
+    t.set_parked(10);
+    // Slot 2 still has its ready old worker: only slot 1 needs its parked one back.
+    assert_eq!(t.unpark_older(2, None, t0), vec![10]);
+    let back = t.abort_to_older(2);
+    assert_eq!(back, vec![(id(1), 1), (id(2), 1)]);
+    let mut replaced = t.replaced();
+    replaced.sort();
+    assert_eq!(replaced, vec![20, 21]);
+}
+
+#[test]
+fn a_parked_worker_of_a_removed_slot_is_let_go() {
+    let t0 = Instant::now();
+    let mut t = replaced_pair(t0);
+    t.park(11, t0, Duration::from_secs(10));
+    t.set_parked(11);
+    assert!(t.snapshot_without_slot().is_empty());
+    t.resize(1, 2);
+    assert_eq!(t.snapshot_without_slot(), vec![11]);
+    assert!(t.retire(11, t0, Duration::from_secs(10)));
+    assert!(t.snapshot_generation().is_none());
+}
