@@ -238,8 +238,10 @@ fn stop_signal_then_sigkill_after_the_mercy() {
     let status = d.wait_exit(Duration::from_secs(10));
     let took = t.elapsed();
     assert!(status.success(), "{status:?}");
+    // The master reads the clock for the mercy after it read the 'q' written after `t`: a
+    // SIGKILL before the whole mercy is early.
     assert!(
-        took >= Duration::from_millis(900),
+        took >= Duration::from_secs(1),
         "stopped before the mercy: {took:?}"
     );
     assert!(took < Duration::from_secs(4), "stop took {took:?}");
@@ -319,16 +321,43 @@ fn crash_loop_backs_off_cheaply_and_blocks_no_reload_or_stop() {
     });
     assert_eq!(probe_get(&d.addr)["UWSGID_GENERATION"], "3");
 
-    // A graceful stop does not wait for the backoff.
-    let t = Instant::now();
+    // A graceful stop does not wait for the backoff: the master is gone before slot 2's next
+    // start was due (a second ahead when the stop was asked).
+    let due = in_backoff_until(&d, &[1], 1000);
     d.fifo_write(b"q");
     let status = d.wait_exit(Duration::from_secs(10));
+    let exited = unix_ms();
     assert!(status.success(), "{status:?}");
     assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "stop took {:?}",
-        t.elapsed()
+        exited < due,
+        "the stop ended {} ms after slot 2's next start was due: it waited for the backoff",
+        exited - due
     );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Wait until every slot of `indexes` is in backoff with at least `margin_ms` before its next
+/// start; the earliest of those next starts (ms since the epoch, the master's own date).
+fn in_backoff_until(d: &Daemon, indexes: &[usize], margin_ms: u64) -> u64 {
+    d.wait_stats("slots in backoff, their next start well ahead", |s| {
+        let now = unix_ms();
+        let ws = workers(s);
+        let mut due = u64::MAX;
+        for &i in indexes {
+            let w = ws.get(i)?;
+            if w["status"] != "backoff" {
+                return None;
+            }
+            due = due.min(w["uwsgid"]["next_spawn_unix_ms"].as_u64()?);
+        }
+        (due >= now + margin_ms).then_some(due)
+    })
 }
 
 #[test]
@@ -336,19 +365,16 @@ fn brutal_stop_during_a_crash_loop_is_prompt() {
     let dir = TestDir::new("exec-crash-brutal");
     let mut d = Daemon::spawn(&dir, &["--worker-exec", "false", "--processes", "3"]);
     wait_record(&d);
-    d.wait_stats("failed starts", |s| {
-        workers(s)
-            .iter()
-            .all(|w| w["uwsgid"]["failed_starts"].as_u64() >= Some(2))
-            .then_some(())
-    });
-    let t = Instant::now();
+    // Every slot in backoff, half a second at least before the first next start: the master
+    // must be gone before it (a stop that waited out a backoff would end after it).
+    let due = in_backoff_until(&d, &[0, 1, 2], 500);
     d.fifo_write(b"Q");
     d.wait_exit(Duration::from_secs(10));
+    let exited = unix_ms();
     assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "stop took {:?}",
-        t.elapsed()
+        exited < due,
+        "the brutal stop ended {} ms after a slot's next start was due",
+        exited - due
     );
 }
 
