@@ -116,12 +116,14 @@ fn values_are_real_rss_vsz_requests_and_respawns() {
     for _ in 0..5 {
         assert_eq!(d.get("/").unwrap().0, 200);
     }
-    let s = d.wait_stats("5 requests counted", |s| {
+    // The worker counts a request (requests, then tx, then times) and only then goes idle,
+    // a moment after the client has its answer: wait for both, not for the count alone.
+    let s = d.wait_stats("5 requests counted and the workers idle", |s| {
         let total: u64 = workers(s)
             .iter()
             .map(|w| w["requests"].as_u64().unwrap())
             .sum();
-        (total == 5).then(|| s.clone())
+        (total == 5 && workers(s).iter().all(|w| w["status"] == "idle")).then(|| s.clone())
     });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -160,9 +162,14 @@ fn a_worker_in_a_request_is_busy_with_its_request_shown() {
         let addr = d.addr.clone();
         move || http_get(&addr, "/sleep?ms=800&x=1")
     });
-    let w = d.wait_stats("the worker busy", |s| {
+    // The worker marks itself busy, then (a moment later, once the head is parsed) shows the
+    // request: wait for the request shown, not for busy alone.
+    let w = d.wait_stats("the worker busy with its request shown", |s| {
         let w = s["workers"][0].clone();
-        (w["status"] == "busy").then_some(w)
+        let shown = w["cores"][0]["vars"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty());
+        (w["status"] == "busy" && shown).then_some(w)
     });
     let core = &w["cores"][0];
     assert_eq!(core["in_request"], 1, "{w}");
