@@ -256,11 +256,15 @@ pub fn release_when_draining(d: &Daemon, held: Vec<Held>) {
                 };
                 let mine = held.iter().filter(|o| o.pid == h.pid).count() as u64;
                 assert!(
-                    n >= mine && !h.answer.is_finished(),
-                    "worker {} drained with {n} requests in flight: its {mine} held ones \
-                     ({} among them) were not all in flight",
-                    h.pid,
-                    h.tag
+                    n >= mine,
+                    "worker {} drained with {n} requests in flight, not its {mine} held ones",
+                    h.pid
+                );
+                assert!(
+                    !h.answer.is_finished(),
+                    "held request {} (worker {}) ended before its release: the stop cut it",
+                    h.tag,
+                    h.pid
                 );
                 std::fs::write(d.dir.join(format!("release-{}", h.tag)), "").unwrap();
                 false
