@@ -1,6 +1,11 @@
 //! Shared pieces of the exec-worker tests: the Python programs they run as workers (a WSGI app
 //! and a protocol probe), a concurrent request loop that counts every failure, and /proc
-//! readers for worker fds and master CPU time.
+//! readers for worker fds, start times and master CPU time.
+//!
+//! Held requests ([`hold_every_worker`], [`release_when_draining`]) replace sleeping requests
+//! wherever a test must know a request is in a worker: the app says which worker holds it and
+//! answers only when the test releases it, so "in flight when the worker was told to stop" is
+//! observed, not guessed from durations.
 //!
 //! The probe is a tiny systemd-socket-activation server written against the protocol only
 //! (no uwsgid code): it checks nothing itself, it reports what it received, so the tests judge.
@@ -200,16 +205,31 @@ pub struct Held {
     pub answer: JoinHandle<Timed>,
 }
 
-/// Start `/hold` requests on `d`, one after another, until every worker of `pids` holds one
-/// (a worker may serve several requests at once, so it may take more than one each), and
-/// return them, each naming the worker that holds it.
+/// Start `/hold` requests on `d`, one after another, until every worker of `pids` holds one,
+/// and return them, one per worker, each naming the worker that holds it. A worker serving
+/// several requests at once keeps taking the next one until its threads are all held (only
+/// then does the next go elsewhere), so the extra ones are released once every worker holds
+/// one: a native worker whose every thread stayed held could not even act on its stop signal,
+/// and the test would wait for a drain that could not start.
 pub fn hold_every_worker(d: &Daemon, prefix: &str, pids: &[i64]) -> Vec<Held> {
     let mut held: Vec<Held> = Vec::new();
-    // Bounded: past 64 held requests one worker would be taking them all (the bundled
-    // runners serve at most a few threads each).
+    // Bounded: past 64 requests one worker would be taking them all.
     for i in 0..64 {
         if pids.iter().all(|p| held.iter().any(|h| h.pid == *p)) {
-            return held;
+            let mut one_each: Vec<Held> = Vec::new();
+            for h in held {
+                if one_each.iter().any(|o| o.pid == h.pid) {
+                    std::fs::write(d.dir.join(format!("release-{}", h.tag)), "").unwrap();
+                    let (r, _) = h.answer.join().unwrap();
+                    assert_eq!(
+                        r.unwrap_or_else(|e| panic!("{}: {e}", h.tag)),
+                        (200, format!("released {} in {}", h.tag, h.pid)),
+                    );
+                } else {
+                    one_each.push(h);
+                }
+            }
+            return one_each;
         }
         let tag = format!("{prefix}-{i}");
         let answer = in_flight(&d.addr, &format!("/hold?tag={tag}"));
