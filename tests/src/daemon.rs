@@ -250,18 +250,26 @@ impl Daemon {
         http_get(&self.addr, path)
     }
 
-    /// Start `GET path` on a thread and return once a worker is busy with it.
+    /// Start `GET path` on a thread and return once a worker is busy with it: its request
+    /// shown in the stats (a worker marks itself busy a moment before it records which
+    /// request, so busy alone could be seen before a SIGUSR2 report or a drain would know it).
     pub fn request_in_flight(
         &self,
         path: &str,
     ) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+        let shown = format!("PATH_INFO={}", path.split('?').next().unwrap_or(path));
         let (addr, path) = (self.addr.clone(), path.to_string());
         let handle = std::thread::spawn(move || http_get(&addr, &path));
         self.wait_stats("the request in flight", |s| {
             s["workers"]
                 .as_array()?
                 .iter()
-                .any(|w| w["status"] == "busy")
+                .any(|w| {
+                    w["status"] == "busy"
+                        && w["cores"][0]["vars"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|x| *x == shown))
+                })
                 .then_some(())
         });
         handle

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use uwsgi_tests::TestDir;
+use uwsgi_tests::{wait_for, TestDir};
 use uwsgid::exec::{exec_worker, ExecSpec};
 use uwsgid::notify::{self, NotifyMessage};
 
@@ -143,12 +143,24 @@ for fd in (3, 4):
 
 // ---- the bundled WSGI runner, driven end to end through exec_worker --------------------
 
+/// `/hold?T` says it holds the request (file `held-T` beside the app) and answers once the test
+/// writes `release-T` (bounded: a forgotten release answers "never released").
 const APP: &str = r#"
 import os, sys, time
+HERE = os.path.dirname(os.path.abspath(__file__))
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/sleep":
         time.sleep(float(environ["QUERY_STRING"]))
+    if path == "/hold":
+        tag = environ["QUERY_STRING"]
+        open(os.path.join(HERE, "held-" + tag), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(HERE, "release-" + tag)):
+            if time.monotonic() > deadline:
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"never released"]
+            time.sleep(0.005)
     if path == "/boom":
         raise RuntimeError("boom from the app")
     if path == "/echo":
@@ -212,6 +224,21 @@ impl Runner {
         self.child.id() as i32
     }
 
+    /// Send `GET /hold?tag` on `c` and return once the app holds it.
+    fn hold(&self, c: &mut Client, tag: &str) {
+        c.send(&format!("GET /hold?{tag} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let file = self._dir.join(&format!("held-{tag}"));
+        wait_for(
+            &format!("request {tag} held by the app"),
+            Duration::from_secs(20),
+            || file.exists().then_some(()),
+        );
+    }
+
+    fn release(&self, tag: &str) {
+        std::fs::write(self._dir.join(&format!("release-{tag}")), "").unwrap();
+    }
+
     /// The next notify message from this worker, or None if it exited first.
     fn next_notify(&mut self, timeout: Duration) -> Option<NotifyMessage> {
         let deadline = Instant::now() + timeout;
@@ -265,17 +292,8 @@ impl Runner {
 
     /// Wait for the worker's exit (bounded); its exit code and stderr.
     fn finish(&mut self, timeout: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "runner still alive after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let child = &mut self.child;
+        let status = wait_for("the runner to exit", timeout, || child.try_wait().unwrap());
         let mut err = String::new();
         if let Some(mut pipe) = self.child.stderr.take() {
             pipe.read_to_string(&mut err).unwrap();
@@ -469,19 +487,15 @@ fn runner_serves_http_1_1() {
 fn runner_serves_others_while_a_request_is_slow() {
     let mut runner = Runner::start(APP, &[]);
     runner.wait_ready();
+    // A request the app holds until released: the others are answered meanwhile (a runner
+    // serving one at a time would leave them waiting for it, and they would time out).
     let mut slow = runner.connect();
-    slow.send("GET /sleep?2 HTTP/1.1\r\nHost: t\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
+    runner.hold(&mut slow, "slow");
     for _ in 0..5 {
         assert_eq!(runner.connect().get("/").status, 200);
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(slow.response(false).status, 200);
+    runner.release("slow");
+    assert_eq!(slow.response(false).text(), "hello");
 }
 
 #[test]
@@ -490,10 +504,10 @@ fn runner_drains_on_sigterm() {
     runner.wait_ready();
     let mut idle = runner.connect();
     assert_eq!(idle.get("/").status, 200);
+    // In flight (held by the app until released) when the SIGTERM comes: the idle connection
+    // is closed and STOPPING=1 sent while it is still held, so neither waited for it.
     let mut slow = runner.connect();
-    slow.send("GET /sleep?1 HTTP/1.1\r\nHost: t\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(200));
-    let signalled = Instant::now();
+    runner.hold(&mut slow, "slow");
     runner.signal(nix::sys::signal::Signal::SIGTERM);
 
     let stopping = runner
@@ -504,7 +518,7 @@ fn runner_drains_on_sigterm() {
         idle.closed_by_server(),
         "idle keep-alive connection closed at once"
     );
-    assert!(signalled.elapsed() < Duration::from_millis(800));
+    runner.release("slow");
     let resp = slow.response(false);
     assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
     assert_eq!(resp.header("connection"), Some("close"));

@@ -1,6 +1,11 @@
 //! Shared pieces of the exec-worker tests: the Python programs they run as workers (a WSGI app
 //! and a protocol probe), a concurrent request loop that counts every failure, and /proc
-//! readers for worker fds and master CPU time.
+//! readers for worker fds, start times and master CPU time.
+//!
+//! Held requests ([`hold_every_worker`], [`release_when_draining`]) replace sleeping requests
+//! wherever a test must know a request is in a worker: the app says which worker holds it and
+//! answers only when the test releases it, so "in flight when the worker was told to stop" is
+//! observed, not guessed from durations.
 //!
 //! The probe is a tiny systemd-socket-activation server written against the protocol only
 //! (no uwsgid code): it checks nothing itself, it reports what it received, so the tests judge.
@@ -14,14 +19,28 @@ use std::time::{Duration, Instant};
 use uwsgi_tests::*;
 
 /// A WSGI app: `/` hello, `/sleep?ms=N`, `/pid`, `/env?NAME`, `/gen` (a module-level marker the
-/// tests rewrite to tell old code from new).
+/// tests rewrite to tell old code from new), `/hold?tag=T` (see [`hold_every_worker`]).
 pub const APP: &str = r#"
 import os, time
 MARK = "v1"
+def hold(tag):
+    # Say which worker holds the request (written whole: a reader never sees it empty), then
+    # answer only once the test releases it (bounded: a test that forgets fails on the body).
+    with open("held-%s.tmp" % tag, "w") as f:
+        f.write(str(os.getpid()))
+    os.rename("held-%s.tmp" % tag, "held-" + tag)
+    deadline = time.monotonic() + 60
+    while not os.path.exists("release-" + tag):
+        if time.monotonic() > deadline:
+            return "never released"
+        time.sleep(0.005)
+    return "released %s in %d" % (tag, os.getpid())
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     query = environ.get("QUERY_STRING", "")
-    if path == "/sleep":
+    if path == "/hold":
+        body = hold(query.split("=", 1)[1])
+    elif path == "/sleep":
         ms = int(query.split("=", 1)[1]) if "=" in query else 0
         time.sleep(ms / 1000.0)
         body = "slept %d ms in %d" % (ms, os.getpid())
@@ -179,6 +198,111 @@ pub fn in_flight(addr: &str, path: &str) -> JoinHandle<Timed> {
     })
 }
 
+/// A request the app holds in its `/hold` route: its tag, the worker holding it, its thread.
+pub struct Held {
+    pub tag: String,
+    pub pid: i64,
+    pub answer: JoinHandle<Timed>,
+}
+
+/// Start `/hold` requests on `d`, one after another, until every worker of `pids` holds one,
+/// and return them, one per worker, each naming the worker that holds it. A worker serving
+/// several requests at once keeps taking the next one until its threads are all held (only
+/// then does the next go elsewhere), so the extra ones are released once every worker holds
+/// one: a native worker whose every thread stayed held could not even act on its stop signal,
+/// and the test would wait for a drain that could not start.
+pub fn hold_every_worker(d: &Daemon, prefix: &str, pids: &[i64]) -> Vec<Held> {
+    let mut held: Vec<Held> = Vec::new();
+    // Bounded: past 64 requests one worker would be taking them all.
+    for i in 0..64 {
+        if pids.iter().all(|p| held.iter().any(|h| h.pid == *p)) {
+            let mut one_each: Vec<Held> = Vec::new();
+            for h in held {
+                if one_each.iter().any(|o| o.pid == h.pid) {
+                    std::fs::write(d.dir.join(format!("release-{}", h.tag)), "").unwrap();
+                    let (r, _) = h.answer.join().unwrap();
+                    assert_eq!(
+                        r.unwrap_or_else(|e| panic!("{}: {e}", h.tag)),
+                        (200, format!("released {} in {}", h.tag, h.pid)),
+                    );
+                } else {
+                    one_each.push(h);
+                }
+            }
+            return one_each;
+        }
+        let tag = format!("{prefix}-{i}");
+        let answer = in_flight(&d.addr, &format!("/hold?tag={tag}"));
+        let file = d.dir.join(format!("held-{tag}"));
+        let pid = wait_for(
+            &format!("request {tag} held by a worker"),
+            Duration::from_secs(20),
+            || std::fs::read_to_string(&file).ok()?.trim().parse().ok(),
+        );
+        assert!(
+            pids.contains(&pid),
+            "{tag} held by {pid}, not one of {pids:?}"
+        );
+        held.push(Held { tag, pid, answer });
+    }
+    let by: Vec<i64> = held.iter().map(|h| h.pid).collect();
+    panic!("64 held requests did not reach every worker of {pids:?}: {by:?}");
+}
+
+/// The count of requests in flight that worker `pid` (the bundled runner) logged when it
+/// was told to stop and began to drain, if it did.
+pub fn drained_with(log: &str, pid: i64) -> Option<u64> {
+    let me = format!("[{pid}]: ");
+    log.lines().find_map(|l| {
+        let rest = l.split_once(&me)?.1;
+        let n = rest.split_once(": draining, ")?.1;
+        n.strip_suffix(" requests in flight")?.parse().ok()
+    })
+}
+
+/// Release each held request once its worker logged that it drains with it in flight (so the
+/// worker was told to stop while serving it; the bundled runner and the native worker log
+/// alike), then check each was answered in full by the worker that held it. Releasing one at a time lets a chain reload go on to the next slot.
+pub fn release_when_draining(d: &Daemon, held: Vec<Held>) {
+    let mut waiting: Vec<&Held> = held.iter().collect();
+    wait_for(
+        "every holding worker told to stop with its request in flight",
+        Duration::from_secs(30),
+        || {
+            let log = d.log_text();
+            waiting.retain(|h| {
+                let Some(n) = drained_with(&log, h.pid) else {
+                    return true;
+                };
+                let mine = held.iter().filter(|o| o.pid == h.pid).count() as u64;
+                assert!(
+                    n >= mine,
+                    "worker {} drained with {n} requests in flight, not its {mine} held ones",
+                    h.pid
+                );
+                assert!(
+                    !h.answer.is_finished(),
+                    "held request {} (worker {}) ended before its release: the stop cut it",
+                    h.tag,
+                    h.pid
+                );
+                std::fs::write(d.dir.join(format!("release-{}", h.tag)), "").unwrap();
+                false
+            });
+            waiting.is_empty().then_some(())
+        },
+    );
+    for h in held {
+        let (r, _) = h.answer.join().unwrap();
+        let (status, body) = r.unwrap_or_else(|e| panic!("held request {} cut: {e}", h.tag));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("released {} in {}", h.tag, h.pid).as_str()),
+            "the held request was not finished by the worker that held it"
+        );
+    }
+}
+
 /// utime + stime of `pid`, in seconds.
 pub fn cpu_seconds(pid: i32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -193,6 +317,35 @@ pub fn cpu_seconds(pid: i32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz
+}
+
+/// When `pid` started, in seconds since boot (its /proc start time, to the clock tick: the
+/// true start is at most one tick later).
+pub fn start_boottime(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Field 22 overall (starttime) -> [19] after the command.
+    let ticks: u64 = rest[19].parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// Now, in seconds since boot (`CLOCK_BOOTTIME`, the clock of /proc start times).
+pub fn boottime_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our timespec.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    assert_eq!(ret, 0, "clock_gettime(CLOCK_BOOTTIME)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// The fds open in `pid`: (number, link target).

@@ -156,8 +156,13 @@ fn uwsgid_reload_wait_fails_when_the_new_generation_crash_loops() {
         "{stats}"
     );
     assert_eq!(http_get(d.port, "/").unwrap().0, 200);
-    // Nothing of generation 2 starts any more (the last backoff was well under this).
-    std::thread::sleep(Duration::from_millis(600));
+    // Nothing of generation 2 starts any more. A retry would come at most one backoff (the
+    // master's own formula, after the failed start that aborted the reload) after that start,
+    // which was before the abort was seen: every stats read for that long, and a margin, must
+    // show the same workers with the same start counts. (A negative observation: no event
+    // marks its end, so its window is derived from the backoff.)
+    let window = uwsgid::master::table::backoff(uwsgid::master::reload::RELOAD_FAIL_AFTER)
+        + Duration::from_millis(200);
     let starts = |doc: &serde_json::Value| -> Vec<(i64, u64)> {
         let workers = doc["workers"].as_array().unwrap().iter();
         workers
@@ -169,8 +174,14 @@ fn uwsgid_reload_wait_fails_when_the_new_generation_crash_loops() {
             })
             .collect()
     };
-    let again = d.stats_doc().unwrap();
-    assert_eq!(starts(&again), starts(&stats), "no new start: {again}");
+    let mut reads = 0;
+    uwsgi_tests::poll(window, || {
+        let again = d.stats_doc().unwrap();
+        assert_eq!(starts(&again), starts(&stats), "no new start: {again}");
+        reads += 1;
+        None::<()>
+    });
+    assert!(reads >= 2, "{reads} stats reads in {window:?}");
     // A good configuration reloads fine again.
     fs::write(&d.ini, d.ini_text("")).unwrap();
     let out = ctl(pidfile_args(&d, &["reload", "--wait", "--timeout", "20"])).run();
