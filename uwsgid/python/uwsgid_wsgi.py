@@ -132,12 +132,15 @@ class Options:
         self.standby = False
         self.mounts = []
         self.manage_script_name = False
+        self.buffer_size = None  # --buffer-size: HTTP head and uwsgi vars limit, when given
+        self.limit_post = None  # --limit-post: the largest request body (0: no limit)
 
 
 USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
          "[--pythonpath DIR]... [--chdir DIR] [--threads N] [--max-connections N] "
          "[--keepalive-timeout SECS] [--socket-timeout SECS] [--log-requests] "
-         "[--mount /PREFIX=APP]... [--manage-script-name]" % PROG)
+         "[--mount /PREFIX=APP]... [--manage-script-name] [--buffer-size BYTES] "
+         "[--limit-post BYTES]" % PROG)
 
 # option -> (attribute, converter); None means a flag without a value.
 OPTIONS = {
@@ -155,6 +158,8 @@ OPTIONS = {
     "--standby": ("standby", None),
     "--mount": ("mounts", str),
     "--manage-script-name": ("manage_script_name", None),
+    "--buffer-size": ("buffer_size", int),
+    "--limit-post": ("limit_post", int),
 }
 
 
@@ -487,6 +492,7 @@ class Connection:
         self.idle_since = time.monotonic()
         self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
         self.head_started = None  # when the first byte of an incomplete head arrived
+        self.max_head = MAX_HEADER_BYTES  # --buffer-size when given
 
     def fill(self):
         try:
@@ -516,14 +522,14 @@ class Connection:
             elif end_lf >= 0:
                 cut, skip = end_lf, 2
             if cut is not None:
-                if cut + skip > MAX_HEADER_BYTES:
-                    raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+                if cut + skip > self.max_head:
+                    raise BadRequest("request head larger than %d bytes" % self.max_head, 431)
                 head = bytes(self.buf[:cut])
                 del self.buf[: cut + skip]
                 self.head_started = None
                 return head
-            if len(self.buf) > MAX_HEADER_BYTES:
-                raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+            if len(self.buf) > self.max_head:
+                raise BadRequest("request head larger than %d bytes" % self.max_head, 431)
             if self.buf and self.head_started is None:
                 self.head_started = time.monotonic()
             timeout = self.sock.gettimeout()
@@ -684,6 +690,8 @@ class Body:
         self.expect_continue = expect_continue
         self.head_sent = False  # the response head is out: no 100 Continue any more
         self.in_chunk = False  # chunk data was read, so a CRLF precedes the next size line
+        self.limit = None  # --limit-post, for a chunked body (a declared length is judged first)
+        self.declared = 0  # chunk sizes so far
 
     def _continue(self):
         if self.expect_continue and not self.head_sent:
@@ -700,6 +708,9 @@ class Body:
         if not 1 <= len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
             raise BadRequest("bad chunk size %r" % size[:20])
         n = int(size, 16)
+        self.declared += n
+        if self.limit and self.declared > self.limit:
+            raise BadRequest("request body larger than --limit-post %d bytes" % self.limit, 413)
         if n == 0:
             total = 0
             while True:  # trailer fields, ignored
@@ -854,7 +865,8 @@ class Server:
         self.ready_extra = ""  # more sd_notify lines for READY (a forked worker's slot)
         # uwsgi listeners (uwsgid names them "uwsgi=ADDR"), their limit and allowed TCP peers.
         self.uwsgi_socks = {s for s, name in listeners if name.startswith("uwsgi=")}
-        self.uwsgi_buffer = int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
+        self.uwsgi_buffer = args.buffer_size or int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
+        self.max_head = args.buffer_size or MAX_HEADER_BYTES
         self.uwsgi_allow = None
 
     # -- main thread ------------------------------------------------------------------------
@@ -952,6 +964,7 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer, listener.getsockname())
             conn.uwsgi = listener in self.uwsgi_socks
+            conn.max_head = self.max_head
             self.submit(conn)
 
     def uwsgi_peer_allowed(self, sock, peer):
@@ -1096,8 +1109,10 @@ class Server:
                 simple_response(conn, e.status, str(e))
             except ClientGone:
                 pass
-            if self.args.log_requests:
-                log("%s bad request: %s" % (peer_text(conn.peer), e))
+            if self.args.log_requests or conn.uwsgi or e.status == 413:
+                log("%s %s refused (%d): %s" % (peer_text(conn.peer),
+                                                "uwsgi packet" if conn.uwsgi else "request",
+                                                e.status, e))
             return False
         except ClientGone:
             return False
@@ -1139,9 +1154,18 @@ class Server:
             length, chunked = int(values.pop()), False
         else:
             length, chunked = 0, False
+        self.check_length(length)
         expect = (req.header("expect") or "").lower() == "100-continue" and \
             req.version == "HTTP/1.1" and (chunked or length > 0)
-        return Body(conn, length, chunked, expect)
+        body = Body(conn, length, chunked, expect)
+        body.limit = self.args.limit_post
+        return body
+
+    def check_length(self, length):
+        limit = self.args.limit_post
+        if limit and length > limit:
+            raise BadRequest("request body of %d bytes is larger than --limit-post %d"
+                             % (length, limit), 413)
 
     def environ(self, conn, req, body):
         target = req.target
@@ -1207,16 +1231,24 @@ class Server:
         query = vars.get("QUERY_STRING", "")
         target = vars.get("REQUEST_URI") or (vars.get("PATH_INFO", "/") +
                                              ("?" + query if query else ""))
-        if vars.get("HTTP_TRANSFER_ENCODING"):
-            raise BadRequest("chunked request bodies are not supported", 501)
         cl = vars.get("CONTENT_LENGTH", "")
+        # nginx sends a client's chunked body whole, with its CONTENT_LENGTH (and the client's
+        # Transfer-Encoding as HTTP_TRANSFER_ENCODING): the length frames it.
+        if vars.get("HTTP_TRANSFER_ENCODING") and not cl:
+            raise BadRequest("chunked request body without CONTENT_LENGTH: the upstream must "
+                             "send its length", 501)
         if cl and not cl.isdigit():
             raise BadRequest("uwsgi CONTENT_LENGTH %r is not a number" % cl[:40])
+        self.check_length(int(cl or 0))
         headers = [(k[5:].lower().replace("_", "-"), v) for k, v in vars.items()
                    if k.startswith("HTTP_") and k != "HTTP_CONNECTION"]
         req = Request(method, target, "HTTP/1.0", headers)
         body = Body(conn, int(cl or 0), False, False)
         env = dict(vars)
+        # nginx passes every request header as HTTP_*, Content-Type and Content-Length too:
+        # not headers in WSGI's sense (PEP 3333 has them as CONTENT_*).
+        env.pop("HTTP_CONTENT_TYPE", None)
+        env.pop("HTTP_CONTENT_LENGTH", None)
         if not env.get("CONTENT_TYPE"):
             env.pop("CONTENT_TYPE", None)
         if not cl:

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use uwsgi_tests::*;
 
+use crate::nginx_uwsgi::assert_python_program;
 use crate::privileges::{assert_dropped, instance_pids, SYSTEM_PYTHON};
 
 const APP: &str = r#"
@@ -142,6 +143,13 @@ fn the_classic_deployment_ini_behind_nginx() {
         stats_generation(&stats).filter(|(g, s)| *g == 1 && *s)
     });
     assert_dropped(master, uid, gid, &groups, false);
+    // The Python app runs on the native worker (or the stdlib runner in its pass), the
+    // standby zygote too: every process but the master.
+    let python: Vec<i32> = instance_pids(master)
+        .into_iter()
+        .filter(|&p| p != master)
+        .collect();
+    assert_python_program(&python);
     let m = std::fs::symlink_metadata(&sock).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o666));
     assert_eq!(std::fs::metadata(&pidfile).unwrap().uid(), 0);
@@ -180,6 +188,11 @@ fn the_classic_deployment_ini_behind_nginx() {
     eprintln!("{ok} requests through nginx across two reloads, none failed");
     assert_dropped(master, uid, gid, &groups, false);
     assert_eq!(log_text().matches("master pid").count(), 1, "one master");
+    let python: Vec<i32> = instance_pids(master)
+        .into_iter()
+        .filter(|&p| p != master)
+        .collect();
+    assert_python_program(&python);
 
     let pids = instance_pids(master);
     uwsgid(&["--stop", pf, "--wait"]);
