@@ -2243,6 +2243,11 @@ impl Engine {
                         (500, "the application raised an exception".to_string())
                     };
                     let _ = send_all(io.fd, &[&simple_response(status, &why)], io.timeout);
+                    if status == 413 {
+                        // SAFETY: half-close of the connection we serve; it closes next.
+                        unsafe { libc::shutdown(io.fd, libc::SHUT_WR) };
+                        linger(io.fd);
+                    }
                     status
                 })
             }

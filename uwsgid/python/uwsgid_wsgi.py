@@ -842,6 +842,30 @@ def simple_response(conn, status, message):
             "Content-Length: %d\r\nConnection: close\r\n\r\n"
             % (status, REASONS.get(status, ""), http_date(), len(body)))
     conn.sendall(head.encode("latin-1") + body)
+    if status == 413:
+        linger(conn)
+
+
+def linger(conn):
+    """After refusing a body that may still be on its way (413): half-close, then read and drop
+    what arrives for a moment (at most 1 MiB, 1 s), so that closing does not reset the
+    connection before the client has read the answer."""
+    sock = conn.sock
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 1.0
+        dropped = 0
+        while dropped <= 1 << 20:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                return
+            dropped += len(data)
+    except OSError:
+        pass
 
 
 class Server:

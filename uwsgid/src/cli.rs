@@ -1247,8 +1247,7 @@ pub const PYTHON_WORKER_ENV: &str = "UWSGID_PYTHON_WORKER";
 /// Rust HTTP), else the interpreter that runs the stdlib runner: `--python`, the virtualenv's
 /// `bin/python` of `--home` when the native worker is absent, or `python3` from `PATH`.
 ///
-/// The native worker speaks HTTP only: with uwsgi-protocol listeners (`--socket`) the app runs
-/// on the stdlib runner, which serves both, and the log says so.
+/// Both programs serve HTTP and uwsgi-protocol (`--socket`) listeners.
 fn python_program(python: Option<&str>, home: Option<&Path>) -> Result<String, String> {
     let choice = std::env::var(PYTHON_WORKER_ENV).unwrap_or_default();
     if !matches!(choice.as_str(), "" | "native" | "stdlib") {
