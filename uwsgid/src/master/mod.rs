@@ -264,6 +264,7 @@ impl Master {
             if let Some(code) = self.exit_code {
                 self.sources.pump_relay(); // the workers' last words
                 self.cleanup();
+                self.release_locks();
                 log!("goodbye (exit {code})");
                 return code;
             }
