@@ -493,6 +493,7 @@ class Connection:
         self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
         self.head_started = None  # when the first byte of an incomplete head arrived
         self.max_head = MAX_HEADER_BYTES  # --buffer-size when given
+        self.sent = 0  # bytes written (the scoreboard's tx)
 
     def fill(self):
         try:
@@ -614,6 +615,7 @@ class Connection:
             self.sock.sendall(data)
         except (OSError, socket.timeout) as e:
             raise ClientGone(str(e))
+        self.sent += len(data)
 
     def close(self):
         try:
@@ -868,6 +870,120 @@ def linger(conn):
         pass
 
 
+class Scoreboard:
+    """The master's scoreboard (uwsgid/src/scoreboard.rs), so that stats show this worker's
+    requests, tx, avg_rt, busy/idle and the request in flight as for built-in workers.
+
+    The memfd is found among the master's fds (``/proc/PPID/fd``, a link to
+    ``/memfd:uwsgid-scoreboard``) and mapped shared; the cell is the one the master reset with
+    our pid. Only this worker writes its cell: a lock orders its own threads, and every field
+    is written with one aligned store of its full width (memoryview items, never byte by
+    byte), which is what the master's relaxed atomic loads expect. Without a scoreboard (a
+    master that is not uwsgid, or not ours to open) nothing is counted."""
+
+    MAGIC = 0x7577736769645342  # "uwsgidSB", the header's first word
+    HEADER = 16  # magic u64, paused u32, log_epoch u32
+    CELL = 184  # struct Cell: 4 + 4 + 5 * 8 + 4 + 4 + 12 * 8 + 4 * 8 bytes
+    CAPACITY = 2048
+    IDLE, BUSY = 2, 3
+    PATH_WORDS = 12
+
+    def __init__(self, mm):
+        self.mm = mm
+        self.q = memoryview(mm).cast("Q")
+        self.i = memoryview(mm).cast("I")
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.base = None  # byte offset of our cell, once found
+
+    @classmethod
+    def open(cls):
+        import mmap
+        master = os.getppid()
+        try:
+            names = os.listdir("/proc/%d/fd" % master)
+        except OSError:
+            return None
+        size = cls.HEADER + cls.CAPACITY * cls.CELL
+        for name in names:
+            path = "/proc/%d/fd/%s" % (master, name)
+            try:
+                if not os.readlink(path).startswith("/memfd:uwsgid-scoreboard"):
+                    continue
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_size < size:
+                    return None
+                mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+            board = cls(mm)
+            if board.q[0] != cls.MAGIC:
+                return None
+            return board
+        return None
+
+    def cell(self):
+        """Our cell's byte offset, once the master has reset one with our pid (it does when
+        it adopts us); None before."""
+        if self.base is None:
+            for k in range(self.CAPACITY):
+                base = self.HEADER + k * self.CELL
+                if self.i[base // 4] == self.pid:
+                    self.base = base
+                    if self.i[base // 4 + 12] == 0:  # in_flight
+                        self.i[base // 4 + 1] = self.IDLE
+                    break
+        return self.base
+
+    def begin(self, line):
+        """Count a request in flight; False if there is no cell yet (then no end())."""
+        with self.lock:
+            base = self.cell()
+            if base is None:
+                return False
+            w, d = base // 8, base // 4
+            if self.i[d + 12] == 0:
+                self.q[w + 5] = int(time.time() * 1e6)  # request_start_us
+                self.i[d + 1] = self.BUSY
+            self.i[d + 12] += 1
+            text = line.encode("latin-1", "replace")[: self.PATH_WORDS * 8]
+            self.i[d + 13] = 0  # path_len
+            padded = text.ljust(self.PATH_WORDS * 8, b"\0")
+            for k in range(self.PATH_WORDS):
+                self.q[w + 7 + k] = int.from_bytes(padded[k * 8:k * 8 + 8], "little")
+            self.i[d + 13] = len(text)
+            return True
+
+    def end(self, sent, micros):
+        with self.lock:
+            base = self.base
+            w, d = base // 8, base // 4
+            requests = self.q[w + 1] + 1
+            self.q[w + 1] = requests
+            self.q[w + 2] += sent  # tx
+            self.q[w + 3] += micros  # running_time_us
+            prev = self.q[w + 4]
+            delta = micros - prev  # a true running mean, as the Rust workers keep
+            step = abs(delta) // requests
+            self.q[w + 4] = prev + step if delta >= 0 else prev - step
+            in_flight = max(self.i[d + 12], 1) - 1
+            self.i[d + 12] = in_flight
+            if in_flight == 0:
+                self.q[w + 5] = 0
+                self.i[d + 1] = self.IDLE
+
+    def bad_request(self):
+        with self.lock:
+            base = self.cell()
+            if base is not None:
+                self.q[base // 8 + 22] += 1  # bad_requests, at byte 176
+
+
 class Server:
     def __init__(self, app, listeners, args):
         self.app = app
@@ -892,6 +1008,7 @@ class Server:
         self.uwsgi_buffer = args.buffer_size or int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
         self.max_head = args.buffer_size or MAX_HEADER_BYTES
         self.uwsgi_allow = None
+        self.board = None  # the master's scoreboard, opened in run()
 
     # -- main thread ------------------------------------------------------------------------
 
@@ -930,6 +1047,15 @@ class Server:
         faulthandler.enable()
         faulthandler.register(signal.SIGUSR2, all_threads=True)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.board = Scoreboard.open()
+        if self.board is not None:
+            # A forked worker is adopted (its cell reset with our pid) when the master reads
+            # the announcement it sent before serving: wait for that briefly, so that every
+            # request is counted from the first.
+            for _ in range(100):
+                if self.board.cell() is not None:
+                    break
+                time.sleep(0.005)
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.set_accepting(True)
         names = ", ".join(name for _, name in self.listeners)
@@ -1129,6 +1255,8 @@ class Server:
                 req = parse_head(head)
                 body = self.request_body(conn, req)
         except BadRequest as e:
+            if self.board is not None:
+                self.board.bad_request()
             try:
                 simple_response(conn, e.status, str(e))
             except ClientGone:
@@ -1141,10 +1269,15 @@ class Server:
         except ClientGone:
             return False
         started = time.monotonic()
+        counted = self.board is not None and self.board.begin("%s %s" % (req.method, req.target))
+        sent = conn.sent
         try:
             status, keep = self.run_app(conn, req, body, env)
         except ClientGone:
             return False
+        finally:
+            if counted:
+                self.board.end(conn.sent - sent, int((time.monotonic() - started) * 1e6))
         keep = keep and not conn.uwsgi
         if _UWSGI is not None:
             _UWSGI._count_request()

@@ -744,8 +744,10 @@ fn stdlib_runner() -> bool {
     std::env::var("UWSGID_PYTHON_WORKER").is_ok_and(|v| v == "stdlib")
 }
 
+/// Both Python programs write their scoreboard cell (the native worker in Rust, the stdlib
+/// runner from Python): requests, tx, busy with the request in flight, counters `known`.
 #[test]
-fn stats_count_the_requests_of_native_python_workers() {
+fn stats_count_the_requests_of_python_workers() {
     let dir = TestDir::new("py-stats");
     let d = serve(&dir, &["--processes", "2"]);
     for _ in 0..10 {
@@ -757,29 +759,34 @@ fn stats_count_the_requests_of_native_python_workers() {
             exchange(&addr, b"GET /sleep?3000 HTTP/1.1\r\nHost: t\r\n\r\n").0
         })
     };
-    if stdlib_runner() {
-        // The stdlib runner writes no scoreboard: its counters are unknown, and say so.
-        let s = d.stats();
-        assert!(
-            workers(&s)
-                .iter()
-                .all(|w| w["uwsgid"]["counters"] == "unknown"),
-            "{s}"
-        );
-    } else {
-        let s = d.wait_stats("the slow request in flight", |s| {
-            let ws = workers(s);
-            ws.iter()
-                .any(|w| w["status"] == "busy")
-                .then_some(s.clone())
-        });
-        let ws = workers(&s);
-        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
-        assert!(total >= 10, "requests not counted: {s}");
-        assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
-        assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
-    }
+    let s = d.wait_stats("the slow request in flight", |s| {
+        let ws = workers(s);
+        ws.iter()
+            .any(|w| w["status"] == "busy")
+            .then_some(s.clone())
+    });
+    let ws = workers(&s);
+    let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+    assert!(total >= 10, "requests not counted: {s}");
+    assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
+    assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
+    let busy = ws.iter().find(|w| w["status"] == "busy").unwrap();
+    assert!(
+        busy.to_string().contains("PATH_INFO=/sleep"),
+        "the request in flight is shown: {busy}"
+    );
     assert_eq!(slow.join().unwrap(), 200);
+    let s = d.wait_stats("the slow request counted", |s| {
+        let ws = workers(s);
+        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+        (total >= 11 && ws.iter().all(|w| w["status"] == "idle")).then_some(s.clone())
+    });
+    let avg: u64 = workers(&s)
+        .iter()
+        .map(|w| w["avg_rt"].as_u64().unwrap_or(0))
+        .max()
+        .unwrap();
+    assert!(avg > 0, "avg_rt: {s}");
 }
 
 #[test]
