@@ -1670,6 +1670,14 @@ impl Engine {
             }
             match self.judge(conn) {
                 Judged::Incomplete => {
+                    if eof && conn.uwsgi {
+                        log(&format!(
+                            "{}:{} uwsgi packet refused: truncated, the peer closed after {} bytes",
+                            conn.peer.0,
+                            conn.peer.1,
+                            conn.buf.len()
+                        ));
+                    }
                     return if eof { After::Close } else { After::Rearm };
                 }
                 Judged::Invalid(status, why) => {
@@ -2517,6 +2525,15 @@ impl Engine {
         };
         for (token, conn, stalled) in expired {
             if let (Some(c), true) = (&conn, stalled) {
+                if c.uwsgi {
+                    log(&format!(
+                        "{}:{} uwsgi packet refused (408): incomplete after {} s ({} bytes)",
+                        c.peer.0,
+                        c.peer.1,
+                        HEAD_TIMEOUT.as_secs(),
+                        c.buf.len()
+                    ));
+                }
                 let reply = simple_response(408, "request head timed out");
                 // SAFETY: a non-blocking best-effort send on the connection we hold.
                 unsafe {

@@ -1267,6 +1267,9 @@ class Server:
                                                 e.status, e))
             return False
         except ClientGone:
+            if conn.uwsgi and conn.buf:
+                log("%s uwsgi packet refused: truncated, the peer closed after %d bytes"
+                    % (peer_text(conn.peer), len(conn.buf)))
             return False
         started = time.monotonic()
         counted = self.board is not None and self.board.begin("%s %s" % (req.method, req.target))

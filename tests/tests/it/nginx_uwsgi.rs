@@ -986,6 +986,17 @@ fn python_workers_refuse_garbage_packets_with_a_logged_reason() {
             "seed {seed}: {text}"
         );
     }
+    // A packet cut short by its peer: logged as truncated.
+    {
+        let mut c = std::os::unix::net::UnixStream::connect(s).unwrap();
+        c.write_all(&get[..get.len() - 3]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        d.wait_log("uwsgi packet refused: truncated");
+    }
     // A body shorter than its CONTENT_LENGTH (the peer gives up): the request ends, the worker
     // goes on.
     let mut short = packet(&[
