@@ -1044,3 +1044,52 @@ fn python_workers_refuse_garbage_packets_with_a_logged_reason() {
     let (status, _) = http_get(&d.addr, "/").unwrap();
     assert_eq!(status, 200, "the HTTP listener of the same instance serves");
 }
+
+/// `--limit-post` behind nginx: a body over it is answered `413` through nginx (the worker
+/// reads and drops what nginx still sends, so nginx gets the answer, not a reset), one under
+/// it is served, and the worker goes on.
+#[test]
+fn limit_post_through_nginx_is_a_413() {
+    if !have_nginx() || !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("nginx-limit-post");
+    let app = dir.write("app.py", APP);
+    let sock = dir.join("app.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "--limit-post",
+            "100000",
+        ],
+    );
+    let pids = pids_of(&d);
+    assert_python_program(&pids);
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let mut c = Client::new(&ngx.addr);
+    for (n, want) in [
+        (100_000usize, 200u16),
+        (300_000, 413),
+        (10, 200),
+        (100_001, 413),
+    ] {
+        let body = vec![b'x'; n];
+        let a = c.send(
+            &format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n"),
+            &body,
+            false,
+        );
+        assert_eq!(a.status, want, "{n} bytes: {}", a.text());
+        if want == 200 {
+            assert_eq!(a.text(), format!("{n} {}", sha(&body)));
+        }
+    }
+    d.wait_log("larger than --limit-post 100000");
+    assert_eq!(pids_of(&d), pids);
+}
