@@ -12,6 +12,15 @@
 //! reads, `write()`, response chunks, sendfile). When every thread is busy nobody accepts, so
 //! other workers take new clients.
 //!
+//! Listeners named `uwsgi=ADDR` (uwsgid's `--socket`, nginx's `uwsgi_pass`) speak the uwsgi
+//! protocol: a connection's packet is judged by [`uwsgid::uwsgi_proto`] (the built-in worker's
+//! parser) under the same rules and deadline as an HTTP head, its vars become the environ
+//! (`Engine::environ_uwsgi`), the `CONTENT_LENGTH` body streams into `wsgi.input`, and the
+//! answer is plain HTTP without chunking that ends with the connection. Refused packets are
+//! answered and logged with the reason; TCP peers outside loopback need `--uwsgi-allow`
+//! (`UWSGID_UWSGI_ALLOW`). `--buffer-size` bounds the vars block (and, given, HTTP heads);
+//! `--limit-post` bodies on both protocols (413).
+//!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
 //! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
 //! returns. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
