@@ -59,6 +59,9 @@ const WAKE_TOKEN: u64 = u64::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 /// Connections accepted per listener wake-up (see `Engine::accept`).
 const ACCEPT_BATCH: usize = 1;
+/// Connections a worker that starts draining takes from each listener's backlog (see
+/// `Engine::start_drain`).
+const DRAIN_ACCEPT: usize = 16;
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -1431,7 +1434,7 @@ impl Engine {
             return;
         }
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
-        {
+        let taken = {
             let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
             let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             if *acc {
@@ -1446,9 +1449,23 @@ impl Engine {
                 }
                 *acc = false;
             }
-            // Our copies only: the master and other workers keep theirs.
-            ls.clear();
+            // Our copies only (closed below): the master and other workers keep theirs.
+            std::mem::take(&mut *ls)
+        };
+        // EPOLLEXCLUSIVE wakes one worker per new connection: if the wake-up went to us just
+        // before we stopped accepting, no other worker is woken for that connection, and
+        // with no newer clients (every client waiting on one) it would wait in the backlog.
+        // So what is pending now is taken and served like the requests in flight (answered
+        // with `Connection: close`); at most DRAIN_ACCEPT per listener.
+        for (i, (fd, local)) in taken.iter().enumerate() {
+            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
+            for _ in 0..DRAIN_ACCEPT {
+                if !self.accept_from(fd.as_raw_fd(), local, uwsgi) {
+                    break;
+                }
+            }
         }
+        drop(taken);
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let _ = uwsgid::notify::send(
                 &addr,
@@ -1466,6 +1483,7 @@ impl Engine {
         // One connection per wake-up: the listener stays readable while more wait, and the
         // next one goes to whichever worker (or thread) waits first. Taking many at once let
         // one worker grab a burst of keep-alive clients while another sat idle.
+        let uwsgi = self.uwsgi_listeners.get(index).copied().unwrap_or(false);
         for _ in 0..self.accept_batch {
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -1474,16 +1492,26 @@ impl Engine {
                     None => return,
                 }
             };
+            if !self.accept_from(lfd.0, &lfd.1, uwsgi) {
+                return;
+            }
+        }
+    }
+
+    /// Accept one connection on listener `lfd` (its address `local`) and serve what it has;
+    /// false when there was none to take (or no room), so the caller stops.
+    fn accept_from(&self, lfd: RawFd, local: &(String, String), uwsgi: bool) -> bool {
+        {
             if self.table.lock().unwrap_or_else(|p| p.into_inner()).live >= self.max_conns {
                 self.set_accepting(false);
-                return;
+                return false;
             }
             // SAFETY: sockaddr_storage is plain data; accept4 returns a new fd we own.
             let (fd, ss) = unsafe {
                 let mut ss: libc::sockaddr_storage = std::mem::zeroed();
                 let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 let fd = libc::accept4(
-                    lfd.0,
+                    lfd,
                     &mut ss as *mut _ as *mut libc::sockaddr,
                     &mut len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -1504,11 +1532,10 @@ impl Engine {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                return;
+                return false;
             }
             // SAFETY: fd was just returned by accept4.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let uwsgi = self.uwsgi_listeners.get(index).copied().unwrap_or(false);
             let peer = addr_text(&ss);
             if uwsgi && matches!(ss.ss_family as i32, libc::AF_INET | libc::AF_INET6) {
                 // The uwsgi protocol has no authentication: TCP peers other than loopback
@@ -1523,7 +1550,7 @@ impl Engine {
                          uwsgi unless --uwsgi-allow names them",
                         peer.0
                     ));
-                    continue;
+                    return true;
                 }
             }
             let one: libc::c_int = 1;
@@ -1544,7 +1571,7 @@ impl Engine {
                 head_started: None,
                 last: Instant::now(),
                 peer,
-                local: lfd.1.clone(),
+                local: local.clone(),
                 uwsgi,
             });
             // A new connection is served at once by the accepting thread when it has bytes:
@@ -1582,6 +1609,7 @@ impl Engine {
                 }
             }
         }
+        true
     }
 
     /// Put a connection back into its slot (owned by nobody), or free the slot if `None`.
