@@ -415,7 +415,8 @@ class UwsgiSock(Uwsgi):
 
 
 class UwsgidPySock(UwsgidPy):
-    """uwsgid running bench/app.py with a uwsgi-protocol socket for nginx's uwsgi_pass."""
+    """uwsgid running bench/app.py with a uwsgi-protocol socket for nginx's uwsgi_pass (the
+    native worker, uwsgid-python, serves it where it is built beside uwsgid)."""
 
     def __init__(self, workdir, workers, tag):
         super().__init__(workdir, workers, tag)
@@ -1582,6 +1583,17 @@ class Bench:
                 srv.start()
                 srv.wait_ready(60)
                 ng.start()
+                if isinstance(srv, UwsgidPy):
+                    # Which program serves the Python app (uwsgid-python, or python3 for
+                    # the stdlib runner): reported beside the figures.
+                    exes = set()
+                    for w in (srv.stats() or {}).get("workers", []):
+                        try:
+                            exes.add(os.path.basename(os.readlink("/proc/%d/exe" % w["pid"])))
+                        except (OSError, KeyError, TypeError):
+                            pass
+                    out["uwsgid_worker_program"] = sorted(exes)
+                    log("nginx -> uwsgid-py: the workers run %s" % ", ".join(sorted(exes)))
                 for i in range(1 if q else 3):
                     self.wrk(ng.port, "/", 1)
                     d = self.wrk(ng.port, "/", 3 if q else 5)

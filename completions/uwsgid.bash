@@ -23,7 +23,7 @@ _uwsgid() {
 
     case "${cmd}" in
         uwsgid)
-            opts="-p -H -s -b -L -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --auto-snapshot --snapshot-max-age --listen --logto --log-reopen --log-maxsize --check-static --demo-routes --ini --json --yaml --strict --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --harakiri --harakiri-verbose --harakiri-graceful-timeout --harakiri-graceful-signal --max-requests --max-requests-delta --reload-on-rss --reload-on-pss --cheaper --cheaper-initial --cheaper-step --cheaper-algo --cheaper-overload --min-worker-lifetime --max-worker-lifetime --max-worker-lifetime-delta --wsgi-file --callable --wsgi --module --python --virtualenv --home --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --reload --stop --graceful-stop --brutal-reload --chain-reload --pause --suspend --resume --wait --uwsgi-socket --socket --http --http11-socket --buffer-size --uwsgi-allow --uid --gid --master-as-root --static-map --static-map2 --static-index --static-expires-type --disable-logging --log-4xx --log-5xx --log-format --logformat --chdir2 --auto-procname --procname-prefix --procname-prefix-spaced --procname-append --procname --procname-master --cpu-affinity --mount --manage-script-name --help --version"
+            opts="-p -H -s -b -L -h -V --http-socket --workers --processes --master --safe-pidfile --pidfile --die-on-term --worker-reload-mercy --auto-snapshot --snapshot-max-age --listen --logto --log-reopen --log-maxsize --check-static --demo-routes --ini --json --yaml --strict --master-fifo --stats-server --stats --stats-http --touch-reload --touch-workers-reload --touch-chain-reload --vacuum --name --worker-exec --worker-ready-timeout --worker-start-timeout --worker-stop-signal --harakiri --harakiri-verbose --harakiri-graceful-timeout --harakiri-graceful-signal --max-requests --max-requests-delta --reload-on-rss --reload-on-pss --cheaper --cheaper-initial --cheaper-step --cheaper-algo --cheaper-overload --min-worker-lifetime --max-worker-lifetime --max-worker-lifetime-delta --wsgi-file --callable --wsgi --module --python --virtualenv --home --enable-threads --lazy-apps --no-python-standby --python-path --pythonpath --threads --env --chdir --daemonize --check-config --chmod-socket --chown-socket --umask --reload --stop --graceful-stop --brutal-reload --chain-reload --pause --suspend --resume --wait --uwsgi-socket --socket --http --http11-socket --buffer-size --limit-post --uwsgi-allow --uid --gid --master-as-root --static-map --static-map2 --static-index --static-expires-type --disable-logging --log-4xx --log-5xx --log-format --logformat --chdir2 --auto-procname --procname-prefix --procname-prefix-spaced --procname-append --procname --procname-master --cpu-affinity --mount --manage-script-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,6 +318,10 @@ _uwsgid() {
                     return 0
                     ;;
                 -b)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit-post)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -60,7 +60,8 @@ complete -c uwsgid -l resume -d 'Resume the instance of PIDFILE (FIFO \'u\'; alr
 complete -c uwsgid -s s -l socket -l uwsgi-socket -d 'Listen for the uwsgi protocol (nginx\'s uwsgi_pass) on ADDR: HOST:PORT, :PORT, a path, fd://N or fd://NAME (systemd socket activation)' -r
 complete -c uwsgid -l http -d 'Listen for HTTP on ADDR, as --http-socket (uWSGI\'s router option; no router is needed)' -r
 complete -c uwsgid -l http11-socket -d 'Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)' -r
-complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]' -r
+complete -c uwsgid -s b -l buffer-size -d 'Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]; Python workers also bound HTTP heads by it (default 64 KiB)' -r
+complete -c uwsgid -l limit-post -d 'Python workers: largest request body, bytes (413 beyond; 0: no limit) [default: no limit]' -r
 complete -c uwsgid -l uwsgi-allow -d 'Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always' -r
 complete -c uwsgid -l uid -d 'After binding (as root), run the master and workers as USER (name or number)' -r
 complete -c uwsgid -l gid -d 'After binding (as root), run as GROUP (name or number; default: USER\'s group)' -r

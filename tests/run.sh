@@ -13,11 +13,11 @@ if ! command -v uwsgi >/dev/null 2>&1 || ! ls /usr/lib/uwsgi/plugins/python3*_pl
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq uwsgi-core uwsgi-plugin-python3 curl tmux >/dev/null
 fi
-# The other programs some tests run (nginx in front of --socket, tmux for uwsgitop, perl and node for the documented exec
+# The other programs some tests run (nginx in front of --socket, wrk for load through it, tmux for uwsgitop, perl and node for the documented exec
 # examples, prlimit and script(1) from util-linux/bsdutils). Under CI=true a test whose program
 # is missing fails (tests/src/require.rs); elsewhere it is skipped with a SKIPPED line.
 missing=()
-for pair in nginx:nginx tmux:tmux perl:perl node:nodejs prlimit:util-linux script:bsdutils python3:python3; do
+for pair in nginx:nginx wrk:wrk tmux:tmux perl:perl node:nodejs prlimit:util-linux script:bsdutils python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -85,7 +85,7 @@ echo "== tests"
 cargo test --workspace -q -- --test-threads 2
 echo "== Python apps on the stdlib runner (the fallback where uwsgid-python is absent)"
 UWSGID_PYTHON_WORKER=stdlib cargo test -p uwsgi-tests --test it -q -- --test-threads 2 \
-  uwsgid_exec_wsgi:: uwsgid_exec_preload:: uwsgid_python::
+  uwsgid_exec_wsgi:: uwsgid_exec_preload:: uwsgid_python:: nginx_uwsgi:: nginx_deployment::
 echo "== quick soak (bench/run soak --quick: 50 graceful, 10 chain, 10 brutal reloads under wrk,"
 echo "   every check after every phase; about 10 s of reloads, at most 40 s, plus a release build of uwsgid)"
 bench/run soak --quick

@@ -12,6 +12,15 @@
 //! reads, `write()`, response chunks, sendfile). When every thread is busy nobody accepts, so
 //! other workers take new clients.
 //!
+//! Listeners named `uwsgi=ADDR` (uwsgid's `--socket`, nginx's `uwsgi_pass`) speak the uwsgi
+//! protocol: a connection's packet is judged by [`uwsgid::uwsgi_proto`] (the built-in worker's
+//! parser) under the same rules and deadline as an HTTP head, its vars become the environ
+//! (`Engine::environ_uwsgi`), the `CONTENT_LENGTH` body streams into `wsgi.input`, and the
+//! answer is plain HTTP without chunking that ends with the connection. Refused packets are
+//! answered and logged with the reason; TCP peers outside loopback need `--uwsgi-allow`
+//! (`UWSGID_UWSGI_ALLOW`). `--buffer-size` bounds the vars block (and, given, HTTP heads);
+//! `--limit-post` bodies on both protocols (413).
+//!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
 //! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
 //! returns. The master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`)
@@ -33,12 +42,13 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use uwsgid::conn::{self, BodyDecoder, Decoded, Framing, HeadParse};
 use uwsgid::scoreboard::{self, Cell, Scoreboard};
+use uwsgid::uwsgi_proto;
 
 /// A request head must be complete this long after its first byte (the built-in worker's).
 pub const HEAD_TIMEOUT: Duration = uwsgid::worker::HEAD_TIMEOUT;
 /// A draining worker closes a keep-alive connection once idle this long.
 pub const DRAIN_IDLE: Duration = uwsgid::worker::DRAIN_IDLE;
-/// Longest request head (request line and fields).
+/// Longest request head (request line and fields) unless `--buffer-size` says otherwise.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunked trailer section.
 const MAX_TRAILER: usize = 64 * 1024;
@@ -51,6 +61,9 @@ const WAKE_TOKEN: u64 = u64::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 /// Connections accepted per listener wake-up (see `Engine::accept`).
 const ACCEPT_BATCH: usize = 1;
+/// Connections a worker that starts draining takes from each listener's backlog (see
+/// `Engine::start_drain`).
+const DRAIN_ACCEPT: usize = 16;
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -310,6 +323,12 @@ struct Io {
     broken: Option<ExchangeError>,
     /// The body's framing was malformed (answered 400 if nothing was sent yet).
     bad_body: bool,
+    /// `--limit-post`: the most body bytes the application may read (a chunked body longer
+    /// than this is answered 413 if nothing was sent yet).
+    limit: Option<u64>,
+    /// Body bytes decoded so far.
+    decoded: u64,
+    too_large: bool,
     out_bytes: u64,
 }
 
@@ -330,6 +349,8 @@ enum ExchangeError {
     BadBody(&'static str),
     /// A file sent with sendfile ended before its announced length.
     FileShort,
+    /// The body grew past `--limit-post` (the limit in bytes).
+    TooLarge(u64),
 }
 
 impl std::fmt::Display for ExchangeError {
@@ -345,6 +366,9 @@ impl std::fmt::Display for ExchangeError {
             ExchangeError::ReadingBody(e) => write!(f, "reading the body: {e}"),
             ExchangeError::BadBody(why) => write!(f, "bad request body: {why}"),
             ExchangeError::FileShort => f.write_str("the file ended before its announced length"),
+            ExchangeError::TooLarge(limit) => {
+                write!(f, "request body larger than --limit-post {limit} bytes")
+            }
         }
     }
 }
@@ -397,6 +421,11 @@ impl Io {
             }
             match self.decoder.decode(&self.raw) {
                 Decoded::Data { used, data } => {
+                    self.decoded += data.len() as u64;
+                    if let Some(limit) = self.limit.filter(|&l| self.decoded > l) {
+                        self.too_large = true;
+                        return Err(self.fail(ExchangeError::TooLarge(limit)));
+                    }
                     if self.dpos == self.data.len() {
                         self.data.clear();
                         self.dpos = 0;
@@ -967,6 +996,8 @@ struct Conn {
     last: Instant,
     peer: (String, String),
     local: (String, String),
+    /// Accepted on a uwsgi listener: one packet, its body, one answer, closed.
+    uwsgi: bool,
 }
 
 struct Slot {
@@ -1015,6 +1046,16 @@ struct Engine {
     log_requests: bool,
     board: Option<Board>,
     accept_batch: usize,
+    /// Per listener (by index): speaks the uwsgi protocol (named `uwsgi=ADDR`).
+    uwsgi_listeners: Vec<bool>,
+    /// The largest uwsgi vars block (`--buffer-size`, uWSGI's 4096 by default).
+    uwsgi_buffer: usize,
+    /// TCP peers besides loopback that may speak uwsgi (`--uwsgi-allow`).
+    uwsgi_allow: Vec<(std::net::IpAddr, u8)>,
+    /// The longest HTTP request head (`--buffer-size` when given, else [`MAX_HEAD`]).
+    head_max: usize,
+    /// `--limit-post`: the largest request body.
+    limit_post: Option<u64>,
 }
 
 /// `_uwsgid.Server(app, listeners, args)`: the runner's `Server`, natively.
@@ -1027,6 +1068,8 @@ pub struct Server {
     keepalive: f64,
     timeout: f64,
     log_requests: bool,
+    buffer_size: Option<usize>,
+    limit_post: Option<u64>,
     #[pyo3(get, set)]
     ready_extra: String,
 }
@@ -1057,6 +1100,8 @@ impl Server {
             keepalive: get("keepalive_timeout")?.extract()?,
             timeout: get("socket_timeout")?.extract()?,
             log_requests: get("log_requests")?.extract()?,
+            buffer_size: get("buffer_size")?.extract()?,
+            limit_post: get("limit_post")?.extract()?,
             ready_extra: String::new(),
         })
     }
@@ -1150,6 +1195,19 @@ impl Server {
     }
 }
 
+/// The smallest head limit taken from `--buffer-size` (uwsgid refuses less at start-up).
+const HEADER_MIN: usize = 64;
+
+/// `UWSGID_UWSGI_ALLOW` (`IP/BITS,IP/BITS`, as uwsgid writes it); unreadable parts are skipped.
+fn parse_allow(text: &str) -> Vec<(std::net::IpAddr, u8)> {
+    text.split(',')
+        .filter_map(|n| {
+            let (ip, bits) = n.trim().split_once('/')?;
+            Some((ip.parse().ok()?, bits.parse().ok()?))
+        })
+        .collect()
+}
+
 fn sockname(fd: RawFd, peer: bool) -> (String, String) {
     // SAFETY: sockaddr_storage is plain data; getsockname/getpeername fill at most len bytes.
     unsafe {
@@ -1194,6 +1252,48 @@ fn addr_text(ss: &libc::sockaddr_storage) -> (String, String) {
             (String::from_utf8_lossy(&path).into_owned(), String::new())
         }
         _ => (String::new(), String::new()),
+    }
+}
+
+/// What [`Engine::judge`] found at the start of a connection's buffer.
+enum Judged {
+    Incomplete,
+    /// Refuse with this status (then close), and why.
+    Invalid(u16, String),
+    Ready,
+}
+
+/// One request, as the server needs it (the environ is built beside it).
+struct Prepared {
+    /// The response's HTTP minor version logic (0: no chunking, the end is the close).
+    minor: u8,
+    /// The request's version, for the log.
+    log_minor: u8,
+    head_only: bool,
+    expect: bool,
+    framing: Framing,
+    keep_alive: bool,
+    line: String,
+    head_len: usize,
+}
+
+/// After an early refusal of a request whose body may be on its way (413): read and drop
+/// what arrives for a moment (at most [`MAX_DISCARD`] bytes, 1 s), so that closing does not
+/// reset the connection before the client has read the answer.
+fn linger(fd: RawFd) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut dropped = 0u64;
+    let mut buf = Vec::with_capacity(RECV);
+    while dropped <= MAX_DISCARD {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        buf.clear();
+        match recv_wait(fd, &mut buf, left) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => dropped += n as u64,
+        }
     }
 }
 
@@ -1256,13 +1356,25 @@ impl Engine {
             WAKE_TOKEN,
         )?;
         let mut ls = Vec::new();
+        let mut uwsgi_listeners = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let local = sockname(fd.as_raw_fd(), false);
-            let _ = name;
+            // uwsgid names its uwsgi listeners `uwsgi=ADDR` in LISTEN_FDNAMES.
+            uwsgi_listeners.push(name.starts_with("uwsgi="));
             ls.push((fd, local));
         }
+        let uwsgi_buffer = s
+            .buffer_size
+            .or_else(|| {
+                std::env::var("UWSGID_BUFFER_SIZE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(uwsgi_proto::DEFAULT_BUFFER_SIZE)
+            .clamp(HEADER_MIN, uwsgi_proto::MAX_VARS);
+        let uwsgi_allow = parse_allow(&std::env::var("UWSGID_UWSGI_ALLOW").unwrap_or_default());
         let e = Engine {
             app,
             errors,
@@ -1289,6 +1401,11 @@ impl Engine {
             log_requests: s.log_requests,
             board: Board::open(),
             accept_batch: ACCEPT_BATCH,
+            uwsgi_listeners,
+            uwsgi_buffer,
+            uwsgi_allow,
+            head_max: s.buffer_size.map_or(MAX_HEAD, |b| b.max(HEADER_MIN)),
+            limit_post: s.limit_post.filter(|&l| l > 0),
         };
         if let Some(b) = &e.board {
             b.cell();
@@ -1482,7 +1599,7 @@ impl Engine {
             }
         }
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
-        {
+        let taken = {
             let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
             let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             if *acc {
@@ -1497,9 +1614,23 @@ impl Engine {
                 }
                 *acc = false;
             }
-            // Our copies only: the master and other workers keep theirs.
-            ls.clear();
+            // Our copies only (closed below): the master and other workers keep theirs.
+            std::mem::take(&mut *ls)
+        };
+        // EPOLLEXCLUSIVE wakes one worker per new connection: if the wake-up went to us just
+        // before we stopped accepting, no other worker is woken for that connection, and
+        // with no newer clients (every client waiting on one) it would wait in the backlog.
+        // So what is pending now is taken and served like the requests in flight (answered
+        // with `Connection: close`); at most DRAIN_ACCEPT per listener.
+        for (i, (fd, local)) in taken.iter().enumerate() {
+            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
+            for _ in 0..DRAIN_ACCEPT {
+                if !self.accept_from(fd.as_raw_fd(), local, uwsgi) {
+                    break;
+                }
+            }
         }
+        drop(taken);
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let _ = uwsgid::notify::send(
                 &addr,
@@ -1517,16 +1648,8 @@ impl Engine {
         // One connection per wake-up: the listener stays readable while more wait, and the
         // next one goes to whichever worker (or thread) waits first. Taking many at once let
         // one worker grab a burst of keep-alive clients while another sat idle.
+        let uwsgi = self.uwsgi_listeners.get(index).copied().unwrap_or(false);
         for _ in 0..self.accept_batch {
-            // Counted from before accept4 until the connection is in the table, so that a
-            // drain or park never ends with a connection accepted but not yet seen.
-            // While parking, a connection epoll handed us before the listeners left our set
-            // is still accepted and served (its wakeup went to us alone); only the instant the
-            // process stops itself refuses it.
-            let guard = InAccept::enter(&self.in_accept);
-            if self.stopping.load(SeqCst) {
-                return;
-            }
             let lfd = {
                 let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
                 match ls.get(index) {
@@ -1534,16 +1657,35 @@ impl Engine {
                     None => return,
                 }
             };
+            if !self.accept_from(lfd.0, &lfd.1, uwsgi) {
+                return;
+            }
+        }
+    }
+
+    /// Accept one connection on listener `lfd` (its address `local`) and serve what it has;
+    /// false when there was none to take (or no room), so the caller stops.
+    fn accept_from(&self, lfd: RawFd, local: &(String, String), uwsgi: bool) -> bool {
+        {
+            // Counted from before accept4 until the connection is in the table, so that a
+            // drain or park never ends with a connection accepted but not yet seen.
+            // While parking, a connection epoll handed us before the listeners left our set
+            // is still accepted and served (its wakeup went to us alone); only the instant the
+            // process stops itself refuses it.
+            let guard = InAccept::enter(&self.in_accept);
+            if self.stopping.load(SeqCst) {
+                return false;
+            }
             if self.table.lock().unwrap_or_else(|p| p.into_inner()).live >= self.max_conns {
                 self.set_accepting(false);
-                return;
+                return false;
             }
             // SAFETY: sockaddr_storage is plain data; accept4 returns a new fd we own.
             let (fd, ss) = unsafe {
                 let mut ss: libc::sockaddr_storage = std::mem::zeroed();
                 let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 let fd = libc::accept4(
-                    lfd.0,
+                    lfd,
                     &mut ss as *mut _ as *mut libc::sockaddr,
                     &mut len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -1564,10 +1706,27 @@ impl Engine {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                return;
+                return false;
             }
             // SAFETY: fd was just returned by accept4.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let peer = addr_text(&ss);
+            if uwsgi && matches!(ss.ss_family as i32, libc::AF_INET | libc::AF_INET6) {
+                // The uwsgi protocol has no authentication: TCP peers other than loopback
+                // only when --uwsgi-allow names them (a Unix socket is guarded by its mode).
+                let allowed = peer
+                    .0
+                    .parse()
+                    .is_ok_and(|ip| uwsgi_proto::peer_allowed(ip, &self.uwsgi_allow));
+                if !allowed {
+                    log(&format!(
+                        "uwsgi: refused a connection from {}: only loopback peers may speak \
+                         uwsgi unless --uwsgi-allow names them",
+                        peer.0
+                    ));
+                    return true;
+                }
+            }
             let one: libc::c_int = 1;
             // SAFETY: setsockopt reads an int; harmless failure on Unix sockets.
             unsafe {
@@ -1579,7 +1738,6 @@ impl Engine {
                     4,
                 );
             }
-            let peer = addr_text(&ss);
             let raw = fd.as_raw_fd();
             let conn = Box::new(Conn {
                 fd,
@@ -1587,7 +1745,8 @@ impl Engine {
                 head_started: None,
                 last: Instant::now(),
                 peer,
-                local: lfd.1.clone(),
+                local: local.clone(),
+                uwsgi,
             });
             // A new connection is served at once by the accepting thread when it has bytes:
             // often the request is already there.
@@ -1625,6 +1784,7 @@ impl Engine {
                 }
             }
         }
+        true
     }
 
     /// Put a connection back into its slot (owned by nobody), or free the slot if `None`.
@@ -1720,20 +1880,42 @@ impl Engine {
                 conn.head_started = None;
                 return if eof { After::Close } else { After::Rearm };
             }
-            match conn::parse_head(&conn.buf, MAX_HEAD) {
-                HeadParse::Incomplete => {
+            match self.judge(conn) {
+                Judged::Incomplete => {
+                    if eof && conn.uwsgi {
+                        log(&format!(
+                            "{}:{} uwsgi packet refused: truncated, the peer closed after {} bytes",
+                            conn.peer.0,
+                            conn.peer.1,
+                            conn.buf.len()
+                        ));
+                    }
                     return if eof { After::Close } else { After::Rearm };
                 }
-                HeadParse::Invalid(status, why) => {
+                Judged::Invalid(status, why) => {
                     if let Some(b) = &self.board {
                         b.bad_request();
                     }
-                    let _ = send_all(fd, &[&simple_response(status, why)], self.timeout);
+                    if conn.uwsgi || status == 413 || self.log_requests {
+                        let what = if conn.uwsgi {
+                            "uwsgi packet"
+                        } else {
+                            "request"
+                        };
+                        log(&format!(
+                            "{}:{} {what} refused ({status}): {why}",
+                            conn.peer.0, conn.peer.1
+                        ));
+                    }
+                    let _ = send_all(fd, &[&simple_response(status, &why)], self.timeout);
                     // SAFETY: half-close, so the client reads the answer before the FIN.
                     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                    if status == 413 {
+                        linger(fd);
+                    }
                     return After::Close;
                 }
-                HeadParse::Complete(_) => {
+                Judged::Ready => {
                     self.busy.fetch_add(1, SeqCst);
                     let keep = self.serve_request(conn);
                     self.busy.fetch_sub(1, SeqCst);
@@ -1756,33 +1938,116 @@ impl Engine {
         }
     }
 
+    /// What the bytes at the start of `conn.buf` are: an HTTP head or a uwsgi packet, judged
+    /// by the shared parsers ([`conn::parse_head`], [`uwsgi_proto::parse`] and
+    /// [`uwsgi_proto::Packet::request`]), then `--limit-post` on a declared length.
+    fn judge(&self, conn: &Conn) -> Judged {
+        let length = if conn.uwsgi {
+            match uwsgi_proto::parse(&conn.buf, self.uwsgi_buffer) {
+                uwsgi_proto::Parse::Incomplete => return Judged::Incomplete,
+                uwsgi_proto::Parse::Invalid(status, why) => {
+                    return Judged::Invalid(status, why.to_string())
+                }
+                uwsgi_proto::Parse::Complete(p) => match p.request() {
+                    Ok(r) => r.content_length as u64,
+                    Err((status, why)) => return Judged::Invalid(status, why.to_string()),
+                },
+            }
+        } else {
+            match conn::parse_head(&conn.buf, self.head_max) {
+                HeadParse::Incomplete => return Judged::Incomplete,
+                HeadParse::Invalid(status, why) => return Judged::Invalid(status, why.to_string()),
+                HeadParse::Complete(h) => match h.framing {
+                    Framing::Length(n) => n,
+                    Framing::Chunked => 0, // judged while it is read (Io::fill)
+                },
+            }
+        };
+        match self.limit_post {
+            Some(limit) if length > limit => Judged::Invalid(
+                413,
+                format!("request body of {length} bytes is larger than --limit-post {limit}"),
+            ),
+            _ => Judged::Ready,
+        }
+    }
+
+    /// The request at the start of `conn.buf` (judged [`Judged::Ready`]) and its environ.
+    fn prepare<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &Conn,
+    ) -> PyResult<Option<(Prepared, Bound<'py, PyDict>)>> {
+        if conn.uwsgi {
+            let uwsgi_proto::Parse::Complete(p) = uwsgi_proto::parse(&conn.buf, self.uwsgi_buffer)
+            else {
+                return Ok(None);
+            };
+            let Ok(req) = p.request() else {
+                return Ok(None);
+            };
+            let environ = self.environ_uwsgi(py, conn, &p, &req)?;
+            return Ok(Some((
+                Prepared {
+                    // The answer ends with the connection: no chunking, `Connection: close`.
+                    minor: 0,
+                    log_minor: req.minor,
+                    head_only: req.method == "HEAD",
+                    // nginx answers `Expect` itself; a uwsgi peer never waits for 100.
+                    expect: false,
+                    framing: Framing::Length(req.content_length as u64),
+                    keep_alive: false,
+                    line: format!("{} {}", req.method, req.target),
+                    head_len: req.head_len,
+                },
+                environ,
+            )));
+        }
+        let HeadParse::Complete(head) = conn::parse_head(&conn.buf, self.head_max) else {
+            return Ok(None);
+        };
+        let environ = self.environ(py, conn, &head)?;
+        Ok(Some((
+            Prepared {
+                minor: head.minor,
+                log_minor: head.minor,
+                head_only: head.method == "HEAD",
+                expect: head.expect_continue,
+                framing: head.framing,
+                keep_alive: head.keep_alive,
+                line: format!("{} {}", head.method, head.target),
+                head_len: head.head_len,
+            },
+            environ,
+        )))
+    }
+
     /// Run the application for the complete head at the start of `conn.buf`; true if the
     /// connection may carry another request.
     fn serve_request(&self, conn: &mut Conn) -> bool {
         let started = Instant::now();
+        let uwsgi = conn.uwsgi;
         Python::with_gil(|py| {
-            let HeadParse::Complete(head) = conn::parse_head(&conn.buf, MAX_HEAD) else {
-                return false;
-            };
-            let minor = head.minor;
-            let head_only = head.method == "HEAD";
-            let expect = head.expect_continue;
-            let framing = head.framing;
-            let keep_alive = head.keep_alive;
-            let line = format!("{} {}", head.method, head.target);
-            let counted = self.board.as_ref().and_then(|b| b.begin(&line));
-            let environ = match self.environ(py, conn, &head) {
-                Ok(e) => e,
+            let (prepared, environ) = match self.prepare(py, conn) {
+                Ok(Some(p)) => p,
+                Ok(None) => return false,
                 Err(e) => {
                     log("internal error building the environ");
                     e.display(py);
-                    if let (Some(b), Some(start)) = (&self.board, counted) {
-                        b.end(start, 0, 0);
-                    }
                     return false;
                 }
             };
-            let head_len = head.head_len;
+            let Prepared {
+                minor,
+                log_minor,
+                head_only,
+                expect,
+                framing,
+                keep_alive,
+                line,
+                head_len,
+            } = prepared;
+            let counted = self.board.as_ref().and_then(|b| b.begin(&line));
             let raw = conn.buf.split_off(head_len);
             let ex = Arc::new(Exchange {
                 resp: Mutex::new(Resp {
@@ -1808,6 +2073,9 @@ impl Engine {
                     finished: false,
                     broken: None,
                     bad_body: false,
+                    limit: self.limit_post,
+                    decoded: 0,
+                    too_large: false,
                     out_bytes: 0,
                 }),
                 head_started: AtomicBool::new(false),
@@ -1831,7 +2099,11 @@ impl Engine {
                 let ex2 = ex.clone();
                 py.allow_threads(move || {
                     let mut io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut keep = resp_keep && !ex2.gone.load(SeqCst) && io.broken.is_none();
+                    // A uwsgi connection closes after its answer, but the body the app left
+                    // unread is read first (up to MAX_DISCARD): closing on unread bytes would
+                    // reset the connection under the answer.
+                    let mut keep =
+                        (resp_keep || uwsgi) && !ex2.gone.load(SeqCst) && io.broken.is_none();
                     if keep && !io.decoder.done() {
                         if io.expect {
                             keep = false; // the client waits for 100 before sending: close
@@ -1856,7 +2128,7 @@ impl Engine {
                         }
                     }
                     io.finished = true;
-                    (keep, std::mem::take(&mut io.raw), io.out_bytes)
+                    (keep && resp_keep, std::mem::take(&mut io.raw), io.out_bytes)
                 })
             };
             conn.buf = rest;
@@ -1865,7 +2137,7 @@ impl Engine {
             }
             if self.log_requests {
                 log(&format!(
-                    "{}:{} {line} HTTP/1.{minor} {status} {out} bytes {:.1} ms",
+                    "{}:{} {line} HTTP/1.{log_minor} {status} {out} bytes {:.1} ms",
                     conn.peer.0,
                     conn.peer.1,
                     started.elapsed().as_secs_f64() * 1000.0
@@ -1984,6 +2256,126 @@ impl Engine {
         Ok(env)
     }
 
+    /// The environ of a uwsgi packet: its vars as sent (latin-1 native strings; a repeated
+    /// `HTTP_*` var joined as a repeated header is, with `,`, cookies with `; `; another
+    /// repeated var keeps its first value), then what PEP 3333 requires and the sender left
+    /// out. `UWSGI_*` vars are plain entries: nothing here acts on them.
+    fn environ_uwsgi<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &Conn,
+        packet: &uwsgi_proto::Packet<'_>,
+        req: &uwsgid::http::Request<'_>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = PyDict::new(py);
+        for &(key, value) in &packet.vars {
+            match key {
+                // Not headers (PEP 3333): the body's type and length are CONTENT_*.
+                "HTTP_CONTENT_TYPE" | "HTTP_CONTENT_LENGTH" => continue,
+                // nginx's uwsgi_params sends them empty for a request without a body.
+                "CONTENT_TYPE" | "CONTENT_LENGTH" if value.is_empty() => continue,
+                _ => {}
+            }
+            let k = PyString::new(py, key);
+            match env.get_item(&k)? {
+                Some(prev) if key.starts_with("HTTP_") => {
+                    let sep = if key == "HTTP_COOKIE" { "; " } else { "," };
+                    let mut joined = prev.extract::<String>()?;
+                    joined.push_str(sep);
+                    joined.push_str(&latin1(py, value.as_bytes()).extract::<String>()?);
+                    env.set_item(k, joined)?;
+                }
+                Some(_) => {}
+                None => env.set_item(k, latin1(py, value.as_bytes()))?,
+            }
+        }
+        let target = req.target.as_bytes();
+        let (path, query) = match target.iter().position(|&b| b == b'?') {
+            Some(i) => (&target[..i], &target[i + 1..]),
+            None => (target, &b""[..]),
+        };
+        let defaults: [(&Bound<'py, PyString>, Bound<'py, PyAny>); 9] = [
+            (
+                intern!(py, "SCRIPT_NAME"),
+                intern!(py, "").clone().into_any(),
+            ),
+            (intern!(py, "PATH_INFO"), latin1(py, &percent_decode(path))),
+            (intern!(py, "QUERY_STRING"), latin1(py, query)),
+            (intern!(py, "REQUEST_URI"), latin1(py, target)),
+            (
+                intern!(py, "SERVER_PROTOCOL"),
+                PyString::new(
+                    py,
+                    if req.minor == 1 {
+                        "HTTP/1.1"
+                    } else {
+                        "HTTP/1.0"
+                    },
+                )
+                .into_any(),
+            ),
+            (
+                intern!(py, "SERVER_NAME"),
+                PyString::new(
+                    py,
+                    if conn.local.1.is_empty() {
+                        "localhost"
+                    } else {
+                        &conn.local.0
+                    },
+                )
+                .into_any(),
+            ),
+            (
+                intern!(py, "SERVER_PORT"),
+                PyString::new(
+                    py,
+                    if conn.local.1.is_empty() {
+                        "80"
+                    } else {
+                        &conn.local.1
+                    },
+                )
+                .into_any(),
+            ),
+            (
+                intern!(py, "REMOTE_ADDR"),
+                PyString::new(py, &conn.peer.0).into_any(),
+            ),
+            (
+                intern!(py, "REQUEST_METHOD"),
+                latin1(py, req.method.as_bytes()),
+            ),
+        ];
+        for (k, v) in defaults {
+            if !env.contains(k)? {
+                env.set_item(k, v)?;
+            }
+        }
+        let https = packet
+            .get("HTTPS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+            || packet
+                .get("REQUEST_SCHEME")
+                .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+        env.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+        env.set_item(
+            intern!(py, "wsgi.url_scheme"),
+            if https {
+                intern!(py, "https")
+            } else {
+                intern!(py, "http")
+            },
+        )?;
+        env.set_item(intern!(py, "wsgi.errors"), self.errors.bind(py))?;
+        env.set_item(intern!(py, "wsgi.multithread"), self.threads > 1)?;
+        env.set_item(intern!(py, "wsgi.multiprocess"), true)?;
+        env.set_item(intern!(py, "wsgi.run_once"), false)?;
+        env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        env.set_item(intern!(py, "wsgi.file_wrapper"), self.file_wrapper.bind(py))?;
+        Ok(env)
+    }
+
     /// Call the application and send its response; the status sent (0 if none).
     fn run_app(
         &self,
@@ -2063,18 +2455,25 @@ impl Engine {
                 py.allow_threads(move || {
                     let io = ex2.io.lock().unwrap_or_else(|p| p.into_inner());
                     // A malformed body is the client's fault, whatever the app made of it.
-                    let (status, why) = if io.bad_body {
-                        (
-                            400,
-                            io.broken
-                                .as_ref()
-                                .map(|b| b.to_string())
-                                .unwrap_or_default(),
-                        )
+                    let broken = || {
+                        io.broken
+                            .as_ref()
+                            .map(|b| b.to_string())
+                            .unwrap_or_default()
+                    };
+                    let (status, why) = if io.too_large {
+                        (413, broken())
+                    } else if io.bad_body {
+                        (400, broken())
                     } else {
                         (500, "the application raised an exception".to_string())
                     };
                     let _ = send_all(io.fd, &[&simple_response(status, &why)], io.timeout);
+                    if status == 413 {
+                        // SAFETY: half-close of the connection we serve; it closes next.
+                        unsafe { libc::shutdown(io.fd, libc::SHUT_WR) };
+                        linger(io.fd);
+                    }
                     status
                 })
             }
@@ -2344,6 +2743,15 @@ impl Engine {
         };
         for (token, conn, stalled) in expired {
             if let (Some(c), true) = (&conn, stalled) {
+                if c.uwsgi {
+                    log(&format!(
+                        "{}:{} uwsgi packet refused (408): incomplete after {} s ({} bytes)",
+                        c.peer.0,
+                        c.peer.1,
+                        HEAD_TIMEOUT.as_secs(),
+                        c.buf.len()
+                    ));
+                }
                 let reply = simple_response(408, "request head timed out");
                 // SAFETY: a non-blocking best-effort send on the connection we hold.
                 unsafe {

@@ -132,12 +132,15 @@ class Options:
         self.standby = False
         self.mounts = []
         self.manage_script_name = False
+        self.buffer_size = None  # --buffer-size: HTTP head and uwsgi vars limit, when given
+        self.limit_post = None  # --limit-post: the largest request body (0: no limit)
 
 
 USAGE = ("usage: %s (--wsgi-file FILE | --module PKG.MOD[:CALLABLE]) [--callable NAME] "
          "[--pythonpath DIR]... [--chdir DIR] [--threads N] [--max-connections N] "
          "[--keepalive-timeout SECS] [--socket-timeout SECS] [--log-requests] "
-         "[--mount /PREFIX=APP]... [--manage-script-name]" % PROG)
+         "[--mount /PREFIX=APP]... [--manage-script-name] [--buffer-size BYTES] "
+         "[--limit-post BYTES]" % PROG)
 
 # option -> (attribute, converter); None means a flag without a value.
 OPTIONS = {
@@ -155,6 +158,8 @@ OPTIONS = {
     "--standby": ("standby", None),
     "--mount": ("mounts", str),
     "--manage-script-name": ("manage_script_name", None),
+    "--buffer-size": ("buffer_size", int),
+    "--limit-post": ("limit_post", int),
 }
 
 
@@ -487,6 +492,8 @@ class Connection:
         self.idle_since = time.monotonic()
         self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
         self.head_started = None  # when the first byte of an incomplete head arrived
+        self.max_head = MAX_HEADER_BYTES  # --buffer-size when given
+        self.sent = 0  # bytes written (the scoreboard's tx)
 
     def fill(self):
         try:
@@ -516,14 +523,14 @@ class Connection:
             elif end_lf >= 0:
                 cut, skip = end_lf, 2
             if cut is not None:
-                if cut + skip > MAX_HEADER_BYTES:
-                    raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+                if cut + skip > self.max_head:
+                    raise BadRequest("request head larger than %d bytes" % self.max_head, 431)
                 head = bytes(self.buf[:cut])
                 del self.buf[: cut + skip]
                 self.head_started = None
                 return head
-            if len(self.buf) > MAX_HEADER_BYTES:
-                raise BadRequest("request head larger than %d bytes" % MAX_HEADER_BYTES, 431)
+            if len(self.buf) > self.max_head:
+                raise BadRequest("request head larger than %d bytes" % self.max_head, 431)
             if self.buf and self.head_started is None:
                 self.head_started = time.monotonic()
             timeout = self.sock.gettimeout()
@@ -608,6 +615,7 @@ class Connection:
             self.sock.sendall(data)
         except (OSError, socket.timeout) as e:
             raise ClientGone(str(e))
+        self.sent += len(data)
 
     def close(self):
         try:
@@ -684,6 +692,8 @@ class Body:
         self.expect_continue = expect_continue
         self.head_sent = False  # the response head is out: no 100 Continue any more
         self.in_chunk = False  # chunk data was read, so a CRLF precedes the next size line
+        self.limit = None  # --limit-post, for a chunked body (a declared length is judged first)
+        self.declared = 0  # chunk sizes so far
 
     def _continue(self):
         if self.expect_continue and not self.head_sent:
@@ -700,6 +710,9 @@ class Body:
         if not 1 <= len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
             raise BadRequest("bad chunk size %r" % size[:20])
         n = int(size, 16)
+        self.declared += n
+        if self.limit and self.declared > self.limit:
+            raise BadRequest("request body larger than --limit-post %d bytes" % self.limit, 413)
         if n == 0:
             total = 0
             while True:  # trailer fields, ignored
@@ -831,6 +844,144 @@ def simple_response(conn, status, message):
             "Content-Length: %d\r\nConnection: close\r\n\r\n"
             % (status, REASONS.get(status, ""), http_date(), len(body)))
     conn.sendall(head.encode("latin-1") + body)
+    if status == 413:
+        linger(conn)
+
+
+def linger(conn):
+    """After refusing a body that may still be on its way (413): half-close, then read and drop
+    what arrives for a moment (at most 1 MiB, 1 s), so that closing does not reset the
+    connection before the client has read the answer."""
+    sock = conn.sock
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 1.0
+        dropped = 0
+        while dropped <= 1 << 20:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                return
+            dropped += len(data)
+    except OSError:
+        pass
+
+
+class Scoreboard:
+    """The master's scoreboard (uwsgid/src/scoreboard.rs), so that stats show this worker's
+    requests, tx, avg_rt, busy/idle and the request in flight as for built-in workers.
+
+    The memfd is found among the master's fds (``/proc/PPID/fd``, a link to
+    ``/memfd:uwsgid-scoreboard``) and mapped shared; the cell is the one the master reset with
+    our pid. Only this worker writes its cell: a lock orders its own threads, and every field
+    is written with one aligned store of its full width (memoryview items, never byte by
+    byte), which is what the master's relaxed atomic loads expect. Without a scoreboard (a
+    master that is not uwsgid, or not ours to open) nothing is counted."""
+
+    MAGIC = 0x7577736769645342  # "uwsgidSB", the header's first word
+    HEADER = 16  # magic u64, paused u32, log_epoch u32
+    CELL = 184  # struct Cell: 4 + 4 + 5 * 8 + 4 + 4 + 12 * 8 + 4 * 8 bytes
+    CAPACITY = 2048
+    IDLE, BUSY = 2, 3
+    PATH_WORDS = 12
+
+    def __init__(self, mm):
+        self.mm = mm
+        self.q = memoryview(mm).cast("Q")
+        self.i = memoryview(mm).cast("I")
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.base = None  # byte offset of our cell, once found
+
+    @classmethod
+    def open(cls):
+        import mmap
+        master = os.getppid()
+        try:
+            names = os.listdir("/proc/%d/fd" % master)
+        except OSError:
+            return None
+        size = cls.HEADER + cls.CAPACITY * cls.CELL
+        for name in names:
+            path = "/proc/%d/fd/%s" % (master, name)
+            try:
+                if not os.readlink(path).startswith("/memfd:uwsgid-scoreboard"):
+                    continue
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_size < size:
+                    return None
+                mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+            board = cls(mm)
+            if board.q[0] != cls.MAGIC:
+                return None
+            return board
+        return None
+
+    def cell(self):
+        """Our cell's byte offset, once the master has reset one with our pid (it does when
+        it adopts us); None before."""
+        if self.base is None:
+            for k in range(self.CAPACITY):
+                base = self.HEADER + k * self.CELL
+                if self.i[base // 4] == self.pid:
+                    self.base = base
+                    if self.i[base // 4 + 12] == 0:  # in_flight
+                        self.i[base // 4 + 1] = self.IDLE
+                    break
+        return self.base
+
+    def begin(self, line):
+        """Count a request in flight; False if there is no cell yet (then no end())."""
+        with self.lock:
+            base = self.cell()
+            if base is None:
+                return False
+            w, d = base // 8, base // 4
+            if self.i[d + 12] == 0:
+                self.q[w + 5] = int(time.time() * 1e6)  # request_start_us
+                self.i[d + 1] = self.BUSY
+            self.i[d + 12] += 1
+            text = line.encode("latin-1", "replace")[: self.PATH_WORDS * 8]
+            self.i[d + 13] = 0  # path_len
+            padded = text.ljust(self.PATH_WORDS * 8, b"\0")
+            for k in range(self.PATH_WORDS):
+                self.q[w + 7 + k] = int.from_bytes(padded[k * 8:k * 8 + 8], "little")
+            self.i[d + 13] = len(text)
+            return True
+
+    def end(self, sent, micros):
+        with self.lock:
+            base = self.base
+            w, d = base // 8, base // 4
+            requests = self.q[w + 1] + 1
+            self.q[w + 1] = requests
+            self.q[w + 2] += sent  # tx
+            self.q[w + 3] += micros  # running_time_us
+            prev = self.q[w + 4]
+            delta = micros - prev  # a true running mean, as the Rust workers keep
+            step = abs(delta) // requests
+            self.q[w + 4] = prev + step if delta >= 0 else prev - step
+            in_flight = max(self.i[d + 12], 1) - 1
+            self.i[d + 12] = in_flight
+            if in_flight == 0:
+                self.q[w + 5] = 0
+                self.i[d + 1] = self.IDLE
+
+    def bad_request(self):
+        with self.lock:
+            base = self.cell()
+            if base is not None:
+                self.q[base // 8 + 22] += 1  # bad_requests, at byte 176
 
 
 class Server:
@@ -854,8 +1005,10 @@ class Server:
         self.ready_extra = ""  # more sd_notify lines for READY (a forked worker's slot)
         # uwsgi listeners (uwsgid names them "uwsgi=ADDR"), their limit and allowed TCP peers.
         self.uwsgi_socks = {s for s, name in listeners if name.startswith("uwsgi=")}
-        self.uwsgi_buffer = int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
+        self.uwsgi_buffer = args.buffer_size or int(os.environ.get("UWSGID_BUFFER_SIZE") or 4096)
+        self.max_head = args.buffer_size or MAX_HEADER_BYTES
         self.uwsgi_allow = None
+        self.board = None  # the master's scoreboard, opened in run()
 
     # -- main thread ------------------------------------------------------------------------
 
@@ -894,6 +1047,15 @@ class Server:
         faulthandler.enable()
         faulthandler.register(signal.SIGUSR2, all_threads=True)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.board = Scoreboard.open()
+        if self.board is not None:
+            # A forked worker is adopted (its cell reset with our pid) when the master reads
+            # the announcement it sent before serving: wait for that briefly, so that every
+            # request is counted from the first.
+            for _ in range(100):
+                if self.board.cell() is not None:
+                    break
+                time.sleep(0.005)
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.set_accepting(True)
         names = ", ".join(name for _, name in self.listeners)
@@ -952,6 +1114,7 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer, listener.getsockname())
             conn.uwsgi = listener in self.uwsgi_socks
+            conn.max_head = self.max_head
             self.submit(conn)
 
     def uwsgi_peer_allowed(self, sock, peer):
@@ -1092,20 +1255,32 @@ class Server:
                 req = parse_head(head)
                 body = self.request_body(conn, req)
         except BadRequest as e:
+            if self.board is not None:
+                self.board.bad_request()
             try:
                 simple_response(conn, e.status, str(e))
             except ClientGone:
                 pass
-            if self.args.log_requests:
-                log("%s bad request: %s" % (peer_text(conn.peer), e))
+            if self.args.log_requests or conn.uwsgi or e.status == 413:
+                log("%s %s refused (%d): %s" % (peer_text(conn.peer),
+                                                "uwsgi packet" if conn.uwsgi else "request",
+                                                e.status, e))
             return False
         except ClientGone:
+            if conn.uwsgi and conn.buf:
+                log("%s uwsgi packet refused: truncated, the peer closed after %d bytes"
+                    % (peer_text(conn.peer), len(conn.buf)))
             return False
         started = time.monotonic()
+        counted = self.board is not None and self.board.begin("%s %s" % (req.method, req.target))
+        sent = conn.sent
         try:
             status, keep = self.run_app(conn, req, body, env)
         except ClientGone:
             return False
+        finally:
+            if counted:
+                self.board.end(conn.sent - sent, int((time.monotonic() - started) * 1e6))
         keep = keep and not conn.uwsgi
         if _UWSGI is not None:
             _UWSGI._count_request()
@@ -1139,9 +1314,18 @@ class Server:
             length, chunked = int(values.pop()), False
         else:
             length, chunked = 0, False
+        self.check_length(length)
         expect = (req.header("expect") or "").lower() == "100-continue" and \
             req.version == "HTTP/1.1" and (chunked or length > 0)
-        return Body(conn, length, chunked, expect)
+        body = Body(conn, length, chunked, expect)
+        body.limit = self.args.limit_post
+        return body
+
+    def check_length(self, length):
+        limit = self.args.limit_post
+        if limit and length > limit:
+            raise BadRequest("request body of %d bytes is larger than --limit-post %d"
+                             % (length, limit), 413)
 
     def environ(self, conn, req, body):
         target = req.target
@@ -1207,16 +1391,24 @@ class Server:
         query = vars.get("QUERY_STRING", "")
         target = vars.get("REQUEST_URI") or (vars.get("PATH_INFO", "/") +
                                              ("?" + query if query else ""))
-        if vars.get("HTTP_TRANSFER_ENCODING"):
-            raise BadRequest("chunked request bodies are not supported", 501)
         cl = vars.get("CONTENT_LENGTH", "")
+        # nginx sends a client's chunked body whole, with its CONTENT_LENGTH (and the client's
+        # Transfer-Encoding as HTTP_TRANSFER_ENCODING): the length frames it.
+        if vars.get("HTTP_TRANSFER_ENCODING") and not cl:
+            raise BadRequest("chunked request body without CONTENT_LENGTH: the upstream must "
+                             "send its length", 501)
         if cl and not cl.isdigit():
             raise BadRequest("uwsgi CONTENT_LENGTH %r is not a number" % cl[:40])
+        self.check_length(int(cl or 0))
         headers = [(k[5:].lower().replace("_", "-"), v) for k, v in vars.items()
                    if k.startswith("HTTP_") and k != "HTTP_CONNECTION"]
         req = Request(method, target, "HTTP/1.0", headers)
         body = Body(conn, int(cl or 0), False, False)
         env = dict(vars)
+        # nginx passes every request header as HTTP_*, Content-Type and Content-Length too:
+        # not headers in WSGI's sense (PEP 3333 has them as CONTENT_*).
+        env.pop("HTTP_CONTENT_TYPE", None)
+        env.pop("HTTP_CONTENT_LENGTH", None)
         if not env.get("CONTENT_TYPE"):
             env.pop("CONTENT_TYPE", None)
         if not cl:

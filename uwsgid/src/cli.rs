@@ -291,9 +291,12 @@ pub struct Args {
     /// Listen for HTTP on ADDR, as --http-socket (keep-alive is always on)
     #[arg(long = "http11-socket", value_name = "ADDR")]
     pub http11_socket: Vec<String>,
-    /// Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]
+    /// Largest uwsgi vars block accepted, bytes [default: 4096, at most 65535]; Python workers also bound HTTP heads by it (default 64 KiB)
     #[arg(short = 'b', long = "buffer-size", value_name = "BYTES")]
     pub buffer_size: Option<usize>,
+    /// Python workers: largest request body, bytes (413 beyond; 0: no limit) [default: no limit]
+    #[arg(long = "limit-post", value_name = "BYTES")]
+    pub limit_post: Option<u64>,
     /// Also accept uwsgi TCP peers from IP or IP/BITS (repeatable; * for any); loopback always
     #[arg(long = "uwsgi-allow", value_name = "IP[/BITS]")]
     pub uwsgi_allow: Vec<String>,
@@ -1558,11 +1561,7 @@ impl Config {
                 }
                 None => None,
             };
-            let program = python_program(
-                args.python.as_deref(),
-                home.as_deref(),
-                !args.socket.is_empty(),
-            )?;
+            let program = python_program(args.python.as_deref(), home.as_deref())?;
             let mut argv = vec![program.clone(), "{runner}".to_string()];
             if let (Some(h), true) = (&home, program.ends_with(NATIVE_PYTHON)) {
                 argv.push("--home".into());
@@ -1601,6 +1600,16 @@ impl Config {
             if let Some(t) = args.threads {
                 argv.push("--threads".into());
                 argv.push(t.to_string());
+            }
+            // Given only when set: without it HTTP heads keep the workers' 64 KiB (uWSGI's
+            // 4096 default is for the uwsgi vars block, which the workers read from the env).
+            if let Some(b) = args.buffer_size {
+                argv.push("--buffer-size".into());
+                argv.push(b.to_string());
+            }
+            if let Some(l) = args.limit_post.filter(|&l| l > 0) {
+                argv.push("--limit-post".into());
+                argv.push(l.to_string());
             }
             argv.extend(crate::options::mount_args(args, chdir.as_deref())?);
             WorkerKind::Exec {
@@ -1742,13 +1751,8 @@ pub const PYTHON_WORKER_ENV: &str = "UWSGID_PYTHON_WORKER";
 /// Rust HTTP), else the interpreter that runs the stdlib runner: `--python`, the virtualenv's
 /// `bin/python` of `--home` when the native worker is absent, or `python3` from `PATH`.
 ///
-/// The native worker speaks HTTP only: with uwsgi-protocol listeners (`--socket`) the app runs
-/// on the stdlib runner, which serves both, and the log says so.
-fn python_program(
-    python: Option<&str>,
-    home: Option<&Path>,
-    uwsgi_listeners: bool,
-) -> Result<String, Invalid> {
+/// Both programs serve HTTP and uwsgi-protocol (`--socket`) listeners.
+fn python_program(python: Option<&str>, home: Option<&Path>) -> Result<String, Invalid> {
     let choice = std::env::var(PYTHON_WORKER_ENV).unwrap_or_default();
     if !matches!(choice.as_str(), "" | "native" | "stdlib") {
         return Err(Invalid::value(
@@ -1778,17 +1782,6 @@ fn python_program(
         path.and_then(|p| std::fs::canonicalize(p).ok()) != embedded || embedded.is_none()
     });
     if other_python || choice == "stdlib" {
-        return Ok(stdlib());
-    }
-    if uwsgi_listeners {
-        if choice == "native" {
-            return Err(Invalid::NativeWithUwsgiListeners);
-        }
-        crate::log!(
-            "Python apps behind uwsgi-protocol listeners (--socket) run on the stdlib runner \
-             ({}): {NATIVE_PYTHON} serves HTTP only so far",
-            stdlib()
-        );
         return Ok(stdlib());
     }
     let native = std::env::current_exe()

@@ -50,6 +50,19 @@ pub struct Cell {
     pub bad_requests: AtomicU64,
 }
 
+// The bundled Python runner writes its cell from Python (`Scoreboard` in
+// python/uwsgid_wsgi.py) by these offsets: keep them in step.
+const _: () = {
+    assert!(std::mem::size_of::<Header>() == 16);
+    assert!(std::mem::size_of::<Cell>() == 184);
+    assert!(std::mem::offset_of!(Cell, requests) == 8);
+    assert!(std::mem::offset_of!(Cell, request_start_us) == 40);
+    assert!(std::mem::offset_of!(Cell, in_flight) == 48);
+    assert!(std::mem::offset_of!(Cell, path_len) == 52);
+    assert!(std::mem::offset_of!(Cell, path) == 56);
+    assert!(std::mem::offset_of!(Cell, bad_requests) == 176);
+};
+
 pub struct Scoreboard {
     fd: OwnedFd,
     base: *mut u8,

@@ -212,8 +212,17 @@ impl<'a> Packet<'a> {
             }
             Some(_) => return Err((400, "uwsgi SERVER_PROTOCOL is not HTTP")),
         };
-        if self.get("HTTP_TRANSFER_ENCODING").is_some() {
-            return Err((501, "chunked request bodies are not supported"));
+        // nginx reads a chunked request body whole and sends it on with its CONTENT_LENGTH,
+        // passing the client's Transfer-Encoding along as HTTP_TRANSFER_ENCODING: the body is
+        // framed by CONTENT_LENGTH alone (one request per connection, so nothing can be
+        // smuggled past it). Without a length, the chunked body cannot be framed.
+        if self.get("HTTP_TRANSFER_ENCODING").is_some()
+            && self.get("CONTENT_LENGTH").unwrap_or("").is_empty()
+        {
+            return Err((
+                501,
+                "chunked request body without CONTENT_LENGTH: the upstream must send its length",
+            ));
         }
         let content_length = match self.get("CONTENT_LENGTH") {
             None | Some("") => 0,
@@ -527,6 +536,16 @@ mod tests {
         ] {
             assert_eq!(request_of(vars).map_err(|e| e.0), Err(status), "{vars:?}");
         }
+        // nginx's form of a client's chunked body: whole, with its length.
+        assert_eq!(
+            request_of(&[
+                ("REQUEST_METHOD", "POST"),
+                ("REQUEST_URI", "/"),
+                ("CONTENT_LENGTH", "5"),
+                ("HTTP_TRANSFER_ENCODING", "chunked"),
+            ]),
+            Ok(("/".into(), 5))
+        );
         // The same value twice is consistent.
         assert!(request_of(&[
             ("REQUEST_METHOD", "GET"),

@@ -6,12 +6,53 @@
 //! Plus what needs no nginx: packets uWSGI would act on (`UWSGI_FILE`, ...) are plain data,
 //! garbage never crashes a worker, TCP peers outside loopback need `--uwsgi-allow`, exec
 //! workers see `uwsgi=ADDR` in `LISTEN_FDNAMES` and the master's pid in their environment.
+//!
+//! Python apps run on the native worker (`uwsgid-python`, checked by `/proc/PID/exe`), or on
+//! the stdlib runner in tests/run.sh's second pass (`UWSGID_PYTHON_WORKER=stdlib`); a strict
+//! PEP 3333 run (`wsgiref.validate`, its warnings made errors) goes through nginx.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use uwsgi_tests::*;
+
+/// True when the suite runs Python apps on the stdlib runner (tests/run.sh's second pass).
+pub(crate) fn stdlib_runner() -> bool {
+    std::env::var("UWSGID_PYTHON_WORKER").is_ok_and(|v| v == "stdlib")
+}
+
+/// Every pid runs the Python worker program of this pass: `uwsgid-python` (the native worker),
+/// or `python3` under `UWSGID_PYTHON_WORKER=stdlib`.
+pub(crate) fn assert_python_program(pids: &[i32]) {
+    assert!(!pids.is_empty(), "no Python worker to look at");
+    for pid in pids {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/exe: {e}"));
+        let name = exe
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if stdlib_runner() {
+            assert!(
+                name.starts_with("python"),
+                "pid {pid} runs {}",
+                exe.display()
+            );
+        } else {
+            assert!(
+                name.starts_with("uwsgid-python"),
+                "pid {pid} runs {}, not the native worker",
+                exe.display()
+            );
+        }
+    }
+}
+
+fn pids_of(d: &Daemon) -> Vec<i32> {
+    d.worker_pids().into_iter().map(|p| p as i32).collect()
+}
 
 fn have_nginx() -> bool {
     require(
@@ -101,7 +142,7 @@ impl Client {
             headers,
             body: Vec::new(),
         };
-        if head_only {
+        if head_only || status == 204 || status == 304 {
             return a;
         }
         if let Some(n) = a.header("content-length") {
@@ -276,7 +317,7 @@ fn python_app_behind_nginx() {
     let dir = TestDir::new("nginx-python");
     let app = dir.write("app.py", APP);
     let sock = dir.join("app.sock");
-    let _d = Daemon::start(
+    let d = Daemon::start(
         &dir,
         &[
             "--processes",
@@ -288,6 +329,7 @@ fn python_app_behind_nginx() {
             "--chmod-socket=660",
         ],
     );
+    assert_python_program(&pids_of(&d));
     let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
     let mut c = Client::new(&ngx.addr);
     let a = c.send(
@@ -350,6 +392,11 @@ fn python_app_behind_nginx() {
     for i in 0..100 {
         assert_eq!(c.get("/").status, 200, "request {i}");
     }
+    // The same instance serves HTTP on its --http-socket beside the uwsgi socket.
+    let (status, body) = http_get(&d.addr, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("python "), "{body}");
+    assert_python_program(&pids_of(&d));
 }
 
 #[test]
@@ -357,12 +404,24 @@ fn graceful_reloads_every_second_through_nginx_fail_nothing() {
     if !have_nginx() {
         return;
     }
+    // Built-in workers, then the Python app (the native worker, or the stdlib runner's pass).
+    for python in [false, true] {
+        reloads_through_nginx(python);
+    }
+}
+
+fn reloads_through_nginx(python: bool) {
     let dir = TestDir::new("nginx-reload");
     let sock = dir.join("app.sock");
-    let d = Daemon::start(
-        &dir,
-        &["--processes", "2", "--socket", sock.to_str().unwrap()],
-    );
+    let app = dir.write("app.py", APP);
+    let mut args = vec!["--processes", "2", "--socket", sock.to_str().unwrap()];
+    if python {
+        args.extend(["--wsgi-file", app.to_str().unwrap()]);
+    }
+    let d = Daemon::start(&dir, &args);
+    if python {
+        assert_python_program(&pids_of(&d));
+    }
     let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
     let load = Load::start(&ngx.addr, 4, "/");
     load.wait_more(50);
@@ -392,12 +451,15 @@ fn graceful_reloads_every_second_through_nginx_fail_nothing() {
     let (ok, errors) = load.finish();
     assert!(
         errors.is_empty(),
-        "{} failed of {}: {:?}",
+        "python {python}: {} failed of {}: {:?}",
         errors.len(),
         ok,
         &errors[..errors.len().min(5)]
     );
-    assert!(ok > 100, "{ok}");
+    assert!(ok > 100, "python {python}: {ok}");
+    if python {
+        assert_python_program(&pids_of(&d));
+    }
 }
 
 /// A raw uwsgi request on a fresh connection; the raw answer.
@@ -452,6 +514,7 @@ fn uwsgi_control_vars_are_plain_data_and_garbage_is_refused() {
         &bdir,
         &["--processes", "1", "--socket", bsock.to_str().unwrap()],
     );
+    assert_python_program(&pids_of(&d));
     let e = evil.to_str().unwrap();
     let vars = [
         ("REQUEST_METHOD", "GET"),
@@ -645,6 +708,7 @@ fn uwsgi_module_in_python_apps() {
     f[4].parse::<u64>().unwrap();
     assert_eq!(f[5], "b'2'", "{body}");
     // reload() returns at once; the reload is graceful.
+    assert_python_program(&pids_of(&d));
     let load = Load::start(&d.addr, 2, "/");
     load.wait_more(20);
     let (status, body) = d.get("/reload").unwrap();
@@ -672,4 +736,360 @@ fn http_and_http11_socket_bind_http_listeners_with_one_log_line() {
         d.log_text()
     );
     assert_eq!(d.log_count(&format!("--http {a}: serving HTTP")), 1);
+}
+
+/// PEP 3333 through nginx, strictly: the app is `wsgiref.validate.validator` with its warnings
+/// made errors (a `WSGIWarning` fails the request with a 500), and checks the environ's
+/// required keys and types itself; every kind of request and response goes through
+/// `uwsgi_pass`.
+const STRICT_APP: &str = r#"
+import hashlib, os, warnings
+from wsgiref.validate import validator
+warnings.simplefilter("error")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REQUIRED = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+            "SERVER_PORT", "SERVER_PROTOCOL", "wsgi.version", "wsgi.url_scheme", "wsgi.input",
+            "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
+
+def raw(environ, start_response):
+    for k in REQUIRED:
+        assert k in environ, k
+    for k, v in environ.items():
+        if "." not in k:
+            assert type(v) is str, (k, type(v))
+    assert "HTTP_CONTENT_LENGTH" not in environ and "HTTP_CONTENT_TYPE" not in environ
+    assert environ["wsgi.version"] == (1, 0)
+    assert environ.get("CONTENT_LENGTH", "1") != ""
+    path = environ["PATH_INFO"]
+    text = [("Content-Type", "text/plain")]
+    if path.endswith("/echo"):
+        h, n = hashlib.sha256(), 0
+        while True:
+            block = environ["wsgi.input"].read(65536)
+            if not block:
+                break
+            h.update(block)
+            n += len(block)
+        start_response("200 OK", text)
+        return [("%d %s" % (n, h.hexdigest())).encode()]
+    if path == "/lines":
+        lines = []
+        while True:
+            line = environ["wsgi.input"].readline()
+            if not line:
+                break
+            lines.append(line.rstrip(b"\n"))
+        start_response("200 OK", text)
+        return [b"|".join(lines)]
+    if path == "/stream":
+        start_response("200 OK", text)
+        return iter([b"a", b"", b"bc", b"def"])
+    if path == "/write":
+        write = start_response("200 OK", text)
+        write(b"written;")
+        return [b"returned"]
+    if path == "/file":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(os.path.join(HERE, "static.bin"), "rb"), 4096)
+    if path == "/empty":
+        start_response("204 No Content", [])
+        return []
+    if path == "/query":
+        start_response("200 OK", text)
+        return [("%s|%s|%s" % (environ["QUERY_STRING"], environ["PATH_INFO"],
+                               environ["REQUEST_METHOD"])).encode()]
+    start_response("404 Not Found", text)
+    return [b"no such page"]
+
+application = validator(raw)
+"#;
+
+#[test]
+fn strict_pep3333_through_nginx_uwsgi_pass() {
+    if !have_nginx() || !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("nginx-pep3333");
+    let app = dir.write("app.py", STRICT_APP);
+    let file: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    std::fs::write(dir.join("static.bin"), &file).unwrap();
+    let sock = dir.join("app.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    assert_python_program(&pids_of(&d));
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let mut c = Client::new(&ngx.addr);
+    let a = c.get("/query?x=1&y=%C3%A9");
+    assert_eq!(
+        (a.status, a.text().as_str()),
+        (200, "x=1&y=%C3%A9|/query|GET")
+    );
+    let a = c.send("HEAD /query HTTP/1.1\r\nHost: t\r\n\r\n", b"", true);
+    assert_eq!(a.status, 200);
+    let a = c.get("/stream");
+    assert_eq!((a.status, a.text().as_str()), (200, "abcdef"));
+    let a = c.get("/write");
+    assert_eq!((a.status, a.text().as_str()), (200, "written;returned"));
+    let a = c.get("/file");
+    assert_eq!(a.status, 200);
+    assert!(a.body == file, "the wrapped file arrives intact");
+    let a = c.get("/empty");
+    assert_eq!(a.status, 204);
+    assert_eq!(c.get("/nothing-here").status, 404);
+    let lines = b"one\ntwo\nthree".to_vec();
+    let a = c.send(
+        &format!(
+            "POST /lines HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            lines.len()
+        ),
+        &lines,
+        false,
+    );
+    assert_eq!((a.status, a.text().as_str()), (200, "one|two|three"));
+    for n in [1usize, 4096, 1 << 20] {
+        let body: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+        for path in ["/echo", "/unbuffered/echo"] {
+            let a = c.send(
+                &format!(
+                    "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n\
+                     Content-Length: {n}\r\n\r\n"
+                ),
+                &body,
+                false,
+            );
+            assert_eq!(a.status, 200, "{path} {n}: {}", a.text());
+            assert_eq!(a.text(), format!("{n} {}", sha(&body)), "{path} {n}");
+        }
+        // A chunked body: nginx reads it whole and passes it on with its length.
+        let mut chunked = Vec::new();
+        for part in body.chunks(1000) {
+            chunked.extend(format!("{:x}\r\n", part.len()).bytes());
+            chunked.extend(part);
+            chunked.extend(b"\r\n");
+        }
+        chunked.extend(b"0\r\n\r\n");
+        let a = c.send(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            &chunked,
+            false,
+        );
+        assert_eq!(a.status, 200, "chunked {n}: {}", a.text());
+        assert_eq!(a.text(), format!("{n} {}", sha(&body)), "chunked {n}");
+    }
+    let log = d.log_text();
+    assert!(!log.contains("WSGIWarning"), "{log}");
+    assert!(!log.contains("AssertionError"), "{log}");
+}
+
+/// `n` pseudo-random bytes from `seed` (xorshift: the same bytes every run).
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn python_workers_refuse_garbage_packets_with_a_logged_reason() {
+    if !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("uwsgi-garbage-py");
+    let app = dir.write("app.py", APP);
+    let sock = dir.join("py.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    let pids = pids_of(&d);
+    assert_python_program(&pids);
+    let s = sock.to_str().unwrap();
+    let get = packet(&[
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+    ]);
+    for (raw, status, reason) in [
+        (vec![100u8, 0, 0, 0], 501, "modifier1"),
+        (vec![0, 0x01, 0x20, 0], 431, "larger than --buffer-size"),
+        (
+            vec![0, 5, 0, 0, 10, 0, b'a', b'b', b'c'],
+            400,
+            "runs past the vars block",
+        ),
+        (packet(&[("REQUEST_URI", "/")]), 400, "REQUEST_METHOD"),
+        (
+            packet(&[
+                ("REQUEST_METHOD", "GET"),
+                ("REQUEST_URI", "/"),
+                ("CONTENT_LENGTH", "1"),
+                ("CONTENT_LENGTH", "2"),
+            ]),
+            400,
+            "repeats",
+        ),
+        (
+            packet(&[
+                ("REQUEST_METHOD", "GET"),
+                ("REQUEST_URI", "/"),
+                ("CONTENT_LENGTH", "x"),
+            ]),
+            400,
+            "is not a number",
+        ),
+    ] {
+        let answer = uwsgi_raw_timeout(s, &raw);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{raw:?}: {text}"
+        );
+        d.wait_log(&format!("uwsgi packet refused ({status})"));
+        d.wait_log(reason);
+    }
+    // Random bytes after a valid-looking header, many times: refused or dropped, never fatal.
+    for seed in 1..200u64 {
+        let mut raw = noise(seed, (seed as usize * 37) % 600 + 4);
+        raw[0] = 0;
+        raw[3] = 0;
+        let answer = uwsgi_raw_timeout(s, &raw);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+            "seed {seed}: {text}"
+        );
+    }
+    // A packet cut short by its peer: logged as truncated.
+    {
+        let mut c = std::os::unix::net::UnixStream::connect(s).unwrap();
+        c.write_all(&get[..get.len() - 3]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        d.wait_log("uwsgi packet refused: truncated");
+    }
+    // A body shorter than its CONTENT_LENGTH (the peer gives up): the request ends, the worker
+    // goes on.
+    let mut short = packet(&[
+        ("REQUEST_METHOD", "POST"),
+        ("REQUEST_URI", "/echo"),
+        ("PATH_INFO", "/echo"),
+        ("CONTENT_LENGTH", "100"),
+    ]);
+    short.extend(b"only ten b");
+    {
+        let mut c = std::os::unix::net::UnixStream::connect(s).unwrap();
+        c.write_all(&short).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 500"),
+            "{text}"
+        );
+    }
+    // A packet trickled one byte at a time is served.
+    {
+        let mut c = std::os::unix::net::UnixStream::connect(s).unwrap();
+        for b in &get {
+            c.write_all(&[*b]).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert_eq!(parse_response(&out).unwrap().0, 200);
+    }
+    // An incomplete packet is given up after the head deadline (10 s), holding no thread
+    // meanwhile: a full request on another connection is answered at once.
+    let mut silent = std::os::unix::net::UnixStream::connect(s).unwrap();
+    silent.write_all(&get[..6]).unwrap();
+    let started = Instant::now();
+    assert_eq!(parse_response(&uwsgi_raw(s, &get)).unwrap().0, 200);
+    assert_eq!(parse_response(&uwsgi_raw(s, &get)).unwrap().0, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+    assert_eq!(pids_of(&d), pids, "no worker died");
+    let (status, _) = http_get(&d.addr, "/").unwrap();
+    assert_eq!(status, 200, "the HTTP listener of the same instance serves");
+}
+
+/// `--limit-post` behind nginx: a body over it is answered `413` through nginx (the worker
+/// reads and drops what nginx still sends, so nginx gets the answer, not a reset), one under
+/// it is served, and the worker goes on.
+#[test]
+fn limit_post_through_nginx_is_a_413() {
+    if !have_nginx() || !require_program("python3", "python3") {
+        return;
+    }
+    let dir = TestDir::new("nginx-limit-post");
+    let app = dir.write("app.py", APP);
+    let sock = dir.join("app.sock");
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--wsgi-file",
+            app.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "--limit-post",
+            "100000",
+        ],
+    );
+    let pids = pids_of(&d);
+    assert_python_program(&pids);
+    let ngx = Nginx::start(&dir, &format!("unix:{}", sock.display()));
+    let mut c = Client::new(&ngx.addr);
+    for (n, want) in [
+        (100_000usize, 200u16),
+        (300_000, 413),
+        (10, 200),
+        (100_001, 413),
+    ] {
+        let body = vec![b'x'; n];
+        let a = c.send(
+            &format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n"),
+            &body,
+            false,
+        );
+        assert_eq!(a.status, want, "{n} bytes: {}", a.text());
+        if want == 200 {
+            assert_eq!(a.text(), format!("{n} {}", sha(&body)));
+        }
+    }
+    d.wait_log("larger than --limit-post 100000");
+    assert_eq!(pids_of(&d), pids);
 }

@@ -79,7 +79,9 @@ fn uwsgid_sections() -> Vec<ManSection> {
                  through a symlink, with an instance record PIDFILE.json beside it naming the \
                  FIFOs and stats address. PIDFILE.lock stays locked for the master's life, \
                  across re-exec: a second instance on the same pidfile refuses to start and \
-                 touches nothing.",
+                 touches nothing. The master removes it, still locked, when it exits (a \
+                 starter locks only the file still at the path, so this cannot let two \
+                 instances in).",
         ),
         ManSection::new("EXIT STATUS")
             .tagged("0", "stopped on request")

@@ -744,8 +744,10 @@ fn stdlib_runner() -> bool {
     std::env::var("UWSGID_PYTHON_WORKER").is_ok_and(|v| v == "stdlib")
 }
 
+/// Both Python programs write their scoreboard cell (the native worker in Rust, the stdlib
+/// runner from Python): requests, tx, busy with the request in flight, counters `known`.
 #[test]
-fn stats_count_the_requests_of_native_python_workers() {
+fn stats_count_the_requests_of_python_workers() {
     let dir = TestDir::new("py-stats");
     let d = serve(&dir, &["--processes", "2"]);
     for _ in 0..10 {
@@ -757,29 +759,34 @@ fn stats_count_the_requests_of_native_python_workers() {
             exchange(&addr, b"GET /sleep?3000 HTTP/1.1\r\nHost: t\r\n\r\n").0
         })
     };
-    if stdlib_runner() {
-        // The stdlib runner writes no scoreboard: its counters are unknown, and say so.
-        let s = d.stats();
-        assert!(
-            workers(&s)
-                .iter()
-                .all(|w| w["uwsgid"]["counters"] == "unknown"),
-            "{s}"
-        );
-    } else {
-        let s = d.wait_stats("the slow request in flight", |s| {
-            let ws = workers(s);
-            ws.iter()
-                .any(|w| w["status"] == "busy")
-                .then_some(s.clone())
-        });
-        let ws = workers(&s);
-        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
-        assert!(total >= 10, "requests not counted: {s}");
-        assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
-        assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
-    }
+    let s = d.wait_stats("the slow request in flight", |s| {
+        let ws = workers(s);
+        ws.iter()
+            .any(|w| w["status"] == "busy")
+            .then_some(s.clone())
+    });
+    let ws = workers(&s);
+    let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+    assert!(total >= 10, "requests not counted: {s}");
+    assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
+    assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
+    let busy = ws.iter().find(|w| w["status"] == "busy").unwrap();
+    assert!(
+        busy.to_string().contains("PATH_INFO=/sleep"),
+        "the request in flight is shown: {busy}"
+    );
     assert_eq!(slow.join().unwrap(), 200);
+    let s = d.wait_stats("the slow request counted", |s| {
+        let ws = workers(s);
+        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+        (total >= 11 && ws.iter().all(|w| w["status"] == "idle")).then_some(s.clone())
+    });
+    let avg: u64 = workers(&s)
+        .iter()
+        .map(|w| w["avg_rt"].as_u64().unwrap_or(0))
+        .max()
+        .unwrap();
+    assert!(avg > 0, "avg_rt: {s}");
 }
 
 #[test]
@@ -867,4 +874,137 @@ def application(environ, start_response):
             "thread {ident}: threading.local was reset ({per:?})"
         );
     }
+}
+
+/// A uwsgi request on a fresh connection to the Unix socket `sock`: `packet`, then `body`,
+/// then a half-close; the raw answer.
+fn uwsgi_exchange(sock: &std::path::Path, vars: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut raw = uwsgid::uwsgi_proto::encode(vars).unwrap();
+    raw.extend_from_slice(body);
+    let _ = s.write_all(&raw);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+fn status_of(raw: &[u8]) -> u16 {
+    parse_response(raw).unwrap_or_else(|e| panic!("{e}")).0
+}
+
+/// `--buffer-size` bounds HTTP heads and uwsgi vars blocks of Python workers, `--limit-post`
+/// their request bodies (`Content-Length` at once, chunked as it is read), on both protocols;
+/// without them HTTP heads keep their 64 KiB and uwsgi vars uWSGI's 4096 bytes.
+#[test]
+fn buffer_size_and_limit_post_bound_python_workers_on_both_protocols() {
+    let dir = TestDir::new("py-limits");
+    let sock = dir.join("u.sock");
+    let d = serve(
+        &dir,
+        &[
+            "--processes",
+            "1",
+            "--buffer-size",
+            "2048",
+            "--limit-post",
+            "100000",
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    let head = |pad: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(pad)
+        )
+    };
+    assert_eq!(exchange(&d.addr, head(1500).as_bytes()).0, 200);
+    assert_eq!(exchange(&d.addr, head(2100).as_bytes()).0, 431);
+    let get = |pad: &str| {
+        uwsgi_exchange(
+            &sock,
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("REQUEST_URI", "/"),
+                ("HTTP_X_PAD", pad),
+            ],
+            b"",
+        )
+    };
+    assert_eq!(status_of(&get(&"b".repeat(1500))), 200);
+    assert_eq!(status_of(&get(&"b".repeat(2100))), 431);
+
+    // Bodies: at the limit served, one byte over refused (the whole body sent at once: the
+    // answer must still reach the client).
+    let body: Vec<u8> = (0..100_001u32).map(|i| (i % 251) as u8).collect();
+    let post = |n: usize| {
+        let mut r = format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        r.extend_from_slice(&body[..n]);
+        r
+    };
+    let (st, _, b) = exchange(&d.addr, &post(100_000));
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).starts_with("100000 "));
+    assert_eq!(exchange(&d.addr, &post(100_001)).0, 413);
+    let chunked = |n: usize| {
+        let mut r = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for part in body[..n].chunks(30_000) {
+            r.extend(format!("{:x}\r\n", part.len()).bytes());
+            r.extend_from_slice(part);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        r
+    };
+    assert_eq!(exchange(&d.addr, &chunked(100_000)).0, 200);
+    assert_eq!(exchange(&d.addr, &chunked(100_001)).0, 413);
+    let upost = |n: usize| {
+        let len = n.to_string();
+        uwsgi_exchange(
+            &sock,
+            &[
+                ("REQUEST_METHOD", "POST"),
+                ("REQUEST_URI", "/echo"),
+                ("PATH_INFO", "/echo"),
+                ("CONTENT_LENGTH", &len),
+            ],
+            &body[..n],
+        )
+    };
+    let ok = upost(100_000);
+    assert_eq!(status_of(&ok), 200, "{}", String::from_utf8_lossy(&ok));
+    assert_eq!(status_of(&upost(100_001)), 413);
+    d.wait_log("refused (413)");
+    d.wait_log("larger than --limit-post 100000");
+    d.wait_log("uwsgi packet refused (431)");
+    assert_eq!(d.worker_pids().len(), 1);
+
+    // The defaults: HTTP heads up to 64 KiB, uwsgi vars up to 4096 bytes, bodies unbounded.
+    let dir = TestDir::new("py-limits-default");
+    let sock = dir.join("u.sock");
+    let d = serve(
+        &dir,
+        &["--processes", "1", "--socket", sock.to_str().unwrap()],
+    );
+    assert_eq!(exchange(&d.addr, head(30_000).as_bytes()).0, 200);
+    assert_eq!(exchange(&d.addr, head(70_000).as_bytes()).0, 431);
+    let get = |pad: &str| {
+        uwsgi_exchange(
+            &sock,
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("REQUEST_URI", "/"),
+                ("HTTP_X_PAD", pad),
+            ],
+            b"",
+        )
+    };
+    assert_eq!(status_of(&get(&"b".repeat(3500))), 200);
+    assert_eq!(status_of(&get(&"b".repeat(4100))), 431);
+    assert_eq!(exchange(&d.addr, &post(100_001)).0, 200);
 }

@@ -98,6 +98,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("plugins-dir", Rule::NoEffect(NO_PLUGINS)),
     ("max-fd", Rule::NoEffect("uwsgid raises its open-file limit to the hard limit at start")),
     ("buffer-size", Rule::Arg("buffer-size")),
+    ("limit-post", Rule::Arg("limit-post")),
     ("post-buffering", Rule::NoEffect("the request body reaches the app as a stream; there is no buffering option")),
     ("wsgi-env-behaviour", Rule::NoEffect("the Python runner builds a fresh environ for every request")),
     ("log-master", Rule::NoEffect("exec workers' output always goes through the master to the log")),

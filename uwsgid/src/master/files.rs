@@ -44,18 +44,53 @@ impl Files {
 }
 
 /// Lock `PIDFILE.lock`: a second instance with the same pidfile is refused.
+///
+/// A master that exits removes its lock file while it still holds the lock
+/// ([`Master::release_locks`]), so nothing is left behind. A starter that opened the file
+/// just before that removal can lock it once the old master is gone, but it then holds a file
+/// nobody else can find: so a lock counts only if the file locked is still the one at the
+/// path (same device and inode); otherwise the path is opened and locked again. Two instances
+/// can therefore never both hold "the" lock.
 pub fn lock_pidfile(path: &Path) -> Result<OwnedFd, Error> {
     let lock = common::pidfile::lock_path(path);
-    let file = common::pidfile::open_lock(path).map_err(Error::Lock)?;
-    let fd: OwnedFd = file.into();
-    match sys::try_lock(fd.as_raw_fd()) {
-        Ok(true) => Ok(fd),
-        Ok(false) => Err(Error::PidfileBusy {
-            path: path.to_path_buf(),
-            holder: common::pidfile::read(path).ok().map(|c| c.pid),
-        }),
-        Err(e) => Err(Error::PidfileLock(lock, e)),
+    for _ in 0..LOCK_ATTEMPTS {
+        let file = common::pidfile::open_lock(path).map_err(Error::Lock)?;
+        let fd: OwnedFd = file.into();
+        match sys::try_lock(fd.as_raw_fd()) {
+            Ok(true) if is_file_at(&fd, &lock) => return Ok(fd),
+            Ok(true) => continue, // removed (or replaced) by its last holder meanwhile
+            Ok(false) => {
+                return Err(Error::PidfileBusy {
+                    path: path.to_path_buf(),
+                    holder: common::pidfile::read(path).ok().map(|c| c.pid),
+                })
+            }
+            Err(e) => return Err(Error::PidfileLock(lock, e)),
+        }
     }
+    Err(Error::PidfileLock(
+        lock,
+        std::io::Error::other(
+            "the lock file was replaced at every attempt: is another instance starting and \
+             stopping in a loop?",
+        ),
+    ))
+}
+
+/// How often [`lock_pidfile`] opens a lock file again that was removed under it.
+const LOCK_ATTEMPTS: usize = 10;
+
+/// True if `fd` is the file at `path` now (not a symlink: lock files never are).
+fn is_file_at(fd: &OwnedFd, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(at_path) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let Ok(open) = fd.try_clone().map(std::fs::File::from) else {
+        return false;
+    };
+    open.metadata()
+        .is_ok_and(|m| m.dev() == at_path.dev() && m.ino() == at_path.ino())
 }
 
 /// The notify socket of a first start: an abstract name of our own.
@@ -355,6 +390,23 @@ impl Master {
         }
     }
 
+    /// At exit: remove each `PIDFILE.lock` while still holding its lock, if the path still
+    /// names the file locked, then let the lock go. Safe against a starter that opened the
+    /// file just before: [`lock_pidfile`] accepts a lock only on the file at the path. (An
+    /// unprivileged master cannot remove a lock file in a directory it may not write, made
+    /// there as root: that one stays, harmless.)
+    pub(super) fn release_locks(&mut self) {
+        for (pidfile, fd) in self.files.locks.drain(..) {
+            let lock = common::pidfile::lock_path(&pidfile);
+            if is_file_at(&fd, &lock) {
+                if let Err(e) = std::fs::remove_file(&lock) {
+                    log!("cannot remove {}: {e}", lock.display());
+                }
+            }
+            drop(fd);
+        }
+    }
+
     /// `--vacuum` (or an instance directory): remove what this instance created.
     pub(super) fn cleanup(&mut self) {
         let pid = std::process::id() as i32;
@@ -397,4 +449,39 @@ fn absolute(p: &Path) -> PathBuf {
     std::env::current_dir()
         .map(|d| d.join(p))
         .unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+
+    /// A lock file removed by its holder while a starter had it open: the starter's lock on
+    /// the removed file is worth nothing (it is not the file at the path), and a lock taken
+    /// on the path is the only one that counts.
+    #[test]
+    fn a_lock_counts_only_on_the_file_at_the_path() {
+        let dir = TempDir::new();
+        let pidfile = dir.path.join("x.pid");
+        let lock = common::pidfile::lock_path(&pidfile);
+        let first = lock_pidfile(&pidfile).unwrap();
+        assert!(is_file_at(&first, &lock));
+        // A starter opens the file, then the holder removes it and exits.
+        let stale: OwnedFd = common::pidfile::open_lock(&pidfile).unwrap().into();
+        assert!(!sys::try_lock(stale.as_raw_fd()).unwrap(), "held");
+        std::fs::remove_file(&lock).unwrap();
+        drop(first);
+        // The starter can lock what it opened, but that is no longer the file at the path.
+        assert!(sys::try_lock(stale.as_raw_fd()).unwrap());
+        assert!(!is_file_at(&stale, &lock));
+        // lock_pidfile opens the path again: a new file, locked, and a second one is refused.
+        let second = lock_pidfile(&pidfile).unwrap();
+        assert!(is_file_at(&second, &lock));
+        assert!(matches!(
+            lock_pidfile(&pidfile),
+            Err(Error::PidfileBusy { .. })
+        ));
+        drop(second);
+        assert!(lock_pidfile(&pidfile).is_ok());
+    }
 }

@@ -274,6 +274,7 @@ impl Master {
             if let Some(code) = self.exit_code {
                 self.sources.pump_relay(); // the workers' last words
                 self.cleanup();
+                self.release_locks();
                 crate::log_event!("exit", code = code; "goodbye (exit {code})");
                 return code;
             }

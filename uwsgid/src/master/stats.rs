@@ -124,9 +124,11 @@ impl Master {
             })
             .collect();
         let exec = matches!(self.config.worker, WorkerKind::Exec { .. });
-        // Exec programs write no counters, except the native Python worker (its scoreboard cell).
+        // Exec programs write no counters, except the Python workers (the native worker and
+        // the bundled runner, named by its `{runner}` placeholder): they write their cell.
         let counters_unknown = matches!(&self.config.worker, WorkerKind::Exec { argv, .. }
-            if !argv.first().is_some_and(|p| p.ends_with(crate::cli::NATIVE_PYTHON)));
+            if !argv.first().is_some_and(|p| p.ends_with(crate::cli::NATIVE_PYTHON))
+                && argv.get(1).map(String::as_str) != Some(crate::runner::PLACEHOLDER));
         let workers = self
             .table
             .slots
