@@ -13,8 +13,9 @@
 //! other workers take new clients.
 //!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
-//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
-//! returns. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then the
+//! thread that finds the worker drained flushes Python's streams and exits 0 (the other
+//! threads are not woken and joined first: the master's reload waits for this exit). SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
 //! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
 //! the Python stacks before the worker dies.
 
@@ -44,8 +45,6 @@ const MAX_TRAILER: usize = 64 * 1024;
 const MAX_DISCARD: u64 = 1 << 20;
 const RECV: usize = 64 * 1024;
 const SIGNAL_TOKEN: u64 = u64::MAX;
-/// The eventfd that wakes every thread at once when the worker is done draining.
-const WAKE_TOKEN: u64 = u64::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 /// Connections accepted per listener wake-up (see `Engine::accept`).
 const ACCEPT_BATCH: usize = 1;
@@ -924,7 +923,6 @@ struct Engine {
     file_wrapper: Py<PyAny>,
     epoll: OwnedFd,
     signals: OwnedFd,
-    wake: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
     table: Mutex<Table>,
@@ -1019,17 +1017,6 @@ impl Server {
             })
             .collect();
         let names = names.join(", ");
-        // A forked worker is adopted (its cell reset with our pid) when the master reads the
-        // announcement it sent before serving: wait for that briefly, so that every request
-        // is counted from the first.
-        if let Some(b) = &engine.board {
-            for _ in 0..500 {
-                if b.cell().is_some() {
-                    break;
-                }
-                py.allow_threads(|| std::thread::sleep(Duration::from_millis(1)));
-            }
-        }
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let msg = format!(
                 "READY=1\nSTATUS=serving on {names} with {} threads{}",
@@ -1043,6 +1030,20 @@ impl Server {
             "ready: serving on {names} with {} threads (native)",
             self.threads
         ));
+        // A forked worker is adopted (its cell reset with our pid) when the master reads the
+        // announcement it sent before READY=1: nothing is accepted before that (briefly
+        // waited for), so that every request is counted from the first. READY=1 is not held
+        // back by this wait: the master reads both datagrams in order, and the listeners'
+        // backlog keeps what arrives meanwhile.
+        if let Some(b) = &engine.board {
+            for _ in 0..2000 {
+                if b.cell().is_some() {
+                    break;
+                }
+                py.allow_threads(|| std::thread::sleep(Duration::from_micros(250)));
+            }
+        }
+        engine.set_accepting(true);
         let engine = Arc::new(engine);
         py.allow_threads(|| {
             let mut handles = Vec::new();
@@ -1161,19 +1162,6 @@ impl Engine {
             SIGNAL_TOKEN,
         )?;
         // SAFETY: a new eventfd we own.
-        let wake = unsafe {
-            OwnedFd::from_raw_fd(cvt(libc::eventfd(
-                0,
-                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
-            ))?)
-        };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            wake.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            WAKE_TOKEN,
-        )?;
         let mut ls = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
@@ -1188,7 +1176,6 @@ impl Engine {
             file_wrapper,
             epoll,
             signals,
-            wake,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
             table: Mutex::new(Table::default()),
@@ -1208,7 +1195,6 @@ impl Engine {
         if let Some(b) = &e.board {
             b.cell();
         }
-        e.set_accepting(true);
         Ok(e)
     }
 
@@ -1271,9 +1257,7 @@ impl Engine {
             }
             for ev in &events[..n as usize] {
                 let token = ev.u64;
-                if token == WAKE_TOKEN {
-                    continue; // never read: level-triggered, it wakes every thread to leave
-                } else if token == SIGNAL_TOKEN {
+                if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if token >= LISTENER_TOKEN {
                     self.accept((token - LISTENER_TOKEN) as usize);
@@ -2185,17 +2169,32 @@ impl Engine {
             let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
             if t.live == 0 {
                 self.exit.store(true, SeqCst);
-                let one: u64 = 1;
-                // SAFETY: an 8-byte write to our eventfd.
-                unsafe {
-                    libc::write(
-                        self.wake.as_raw_fd(),
-                        &one as *const u64 as *const libc::c_void,
-                        8,
-                    );
-                }
+                drop(t);
+                self.exit_drained();
             }
         }
+    }
+
+    /// Drained (no connection, no request): leave now, from this thread. The other threads
+    /// wait in `epoll_wait` holding nothing; waking and joining each first only delayed the
+    /// exit the master waits for to complete a reload. What `run`'s caller would do next is
+    /// done here: Python's streams flushed, `_exit(0)`.
+    fn exit_drained(&self) -> ! {
+        let reason = self
+            .drain_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        log(&format!("drained after {reason}, exiting"));
+        Python::with_gil(|py| {
+            for stream in ["stdout", "stderr"] {
+                if let Ok(s) = py.import("sys").and_then(|m| m.getattr(stream)) {
+                    let _ = s.call_method0("flush");
+                }
+            }
+        });
+        // SAFETY: leaving the process; _exit runs no destructor that could touch Python.
+        unsafe { libc::_exit(0) }
     }
 }
 
