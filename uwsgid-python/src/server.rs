@@ -48,6 +48,11 @@ const SIGNAL_TOKEN: u64 = u64::MAX;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 /// Connections accepted per listener wake-up (see `Engine::accept`).
 const ACCEPT_BATCH: usize = 1;
+/// The timerfd that ends an accept pause (see [`Engine::yield_accepts`]).
+const ACCEPT_TIMER_TOKEN: u64 = u64::MAX - 1;
+/// An accept pause per connection held beyond the first, and its longest.
+const YIELD_PER_CONN: Duration = Duration::from_micros(50);
+const YIELD_MAX: Duration = Duration::from_millis(1);
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -925,6 +930,11 @@ struct Engine {
     signals: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
+    /// Accepts are yielded to the other workers until the timer fires (see `yield_accepts`).
+    accept_timer: OwnedFd,
+    accept_paused: AtomicBool,
+    /// Other workers share the listeners (`UWSGID_PROCESSES` > 1).
+    peers: bool,
     table: Mutex<Table>,
     draining: Arc<AtomicBool>,
     drain_reason: Mutex<String>,
@@ -1162,6 +1172,20 @@ impl Engine {
             SIGNAL_TOKEN,
         )?;
         // SAFETY: a new eventfd we own.
+        // SAFETY: a new timerfd we own.
+        let accept_timer = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            ))?)
+        };
+        epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            accept_timer.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            ACCEPT_TIMER_TOKEN,
+        )?;
         let mut ls = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
@@ -1178,6 +1202,12 @@ impl Engine {
             signals,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
+            accept_timer,
+            accept_paused: AtomicBool::new(false),
+            peers: std::env::var("UWSGID_PROCESSES")
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 1),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
             drain_reason: Mutex::new(String::new()),
@@ -1200,7 +1230,7 @@ impl Engine {
 
     fn set_accepting(&self, on: bool) {
         let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
-        if *acc == on || (on && self.draining.load(SeqCst)) {
+        if *acc == on || (on && (self.draining.load(SeqCst) || self.accept_paused.load(SeqCst))) {
             return;
         }
         let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -1259,6 +1289,8 @@ impl Engine {
                 let token = ev.u64;
                 if token == SIGNAL_TOKEN {
                     self.on_signals();
+                } else if token == ACCEPT_TIMER_TOKEN {
+                    self.resume_accepts();
                 } else if token >= LISTENER_TOKEN {
                     self.accept((token - LISTENER_TOKEN) as usize);
                 } else {
@@ -1436,6 +1468,69 @@ impl Engine {
                     }
                 }
             }
+            self.yield_accepts();
+        }
+    }
+
+    /// Let the other workers take the next connections for a moment when this one already
+    /// holds several. With `EPOLLEXCLUSIVE` a connection wakes the first worker waiting on
+    /// the listener, and a worker that is running finds the listener still readable: one
+    /// worker could take most of a burst of keep-alive clients (29 of 32 was seen with 2
+    /// workers on a loaded machine) and answer them 10x slower than the other. So a worker
+    /// holding `k` > 1 connections takes its listeners out of its epoll set for
+    /// `(k - 1) x` [`YIELD_PER_CONN`] (at most [`YIELD_MAX`]): arrivals meanwhile wake the
+    /// others, and whatever is still queued after the pause is taken here.
+    fn yield_accepts(&self) {
+        if !self.peers || self.draining.load(SeqCst) {
+            return;
+        }
+        let held = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
+        if held < 2 {
+            return;
+        }
+        let pause = (YIELD_PER_CONN * (held as u32 - 1)).min(YIELD_MAX);
+        if self.accept_paused.swap(true, SeqCst) {
+            return;
+        }
+        self.set_accepting(false);
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: pause.as_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: arming our timerfd with a valid itimerspec.
+        let r = unsafe {
+            libc::timerfd_settime(
+                self.accept_timer.as_raw_fd(),
+                0,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            self.resume_accepts();
+        }
+    }
+
+    /// The accept pause is over: take the listeners back (unless draining or full).
+    fn resume_accepts(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading the 8-byte expiration count of our non-blocking timerfd.
+        unsafe {
+            libc::read(
+                self.accept_timer.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                8,
+            )
+        };
+        self.accept_paused.store(false, SeqCst);
+        if self.table.lock().unwrap_or_else(|p| p.into_inner()).live < self.max_conns {
+            self.set_accepting(true);
         }
     }
 
