@@ -50,9 +50,9 @@ const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 const ACCEPT_BATCH: usize = 1;
 /// The timerfd that ends an accept pause (see [`Engine::yield_accepts`]).
 const ACCEPT_TIMER_TOKEN: u64 = u64::MAX - 1;
-/// An accept pause per connection held beyond the first, and its longest.
-const YIELD_PER_CONN: Duration = Duration::from_micros(50);
-const YIELD_MAX: Duration = Duration::from_millis(1);
+/// An accept pause per connection held, and its longest.
+const YIELD_PER_CONN: Duration = Duration::from_micros(200);
+const YIELD_MAX: Duration = Duration::from_millis(2);
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
@@ -1477,18 +1477,20 @@ impl Engine {
     /// the listener, and a worker that is running finds the listener still readable: one
     /// worker could take most of a burst of keep-alive clients (29 of 32 was seen with 2
     /// workers on a loaded machine) and answer them 10x slower than the other. So a worker
-    /// holding `k` > 1 connections takes its listeners out of its epoll set for
-    /// `(k - 1) x` [`YIELD_PER_CONN`] (at most [`YIELD_MAX`]): arrivals meanwhile wake the
-    /// others, and whatever is still queued after the pause is taken here.
+    /// that keeps `k` connections after an accept takes its listeners out of its epoll set
+    /// for `k x` [`YIELD_PER_CONN`] (at most [`YIELD_MAX`]): arrivals meanwhile wake the
+    /// others, whatever is still queued after the pause is taken here, and the worker is
+    /// put back at the end of the listener's wait queue. A connection answered and closed
+    /// at once (`Connection: close`) leaves nothing held: no pause.
     fn yield_accepts(&self) {
         if !self.peers || self.draining.load(SeqCst) {
             return;
         }
         let held = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
-        if held < 2 {
+        if held == 0 {
             return;
         }
-        let pause = (YIELD_PER_CONN * (held as u32 - 1)).min(YIELD_MAX);
+        let pause = (YIELD_PER_CONN * held as u32).min(YIELD_MAX);
         if self.accept_paused.swap(true, SeqCst) {
             return;
         }
