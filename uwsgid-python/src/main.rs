@@ -29,8 +29,11 @@ use pyo3::types::PyList;
 
 const PROG: &str = "uwsgid-python";
 
+/// One line on stderr in one write (see `server::log`).
 fn log(message: &str) {
-    eprintln!("{PROG}[{}]: {message}", std::process::id());
+    use std::io::Write;
+    let line = format!("{PROG}[{}]: {message}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// The interpreter whose prefix and `site-packages` the embedded one uses when no `--home` is

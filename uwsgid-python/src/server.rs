@@ -56,8 +56,12 @@ const YIELD_MAX: Duration = Duration::from_millis(2);
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
+/// One line on stderr in one write: `eprintln!` writes each piece of its format separately,
+/// and the lines of workers started or drained together came out interleaved.
 fn log(message: &str) {
-    eprintln!("uwsgid-python[{}]: {message}", std::process::id());
+    use std::io::Write;
+    let line = format!("uwsgid-python[{}]: {message}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
