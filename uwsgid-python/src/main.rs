@@ -163,13 +163,21 @@ fn fork_worker(master: i32) -> PyResult<i32> {
         }
         return Ok(middle);
     }
-    // The middle child: no Python, no allocation; fork the worker and leave.
+    // The middle child: no Python; fork the worker and leave.
     // SAFETY: getpid and fork in a single-threaded child; _exit runs no destructor.
     unsafe {
         let me = libc::getpid();
         let worker = libc::fork();
-        if worker != 0 {
-            libc::_exit(if worker > 0 { 0 } else { 1 });
+        if worker < 0 {
+            // The zygote is single-threaded: allocating here is safe.
+            log(&format!(
+                "zygote: cannot fork a worker: {}",
+                std::io::Error::last_os_error()
+            ));
+            libc::_exit(1);
+        }
+        if worker > 0 {
+            libc::_exit(0);
         }
         // The worker: wait until the master is our parent, then die with it.
         if !wait_reparented(me, master) {
