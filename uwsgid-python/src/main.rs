@@ -12,6 +12,11 @@
 //! [`server::Server`]. Options of its own, taken before the runner sees the rest:
 //! `--home DIR` (a virtualenv: its `bin/python` becomes the interpreter's program name, so
 //! `sys.prefix` and `site-packages` are the venv's; its Python version must be the linked one).
+//!
+//! The zygote's double fork is native ([`fork_worker`], `_uwsgid.fork_worker`, used by the
+//! runner's `fork_worker` when it exists): the middle child runs no Python at all (it forks and
+//! leaves), and the worker waits for its re-parenting on a pidfd of the middle instead of
+//! polling, so a reload's workers do not queue behind one another's sleeps.
 
 mod server;
 
@@ -24,8 +29,11 @@ use pyo3::types::PyList;
 
 const PROG: &str = "uwsgid-python";
 
+/// One line on stderr in one write (see `server::log`).
 fn log(message: &str) {
-    eprintln!("{PROG}[{}]: {message}", std::process::id());
+    use std::io::Write;
+    let line = format!("{PROG}[{}]: {message}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// The interpreter whose prefix and `site-packages` the embedded one uses when no `--home` is
@@ -178,10 +186,102 @@ fn start_python(program: Option<&Path>) -> Result<(), StartError> {
     Ok(())
 }
 
+/// `_uwsgid.fork_worker(master)`: the zygote's double fork. In the zygote it returns the
+/// middle child's pid (for the caller to reap); in the worker it returns 0, once the worker is
+/// the child of `master` (re-parented when the middle left) with `PR_SET_PDEATHSIG` set.
+///
+/// Python's fork protocol is kept (`PyOS_BeforeFork` before, `PyOS_AfterFork_Parent` in the
+/// zygote, `PyOS_AfterFork_Child` in the worker) and both forks are glibc's, so `at_fork`
+/// hooks of Python and of C libraries run as with `os.fork`. The middle child touches no
+/// Python state: it forks the worker and `_exit`s, its pages never copied by a write.
+#[pyfunction]
+fn fork_worker(master: i32) -> PyResult<i32> {
+    // SAFETY: called with the GIL held (a #[pyfunction]), as PyOS_BeforeFork requires.
+    unsafe { pyo3::ffi::PyOS_BeforeFork() };
+    // SAFETY: the zygote is single-threaded (it starts no thread); Python is prepared above.
+    let middle = unsafe { libc::fork() };
+    if middle != 0 {
+        let err = std::io::Error::last_os_error();
+        // SAFETY: the parent side of the fork protocol, GIL held.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
+        if middle < 0 {
+            return Err(pyo3::exceptions::PyOSError::new_err(format!("fork: {err}")));
+        }
+        return Ok(middle);
+    }
+    // The middle child: no Python; fork the worker and leave.
+    // SAFETY: getpid and fork in a single-threaded child; _exit runs no destructor.
+    unsafe {
+        let me = libc::getpid();
+        let worker = libc::fork();
+        if worker < 0 {
+            // The zygote is single-threaded: allocating here is safe.
+            log(&format!(
+                "zygote: cannot fork a worker: {}",
+                std::io::Error::last_os_error()
+            ));
+            libc::_exit(1);
+        }
+        if worker > 0 {
+            libc::_exit(0);
+        }
+        // The worker: wait until the master is our parent, then die with it.
+        if !wait_reparented(me, master) {
+            libc::_exit(1); // the master is gone
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != master {
+            libc::_exit(1);
+        }
+        pyo3::ffi::PyOS_AfterFork_Child();
+    }
+    Ok(0)
+}
+
+/// In a worker whose parent is the `middle` child: true once the parent is `master` (the
+/// middle exited and the master, a child subreaper, adopted us), false if the master is gone
+/// or 5 s passed. The middle's exit is awaited on a pidfd (it becomes readable after the
+/// re-parenting); where pidfds are missing, the parent is polled every 0.2 ms.
+fn wait_reparented(middle: i32, master: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // SAFETY: pidfd_open takes a pid and flags; the fd returned is ours (closed below).
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, middle, 0) } as i32;
+    let mut seen_exit = false;
+    loop {
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() };
+        if parent == master || parent != middle {
+            if pidfd >= 0 {
+                // SAFETY: our pidfd, closed once.
+                unsafe { libc::close(pidfd) };
+            }
+            return parent == master;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if pidfd >= 0 && !seen_exit {
+            let mut p = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; readable once the middle has exited.
+            seen_exit =
+                unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 5000) as i32) } > 0;
+        } else {
+            // No pidfd, or readable yet not re-parented (never seen): look again shortly.
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
 /// The runner module, with [`server::Server`] in place of its own server.
 fn load_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let native = PyModule::new(py, "_uwsgid")?;
     server::register(&native)?;
+    native.add_function(pyo3::wrap_pyfunction!(fork_worker, &native)?)?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("_uwsgid", &native)?;

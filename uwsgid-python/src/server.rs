@@ -22,10 +22,12 @@
 //! `--limit-post` bodies on both protocols (413).
 //!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
-//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then `run`
-//! returns. The master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`)
-//! drains the same way but keeps the listeners and, once idle, stops the process (SIGSTOP)
-//! until a rollback's SIGCONT; a stop signal read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then the
+//! thread that finds the worker drained flushes Python's streams and exits 0 (the other
+//! threads are not woken and joined first: the master's reload waits for this exit). The
+//! master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`) drains the same
+//! way but keeps the listeners and, once idle, stops the process (SIGSTOP) until a
+//! rollback's SIGCONT; a stop signal read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
 //! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
 //! the Python stacks before the worker dies.
 
@@ -56,19 +58,26 @@ const MAX_TRAILER: usize = 64 * 1024;
 const MAX_DISCARD: u64 = 1 << 20;
 const RECV: usize = 64 * 1024;
 const SIGNAL_TOKEN: u64 = u64::MAX;
-/// The eventfd that wakes every thread at once when the worker is done draining.
-const WAKE_TOKEN: u64 = u64::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX - 1024;
 /// Connections accepted per listener wake-up (see `Engine::accept`).
 const ACCEPT_BATCH: usize = 1;
 /// Connections a worker that starts draining takes from each listener's backlog (see
 /// `Engine::start_drain`).
 const DRAIN_ACCEPT: usize = 16;
+/// The timerfd that ends an accept pause (see [`Engine::yield_accepts`]).
+const ACCEPT_TIMER_TOKEN: u64 = u64::MAX - 1;
+/// An accept pause per connection held, and its longest.
+const YIELD_PER_CONN: Duration = Duration::from_micros(200);
+const YIELD_MAX: Duration = Duration::from_millis(2);
 /// How often idle and stalled connections are looked at.
 const SWEEP: Duration = Duration::from_millis(250);
 
+/// One line on stderr in one write: `eprintln!` writes each piece of its format separately,
+/// and the lines of workers started or drained together came out interleaved.
 fn log(message: &str) {
-    eprintln!("uwsgid-python[{}]: {message}", std::process::id());
+    use std::io::Write;
+    let line = format!("uwsgid-python[{}]: {message}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -1019,9 +1028,13 @@ struct Engine {
     file_wrapper: Py<PyAny>,
     epoll: OwnedFd,
     signals: OwnedFd,
-    wake: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
+    /// Accepts are yielded to the other workers until the timer fires (see `yield_accepts`).
+    accept_timer: OwnedFd,
+    accept_paused: AtomicBool,
+    /// Other workers share the listeners (`UWSGID_PROCESSES` > 1).
+    peers: bool,
     table: Mutex<Table>,
     draining: Arc<AtomicBool>,
     /// Told to park (`--auto-snapshot`): draining without closing the listeners, then
@@ -1139,17 +1152,6 @@ impl Server {
             })
             .collect();
         let names = names.join(", ");
-        // A forked worker is adopted (its cell reset with our pid) when the master reads the
-        // announcement it sent before serving: wait for that briefly, so that every request
-        // is counted from the first.
-        if let Some(b) = &engine.board {
-            for _ in 0..500 {
-                if b.cell().is_some() {
-                    break;
-                }
-                py.allow_threads(|| std::thread::sleep(Duration::from_millis(1)));
-            }
-        }
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let msg = format!(
                 "READY=1\nSTATUS=serving on {names} with {} threads{}",
@@ -1163,6 +1165,20 @@ impl Server {
             "ready: serving on {names} with {} threads (native)",
             self.threads
         ));
+        // A forked worker is adopted (its cell reset with our pid) when the master reads the
+        // announcement it sent before READY=1: nothing is accepted before that (briefly
+        // waited for), so that every request is counted from the first. READY=1 is not held
+        // back by this wait: the master reads both datagrams in order, and the listeners'
+        // backlog keeps what arrives meanwhile.
+        if let Some(b) = &engine.board {
+            for _ in 0..2000 {
+                if b.cell().is_some() {
+                    break;
+                }
+                py.allow_threads(|| std::thread::sleep(Duration::from_micros(250)));
+            }
+        }
+        engine.set_accepting(true);
         let engine = Arc::new(engine);
         py.allow_threads(|| {
             let mut handles = Vec::new();
@@ -1342,18 +1358,19 @@ impl Engine {
             SIGNAL_TOKEN,
         )?;
         // SAFETY: a new eventfd we own.
-        let wake = unsafe {
-            OwnedFd::from_raw_fd(cvt(libc::eventfd(
-                0,
-                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+        // SAFETY: a new timerfd we own.
+        let accept_timer = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
             ))?)
         };
         epoll_ctl(
             epoll.as_raw_fd(),
             libc::EPOLL_CTL_ADD,
-            wake.as_raw_fd(),
+            accept_timer.as_raw_fd(),
             libc::EPOLLIN as u32,
-            WAKE_TOKEN,
+            ACCEPT_TIMER_TOKEN,
         )?;
         let mut ls = Vec::new();
         let mut uwsgi_listeners = Vec::new();
@@ -1381,9 +1398,14 @@ impl Engine {
             file_wrapper,
             epoll,
             signals,
-            wake,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
+            accept_timer,
+            accept_paused: AtomicBool::new(false),
+            peers: std::env::var("UWSGID_PROCESSES")
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 1),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
             park: Mutex::new(PARK_NONE),
@@ -1410,13 +1432,12 @@ impl Engine {
         if let Some(b) = &e.board {
             b.cell();
         }
-        e.set_accepting(true);
         Ok(e)
     }
 
     fn set_accepting(&self, on: bool) {
         let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
-        if *acc == on || (on && self.draining.load(SeqCst)) {
+        if *acc == on || (on && (self.draining.load(SeqCst) || self.accept_paused.load(SeqCst))) {
             return;
         }
         let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -1475,10 +1496,10 @@ impl Engine {
             let busy_events = InAccept::enter(&self.in_events);
             for ev in &events[..n as usize] {
                 let token = ev.u64;
-                if token == WAKE_TOKEN {
-                    continue; // never read: level-triggered, it wakes every thread to leave
-                } else if token == SIGNAL_TOKEN {
+                if token == SIGNAL_TOKEN {
                     self.on_signals();
+                } else if token == ACCEPT_TIMER_TOKEN {
+                    self.resume_accepts();
                 } else if token >= LISTENER_TOKEN {
                     self.accept((token - LISTENER_TOKEN) as usize);
                 } else {
@@ -1660,6 +1681,7 @@ impl Engine {
             if !self.accept_from(lfd.0, &lfd.1, uwsgi) {
                 return;
             }
+            self.yield_accepts();
         }
     }
 
@@ -1785,6 +1807,70 @@ impl Engine {
             }
         }
         true
+    }
+
+    /// Let the other workers take the next connections for a moment when this one already
+    /// holds several. With `EPOLLEXCLUSIVE` a connection wakes the first worker waiting on
+    /// the listener, and a worker that is running finds the listener still readable: one
+    /// worker could take most of a burst of keep-alive clients (29 of 32 was seen with 2
+    /// workers on a loaded machine) and answer them 10x slower than the other. So a worker
+    /// that keeps `k` connections after an accept takes its listeners out of its epoll set
+    /// for `k x` [`YIELD_PER_CONN`] (at most [`YIELD_MAX`]): arrivals meanwhile wake the
+    /// others, whatever is still queued after the pause is taken here, and the worker is
+    /// put back at the end of the listener's wait queue. A connection answered and closed
+    /// at once (`Connection: close`) leaves nothing held: no pause.
+    fn yield_accepts(&self) {
+        if !self.peers || self.draining.load(SeqCst) {
+            return;
+        }
+        let held = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
+        if held == 0 {
+            return;
+        }
+        let pause = (YIELD_PER_CONN * held as u32).min(YIELD_MAX);
+        if self.accept_paused.swap(true, SeqCst) {
+            return;
+        }
+        self.set_accepting(false);
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: pause.as_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: arming our timerfd with a valid itimerspec.
+        let r = unsafe {
+            libc::timerfd_settime(
+                self.accept_timer.as_raw_fd(),
+                0,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            self.resume_accepts();
+        }
+    }
+
+    /// The accept pause is over: take the listeners back (unless draining or full).
+    fn resume_accepts(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading the 8-byte expiration count of our non-blocking timerfd.
+        unsafe {
+            libc::read(
+                self.accept_timer.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                8,
+            )
+        };
+        self.accept_paused.store(false, SeqCst);
+        if self.table.lock().unwrap_or_else(|p| p.into_inner()).live < self.max_conns {
+            self.set_accepting(true);
+        }
     }
 
     /// Put a connection back into its slot (owned by nobody), or free the slot if `None`.
@@ -2779,17 +2865,31 @@ impl Engine {
                 self.park();
             } else if live_now == 0 && still_draining {
                 self.exit.store(true, SeqCst);
-                let one: u64 = 1;
-                // SAFETY: an 8-byte write to our eventfd.
-                unsafe {
-                    libc::write(
-                        self.wake.as_raw_fd(),
-                        &one as *const u64 as *const libc::c_void,
-                        8,
-                    );
-                }
+                self.exit_drained();
             }
         }
+    }
+
+    /// Drained (no connection, no request): leave now, from this thread. The other threads
+    /// wait in `epoll_wait` holding nothing; waking and joining each first only delayed the
+    /// exit the master waits for to complete a reload. What `run`'s caller would do next is
+    /// done here: Python's streams flushed, `_exit(0)`.
+    fn exit_drained(&self) -> ! {
+        let reason = self
+            .drain_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        log(&format!("drained after {reason}, exiting"));
+        Python::with_gil(|py| {
+            for stream in ["stdout", "stderr"] {
+                if let Ok(s) = py.import("sys").and_then(|m| m.getattr(stream)) {
+                    let _ = s.call_method0("flush");
+                }
+            }
+        });
+        // SAFETY: leaving the process; _exit runs no destructor that could touch Python.
+        unsafe { libc::_exit(0) }
     }
 }
 

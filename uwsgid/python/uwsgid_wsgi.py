@@ -1612,6 +1612,9 @@ def zygote(listeners, args):
     libc = ctypes.CDLL(None, use_errno=True)
     buf = b""
     if args.standby:
+        # What does not depend on the application is done before ``load``: the ``uwsgi``
+        # module (it imports json) is the same module whenever it is made.
+        install_uwsgi_module()
         while b"\n" not in buf:
             buf = read_more(control, buf)
             if buf is None:
@@ -1676,6 +1679,29 @@ def fork_worker(app, listeners, args, master, libc, control, slot, generation):
     """Fork the middle child (returned, for the caller to reap) that forks the worker."""
     sys.stdout.flush()
     sys.stderr.flush()
+    native = getattr(sys.modules.get("_uwsgid"), "fork_worker", None)
+    if native is not None:
+        # uwsgid-python: the same double fork, natively (the middle runs no Python; the
+        # worker is back here re-parented to the master, its parent-death signal set).
+        try:
+            middle = native(master)
+        except OSError as e:
+            log("zygote: cannot fork worker %d: %s" % (slot, e))
+            return None
+        if middle:
+            return middle
+        code = 1
+        try:
+            run_forked_worker(app, listeners, args, master, libc, control, slot, generation,
+                              None)
+            code = 0
+        except BaseException:
+            try:
+                log("worker %d: internal error:\n%s" % (slot, format_exc()))
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
     try:
         middle = os.fork()
     except OSError as e:
@@ -1705,9 +1731,10 @@ def run_forked_worker(app, listeners, args, master, libc, control, slot, generat
     # ``middle`` comes from the middle child itself: read here with getppid(), it could already
     # be init's pid (the middle exited, the master was killed meanwhile), and the wait below
     # would then last its whole deadline instead of ending at once.
+    # ``middle`` is None when the native fork already waited for the re-parenting.
     os.close(control)
     deadline = time.monotonic() + 5.0
-    while True:
+    while middle is not None:
         parent = os.getppid()
         if parent == master:
             break
