@@ -596,15 +596,19 @@ class SnapUwsgi(SnapMixin, Uwsgi):
 
 
 def time_to_release(server, release, t0, timeout=60.0):
-    """Milliseconds from t0 until the server answers `release` on every probe: the time of
-    the first answer of the final run of 2 x workers consecutive probes (fresh connections)
-    that all answered it; None on a timeout. Errors and other answers reset the run."""
+    """Milliseconds from t0 until the server answers `release` on every probe: the time the
+    first answer of the final run of 2 x workers consecutive probes (fresh connections, one at
+    a time) that all answered it arrived; None on a timeout. Errors and other answers reset
+    the run."""
     need = 2 * server.workers
     run, first = 0, None
     deadline = t0 + timeout
     while now() < deadline:
-        t = now()
         st, body = http_get(server.port, server.probe, timeout=2.0)
+        # When the answer came, not when the probe was sent: a probe held in the listen
+        # queue while the server has no worker (uWSGI between generations) is answered by
+        # the new one only at the end of the reload.
+        t = now()
         if st == 200 and body.strip() == release.encode():
             if run == 0:
                 first = t

@@ -1567,6 +1567,25 @@ impl Engine {
             *acc = false;
         }
         drop(acc);
+        // As in `start_drain`: a connection whose EPOLLEXCLUSIVE wake-up came to us just
+        // before the listeners left our set wakes no other worker, and with every client
+        // waiting on it, it would wait in the backlog while we stop (a probe of the rollback
+        // bench waited out its 2 s timeout). What is pending now is served before we park.
+        let listeners: Vec<(RawFd, (String, String))> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(fd, local)| (fd.as_raw_fd(), local.clone()))
+            .collect();
+        for (i, (fd, local)) in listeners.iter().enumerate() {
+            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
+            for _ in 0..DRAIN_ACCEPT {
+                if !self.accept_from(*fd, local, uwsgi) {
+                    break;
+                }
+            }
+        }
         *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 

@@ -1039,7 +1039,14 @@ impl std::error::Error for ConfigError {}
 /// Parse the process's arguments (and the configuration files they name) into Args plus
 /// warnings. The configuration language is [`crate::config`]'s.
 pub fn parse_args(argv: &[String]) -> Result<(Args, Vec<String>), ConfigError> {
-    let expanded = crate::config::expand(argv).map_err(ConfigError::Config)?;
+    parse_expanded(crate::config::expand(argv).map_err(ConfigError::Config)?)
+}
+
+/// [`parse_args`] of a configuration already read (`--check-config` prints its verdicts
+/// first, and reading it once keeps a reload's check child short).
+pub fn parse_expanded(
+    expanded: crate::config::Expanded,
+) -> Result<(Args, Vec<String>), ConfigError> {
     if !expanded.refused.is_empty() {
         return Err(ConfigError::Refused(expanded.refused));
     }
@@ -1716,7 +1723,18 @@ impl Config {
 
     /// Load the configuration from a full argv (program name first).
     pub fn load(argv: &[String]) -> Result<(Args, Config, Vec<String>), ConfigError> {
-        let (args, mut warnings) = parse_args(argv)?;
+        Config::load_expanded(
+            argv,
+            crate::config::expand(argv).map_err(ConfigError::Config),
+        )
+    }
+
+    /// [`Config::load`] of `argv`'s configuration, already read.
+    pub fn load_expanded(
+        argv: &[String],
+        expanded: Result<crate::config::Expanded, ConfigError>,
+    ) -> Result<(Args, Config, Vec<String>), ConfigError> {
+        let (args, mut warnings) = parse_expanded(expanded?)?;
         for (option, addrs) in [
             ("--http", &args.http),
             ("--http11-socket", &args.http11_socket),

@@ -64,13 +64,15 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    // Read once: `--check-config` prints the verdict for every key of the configuration
+    // files (refused ones included) before judging the whole.
+    let expanded = config::expand(&argv).map_err(cli::ConfigError::Config);
     if check_only {
-        // The verdict for every key of the configuration files, refused ones included.
-        for v in config::verdicts(&argv) {
+        for v in expanded.iter().flat_map(|e| &e.verdicts) {
             println!("{v}");
         }
     }
-    match cli::Config::load(&argv) {
+    match cli::Config::load_expanded(&argv, expanded) {
         Ok((_, config, warnings)) => {
             if check_only {
                 for w in &warnings {
