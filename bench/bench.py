@@ -427,6 +427,18 @@ class UwsgidPySock(UwsgidPy):
                                  "--threads", "8"]
 
 
+class UwsgidSock(Uwsgid):
+    """uwsgid's built-in handler (no Python) on a uwsgi-protocol socket: what nginx and the
+    machine leave to any server behind uwsgi_pass."""
+
+    def __init__(self, workdir, workers, tag):
+        super().__init__(workdir, workers, tag)
+        self.uwsgi_port = free_port()
+
+    def argv(self):
+        return super().argv() + ["--socket", "127.0.0.1:%d" % self.uwsgi_port]
+
+
 class Nginx:
     kind = "nginx"
 
@@ -1549,6 +1561,12 @@ class Bench:
         wp = out.get("worker_pss16_kib", {})
         self.row("python app: worker PSS, 16 workers", "KiB", wp.get(o), wp.get(u),
                  wp[o] / wp[u] if wp.get(o) and wp.get(u) else None, unit="KiB")
+        b = "uwsgid-builtin"
+        if rps.get(b) and rps.get(u):
+            self.row("nginx -> uwsgi_pass -> uwsgid built-in handler (no Python): the ceiling",
+                     "req/s", rps.get(b), rps.get(u), rps[b] / rps[u],
+                     "ceiling/uWSGI: the best ratio a Python server reaches here", None,
+                     unit="req/s")
         st = out.get("storm", {})
         so, su = st.get(o, {}), st.get(u, {})
         sc = "python app: /sleep?ms=50, HUP every 1s"
@@ -1580,10 +1598,17 @@ class Bench:
             return
         q = self.quick
         out = self.results["scenarios"].setdefault("nginx_uwsgi", {})
-        key = lambda s: "uwsgid-py" if isinstance(s, UwsgidPy) else s.kind  # noqa: E731
-        for srv in [UwsgidPySock(self.workdir, 2, "ngx"), UwsgiSock(self.workdir, 2, "ngx")]:
-            ng = Nginx(self.workdir, 2, "127.0.0.1:%d" % srv.uwsgi_port)
-            try:
+        key = lambda s: ("uwsgid-py" if isinstance(s, UwsgidPy) else  # noqa: E731
+                         "uwsgid-builtin" if isinstance(s, UwsgidSock) else s.kind)
+        # Every server with its own nginx, all started first; then the wrk rounds interleaved
+        # (each server once per round); the built-in handler (no Python at all) is the ceiling
+        # that nginx and the machine leave to any Python server here.
+        pairs = []
+        try:
+            for srv in [UwsgidPySock(self.workdir, 2, "ngx"), UwsgiSock(self.workdir, 2, "ngx"),
+                        UwsgidSock(self.workdir, 2, "ngx-builtin")]:
+                ng = Nginx(self.workdir, 2, "127.0.0.1:%d" % srv.uwsgi_port)
+                pairs.append((srv, ng))
                 srv.start()
                 srv.wait_ready(60)
                 ng.start()
@@ -1598,18 +1623,21 @@ class Bench:
                             pass
                     out["uwsgid_worker_program"] = sorted(exes)
                     log("nginx -> uwsgid-py: the workers run %s" % ", ".join(sorted(exes)))
-                for i in range(1 if q else 3):
+            for i in range(2 if q else 5):
+                for srv, ng in pairs:
                     self.wrk(ng.port, "/", 1)
                     d = self.wrk(ng.port, "/", 3 if q else 5)
                     out.setdefault("wrk", {}).setdefault(key(srv), []).append(d)
-                    log("nginx -> %s wrk: %.0f req/s p99 %.2f ms errors %d" % (
-                        key(srv), d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+                    log("nginx -> %s wrk, round %d: %.0f req/s p99 %.2f ms errors %d" % (
+                        key(srv), i, d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+            for srv, ng in pairs[:2]:
                 settle(srv)
                 res = self.storm_once(srv, "/", 5 if q else 10, port=ng.port)
                 out.setdefault("storm", {})[key(srv)] = res
                 log("nginx -> %s reload storm: %d reloads, %s requests, %d errors" % (
                     key(srv), res["reloads"], res.get("requests"), res["errors"]))
-            finally:
+        finally:
+            for srv, ng in pairs:
                 ng.stop()
                 srv.stop()
         o, u = "uwsgid-py", "uwsgi"
@@ -1622,6 +1650,12 @@ class Bench:
         pr = p99[u] / p99[o] if p99.get(o) and p99.get(u) else None
         self.row(sc, "p99 ms", p99.get(o), p99.get(u), pr, "no worse",
                  (p99[o] <= p99[u]) if pr else None, unit="ms")
+        b = "uwsgid-builtin"
+        if rps.get(b) and rps.get(u):
+            self.row("nginx -> uwsgi_pass -> uwsgid built-in handler (no Python): the ceiling",
+                     "req/s", rps.get(b), rps.get(u), rps[b] / rps[u],
+                     "ceiling/uWSGI: the best ratio a Python server reaches here", None,
+                     unit="req/s")
         st = out.get("storm", {})
         so, su = st.get(o, {}), st.get(u, {})
         self.row("nginx -> python app, HUP every 1s", "failed requests", so.get("errors"),
