@@ -1500,13 +1500,17 @@ class Bench:
                     broken = set()
                     for rep in range(3 if q else 5):
                         said = []
-                        for mode in ("single", "double") if fl else ():
-                            time.sleep(0.15)
-                            try:
-                                ms = fl.measure(mode, n)
-                            except Exception as e:
-                                ms = None
-                                log("floor %s %d: %s" % (mode, n, e))
+                        for mode in ("single", "double"):
+                            ms = None
+                            if fl:
+                                time.sleep(0.15)
+                                try:
+                                    ms = fl.measure(mode, n)
+                                except Exception as e:
+                                    # out of step with its answers: no more floor this run
+                                    log("floor %s %d: %s (floor left out)" % (mode, n, e))
+                                    fl.close()
+                                    fl = None
                             flo.setdefault(mode, []).append(ms)
                             said.append("floor %s %s" % (
                                 mode, "%.1f ms" % ms if ms is not None else "-"))
