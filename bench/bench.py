@@ -1589,16 +1589,12 @@ class Bench:
         sm = {k: median(v) for k, v in out.get("start_ms", {}).items()}
         self.row_speed("python app: start to first 200 (4 workers)", "median ms", sm.get(o),
                        sm.get(u))
-        rm = {k: median(v) for k, v in out.get("reload4_ms", {}).items()}
-        self.row_speed("python app: graceful reload, 4 workers", "median ms", rm.get(o),
-                       rm.get(u), 2)
-        rm16 = {k: median(v) for k, v in out.get("reload16_ms", {}).items()}
-        self.row_speed("python app: graceful reload, 16 workers", "median ms", rm16.get(o),
-                       rm16.get(u), 2)
-        for n, meds in ((4, rm), (16, rm16)):
+        for n in (4, 16):
+            meds = {k: median(v) for k, v in out.get("reload%d_ms" % n, {}).items()}
+            sc = "python app: graceful reload, %d workers" % n
+            self.row_speed(sc, "median ms", meds.get(o), meds.get(u), 2)
             # the floor beside the reloads of the same run: x floor is how many times the
             # floor each server's reload took; uWSGI's is the best ratio any server can reach
-            sc = "python app: graceful reload, %d workers" % n
             for mode in ("single", "double"):
                 f = median(out.get("floor%d_ms" % n, {}).get(mode) or [])
                 self.row(sc, "floor, %s fork: median ms" % mode, f, None, unit="ms")

@@ -22,7 +22,7 @@ so a server that leaves 30 of 32 connections waiting in its backlog shows the la
 2 it serves: "answered" says who served everyone. (wrk's Lua `response()` is given no
 connection, so the count is the kernel's view of wrk's sockets.)
 
-Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N] [--rows 1,2,3,4]
+Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N] [--rows 1,2,3,4,5]
 Writes bench/results/peers-DATE.json and prints a table; ratios are uwsgid / peer (req/s).
 """
 
