@@ -1469,6 +1469,7 @@ class Bench:
     def python_app(self):
         if not self.have_ours:
             return
+        import floor  # bench/floor.py, beside this file
         q = self.quick
         out = self.results["scenarios"].setdefault("python_app", {})
 
@@ -1489,31 +1490,86 @@ class Bench:
                         wp = srv.worker_pids()
                         out.setdefault("worker_rss_kib", {})[key(srv)] = median(
                             [rss_kib(p) for p in wp])
-                        for rep in range(3 if q else 5):
-                            settle(srv)
-                            r = reload_once(srv, KINDS["graceful"], 60)
-                            out.setdefault("reload4_ms", {}).setdefault(key(srv), []).append(
-                                r.get("ms"))
-                            log("%s graceful reload (python app, 4 workers): %s" % (
-                                key(srv), "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
                 finally:
                     srv.stop()
-        for srv in pair(16, "py16"):
-            try:
-                srv.start()
-                srv.wait_ready(60)
-                for rep in range(3 if q else 5):
-                    settle(srv)
-                    r = reload_once(srv, KINDS["graceful"], 60)
-                    out.setdefault("reload16_ms", {}).setdefault(key(srv), []).append(r.get("ms"))
-                    log("%s graceful reload (python app, 16 workers): %s" % (
-                        key(srv), "%.1f ms" % r["ms"] if "ms" in r else r["error"]))
-                settle(srv)
-                time.sleep(1.0)
-                out.setdefault("worker_pss16_kib", {})[key(srv)] = median(
-                    [pss_kib(p) for p in srv.worker_pids()])
-            finally:
-                srv.stop()
+        # Graceful reloads of 4 and 16 workers, interleaved with the floor (bench/floor.py:
+        # the same interpreter forking N workers that each send one datagram, from a child
+        # subreaper, single and double fork): per repetition the floor, uwsgid, uWSGI. Both
+        # servers are up at once (the idle one costs nothing), each measurement after the
+        # same quiet moment, so load from elsewhere lands on all three alike.
+        fl = None
+        try:
+            fl = floor.FloorProcess()
+            out["floor_python"] = fl.python
+        except Exception as e:
+            log("reload floor not measured: %r" % e)
+        try:
+            for n in (4, 16):
+                servers = pair(n, "pyreload%d" % n)
+                rel = out.setdefault("reload%d_ms" % n, {})
+                flo = out.setdefault("floor%d_ms" % n, {})
+                try:
+                    for srv in servers:
+                        srv.start()
+                    for srv in servers:
+                        srv.wait_ready(60)
+                    broken = set()
+                    for rep in range(3 if q else 5):
+                        said = []
+                        for mode in ("single", "double"):
+                            ms = None
+                            if fl:
+                                time.sleep(0.15)
+                                try:
+                                    ms = fl.measure(mode, n)
+                                except Exception as e:
+                                    # out of step with its answers: no more floor this run
+                                    log("floor %s %d: %s (floor left out)" % (mode, n, e))
+                                    fl.close()
+                                    fl = None
+                            flo.setdefault(mode, []).append(ms)
+                            said.append("floor %s %s" % (
+                                mode, "%.1f ms" % ms if ms is not None else "-"))
+                        for srv in servers:
+                            if key(srv) in broken:
+                                rel.setdefault(key(srv), []).append(None)
+                                continue
+                            settle(srv, 60)
+                            r = reload_once(srv, KINDS["graceful"], 60)
+                            rel.setdefault(key(srv), []).append(r.get("ms"))
+                            if "error" in r:
+                                broken.add(key(srv))
+                            said.append("%s %s" % (key(srv), "%.1f ms" % r["ms"] if "ms" in r
+                                                   else r["error"]))
+                        log("python app graceful reload, %d workers, rep %d: %s" % (
+                            n, rep + 1, ", ".join(said)))
+                    if n == 16:
+                        # PSS with the server alone: the two servers' processes map the
+                        # same libpython, whose shared pages would lower both figures
+                        servers[1].stop()
+                        settle(servers[0], 60)
+                        time.sleep(1.0)
+                        out.setdefault("worker_pss16_kib", {})[key(servers[0])] = median(
+                            [pss_kib(p) for p in servers[0].worker_pids()])
+                finally:
+                    for srv in servers:
+                        srv.stop()
+        finally:
+            if fl:
+                fl.close()
+        # uWSGI's PSS alone, after one graceful reload as uwsgid's was after its reloads
+        srv = Uwsgi(self.workdir, 16, "pypss16")
+        try:
+            srv.start()
+            srv.wait_ready(60)
+            settle(srv, 60)
+            reload_once(srv, KINDS["graceful"], 60)
+            settle(srv, 60)
+            time.sleep(1.0)
+            out.setdefault("worker_pss16_kib", {})[key(srv)] = median(
+                [pss_kib(p) for p in srv.worker_pids()])
+        finally:
+            srv.stop()
         servers = pair(2, "pytput")
         try:
             for srv in servers:
@@ -1549,12 +1605,18 @@ class Bench:
         sm = {k: median(v) for k, v in out.get("start_ms", {}).items()}
         self.row_speed("python app: start to first 200 (4 workers)", "median ms", sm.get(o),
                        sm.get(u))
-        rm = {k: median(v) for k, v in out.get("reload4_ms", {}).items()}
-        self.row_speed("python app: graceful reload, 4 workers", "median ms", rm.get(o),
-                       rm.get(u), 2)
-        rm16 = {k: median(v) for k, v in out.get("reload16_ms", {}).items()}
-        self.row_speed("python app: graceful reload, 16 workers", "median ms", rm16.get(o),
-                       rm16.get(u), 2)
+        for n in (4, 16):
+            meds = {k: median(v) for k, v in out.get("reload%d_ms" % n, {}).items()}
+            sc = "python app: graceful reload, %d workers" % n
+            self.row_speed(sc, "median ms", meds.get(o), meds.get(u), 2)
+            # the floor beside the reloads of the same run: x floor is how many times the
+            # floor each server's reload took; uWSGI's is the best ratio any server can reach
+            for mode in ("single", "double"):
+                f = median(out.get("floor%d_ms" % n, {}).get(mode) or [])
+                self.row(sc, "floor, %s fork: median ms" % mode, f, None, unit="ms")
+                self.row(sc, "x %s-fork floor (uwsgid | uWSGI)" % mode,
+                         meds[o] / f if f and meds.get(o) else None,
+                         meds[u] / f if f and meds.get(u) else None, unit="x")
         wr = out.get("worker_rss_kib", {})
         self.row("python app: idle worker RSS", "KiB", wr.get(o), wr.get(u),
                  wr[o] / wr[u] if wr.get(o) and wr.get(u) else None, unit="KiB")

@@ -10,14 +10,26 @@ Only one server is under load at a time.
 
 Rows (wrk -t2, 2 workers): hello with one connection per request (`Connection: close`;
 uWSGI on --http-socket), hello with keep-alive (uWSGI on --http11-socket), a 10 KB response
-(keep-alive), a 1 MB POST echoed as its length (keep-alive, 8 connections).
+(keep-alive), a 1 MB POST echoed as its length (keep-alive, 8 connections), and hello with
+keep-alive on 2 connections, one per worker (row 5: the like-for-like latency row, since
+uWSGI's --http11-socket worker of 1 thread serves one connection at a time).
 
-Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N] [--rows 1,2,3,4]
+Every row gives req/s, p50 and p99 (wrk's latency of the requests that were answered) and
+errors. Keep-alive rows also give "answered": how many of wrk's connections had received any
+byte from the server near the end of the run (the client sockets' `bytes_received` from
+`ss -ti`, taken 0.5 s before wrk stops). wrk's latency figures only cover answered requests,
+so a server that leaves 30 of 32 connections waiting in its backlog shows the latency of the
+2 it serves: "answered" says who served everyone. (wrk's Lua `response()` is given no
+connection, so the count is the kernel's view of wrk's sockets.)
+
+Usage: bench/run peers [--quick] [--threads 1,8] [--seconds N] [--rows 1,2,3,4,5]
 Writes bench/results/peers-DATE.json and prints a table; ratios are uwsgid / peer (req/s).
 """
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,20 +149,61 @@ class Server:
                 self.proc.wait(5)
 
 
-def wrk(port, path, seconds, conns=32, close=False, script=LUA):
+def client_sockets(port):
+    """Bytes received so far by every established client socket to `port` on loopback (wrk's
+    connections), from `ss -ti`; None where ss is missing or fails."""
+    if not shutil.which("ss"):
+        return None
+    try:
+        p = subprocess.run(["ss", "-Htni", "state", "established", "( dport = :%d )" % port],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if p.returncode != 0:
+        return None
+    socks = []
+    for line in p.stdout.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            socks.append(0)  # a socket's first line; its details follow, indented
+        elif socks:
+            m = re.search(r"\bbytes_received:(\d+)", line)
+            if m:
+                socks[-1] = int(m.group(1))
+    return socks
+
+
+def wrk(port, path, seconds, conns=32, close=False, script=LUA, count_answered=False):
     cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % seconds, "--timeout", "5s", "-s", script]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=seconds + 30)
-    for line in p.stdout.splitlines():
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    socks = None
+    try:
+        if count_answered:
+            # 0.5 s before the end: every connection has had the whole run to be answered
+            time.sleep(max(0.3, seconds - 0.5))
+            socks = client_sockets(port)
+        stdout, _ = p.communicate(timeout=seconds + 30)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
             d = json.loads(line[8:])
             d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
             d["errors"] = d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
+            if socks is not None:
+                d["conns"] = conns
+                d["conns_seen"] = len(socks)
+                d["answered"] = sum(1 for b in socks if b > 0)
+                d["conn_bytes"] = sorted(socks)
             return d
-    raise RuntimeError("wrk gave no report: %s" % p.stdout[-500:])
+    raise RuntimeError("wrk gave no report: %s" % stdout[-500:])
 
 
 def post_script(workdir):
@@ -171,6 +224,11 @@ ROWS = [
     ("10 KB response, keep-alive", "/10k", False, 32,
      ["uwsgid", "uwsgi-http11", "granian", "gunicorn-gthread"]),
     ("1 MB POST echo, keep-alive", "/echo", False, 8,
+     ["uwsgid", "uwsgi-http11", "granian", "gunicorn-gthread"]),
+    # one connection per worker: what uWSGI's --http11-socket (1 connection per worker at a
+    # time) is measured on in the rows above, given to every server (gunicorn sync has no
+    # keep-alive, as in the other keep-alive rows)
+    ("hello, keep-alive, 2 connections", "/", False, 2,
      ["uwsgid", "uwsgi-http11", "granian", "gunicorn-gthread"]),
 ]
 
@@ -207,10 +265,13 @@ def main():
                         srv.wait()
                         script = post if path == "/echo" else LUA
                         wrk(srv.port, path, 1, conns, close, script)  # warm-up
-                        d = wrk(srv.port, path, seconds, conns, close, script)
+                        d = wrk(srv.port, path, seconds, conns, close, script,
+                                count_answered=not close)
                         per.setdefault(name, []).append(d)
-                        log("%s | %s: %.0f req/s, p99 %.2f ms, errors %d" % (
-                            key, name, d["rps"], d["p99_us"] / 1000.0, d["errors"]))
+                        log("%s | %s: %.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d%s" % (
+                            key, name, d["rps"], d["p50_us"] / 1000.0, d["p99_us"] / 1000.0,
+                            d["errors"], ", answered %d/%d connections" % (
+                                d["answered"], conns) if "answered" in d else ""))
                     except Exception as e:  # one server failing must not end the run
                         log("%s | %s: %s" % (key, name, e))
                         per.setdefault(name, []).append({"error": str(e)})
@@ -222,18 +283,27 @@ def main():
     out = os.path.join(HERE, "results", "peers-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
-    print("%-52s %-17s %10s %9s %7s %10s" % ("row", "server", "req/s", "p99 ms", "errors",
-                                              "uwsgid/x"))
+    fmt = "%-56s %-17s %10s %9s %9s %7s %9s %10s"
+    print(fmt % ("row", "server", "req/s", "p50 ms", "p99 ms", "errors", "answered",
+                 "uwsgid/x"))
     for key, per in results["rows"].items():
         ours = median([d.get("rps") for d in per.get("uwsgid", [])])
         for name, ds in per.items():
             rps = median([d.get("rps") for d in ds])
+            p50 = median([d.get("p50_us") for d in ds])
             p99 = median([d.get("p99_us") for d in ds])
             errs = sum(d.get("errors", 0) for d in ds)
+            # the worst round: a server serves everyone only if it did in every round
+            ans = [d for d in ds if "answered" in d]
+            answered = "%d/%d" % (min(d["answered"] for d in ans), ans[0]["conns"]) \
+                if ans else "-"
             ratio = "" if name == "uwsgid" or not (rps and ours) else "%.2fx" % (ours / rps)
-            print("%-52s %-17s %10s %9s %7s %10s" % (
-                key[:52], name, "%.0f" % rps if rps else "-",
-                "%.2f" % (p99 / 1000.0) if p99 else "-", errs, ratio))
+            print(fmt % (
+                key[:56], name, "%.0f" % rps if rps else "-",
+                "%.2f" % (p50 / 1000.0) if p50 else "-",
+                "%.2f" % (p99 / 1000.0) if p99 else "-", errs, answered, ratio))
+    print("answered: connections (of wrk's) that had received any byte 0.5 s before the end "
+          "of the run, from ss; wrk's latencies cover answered requests only.")
     print("data: %s" % out)
 
 
