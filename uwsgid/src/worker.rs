@@ -129,6 +129,8 @@ pub struct WorkerSetup<'a> {
     pub notify_addr: Option<String>,
     /// The `--logto` file, reopened when the master's log epoch changes.
     pub logto: Option<PathBuf>,
+    /// The log epoch when the master forked us (of the fd 2 we inherited).
+    pub log_epoch: u32,
     /// Which listeners speak the uwsgi protocol, and its limits.
     pub uwsgi: UwsgiSetup,
     /// Static maps, request log ([`crate::options`]).
@@ -374,7 +376,10 @@ impl<'a> Worker<'a> {
             accept_unlogged: 0,
             reqlog,
         };
-        worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
+        // A reopen the master did since it forked us is followed now (its SIGCONT may have
+        // come before we read the epoch).
+        worker.log_epoch = worker.setup.log_epoch;
+        worker.check_log();
         worker.paused = worker.setup.board.paused();
         if !worker.paused {
             worker.start_accepting()?;
