@@ -22,8 +22,10 @@
 //! `--limit-post` bodies on both protocols (413).
 //!
 //! SIGTERM and SIGHUP drain (stop accepting, close our listener copies, finish requests in
-//! flight with `Connection: close`, close idle connections after [`DRAIN_IDLE`]), then the
-//! thread that finds the worker drained flushes Python's streams and exits 0 (the other
+//! flight with `Connection: close`, close idle connections by the built-in worker's rule,
+//! [`uwsgid::worker::idle_deadline`]: [`uwsgid::worker::DRAIN_GRACE`] from the drain's start
+//! for a keep-alive one, [`HEAD_TIMEOUT`] from its accept for one with no request yet), then
+//! the thread that finds the worker drained flushes Python's streams and exits 0 (the other
 //! threads are not woken and joined first: the master's reload waits for this exit). The
 //! master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`) drains the same
 //! way but keeps the listeners and, once idle, stops the process (SIGSTOP) until a
@@ -48,8 +50,6 @@ use uwsgid::uwsgi_proto;
 
 /// A request head must be complete this long after its first byte (the built-in worker's).
 pub const HEAD_TIMEOUT: Duration = uwsgid::worker::HEAD_TIMEOUT;
-/// A draining worker closes a keep-alive connection once idle this long.
-pub const DRAIN_IDLE: Duration = uwsgid::worker::DRAIN_IDLE;
 /// Longest request head (request line and fields) unless `--buffer-size` says otherwise.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunked trailer section.
@@ -1003,6 +1003,9 @@ struct Conn {
     buf: Vec<u8>,
     head_started: Option<Instant>,
     last: Instant,
+    /// When it was accepted, while it has not sent its first request (the drain rule keeps
+    /// its head deadline, `uwsgid::worker::idle_deadline`).
+    fresh: Option<Instant>,
     peer: (String, String),
     local: (String, String),
     /// Accepted on a uwsgi listener: one packet, its body, one answer, closed.
@@ -1037,6 +1040,8 @@ struct Engine {
     peers: bool,
     table: Mutex<Table>,
     draining: Arc<AtomicBool>,
+    /// Since when `draining` is set (draining or parking): the sweep's idle rule counts from it.
+    drain_since: Mutex<Option<Instant>>,
     /// Told to park (`--auto-snapshot`): draining without closing the listeners, then
     /// stopped (SIGSTOP) once idle, until the master's SIGCONT.
     /// [`PARK_NONE`], [`PARK_PARKING`] or [`PARK_STOPPING`]; `draining` changes with it
@@ -1408,6 +1413,7 @@ impl Engine {
                 .is_some_and(|n| n > 1),
             table: Mutex::new(Table::default()),
             draining: Arc::new(AtomicBool::new(false)),
+            drain_since: Mutex::new(None),
             park: Mutex::new(PARK_NONE),
             in_accept: AtomicUsize::new(0),
             in_events: AtomicUsize::new(0),
@@ -1552,6 +1558,7 @@ impl Engine {
             }
             *park = PARK_PARKING;
         }
+        self.mark_drain_start();
         let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
         if *acc {
             let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -1621,12 +1628,22 @@ impl Engine {
             if r {
                 *park = PARK_NONE;
                 self.draining.store(false, SeqCst);
+                *self.drain_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             r
         };
         if resumed {
             self.set_accepting(true);
         }
+    }
+
+    /// The drain (or park) starts now, unless it already had: the idle connections' grace
+    /// counts from here (`maybe_sweep`).
+    fn mark_drain_start(&self) {
+        self.drain_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
     }
 
     fn start_drain(&self, why: &str) {
@@ -1638,6 +1655,7 @@ impl Engine {
                 return;
             }
         }
+        self.mark_drain_start();
         *self.drain_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
         let taken = {
             let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
@@ -1785,6 +1803,7 @@ impl Engine {
                 buf: Vec::new(),
                 head_started: None,
                 last: Instant::now(),
+                fresh: Some(Instant::now()),
                 peer,
                 local: local.clone(),
                 uwsgi,
@@ -2021,6 +2040,7 @@ impl Engine {
                     return After::Close;
                 }
                 Judged::Ready => {
+                    conn.fresh = None;
                     self.busy.fetch_add(1, SeqCst);
                     let keep = self.serve_request(conn);
                     self.busy.fetch_sub(1, SeqCst);
@@ -2030,7 +2050,7 @@ impl Engine {
                         if keep {
                             // A keep-alive answer while draining: the client may be sending
                             // its next request; it is served (with Connection: close) if it
-                            // comes within DRAIN_IDLE, by the sweep's rules.
+                            // comes within uwsgid::worker::DRAIN_GRACE, by the sweep's rules.
                             return After::Rearm;
                         }
                         return After::Close;
@@ -2829,7 +2849,12 @@ impl Engine {
                 };
         }
         let draining = self.draining.load(SeqCst);
-        let idle_limit = if draining { DRAIN_IDLE } else { self.keepalive };
+        let since = if draining {
+            let mut since = self.drain_since.lock().unwrap_or_else(|p| p.into_inner());
+            Some(*since.get_or_insert(now))
+        } else {
+            None
+        };
         let mut expired = Vec::new();
         let live = {
             let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -2838,7 +2863,11 @@ impl Engine {
                 let stalled = c
                     .head_started
                     .is_some_and(|h| now.duration_since(h) >= HEAD_TIMEOUT);
-                let idle = c.buf.is_empty() && now.duration_since(c.last) >= idle_limit;
+                // A request that arrived since epoll looked is not closed under (a reset):
+                // its event is on the way.
+                let idle = c.buf.is_empty()
+                    && now >= uwsgid::worker::idle_deadline(c.last, self.keepalive, c.fresh, since)
+                    && !uwsgid::worker::has_input(c.fd.as_raw_fd());
                 if stalled || idle {
                     let token = (idx as u64) | ((s.gen as u64) << 32);
                     expired.push((token, s.conn.take(), stalled));

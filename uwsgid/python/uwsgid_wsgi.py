@@ -110,8 +110,24 @@ def log(message):
 # Startup: options, inherited listeners, the application
 
 
-# While draining, an idle keep-alive connection is closed once idle this long (seconds).
-DRAIN_IDLE = 0.15
+# While draining, an idle keep-alive connection is given this long (seconds) from the drain's
+# start to send its next request, answered with Connection: close (the built-in worker's
+# DRAIN_GRACE, uwsgid/src/worker.rs, which says why 2 s).
+DRAIN_GRACE = 2.0
+
+
+def idle_deadline(last, idle_limit, accepted, closing_since):
+    """When an idle connection is closed, by the built-in worker's rule (uwsgid::worker::
+    idle_deadline): `last` + `idle_limit` normally; while draining (since `closing_since`)
+    never later, and never sooner than DRAIN_GRACE after the drain started (or after `last`);
+    a connection with no request yet (`accepted`: when) keeps HEAD_TIMEOUT from its accept."""
+    normal = last + idle_limit
+    if closing_since is None:
+        return normal
+    keep = max(closing_since, last) + DRAIN_GRACE
+    if accepted is not None:
+        keep = max(keep, accepted + HEAD_TIMEOUT)
+    return min(keep, normal)
 
 
 class Options:
@@ -490,6 +506,7 @@ class Connection:
         self.server_addr = server_addr
         self.buf = bytearray()
         self.idle_since = time.monotonic()
+        self.accepted = self.idle_since  # when accepted, until its first request (then None)
         self.uwsgi = False  # accepted on a uwsgi listener (LISTEN_FDNAMES "uwsgi=...")
         self.head_started = None  # when the first byte of an incomplete head arrived
         self.max_head = MAX_HEADER_BYTES  # --buffer-size when given
@@ -1000,6 +1017,7 @@ class Server:
         self.idle = {}  # socket fd -> Connection waiting in the selector
         self.accepting = False
         self.draining = False
+        self.drain_at = None  # time.monotonic() when the drain started
         self.drain_started = False
         self.drain_reason = None
         self.ready_extra = ""  # more sd_notify lines for READY (a forked worker's slot)
@@ -1022,6 +1040,7 @@ class Server:
         if signum in (signal.SIGINT, signal.SIGQUIT):
             os._exit(128 + signum)
         if not self.draining:
+            self.drain_at = time.monotonic()
             self.draining = True
             self.drain_reason = signal.Signals(signum).name
         self.wake()
@@ -1162,13 +1181,12 @@ class Server:
         if not self.idle:
             return None
         now = time.monotonic()
-        limit = DRAIN_IDLE if self.draining else self.args.keepalive_timeout
         next_deadline = None
         for fd, conn in list(self.idle.items()):
             if conn.head_started is not None:
                 deadline = conn.head_started + HEAD_TIMEOUT
             else:
-                deadline = conn.idle_since + limit
+                deadline = self.idle_deadline(conn)
             if deadline <= now:
                 self.selector.unregister(conn.sock)
                 del self.idle[fd]
@@ -1183,6 +1201,10 @@ class Server:
                 next_deadline = deadline
         return None if next_deadline is None else max(0.0, next_deadline - now)
 
+    def idle_deadline(self, conn):
+        since = self.drain_at if self.draining else None
+        return idle_deadline(conn.idle_since, self.args.keepalive_timeout, conn.accepted, since)
+
     def start_drain(self):
         if not self.drain_started:
             self.drain_started = True
@@ -1192,9 +1214,10 @@ class Server:
             for sock, _ in self.listeners:
                 sock.close()  # our copy only: other workers keep the listeners open
         # An idle connection whose request is already here is served (with Connection:
-        # close). The others are closed once idle for DRAIN_IDLE: a client that got a
-        # keep-alive response a moment ago may be sending its next request right now, and
-        # closing under it would fail that request; given a moment, it is answered with
+        # close). The others are closed at their idle_deadline: a client that got a
+        # keep-alive response may be sending its next request right now, and one that has
+        # just connected its first, and closing under it would fail that request; given
+        # DRAIN_GRACE (a new connection: its head deadline), it is answered with
         # Connection: close instead.
         ready = set()
         if self.idle:
@@ -1209,7 +1232,7 @@ class Server:
                 self.selector.unregister(conn.sock)
                 del self.idle[fd]
                 self.submit(conn)
-            elif now - conn.idle_since >= DRAIN_IDLE:
+            elif conn.head_started is None and self.idle_deadline(conn) <= now:
                 self.selector.unregister(conn.sock)
                 del self.idle[fd]
                 conn.close()
@@ -1271,6 +1294,7 @@ class Server:
                 log("%s uwsgi packet refused: truncated, the peer closed after %d bytes"
                     % (peer_text(conn.peer), len(conn.buf)))
             return False
+        conn.accepted = None
         started = time.monotonic()
         counted = self.board is not None and self.board.begin("%s %s" % (req.method, req.target))
         sent = conn.sent

@@ -16,6 +16,10 @@
 //! Timeouts, so that no client holds a worker's connection slot forever: a request head must
 //! arrive within [`HEAD_TIMEOUT`] of its first byte, an idle keep-alive connection is closed
 //! after [`IDLE_TIMEOUT`], a response that makes no progress for [`WRITE_TIMEOUT`] is dropped.
+//! While draining (or paused, or parking) idle connections are closed by [`idle_deadline`]: a
+//! connection with no request yet keeps [`HEAD_TIMEOUT`] from its accept, a keep-alive one
+//! gets [`DRAIN_GRACE`] from the drain's start to send its next request (answered with
+//! `Connection: close`); the master's mercy bounds it all.
 //!
 //! Memory per connection is bounded whatever the client does: static files are streamed from
 //! the open file (`sendfile`, or `pread` into a [`FILE_CHUNK`] buffer where the kernel cannot),
@@ -35,8 +39,57 @@ use crate::scoreboard::{self, Cell, Scoreboard};
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A draining worker closes a keep-alive connection once it has been idle this long.
-pub const DRAIN_IDLE: Duration = Duration::from_millis(150);
+/// What a draining worker gives an idle keep-alive connection, from the drain's start (or
+/// from its last answer, if later), to send its next request, which is then answered with
+/// `Connection: close`: closing it earlier races with a client that is sending, which then
+/// gets a reset or an EOF instead of an answer. 2 s covers a client that sends back to back
+/// but is scheduled late on a loaded machine, and the short think time of a proxy's pooled
+/// connection, while a reload with truly idle clients still ends within about 2 s (the
+/// master's `--worker-reload-mercy`, 60 s by default, bounds it anyway). See [`idle_deadline`].
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// When a connection with nothing in progress (no partial head, no answer being sent) is
+/// closed: `last` (its last activity) + `idle_limit` (the keep-alive timeout) normally.
+/// While the worker drains (since `closing_since`) it is never later than that, and never
+/// sooner than [`DRAIN_GRACE`] after the drain started (or after `last`, if later); a
+/// connection that has not sent its first request yet (`accepted`: when) keeps its request
+/// head deadline, [`HEAD_TIMEOUT`] from its accept, as a client that connected just before
+/// the drain may be about to send. The same rule in every worker kind (the native Python
+/// worker, the stdlib runner's copy in `python/uwsgid_wsgi.py`).
+pub fn idle_deadline(
+    last: Instant,
+    idle_limit: Duration,
+    accepted: Option<Instant>,
+    closing_since: Option<Instant>,
+) -> Instant {
+    let normal = last + idle_limit;
+    let Some(since) = closing_since else {
+        return normal;
+    };
+    let grace = since.max(last) + DRAIN_GRACE;
+    let keep = match accepted {
+        Some(at) => grace.max(at + HEAD_TIMEOUT),
+        None => grace,
+    };
+    keep.min(normal)
+}
+
+/// Whether bytes wait unread on socket `fd` (a request that arrived after the loop last
+/// looked): an idle connection is not closed under them, which would reset it.
+pub fn has_input(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: peeking at most one byte into a local; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            &mut byte as *mut u8 as *mut libc::c_void,
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
 /// Connections one worker holds at most; beyond it the worker stops accepting until one
 /// closes, and new connections wait in the backlog for a worker with room.
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -76,6 +129,8 @@ pub struct WorkerSetup<'a> {
     pub notify_addr: Option<String>,
     /// The `--logto` file, reopened when the master's log epoch changes.
     pub logto: Option<PathBuf>,
+    /// The log epoch when the master forked us (of the fd 2 we inherited).
+    pub log_epoch: u32,
     /// Which listeners speak the uwsgi protocol, and its limits.
     pub uwsgi: UwsgiSetup,
     /// Static maps, request log ([`crate::options`]).
@@ -167,6 +222,8 @@ struct Conn {
     started_us: u64,
     line: String,
     last_activity: Instant,
+    /// When it was accepted, while it has not sent its first request (see [`idle_deadline`]).
+    fresh: Option<Instant>,
     close_after_write: bool,
     /// The request being answered, for its log line (only while request logging is on).
     log: Option<crate::reqlog::RequestInfo>,
@@ -200,6 +257,8 @@ struct Worker<'a> {
     /// Told to park (`--auto-snapshot`, `master::snapshot`): accepting nothing, finishing
     /// the requests in flight, then stopping itself until a rollback's SIGCONT.
     parking: bool,
+    /// Since when the worker drains, pauses or parks ([`Worker::closing`]).
+    closing_since: Option<Instant>,
     pid: u32,
     log_epoch: u32,
     open_conns: usize,
@@ -308,6 +367,7 @@ impl<'a> Worker<'a> {
             draining: false,
             paused: false,
             parking: false,
+            closing_since: None,
             pid: std::process::id(),
             log_epoch: 0,
             open_conns: 0,
@@ -316,7 +376,10 @@ impl<'a> Worker<'a> {
             accept_unlogged: 0,
             reqlog,
         };
-        worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
+        // A reopen the master did since it forked us is followed now (its SIGCONT may have
+        // come before we read the epoch).
+        worker.log_epoch = worker.setup.log_epoch;
+        worker.check_log();
         worker.paused = worker.setup.board.paused();
         if !worker.paused {
             worker.start_accepting()?;
@@ -507,14 +570,18 @@ impl<'a> Worker<'a> {
             self.mark_keepalive_closing();
         } else {
             crate::log!("resumed");
+            if !self.closing() {
+                self.closing_since = None;
+            }
             self.start_accepting()?;
         }
         Ok(())
     }
 
     /// While draining or paused, connections answer their next response with
-    /// `Connection: close`, and idle ones are closed after [`DRAIN_IDLE`].
+    /// `Connection: close`, and idle ones are closed by [`idle_deadline`] (from now).
     fn mark_keepalive_closing(&mut self) {
+        self.closing_since.get_or_insert_with(Instant::now);
         for c in self.conns.iter_mut().flatten() {
             c.keep_alive = false;
         }
@@ -535,6 +602,9 @@ impl<'a> Worker<'a> {
             libc::raise(libc::SIGSTOP);
         }
         self.parking = false;
+        if !self.closing() {
+            self.closing_since = None;
+        }
         self.handle_signals()?;
         self.start_accepting()
     }
@@ -617,6 +687,7 @@ impl<'a> Worker<'a> {
                 started_us: 0,
                 line: String::new(),
                 last_activity: Instant::now(),
+                fresh: Some(Instant::now()),
                 close_after_write: false,
                 log: None,
                 interest: READ_INTEREST,
@@ -834,6 +905,7 @@ impl<'a> Worker<'a> {
             let conn = self.conns[idx].as_mut().expect("live connection");
             conn.served_since = Some(Instant::now());
             conn.head_started = None;
+            conn.fresh = None;
             match parsed {
                 Err((status, why)) => {
                     self.cell().bad_requests.fetch_add(1, Relaxed);
@@ -1241,12 +1313,8 @@ impl<'a> Worker<'a> {
         if let Some(t) = c.head_started {
             return t + HEAD_TIMEOUT;
         }
-        let idle = if self.closing() {
-            DRAIN_IDLE
-        } else {
-            IDLE_TIMEOUT
-        };
-        c.last_activity + idle
+        let since = self.closing_since.filter(|_| self.closing());
+        idle_deadline(c.last_activity, IDLE_TIMEOUT, c.fresh, since)
     }
 
     fn run_timers(&mut self) {
@@ -1288,6 +1356,10 @@ impl<'a> Worker<'a> {
                         conn.inbuf.clear();
                         self.respond(idx, 408, "text/plain", b"request head timed out\n".to_vec());
                         self.flush(idx);
+                    } else if has_input(c.fd.as_raw_fd()) {
+                        // A request arrived since epoll looked: served at the next turn
+                        // (epoll reports it at once), not reset by closing under it.
+                        continue;
                     } else {
                         self.close(idx);
                     }
@@ -1314,5 +1386,63 @@ mod signal_tests {
         }
         assert!(acts_on(libc::SIGUSR1, 99, 10, 10));
         assert!(acts_on(libc::SIGWINCH, 0, 10, 10));
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::{idle_deadline, DRAIN_GRACE, HEAD_TIMEOUT, IDLE_TIMEOUT};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn not_draining_the_idle_timeout_alone_counts() {
+        let t = Instant::now();
+        assert_eq!(idle_deadline(t, IDLE_TIMEOUT, None, None), t + IDLE_TIMEOUT);
+        assert_eq!(
+            idle_deadline(t, IDLE_TIMEOUT, Some(t), None),
+            t + IDLE_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_keep_alive_connection_gets_the_grace_from_the_drain_start() {
+        let t = Instant::now();
+        // Idle for 10 s when the drain starts: the grace counts from the drain.
+        let since = t + Duration::from_secs(10);
+        assert_eq!(
+            idle_deadline(t, IDLE_TIMEOUT, None, Some(since)),
+            since + DRAIN_GRACE
+        );
+        // Answered (keep-alive) after the drain started: from that answer.
+        let last = since + Duration::from_millis(300);
+        assert_eq!(
+            idle_deadline(last, IDLE_TIMEOUT, None, Some(since)),
+            last + DRAIN_GRACE
+        );
+        // Never later than the keep-alive timeout would have closed it.
+        let since = t + IDLE_TIMEOUT - Duration::from_millis(100);
+        assert_eq!(
+            idle_deadline(t, IDLE_TIMEOUT, None, Some(since)),
+            t + IDLE_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_connection_without_a_request_keeps_its_head_deadline() {
+        let t = Instant::now();
+        let since = t + Duration::from_millis(50);
+        assert_eq!(
+            idle_deadline(t, IDLE_TIMEOUT, Some(t), Some(since)),
+            t + HEAD_TIMEOUT
+        );
+        // Accepted long before the drain: still the grace from the drain's start.
+        let since = t + Duration::from_secs(20);
+        assert_eq!(
+            idle_deadline(t, IDLE_TIMEOUT, Some(t), Some(since)),
+            since + DRAIN_GRACE
+        );
+        // A short keep-alive timeout (the Python runner's option) still bounds it.
+        let short = Duration::from_secs(1);
+        assert_eq!(idle_deadline(t, short, Some(t), Some(t)), t + short);
     }
 }

@@ -505,7 +505,8 @@ fn runner_drains_on_sigterm() {
     let mut idle = runner.connect();
     assert_eq!(idle.get("/").status, 200);
     // In flight (held by the app until released) when the SIGTERM comes: the idle connection
-    // is closed and STOPPING=1 sent while it is still held, so neither waited for it.
+    // is closed (after the drain's grace, DRAIN_GRACE) and STOPPING=1 sent while it is still
+    // held, so neither waited for it.
     let mut slow = runner.connect();
     runner.hold(&mut slow, "slow");
     runner.signal(nix::sys::signal::Signal::SIGTERM);
@@ -516,7 +517,7 @@ fn runner_drains_on_sigterm() {
     assert!(stopping.stopping, "{stopping:?}");
     assert!(
         idle.closed_by_server(),
-        "idle keep-alive connection closed at once"
+        "idle keep-alive connection closed while the slow request is held"
     );
     runner.release("slow");
     let resp = slow.response(false);
