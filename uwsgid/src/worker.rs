@@ -76,6 +76,8 @@ pub struct WorkerSetup<'a> {
     pub notify_addr: Option<String>,
     /// The `--logto` file, reopened when the master's log epoch changes.
     pub logto: Option<PathBuf>,
+    /// The master's log epoch when it forked this worker (the one its inherited fd 2 is of).
+    pub log_epoch: u32,
     /// Which listeners speak the uwsgi protocol, and its limits.
     pub uwsgi: UwsgiSetup,
     /// Static maps, request log ([`crate::options`]).
@@ -316,7 +318,10 @@ impl<'a> Worker<'a> {
             accept_unlogged: 0,
             reqlog,
         };
-        worker.log_epoch = worker.setup.board.header().log_epoch.load(Relaxed);
+        // A reopen between the fork and here bumped the epoch: follow it now, before anything
+        // is served or logged (its SIGCONT, still pending, then finds nothing more to do).
+        worker.log_epoch = worker.setup.log_epoch;
+        worker.check_log();
         worker.paused = worker.setup.board.paused();
         if !worker.paused {
             worker.start_accepting()?;

@@ -133,14 +133,18 @@ impl Master {
     /// Fork a child that becomes `what`; its pid, in the master.
     pub(super) fn fork_child(&self, what: Child) -> std::io::Result<i32> {
         let master_pid = std::process::id() as i32;
+        // The log epoch that goes with the fd 2 the child inherits: read here, before the fork,
+        // since the master may reopen the log (and bump the shared epoch) before the child
+        // reads it, which would leave the child on the old file believing it current.
+        let log_epoch = self.table.board.header().log_epoch.load(Relaxed);
         match sys::fork()? {
             sys::Fork::Parent(pid) => Ok(pid),
-            sys::Fork::Child => self.exec_child(what, master_pid),
+            sys::Fork::Child => self.exec_child(what, master_pid, log_epoch),
         }
     }
 
     /// In the forked child: become `what`. Never returns.
-    fn exec_child(&self, what: Child, master_pid: i32) -> ! {
+    fn exec_child(&self, what: Child, master_pid: i32, log_epoch: u32) -> ! {
         if let Child::Worker { cell, .. } = &what {
             // SAFETY: getpid in the child.
             let me = unsafe { libc::getpid() };
@@ -213,6 +217,7 @@ impl Master {
                 check_static,
                 notify_addr: Some(addr.clone()),
                 logto,
+                log_epoch,
                 serve: self.config.serve.clone(),
                 uwsgi: crate::worker::UwsgiSetup::of(&self.listeners, &self.config),
             }),
