@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use uwsgi_tests::*;
+use uwsgid::master::recycle;
 
 fn recycles(d: &Daemon, cause: &str) -> u64 {
     d.stats()["uwsgid"]["recycles"][cause].as_u64().unwrap_or(0)
@@ -151,16 +152,27 @@ fn memory_recycle(option: &str, cause: &str, name: &str) {
     );
     let pid = d.worker_pids()[0];
     assert_eq!(d.get("/alloc?mb=80").unwrap().0, 200);
+    let grown = Instant::now();
     d.wait_log(&format!("recycled ({}", &option[2..]));
+    // How long the master took to see the grown worker: at most one memory period and a tick,
+    // plus whatever this machine adds now.
+    let noticed = grown.elapsed();
     let s = d.wait_stats("the worker replaced", |s| {
         let w = &s["workers"][0];
         (all_ready(s) && w["pid"].as_i64() != Some(pid)).then(|| s.clone())
     });
     assert_eq!(s["uwsgid"]["recycles"][cause], 1);
     assert_eq!(d.get("/").unwrap().0, 200);
-    // The fresh worker is small again: no second recycle.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(recycles(&d, cause), 1);
+    // The fresh worker is small again: no second recycle. Nothing shows a memory check that
+    // found nothing, so this is a window without a recycle: one full memory period and tick
+    // (every check of a ready worker is at most that far apart), plus the delay measured
+    // above, so a fresh worker still over the limit would have been recycled within it.
+    let window = recycle::MEMORY_EVERY + recycle::TICK + noticed;
+    let second = poll(window, || (recycles(&d, cause) != 1).then(|| d.log_text()));
+    assert!(
+        second.is_none(),
+        "a second recycle within {window:?}: {second:?}"
+    );
 }
 
 #[test]
@@ -180,15 +192,32 @@ fn overlapping_short_requests_never_look_stuck() {
     let dir = TestDir::new("harakiri-overlap");
     let d = Daemon::start(&dir, &["--processes", "1", "--harakiri", "1"]);
     let load = Load::start(&d.addr, 6, "/sleep?ms=400");
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(3) {
-        d.assert_alive();
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    overlap_until_proven(&d, load, 6, Duration::from_millis(400));
+}
+
+/// Let `load` (`clients` clients of requests lasting `each`, on one worker with `--harakiri
+/// 1`) run until it has kept a request in flight for twice the harakiri limit and tick, and
+/// fail at once on a harakiri or a failed request. The span is counted in requests, not
+/// waited for: a client's requests follow one another, so once `clients * k` have been
+/// answered some client has made k in a row, `k * each` at least.
+fn overlap_until_proven(d: &Daemon, load: Load, clients: u64, each: Duration) {
+    let span = (Duration::from_secs(1) + recycle::TICK) * 2;
+    let k = span.as_millis().div_ceil(each.as_millis()) as u64;
+    let needed = clients * k;
+    wait_for(
+        &format!("{needed} overlapping requests"),
+        Duration::from_secs(120),
+        || {
+            d.assert_alive();
+            assert!(load.errors.lock().unwrap().is_empty(), "{:?}", load.errors);
+            assert_eq!(recycles(d, "harakiri"), 0, "{}", d.log_text());
+            (load.ok() >= needed).then_some(())
+        },
+    );
     let (ok, errors) = load.finish();
-    assert!(ok >= 20, "only {ok} requests");
+    assert!(ok >= needed, "only {ok} requests");
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(recycles(&d, "harakiri"), 0, "{}", d.log_text());
+    assert_eq!(recycles(d, "harakiri"), 0, "{}", d.log_text());
 }
 
 const STUCK_APP: &str = r#"
@@ -303,13 +332,5 @@ fn overlapping_python_requests_on_threads_never_look_stuck() {
         ],
     );
     let load = Load::start(&d.addr, 6, "/");
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(4) {
-        d.assert_alive();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (ok, errors) = load.finish();
-    assert!(ok >= 20, "only {ok} requests");
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(recycles(&d, "harakiri"), 0, "{}", d.log_text());
+    overlap_until_proven(&d, load, 6, Duration::from_millis(400));
 }

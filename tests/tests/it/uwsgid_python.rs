@@ -20,8 +20,26 @@ from wsgiref.validate import validator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+def hold(tag):
+    # Say which worker holds the request (written whole: a reader never sees it empty), then
+    # answer only once the test releases it (bounded: a test that forgets fails on the body).
+    held = os.path.join(HERE, "held-" + tag)
+    with open(held + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(held + ".tmp", held)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(HERE, "release-" + tag)):
+        if time.monotonic() > deadline:
+            return b"never released"
+        time.sleep(0.005)
+    return ("released %s in %d" % (tag, os.getpid())).encode()
+
 def raw_app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/hold":
+        body = hold(environ["QUERY_STRING"].split("=", 1)[1])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
     if path == "/echo":
         h = hashlib.sha256()
         n = 0
@@ -207,6 +225,29 @@ fn get(d: &Daemon, path: &str) -> (u16, String) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
     let (st, _, body) = exchange(&d.addr, req.as_bytes());
     (st, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A request the app holds in `/hold?tag=T` until [`release`]: the worker that holds it (read
+/// from the file the app writes once the request is in it) and the thread waiting for the answer.
+fn hold_request(d: &Daemon, tag: &str) -> (i64, std::thread::JoinHandle<(u16, String)>) {
+    let addr = d.addr.clone();
+    let req = format!("GET /hold?tag={tag} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let answer = std::thread::spawn(move || {
+        let (st, _, body) = exchange(&addr, req.as_bytes());
+        (st, String::from_utf8_lossy(&body).into_owned())
+    });
+    let file = d.dir.join(format!("held-{tag}"));
+    let pid = wait_for(
+        &format!("request {tag} held in the app"),
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&file).ok()?.trim().parse().ok(),
+    );
+    (pid, answer)
+}
+
+/// Let the app answer the request held under `tag`.
+fn release(d: &Daemon, tag: &str) {
+    std::fs::write(d.dir.join(format!("release-{tag}")), "").unwrap();
 }
 
 fn assert_no_app_error(d: &Daemon) {
@@ -418,6 +459,8 @@ fn exceptions_before_and_after_start_response() {
 fn silent_and_slow_clients_do_not_hold_the_threads() {
     let dir = TestDir::new("py-silent");
     let d = serve(&dir, &["--processes", "1", "--threads", "2"]);
+    let worker = d.worker_pids()[0];
+    let before = socket_inodes(worker as i32);
     let mut idle = Vec::new();
     for i in 0..6 {
         let mut s = connect(&d.addr);
@@ -434,11 +477,21 @@ fn silent_and_slow_clients_do_not_hold_the_threads() {
                 if s.write_all(&[*b]).is_err() {
                     break;
                 }
+                // The pace is what makes this client slow (3 s for its head), not a wait.
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The GETs below count only once the worker holds all 7 connections (accepted, in its
+    // fds): before that, they would just be served first.
+    wait_for(
+        "the 6 idle and the slow connection accepted by the worker",
+        Duration::from_secs(20),
+        || {
+            let now = socket_inodes(worker as i32);
+            (now.iter().filter(|i| !before.contains(i)).count() >= 7).then_some(())
+        },
+    );
     for _ in 0..3 {
         let t = Instant::now();
         assert_eq!(get(&d, "/"), (200, "hello".into()));
@@ -674,19 +727,20 @@ urlpatterns = [path("", index)]
 fn sigusr2_dumps_every_thread_stack_to_the_log() {
     let dir = TestDir::new("py-stacks");
     let d = serve(&dir, &["--processes", "1", "--threads", "2"]);
-    let slow = {
-        let addr = d.addr.clone();
-        std::thread::spawn(move || {
-            exchange(&addr, b"GET /sleep?1500 HTTP/1.1\r\nHost: t\r\n\r\n").0
-        })
-    };
     let pid = d.worker_pids()[0];
-    std::thread::sleep(Duration::from_millis(300)); // the request is in time.sleep
-                                                    // SAFETY: SIGUSR2 to a worker of the daemon this test started.
+    let (holder, held) = hold_request(&d, "stacks");
+    assert_eq!(holder, pid);
+    // SAFETY: SIGUSR2 to a worker of the daemon this test started.
     unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
     let log = d.wait_log("in raw_app");
     assert!(log.contains("app.py"), "{log}");
-    assert_eq!(slow.join().unwrap(), 200);
+    // The thread serving the held request is in the dump, inside the app's `hold`.
+    assert!(log.contains("in hold"), "{log}");
+    release(&d, "stacks");
+    assert_eq!(
+        held.join().unwrap(),
+        (200, format!("released stacks in {pid}"))
+    );
     assert_eq!(
         get(&d, "/"),
         (200, "hello".into()),
@@ -753,29 +807,27 @@ fn stats_count_the_requests_of_python_workers() {
     for _ in 0..10 {
         assert_eq!(get(&d, "/").0, 200);
     }
-    let slow = {
-        let addr = d.addr.clone();
-        std::thread::spawn(move || {
-            exchange(&addr, b"GET /sleep?3000 HTTP/1.1\r\nHost: t\r\n\r\n").0
-        })
-    };
-    let s = d.wait_stats("the slow request in flight", |s| {
+    let (holder, held) = hold_request(&d, "stats");
+    // A worker counts a request once its answer is sent, a moment after the client has it:
+    // wait for all 10, and for the held one shown in flight by the worker that holds it.
+    let s = d.wait_stats("the 10 requests counted and the held one in flight", |s| {
         let ws = workers(s);
-        ws.iter()
-            .any(|w| w["status"] == "busy")
-            .then_some(s.clone())
+        let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
+        let shown = ws.iter().any(|w| {
+            w["pid"].as_i64() == Some(holder)
+                && w["status"] == "busy"
+                && w.to_string().contains("PATH_INFO=/hold")
+        });
+        (total >= 10 && shown).then_some(s.clone())
     });
     let ws = workers(&s);
-    let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
-    assert!(total >= 10, "requests not counted: {s}");
     assert!(ws.iter().any(|w| w["tx"].as_u64() > Some(0)), "{s}");
     assert!(ws.iter().all(|w| w["uwsgid"]["counters"] == "known"), "{s}");
-    let busy = ws.iter().find(|w| w["status"] == "busy").unwrap();
-    assert!(
-        busy.to_string().contains("PATH_INFO=/sleep"),
-        "the request in flight is shown: {busy}"
+    release(&d, "stats");
+    assert_eq!(
+        held.join().unwrap(),
+        (200, format!("released stats in {holder}"))
     );
-    assert_eq!(slow.join().unwrap(), 200);
     let s = d.wait_stats("the slow request counted", |s| {
         let ws = workers(s);
         let total: u64 = ws.iter().map(|w| w["requests"].as_u64().unwrap_or(0)).sum();
