@@ -16,8 +16,8 @@ uWSGI's --http11-socket worker of 1 thread serves one connection at a time).
 
 Every row gives req/s, p50 and p99 (wrk's latency of the requests that were answered) and
 errors. Keep-alive rows also give "answered": how many of wrk's connections had received any
-byte from the server near the end of the run (the client sockets' `bytes_received` from
-`ss -ti`, taken 0.5 s before wrk stops). wrk's latency figures only cover answered requests,
+byte from the server late in the run (the client sockets' `bytes_received` from `ss -ti`,
+taken 0.7 s before wrk stops, or at half time if that came too late). wrk's latency figures only cover answered requests,
 so a server that leaves 30 of 32 connections waiting in its backlog shows the latency of the
 2 it serves: "answered" says who served everyone. (wrk's Lua `response()` is given no
 connection, so the count is the kernel's view of wrk's sockets.)
@@ -181,12 +181,19 @@ def wrk(port, path, seconds, conns=32, close=False, script=LUA, count_answered=F
         cmd += ["-H", "Connection: close"]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    socks = None
+    socks, snaps, t0 = None, [], time.monotonic()
     try:
         if count_answered:
-            # 0.5 s before the end: every connection has had the whole run to be answered
-            time.sleep(max(0.3, seconds - 0.5))
-            socks = client_sockets(port)
+            # at half time and 0.7 s before the end; the later one is used unless it came too
+            # late (a loaded machine can delay it past wrk's end, when its sockets are closed)
+            for at in sorted({seconds * 0.5, max(seconds * 0.5, seconds - 0.7)}):
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                got = client_sockets(port)
+                if got is not None:
+                    snaps.append((time.monotonic() - t0, got))
+            good = [sk for at, sk in snaps if sk and at < seconds - 0.05] or \
+                [sk for _, sk in snaps if sk] or [sk for _, sk in snaps]
+            socks = good[-1] if good else None
         stdout, _ = p.communicate(timeout=seconds + 30)
     except BaseException:
         p.kill()
@@ -202,6 +209,8 @@ def wrk(port, path, seconds, conns=32, close=False, script=LUA, count_answered=F
                 d["conns_seen"] = len(socks)
                 d["answered"] = sum(1 for b in socks if b > 0)
                 d["conn_bytes"] = sorted(socks)
+                d["snapshots"] = [{"at_s": round(at, 3), "sockets": len(sk),
+                                   "answered": sum(1 for b in sk if b > 0)} for at, sk in snaps]
             return d
     raise RuntimeError("wrk gave no report: %s" % stdout[-500:])
 
@@ -302,8 +311,9 @@ def main():
                 key[:56], name, "%.0f" % rps if rps else "-",
                 "%.2f" % (p50 / 1000.0) if p50 else "-",
                 "%.2f" % (p99 / 1000.0) if p99 else "-", errs, answered, ratio))
-    print("answered: connections (of wrk's) that had received any byte 0.5 s before the end "
-          "of the run, from ss; wrk's latencies cover answered requests only.")
+    print("answered: connections (of wrk's) that had received any byte 0.7 s before the end "
+          "of the run (or at half time), from ss; wrk's latencies cover answered requests "
+          "only.")
     print("data: %s" % out)
 
 
