@@ -1574,10 +1574,8 @@ impl Engine {
             *acc = false;
         }
         drop(acc);
-        // As in `start_drain`: a connection whose EPOLLEXCLUSIVE wake-up came to us just
-        // before the listeners left our set wakes no other worker, and with every client
-        // waiting on it, it would wait in the backlog while we stop (a probe of the rollback
-        // bench waited out its 2 s timeout). What is pending now is served before we park.
+        // The listeners stay ours while parked: what is pending on them is served before we
+        // stop (a probe of the rollback bench waited out its 2 s timeout without this).
         let listeners: Vec<(RawFd, (String, String))> = self
             .listeners
             .lock()
@@ -1585,14 +1583,7 @@ impl Engine {
             .iter()
             .map(|(fd, local)| (fd.as_raw_fd(), local.clone()))
             .collect();
-        for (i, (fd, local)) in listeners.iter().enumerate() {
-            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
-            for _ in 0..DRAIN_ACCEPT {
-                if !self.accept_from(*fd, local, uwsgi) {
-                    break;
-                }
-            }
-        }
+        self.accept_pending(&listeners);
         *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
@@ -1675,19 +1666,11 @@ impl Engine {
             // Our copies only (closed below): the master and other workers keep theirs.
             std::mem::take(&mut *ls)
         };
-        // EPOLLEXCLUSIVE wakes one worker per new connection: if the wake-up went to us just
-        // before we stopped accepting, no other worker is woken for that connection, and
-        // with no newer clients (every client waiting on one) it would wait in the backlog.
-        // So what is pending now is taken and served like the requests in flight (answered
-        // with `Connection: close`); at most DRAIN_ACCEPT per listener.
-        for (i, (fd, local)) in taken.iter().enumerate() {
-            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
-            for _ in 0..DRAIN_ACCEPT {
-                if !self.accept_from(fd.as_raw_fd(), local, uwsgi) {
-                    break;
-                }
-            }
-        }
+        let pending: Vec<(RawFd, (String, String))> = taken
+            .iter()
+            .map(|(fd, local)| (fd.as_raw_fd(), local.clone()))
+            .collect();
+        self.accept_pending(&pending);
         drop(taken);
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let _ = uwsgid::notify::send(
@@ -1700,6 +1683,23 @@ impl Engine {
             self.busy.load(SeqCst)
         ));
         *self.next_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Take and serve what waits on `listeners` (fd, address), at most [`DRAIN_ACCEPT`] each,
+    /// right after they left our epoll set (a drain or a park). EPOLLEXCLUSIVE wakes one
+    /// worker per new connection: if the wake-up went to us just before we stopped
+    /// accepting, no other worker is woken for that connection, and with every client
+    /// waiting on one it would stay in the backlog. Served like the requests in flight
+    /// (answered with `Connection: close`).
+    fn accept_pending(&self, listeners: &[(RawFd, (String, String))]) {
+        for (i, (fd, local)) in listeners.iter().enumerate() {
+            let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
+            for _ in 0..DRAIN_ACCEPT {
+                if !self.accept_from(*fd, local, uwsgi) {
+                    break;
+                }
+            }
+        }
     }
 
     fn accept(&self, index: usize) {
