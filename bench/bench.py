@@ -659,7 +659,7 @@ def trigger(server, how):
         fifo_write(server.fifo, how[1])
 
 
-POLL = 0.0005  # stats polling interval while waiting for a reload to complete
+POLL = 0.0005  # polling interval (uwsgid: stats; uWSGI: /proc) while a reload completes
 
 
 def snapshot(server):
@@ -694,6 +694,30 @@ def completion(server, snap, doc):
                 and not ext.get("draining")), None, last
 
 
+# What a thread waiting for a connection shows in /proc/PID/task/TID/wchan.
+ACCEPT_WAITS = ("do_epoll_wait", "ep_poll", "inet_csk_accept", "do_sys_poll", "do_select")
+
+
+def waiting_to_accept(pid):
+    """Some thread of `pid` is blocked where a worker waits for its next connection."""
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                if f.read().strip() in ACCEPT_WAITS:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def uwsgi_replaced(server, old):
+    """uWSGI's reload is complete, judged from /proc without waking its master: the master
+    has exactly `workers` children, none of them a pre-reload pid, each waiting to accept."""
+    kids = server.children()
+    return (len(kids) == server.workers and not (set(kids) & old)
+            and all(waiting_to_accept(p) for p in kids))
+
+
 def reload_once(server, kind, timeout):
     """Send one reload and time it to completion. Returns a dict with ms or an error."""
     snap = snapshot(server)
@@ -709,6 +733,21 @@ def reload_once(server, kind, timeout):
     trigger(server, how)
     deadline = t0 + timeout
     polls = 0
+    if server.kind == "uwsgi":
+        # uWSGI's master sleeps up to 1 s between loops and every stats read wakes it: polled
+        # through its stats socket, its reloads look 10-30x faster than its users see them.
+        # So it is watched from /proc alone, and its stats are read once it is done.
+        while now() < deadline:
+            if server.proc.poll() is not None:
+                return {"error": "master exited during reload"}
+            polls += 1
+            if uwsgi_replaced(server, snap["old"]):
+                t1 = now()
+                server.remember_workers()
+                st, _ = http_get(server.port, "/")
+                return {"ms": (t1 - t0) * 1000.0, "http_ok": st == 200, "polls": polls}
+            time.sleep(POLL)
+        return {"error": "timeout after %.0fs" % timeout}
     while now() < deadline:
         if server.proc.poll() is not None:
             return {"error": "master exited during reload"}
@@ -1014,9 +1053,13 @@ class Bench:
             # reloads, not that bug
             t_w = now()
             while snap and now() < t_end:
-                doc = srv.stats()
-                if doc and completion(srv, snap, doc)[0]:
-                    break
+                if srv.kind == "uwsgi":
+                    if uwsgi_replaced(srv, snap["old"]):  # from /proc: see reload_once
+                        break
+                else:
+                    doc = srv.stats()
+                    if doc and completion(srv, snap, doc)[0]:
+                        break
                 if srv.proc.poll() is not None:
                     break
                 time.sleep(0.01)

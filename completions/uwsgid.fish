@@ -81,6 +81,7 @@ complete -c uwsgid -l mount -d 'Python app under URL prefix /PREFIX: APP is a fi
 complete -c uwsgid -l master -d 'Accepted for uWSGI compatibility: uwsgid always runs a master'
 complete -c uwsgid -l die-on-term -d 'SIGTERM stops gracefully (requests in flight finish) instead of a brutal reload'
 complete -c uwsgid -l auto-snapshot -d 'Keep the previous generation parked after a graceful, workers or chain reload (no CPU, its memory held) so that a rollback (SIGURG, FIFO b) restores it; built-in and native Python workers only'
+complete -c uwsgid -l no-defer-accept -d 'Accept TCP connections as soon as they are made, not when their first bytes arrive (TCP_DEFER_ACCEPT is set on TCP listeners by default, as uWSGI does)'
 complete -c uwsgid -l log-reopen -d 'Reopen the --logto file at every reload (after logrotate moved it)'
 complete -c uwsgid -l demo-routes -d 'Demo routes: GET / (Hello World), GET /sleep?ms=N, GET /pid'
 complete -c uwsgid -l strict -d 'A configuration-file key that is no option is an error, not a placeholder'

@@ -95,6 +95,21 @@ fn epoll_ctl(ep: RawFd, op: i32, fd: RawFd, events: u32, token: u64) -> io::Resu
 }
 
 /// Wait until `fd` is readable (`POLLIN`) or writable, at most `timeout`.
+/// Set TCP_NODELAY on a TCP socket (a listener's connections inherit it); true if it took.
+fn set_nodelay(fd: RawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int from a live local.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 fn wait_fd(fd: RawFd, events: i16, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -173,6 +188,109 @@ fn send_all(fd: RawFd, parts: &[&[u8]], timeout: Duration) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// One non-blocking `sendmsg` of `parts`: the bytes it took (WouldBlock if none).
+fn send_once(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    let iov: Vec<libc::iovec> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        })
+        .collect();
+    if iov.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: msghdr over iovecs pointing into `parts`, alive for the call.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len() as _;
+        libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `parts` without their first `n` bytes.
+fn skip_bytes<'a>(parts: &[&'a [u8]], mut n: usize) -> Vec<&'a [u8]> {
+    let mut rest = Vec::with_capacity(parts.len());
+    for p in parts {
+        if n >= p.len() {
+            n -= p.len();
+        } else {
+            rest.push(&p[n..]);
+            n = 0;
+        }
+    }
+    rest
+}
+
+impl Exchange {
+    /// Send `parts` on the request's connection, counting them in `out_bytes`. A first
+    /// non-blocking try is made with the GIL held: a small answer fits the socket's buffer at
+    /// once, and releasing the GIL for it would hand the interpreter to another thread and
+    /// make this request queue to take it back, for a call that never waits. What does not
+    /// fit is sent with the GIL released. `check_over`: refuse once the request is over
+    /// (a `write()` or a chunk after the exchange ended).
+    fn send(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        parts: &[&[u8]],
+        check_over: bool,
+    ) -> Result<(), ExchangeError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut sent = 0;
+        let io = match self.io.try_lock() {
+            Ok(io) => Some(io),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut io) = io {
+            if check_over && io.finished {
+                return Err(ExchangeError::RequestOver { input: false });
+            }
+            match send_once(io.fd, parts) {
+                Ok(n) => {
+                    io.out_bytes += n as u64;
+                    if n == total {
+                        return Ok(());
+                    }
+                    sent = n;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    self.gone.store(true, SeqCst);
+                    return Err(client_gone(e));
+                }
+            }
+        }
+        let rest = skip_bytes(parts, sent);
+        py.allow_threads(|| {
+            let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+            if check_over && sent == 0 && io.finished {
+                return Err(ExchangeError::RequestOver { input: false });
+            }
+            match send_all(io.fd, &rest, io.timeout) {
+                Ok(b) => {
+                    io.out_bytes += b;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.gone.store(true, SeqCst);
+                    Err(client_gone(e))
+                }
+            }
+        })
+    }
 }
 
 /// Read what is there into `buf` (up to `max` more bytes); Ok(0) is EOF, WouldBlock if none.
@@ -676,24 +794,8 @@ impl StartResponse {
         if head.is_empty() && n == 0 {
             return Ok(());
         }
-        let ex = self.ex.clone();
-        let data = &data[..n];
-        py.allow_threads(|| {
-            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
-            if io.finished {
-                return Err(ExchangeError::RequestOver { input: false });
-            }
-            match send_all(io.fd, &[&head, &prefix, data, suffix], io.timeout) {
-                Ok(b) => {
-                    io.out_bytes += b;
-                    Ok(())
-                }
-                Err(e) => {
-                    ex.gone.store(true, SeqCst);
-                    Err(client_gone(e))
-                }
-            }
-        })
+        self.ex
+            .send(py, &[&head, &prefix, &data[..n], suffix], true)
     }
 }
 
@@ -1066,6 +1168,8 @@ struct Engine {
     accept_batch: usize,
     /// Per listener (by index): speaks the uwsgi protocol (named `uwsgi=ADDR`).
     uwsgi_listeners: Vec<bool>,
+    /// TCP listeners with TCP_NODELAY set, which their connections inherit.
+    nodelay_listeners: Vec<RawFd>,
     /// The largest uwsgi vars block (`--buffer-size`, uWSGI's 4096 by default).
     uwsgi_buffer: usize,
     /// TCP peers besides loopback that may speak uwsgi (`--uwsgi-allow`).
@@ -1379,10 +1483,16 @@ impl Engine {
         )?;
         let mut ls = Vec::new();
         let mut uwsgi_listeners = Vec::new();
+        let mut nodelay_listeners = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let local = sockname(fd.as_raw_fd(), false);
+            // On a TCP listener TCP_NODELAY is set once: every connection accepted from it
+            // inherits it, which spares a setsockopt per connection (a Unix one has no Nagle).
+            if !local.1.is_empty() && set_nodelay(fd.as_raw_fd()) {
+                nodelay_listeners.push(fd.as_raw_fd());
+            }
             // uwsgid names its uwsgi listeners `uwsgi=ADDR` in LISTEN_FDNAMES.
             uwsgi_listeners.push(name.starts_with("uwsgi="));
             ls.push((fd, local));
@@ -1430,6 +1540,7 @@ impl Engine {
             board: Board::open(),
             accept_batch: ACCEPT_BATCH,
             uwsgi_listeners,
+            nodelay_listeners,
             uwsgi_buffer,
             uwsgi_allow,
             head_max: s.buffer_size.map_or(MAX_HEAD, |b| b.max(HEADER_MIN)),
@@ -1786,16 +1897,9 @@ impl Engine {
                     return true;
                 }
             }
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt reads an int; harmless failure on Unix sockets.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    &one as *const _ as *const libc::c_void,
-                    4,
-                );
+            let tcp = matches!(ss.ss_family as i32, libc::AF_INET | libc::AF_INET6);
+            if tcp && !self.nodelay_listeners.contains(&lfd) {
+                set_nodelay(fd.as_raw_fd());
             }
             let raw = fd.as_raw_fd();
             let conn = Box::new(Conn {
@@ -2686,20 +2790,7 @@ impl Engine {
         if head.is_empty() && tail.is_empty() {
             return Ok(Ok(()));
         }
-        let ex = sr.ex.clone();
-        Ok(py.allow_threads(move || {
-            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
-            match send_all(io.fd, &[&head, tail], io.timeout) {
-                Ok(n) => {
-                    io.out_bytes += n;
-                    Ok(())
-                }
-                Err(e) => {
-                    ex.gone.store(true, SeqCst);
-                    Err(client_gone(e))
-                }
-            }
-        }))
+        Ok(sr.ex.send(py, &[&head, tail], false))
     }
 
     fn finish_single(
@@ -2729,20 +2820,7 @@ impl Engine {
         } else {
             &body[..bodyless.1]
         };
-        let ex = sr.ex.clone();
-        py.allow_threads(move || {
-            let mut io = ex.io.lock().unwrap_or_else(|p| p.into_inner());
-            match send_all(io.fd, &[&head, body], io.timeout) {
-                Ok(n) => {
-                    io.out_bytes += n;
-                    Ok(())
-                }
-                Err(e) => {
-                    ex.gone.store(true, SeqCst);
-                    Err(client_gone(e))
-                }
-            }
-        })
+        sr.ex.send(py, &[&head, body], false)
     }
 
     /// Send a wrapped regular file with sendfile; None to iterate over it instead.

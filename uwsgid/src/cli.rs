@@ -56,6 +56,10 @@ pub struct Args {
     /// Listen backlog
     #[arg(long, value_name = "N")]
     pub listen: Option<i32>,
+    /// Accept TCP connections as soon as they are made, not when their first bytes arrive
+    /// (TCP_DEFER_ACCEPT is set on TCP listeners by default, as uWSGI does)
+    #[arg(long = "no-defer-accept")]
+    pub no_defer_accept: bool,
     /// Log to FILE instead of stderr
     #[arg(long, value_name = "FILE")]
     pub logto: Option<PathBuf>,
@@ -402,6 +406,10 @@ pub struct ListenerSpec {
     /// Mode and owner given to the socket file a Unix listener creates.
     #[serde(default)]
     pub ownership: crate::privileges::SocketOwnership,
+    /// `--no-defer-accept`: a TCP listener queues connections at once (see
+    /// [`crate::listener::DEFER_ACCEPT_SECS`]).
+    #[serde(default)]
+    pub no_defer_accept: bool,
 }
 
 /// The protocol a listener speaks.
@@ -1331,6 +1339,7 @@ impl Config {
                 addr,
                 proto,
                 ownership: ownership.clone(),
+                no_defer_accept: args.no_defer_accept,
             });
         }
         if listeners.is_empty() {

@@ -11,6 +11,7 @@ mod config_options;
 mod config_uwsgi;
 mod contrib;
 mod daemonize;
+mod defer_accept;
 mod drain;
 mod exec_runner;
 mod exec_support;

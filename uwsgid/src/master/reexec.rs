@@ -475,7 +475,20 @@ fn resume_listeners(m: &mut Master, h: &Handoff) {
         if !mine.is_empty() {
             for l in mine {
                 match take(&l) {
-                    Ok(l) => m.listeners.push(l),
+                    Ok(l) => {
+                        // The reloaded configuration's --no-defer-accept, on the same socket.
+                        if matches!(spec.addr, crate::cli::ListenAddr::Tcp(_)) {
+                            if let Err(e) =
+                                listener::set_defer_accept(l.raw(), !spec.no_defer_accept)
+                            {
+                                m.note_error(format!(
+                                    "reload: listener {}: TCP_DEFER_ACCEPT: {e}",
+                                    l.name
+                                ));
+                            }
+                        }
+                        m.listeners.push(l)
+                    }
                     Err(e) => {
                         m.note_error(format!("reload: inherited listener {}: {e}", l.configured))
                     }
