@@ -72,6 +72,11 @@ pub fn main_entry() -> i32 {
             println!("{v}");
         }
     }
+    // For the exec workers' UWSGID_OPT: the same words, not a second reading.
+    let words = match &expanded {
+        Ok(e) => e.words.clone(),
+        Err(_) => argv.clone(),
+    };
     match cli::Config::load_expanded(&argv, expanded) {
         Ok((_, config, warnings)) => {
             if check_only {
@@ -85,11 +90,7 @@ pub fn main_entry() -> i32 {
                 );
                 return 0;
             }
-            if let Some(mask) = config.umask {
-                privileges::set_umask(mask);
-            }
-            pyapi::set_instance_env(&config, &argv);
-            master::run(argv, config, handoff, warnings)
+            serve(argv, config, handoff, warnings, &words)
         }
         Err(e) => {
             if let (Some(h), false) = (handoff, check_only) {
@@ -111,4 +112,20 @@ pub fn main_entry() -> i32 {
             2
         }
     }
+}
+
+/// Run the master with a configuration that was read and accepted (`words`: what it
+/// expanded to).
+fn serve(
+    argv: Vec<String>,
+    config: cli::Config,
+    handoff: Option<master::handoff::Handoff>,
+    warnings: Vec<String>,
+    words: &[String],
+) -> i32 {
+    if let Some(mask) = config.umask {
+        privileges::set_umask(mask);
+    }
+    pyapi::set_instance_env(&config, words);
+    master::run(argv, config, handoff, warnings)
 }
