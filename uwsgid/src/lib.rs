@@ -55,7 +55,7 @@ pub fn main_entry() -> i32 {
     if let Some(code) = manage::run(&argv) {
         return code;
     }
-    let handoff = match master::handoff::Handoff::take() {
+    let mut handoff = match master::handoff::Handoff::take() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
             log!("ignoring a broken handoff: {e}");
@@ -64,6 +64,15 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    // A re-exec of the same binary: the old image read the configuration a moment ago.
+    let checked = handoff
+        .as_mut()
+        .and_then(|h| h.checked.take())
+        .filter(|_| !check_only)
+        .and_then(|c| c.take(&argv));
+    if let Some(c) = checked {
+        return serve(argv, c.config, handoff, c.warnings, &c.words);
+    }
     // Read once: `--check-config` prints the verdict for every key of the configuration
     // files (refused ones included) before judging the whole.
     let expanded = config::expand(&argv).map_err(cli::ConfigError::Config);
