@@ -82,6 +82,13 @@ pub fn with_command<R>(f: impl FnOnce(&mut clap::Command) -> R) -> R {
     f(&mut COMMAND.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
+/// Build the options' definition and name table now, if this process has not yet: the
+/// master calls it once it is quiet, so that a reload's check of the options does not
+/// wait for them.
+pub fn prepare() {
+    Own::get_or_build();
+}
+
 /// uwsgid's own options, from the clap definition.
 struct Own {
     by_name: HashMap<String, (String, Kind, bool)>,
