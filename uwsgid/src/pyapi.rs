@@ -22,8 +22,13 @@ static INSTANCE_ENV: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
 
 /// Record the instance facts for exec workers (the master calls it once per image).
 ///
-/// `words`: what the configuration expanded to ([`crate::config::Expanded::words`]).
+/// `words`: what the configuration expanded to ([`crate::config::Expanded::words`]). Built-in
+/// workers execute nothing: their instance records nothing (`UWSGID_OPT` would build the
+/// options' definition at every start of the image, a re-exec's included).
 pub fn set_instance_env(config: &crate::cli::Config, words: &[String]) {
+    if matches!(config.worker, crate::cli::WorkerKind::Builtin) {
+        return;
+    }
     let mut vars = vec![
         ("UWSGID_MASTER_PID", std::process::id().to_string()),
         ("UWSGID_PROCESSES", config.processes.to_string()),
