@@ -8,8 +8,9 @@ alternate: before, after, before, after, ... so that a burst of load from elsewh
 machine lands on both sides alike. Completion is judged exactly as bench.py judges it
 (`bench.completion`: uwsgid's own last_reload is new, complete, nothing reloading or
 draining). Prints per row the median, min-max and interquartile range of each side and the
-ratio after/before of the medians (below 1.0: the after build is faster); writes every sample
-to bench/results/ab-DATE.json.
+ratio after/before of the medians (below 1.0: the after build is faster), with the load average
+at the start and the end (the machine's other work is the main source of spread); writes every
+sample to bench/results/ab-DATE.json.
 
 Run it through `bench/run ab [--reps N] [--rows graceful:4,...] [--before DIR] [--after DIR]`.
 """
@@ -140,6 +141,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     workdir = tempfile.mkdtemp(prefix="uwsgid-ab-")
     results = {"rows": {}}
+    load_before = os.getloadavg()
     try:
         for kind_name, n in rows:
             name = "%s reload, %d workers" % (kind_name, n)
@@ -155,9 +157,11 @@ def main():
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(workdir, ignore_errors=True)
 
+    load_after = os.getloadavg()
     results["meta"] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reps": args.reps,
                        "dirs": dirs, "cpus": os.cpu_count(),
-                       "elapsed_s": bench.now() - bench.T_START}
+                       "elapsed_s": bench.now() - bench.T_START,
+                       "loadavg_before": load_before, "loadavg_after": load_after}
     resdir = os.path.join(HERE, "results")
     os.makedirs(resdir, exist_ok=True)
     path = os.path.join(resdir, "ab-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
@@ -165,8 +169,11 @@ def main():
         json.dump(results, f, indent=1, default=str)
 
     print()
-    print("before: %s\nafter:  %s\n%d repetitions per side, interleaved, ms" % (
-        dirs["before"], dirs["after"], args.reps))
+    print("before: %s\nafter:  %s\n%d repetitions per side, interleaved, ms; load average "
+          "(1, 5, 15 min) %s at the start, %s at the end, %d CPUs" % (
+              dirs["before"], dirs["after"], args.reps,
+              "/".join("%.1f" % x for x in load_before),
+              "/".join("%.1f" % x for x in load_after), os.cpu_count() or 0))
     head = ("row", "before median", "before min-max (q1-q3)", "after median",
             "after min-max (q1-q3)", "after/before")
     print("| " + " | ".join(head) + " |")

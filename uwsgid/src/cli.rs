@@ -1058,7 +1058,15 @@ pub fn parse_expanded(
     if !expanded.refused.is_empty() {
         return Err(ConfigError::Refused(expanded.refused));
     }
-    let mut args = match Args::try_parse_from(&expanded.words) {
+    // The kept definition (`config::with_command`), not one built again.
+    let parsed = crate::config::with_command(|cmd| {
+        cmd.try_get_matches_from_mut(&expanded.words)
+            .and_then(|mut m| {
+                <Args as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+                    .map_err(|e| e.format(cmd))
+            })
+    });
+    let mut args = match parsed {
         Ok(a) => a,
         Err(e)
             if matches!(

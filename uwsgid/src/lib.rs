@@ -55,7 +55,7 @@ pub fn main_entry() -> i32 {
     if let Some(code) = manage::run(&argv) {
         return code;
     }
-    let handoff = match master::handoff::Handoff::take() {
+    let mut handoff = match master::handoff::Handoff::take() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
             log!("ignoring a broken handoff: {e}");
@@ -64,6 +64,15 @@ pub fn main_entry() -> i32 {
         None => None,
     };
     let check_only = argv.iter().skip(1).any(|a| a == "--check-config");
+    // A re-exec of the same binary: the old image read the configuration a moment ago.
+    let checked = handoff
+        .as_mut()
+        .and_then(|h| h.checked.take())
+        .filter(|_| !check_only)
+        .and_then(|c| c.take(&argv));
+    if let Some(c) = checked {
+        return serve(argv, c.config, handoff, c.warnings, &c.words);
+    }
     // Read once: `--check-config` prints the verdict for every key of the configuration
     // files (refused ones included) before judging the whole.
     let expanded = config::expand(&argv).map_err(cli::ConfigError::Config);
@@ -72,6 +81,11 @@ pub fn main_entry() -> i32 {
             println!("{v}");
         }
     }
+    // For the exec workers' UWSGID_OPT: the same words, not a second reading.
+    let words = match &expanded {
+        Ok(e) => e.words.clone(),
+        Err(_) => argv.clone(),
+    };
     match cli::Config::load_expanded(&argv, expanded) {
         Ok((_, config, warnings)) => {
             if check_only {
@@ -85,11 +99,7 @@ pub fn main_entry() -> i32 {
                 );
                 return 0;
             }
-            if let Some(mask) = config.umask {
-                privileges::set_umask(mask);
-            }
-            pyapi::set_instance_env(&config, &argv);
-            master::run(argv, config, handoff, warnings)
+            serve(argv, config, handoff, warnings, &words)
         }
         Err(e) => {
             if let (Some(h), false) = (handoff, check_only) {
@@ -111,4 +121,20 @@ pub fn main_entry() -> i32 {
             2
         }
     }
+}
+
+/// Run the master with a configuration that was read and accepted (`words`: what it
+/// expanded to).
+fn serve(
+    argv: Vec<String>,
+    config: cli::Config,
+    handoff: Option<master::handoff::Handoff>,
+    warnings: Vec<String>,
+    words: &[String],
+) -> i32 {
+    if let Some(mask) = config.umask {
+        privileges::set_umask(mask);
+    }
+    pyapi::set_instance_env(&config, words);
+    master::run(argv, config, handoff, warnings)
 }

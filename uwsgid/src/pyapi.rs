@@ -21,11 +21,18 @@ pub const UWSGI_MODULE: &str = include_str!("../python/uwsgi.py");
 static INSTANCE_ENV: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
 
 /// Record the instance facts for exec workers (the master calls it once per image).
-pub fn set_instance_env(config: &crate::cli::Config, argv: &[String]) {
+///
+/// `words`: what the configuration expanded to ([`crate::config::Expanded::words`]). Built-in
+/// workers execute nothing: their instance records nothing (`UWSGID_OPT` would build the
+/// options' definition at every start of the image, a re-exec's included).
+pub fn set_instance_env(config: &crate::cli::Config, words: &[String]) {
+    if matches!(config.worker, crate::cli::WorkerKind::Builtin) {
+        return;
+    }
     let mut vars = vec![
         ("UWSGID_MASTER_PID", std::process::id().to_string()),
         ("UWSGID_PROCESSES", config.processes.to_string()),
-        ("UWSGID_OPT", options_json(argv)),
+        ("UWSGID_OPT", options_json_of(words)),
         // For Python workers serving uwsgi listeners (named uwsgi=ADDR in LISTEN_FDNAMES).
         ("UWSGID_BUFFER_SIZE", config.buffer_size.to_string()),
         (
@@ -58,24 +65,36 @@ pub fn instance_env() -> &'static [(&'static str, String)] {
 /// The options of the command line and its `--ini` file, as a JSON object: `name` -> value
 /// (`true` for a flag), a list when an option is given more than once.
 pub fn options_json(argv: &[String]) -> String {
-    use clap::CommandFactory;
     // The words the configuration files expand to, then the command line's (as clap sees
     // them); a file that does not expand gives no options from it.
-    let words: Vec<String> = match crate::config::expand_quiet(argv) {
-        Ok(e) => e.words.into_iter().skip(1).collect(),
-        Err(_) => argv.iter().skip(1).cloned().collect(),
-    };
-    let cmd = crate::cli::Args::command();
-    let takes_value = |name: &str| {
-        cmd.get_arguments()
-            .find(|a| {
-                a.get_long() == Some(name)
-                    || a.get_visible_aliases().is_some_and(|v| v.contains(&name))
+    match crate::config::expand_quiet(argv) {
+        Ok(e) => options_json_of(&e.words),
+        Err(_) => options_json_of(argv),
+    }
+}
+
+/// [`options_json`] of the words a configuration expanded to (the program name first), as
+/// [`crate::config::Expanded::words`] holds them: what a start read already, not read again.
+pub fn options_json_of(words: &[String]) -> String {
+    let words = words.get(1..).unwrap_or_default();
+    // Per word: does the option it names take a value (None: not an option of uwsgid's).
+    let takes: Vec<Option<bool>> = crate::config::with_command(|cmd| {
+        words
+            .iter()
+            .map(|w| {
+                let name = w.strip_prefix("--")?;
+                cmd.get_arguments()
+                    .find(|a| {
+                        a.get_long() == Some(name)
+                            || a.get_visible_aliases().is_some_and(|v| v.contains(&name))
+                    })
+                    .map(|a| {
+                        a.get_action().takes_values()
+                            && a.get_num_args().is_none_or(|n| n.min_values() > 0)
+                    })
             })
-            .map(|a| {
-                a.get_action().takes_values() && a.get_num_args().is_none_or(|n| n.min_values() > 0)
-            })
-    };
+            .collect()
+    });
     let mut map = serde_json::Map::new();
     let mut push = |k: &str, v: serde_json::Value| match map.get_mut(k) {
         None => {
@@ -95,7 +114,7 @@ pub fn options_json(argv: &[String]) -> String {
             push(k, v.into());
             continue;
         }
-        match takes_value(opt) {
+        match takes[i - 1] {
             Some(true) if i < words.len() => {
                 push(opt, words[i].clone().into());
                 i += 1;

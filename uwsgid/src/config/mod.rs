@@ -20,6 +20,7 @@ pub use common::config::{ini, logic, placeholders, Error};
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 
 use common::config::{
     parse_bool, source_format, split_comment, split_spec, Reader, CONFIG_SOURCES,
@@ -65,6 +66,29 @@ enum Kind {
     Multi,
 }
 
+/// uwsgid's clap definition, built once per process and kept: building it (a hundred
+/// arguments, their help, their value parsers) costs about as much as parsing a short
+/// command line with it, and a start reads the configuration, parses it, and looks names up
+/// for the exec workers' `UWSGID_OPT`. Parsing with it again is what clap's
+/// `try_get_matches_from_mut` is for (it keeps the first program name it sees for usage
+/// lines, the same in one process). Do not call it again from inside `f`.
+pub fn with_command<R>(f: impl FnOnce(&mut clap::Command) -> R) -> R {
+    static COMMAND: LazyLock<Mutex<clap::Command>> = LazyLock::new(|| {
+        use clap::CommandFactory;
+        let mut cmd = crate::cli::Args::command();
+        cmd.build();
+        Mutex::new(cmd)
+    });
+    f(&mut COMMAND.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Build the options' definition and name table now, if this process has not yet: the
+/// master calls it once it is quiet, so that a reload's check of the options does not
+/// wait for them.
+pub fn prepare() {
+    Own::get_or_build();
+}
+
 /// uwsgid's own options, from the clap definition.
 struct Own {
     by_name: HashMap<String, (String, Kind, bool)>,
@@ -72,9 +96,17 @@ struct Own {
 }
 
 impl Own {
+    /// The table, built once per process from [`with_command`]'s definition.
+    fn get_or_build() -> &'static Own {
+        static OWN: OnceLock<Own> = OnceLock::new();
+        OWN.get_or_init(Own::new)
+    }
+
     fn new() -> Own {
-        use clap::CommandFactory;
-        let cmd = crate::cli::Args::command();
+        with_command(|cmd| Own::of(cmd))
+    }
+
+    fn of(cmd: &clap::Command) -> Own {
         let mut by_name = HashMap::new();
         let mut shorts = HashMap::new();
         for a in cmd.get_arguments() {
@@ -97,8 +129,8 @@ impl Own {
                 shorts.insert(c, long.to_string());
             }
         }
-        // clap adds --help and --version when it builds the command, so they are not among
-        // the arguments above; they are uwsgid's own (clap answers them), not uWSGI's.
+        // clap's own --help and --version (their actions are skipped above) are uwsgid's own
+        // (clap answers them), not uWSGI's.
         for (long, short) in [("help", 'h'), ("version", 'V')] {
             by_name.insert(long.to_string(), (long.to_string(), Kind::Flag, false));
             shorts.insert(short, long.to_string());
@@ -131,7 +163,7 @@ pub fn verdicts(argv: &[String]) -> Vec<Verdict> {
 }
 
 fn read(argv: &[String], print: bool) -> Result<Expanded, Error> {
-    let own = Own::new();
+    let own = Own::get_or_build();
     let mut r = Reader::new();
     r.print = print;
     let mut raw_words: Vec<String> = Vec::new();
@@ -241,7 +273,7 @@ fn read(argv: &[String], print: bool) -> Result<Expanded, Error> {
     }
     Ok(finish(
         r,
-        &own,
+        own,
         argv.first().cloned().unwrap_or_default(),
         raw_words,
     ))

@@ -71,6 +71,56 @@ pub struct Handoff {
     /// The exec workers' log pipe: (read end, write end).
     #[serde(default)]
     pub relay: Option<(i32, i32)>,
+    /// The configuration as the old image read it just before this re-exec of the same
+    /// binary: the new image takes it instead of reading and parsing it again.
+    #[serde(default)]
+    pub checked: Option<Box<Checked>>,
+}
+
+/// A configuration read and accepted by an image, for the next image of the same binary.
+///
+/// A graceful reload of an unchanged binary checks the options in the old image (a refused
+/// configuration refuses the reload, nothing replaced); the same binary given the same
+/// command line, environment and files a moment later reads the same, so the new image
+/// takes this instead of reading the files and parsing the options a second time (that
+/// parse is most of an image's start-up). [`Checked::take`] says when it applies.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checked {
+    /// The executable that read it (`/proc/self/exe`); `None`: unknown, not taken.
+    pub exe: Option<crate::sys::FileStamp>,
+    pub argv: Vec<String>,
+    pub config: Config,
+    pub warnings: Vec<String>,
+    /// What the configuration expanded to (`config::Expanded::words`), for `UWSGID_OPT`.
+    pub words: Vec<String>,
+}
+
+impl Checked {
+    /// Read and judge `argv`'s configuration, as a start does.
+    pub fn read(argv: &[String]) -> Result<Checked, crate::cli::ConfigError> {
+        let expanded = crate::config::expand(argv).map_err(crate::cli::ConfigError::Config)?;
+        let words = expanded.words.clone();
+        let (_, config, warnings) = Config::load_expanded(argv, Ok(expanded))?;
+        Ok(Checked {
+            exe: this_exe(),
+            argv: argv.to_vec(),
+            config,
+            warnings,
+            words,
+        })
+    }
+
+    /// What this image reads for `argv`, if the previous image read it with this very
+    /// executable (same file, unmodified) and the same command line; else `None`, and the
+    /// image reads its configuration itself.
+    pub fn take(self, argv: &[String]) -> Option<Checked> {
+        let same = self.argv == argv && self.exe.is_some() && this_exe() == self.exe;
+        same.then_some(self)
+    }
+}
+
+fn this_exe() -> Option<crate::sys::FileStamp> {
+    crate::sys::FileStamp::of_program("/proc/self/exe")
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -271,6 +321,7 @@ mod tests {
             fifo_pending: Vec::new(),
             python: None,
             relay: None,
+            checked: None,
         }
     }
 
@@ -291,6 +342,49 @@ mod tests {
         std::mem::forget(fd);
         let h = Handoff::decode(&text).unwrap();
         assert_eq!((h.workers.len(), h.generation), (cells, 7));
+    }
+
+    /// The configuration checked before a re-exec crosses it, and the new image takes it only
+    /// when it is the same executable given the same command line.
+    #[test]
+    fn a_checked_configuration_is_taken_by_the_same_binary_and_command_line_only() {
+        let argv: Vec<String> = ["uwsgid", "--http-socket", "127.0.0.1:0", "--processes", "3"]
+            .map(String::from)
+            .to_vec();
+        let checked = Checked::read(&argv).expect("a valid configuration");
+        assert_eq!(checked.config.processes, 3);
+        assert_eq!(
+            checked.words, argv,
+            "no configuration file: the words are the command line"
+        );
+        assert!(checked.exe.is_some(), "this test binary's stamp");
+        let mut h = handoff(1);
+        h.checked = Some(Box::new(checked));
+        let (text, _) = h.encode().unwrap();
+        let back = *Handoff::decode(&text).unwrap().checked.expect("crossed");
+        assert_eq!(
+            back.clone().take(&argv).map(|c| c.config.processes),
+            Some(3)
+        );
+        let mut other = argv.clone();
+        other[4] = "4".into();
+        assert!(
+            back.clone().take(&other).is_none(),
+            "another command line reads again"
+        );
+        let elsewhere = Checked {
+            exe: crate::sys::FileStamp::of_program("/bin/sh"),
+            ..back.clone()
+        };
+        assert!(
+            elsewhere.take(&argv).is_none(),
+            "another binary reads again"
+        );
+        let unknown = Checked { exe: None, ..back };
+        assert!(
+            unknown.take(&argv).is_none(),
+            "an unknown binary reads again"
+        );
     }
 
     #[test]

@@ -285,6 +285,12 @@ impl Master {
                 events = record::fifo_events(&self.exec_self(now));
                 continue;
             }
+            let quiet = matches!(self.phase, Phase::Running)
+                && self.reloads.current.is_none()
+                && self.table.settled();
+            if self.reloads.prepare_due(quiet, now.at) {
+                crate::config::prepare();
+            }
             let deadline = self.next_deadline(now);
             let checker = self.phase.checker_fd();
             events = self.sources.wait(deadline, checker);
@@ -301,6 +307,7 @@ impl Master {
             self.phase.next_deadline(now.at),
             self.ticker.next_deadline(&self.config.recycle, now.at),
             self.snapshot_deadline(),
+            self.reloads.prepare_at,
         ]
         .into_iter()
         .flatten()

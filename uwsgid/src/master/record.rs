@@ -80,8 +80,12 @@ pub fn record_signal(r: &mut Requests, sig: i32, cause: String, die_on_term: boo
 }
 
 impl Master {
-    /// Record what the sources saw, stepping after each FIFO command.
+    /// Record what the sources saw, stepping after each FIFO command. Stats clients are
+    /// answered last, from the state this turn's step left (a worker's READY=1 read in the
+    /// same wake-up as a stats request: the document already says what it changed, say the
+    /// reload it completed).
     pub(super) fn handle(&mut self, events: Vec<Event>, now: Now) {
+        let mut stats_ready = false;
         for e in events {
             match e {
                 Event::Fifo(c) => {
@@ -106,7 +110,7 @@ impl Master {
                     };
                     self.requests.reload = Some((kind, cause));
                 }
-                Event::StatsReady => self.serve_stats(now),
+                Event::StatsReady => stats_ready = true,
                 Event::CheckerOutput => {
                     if let Phase::Checking(c) = &mut self.phase {
                         c.drain();
@@ -116,6 +120,9 @@ impl Master {
         }
         if !matches!(self.phase, Phase::ReExec { .. }) {
             self.step(now);
+        }
+        if stats_ready {
+            self.serve_stats(now);
         }
     }
 }

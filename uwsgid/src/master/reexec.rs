@@ -177,7 +177,14 @@ impl Preload {
 }
 
 impl Master {
-    fn to_handoff(&self, kind: ReloadKind, asked: Now, leftover: &[u8], now: Now) -> Handoff {
+    fn to_handoff(
+        &self,
+        kind: ReloadKind,
+        asked: Now,
+        leftover: &[u8],
+        checked: Option<Box<super::handoff::Checked>>,
+        now: Now,
+    ) -> Handoff {
         let (workers, slots) = self.table.to_handoff(now);
         let s = &self.sources;
         Handoff {
@@ -230,6 +237,7 @@ impl Master {
             fifo_pending: leftover.to_vec(),
             python: self.runner.as_ref().map(|r| r.python.clone()),
             relay: s.relay.as_ref().map(|r| (r.read_fd(), r.write_fd())),
+            checked,
         }
     }
 
@@ -242,6 +250,7 @@ impl Master {
             cause,
             asked,
             leftover,
+            checked,
         } = std::mem::replace(&mut self.phase, Phase::Running)
         else {
             return Vec::new();
@@ -263,7 +272,7 @@ impl Master {
                 log!("cannot start the zygote of generation {next} before re-executing: {e}");
             }
         }
-        let handoff = self.to_handoff(kind, asked, &leftover, now);
+        let handoff = self.to_handoff(kind, asked, &leftover, checked, now);
         let mut keep = handed_over_fds(&handoff);
         // Large handoffs travel in a memfd (closed here if execve fails).
         let (json, memfd) = match handoff.encode() {

@@ -21,6 +21,9 @@ pub const RELOAD_FAIL_AFTER: u32 = 3;
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this much of the checker's output is kept (the rest is read and dropped).
 const CHECK_OUTPUT_MAX: usize = 8192;
+/// The instance quiet this long, the next in-process check is prepared (see
+/// [`Reloads::prepare_due`]).
+pub const PREPARE_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Reload {
@@ -52,9 +55,38 @@ pub struct Reloads {
     pub refused: Option<String>,
     /// Every reload that ended (for `/metrics`), carried across re-execs.
     pub counts: common::stats::ReloadCounts,
+    /// When the next in-process check is to be prepared, once the instance is quiet.
+    pub prepare_at: Option<Instant>,
+    /// Prepared already in this image.
+    pub prepared: bool,
 }
 
 impl Reloads {
+    /// True once per image, when the instance has been `quiet` (serving, no reload under
+    /// way, every slot settled) for [`PREPARE_AFTER`]: then the caller builds what the next
+    /// in-process check of the options needs (`crate::config::prepare`), so that a reload
+    /// does not wait for it. A fresh start built it reading its configuration; a re-exec'd
+    /// image took its configuration from the handoff and built nothing. Not quiet: the wait
+    /// starts again.
+    pub fn prepare_due(&mut self, quiet: bool, now: Instant) -> bool {
+        if self.prepared || !quiet {
+            self.prepare_at = None;
+            return false;
+        }
+        match self.prepare_at {
+            None => {
+                self.prepare_at = Some(now + PREPARE_AFTER);
+                false
+            }
+            Some(at) if now >= at => {
+                self.prepared = true;
+                self.prepare_at = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// Start a workers or chain reload to generation `g`: every slot (a chain: the first
     /// only) targets it.
     pub fn begin(&mut self, kind: ReloadKind, g: u64, table: &mut Table, now: Now) {

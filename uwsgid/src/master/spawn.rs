@@ -136,14 +136,30 @@ impl Master {
         // The log epoch of the fd 2 the child inherits: read here, as the shared scoreboard
         // may count a reopen the master does after the fork before the child looks.
         let log_epoch = self.table.board.header().log_epoch.load(Relaxed);
+        // Paths a built-in worker opens later, made absolute before its --chdir: here, where
+        // this code is already in memory, not in the child (whose first touch of each code
+        // page is a page fault).
+        let absolute =
+            |p: &Option<PathBuf>| p.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
+        let paths = (
+            absolute(&self.config.logto),
+            absolute(&self.config.check_static),
+        );
         match sys::fork()? {
             sys::Fork::Parent(pid) => Ok(pid),
-            sys::Fork::Child => self.exec_child(what, master_pid, log_epoch),
+            sys::Fork::Child => self.exec_child(what, master_pid, log_epoch, paths),
         }
     }
 
-    /// In the forked child: become `what`. Never returns.
-    fn exec_child(&self, what: Child, master_pid: i32, log_epoch: u32) -> ! {
+    /// In the forked child: become `what`. Never returns. `paths`: `--logto` and
+    /// `--check-static`, absolute.
+    fn exec_child(
+        &self,
+        what: Child,
+        master_pid: i32,
+        log_epoch: u32,
+        paths: (Option<PathBuf>, Option<PathBuf>),
+    ) -> ! {
         if let Child::Worker { cell, .. } = &what {
             // SAFETY: getpid in the child.
             let me = unsafe { libc::getpid() };
@@ -155,13 +171,7 @@ impl Master {
             // SAFETY: the master is already gone; leave at once.
             unsafe { libc::_exit(1) }
         }
-        // Paths a built-in worker opens later, made absolute before its --chdir.
-        let absolute =
-            |p: &Option<PathBuf>| p.clone().map(|p| std::path::absolute(&p).unwrap_or(p));
-        let (logto, check_static) = (
-            absolute(&self.config.logto),
-            absolute(&self.config.check_static),
-        );
+        let (logto, check_static) = paths;
         if let Child::Worker {
             id,
             generation,

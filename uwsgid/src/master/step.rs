@@ -13,7 +13,7 @@
 //!
 //! | phase              | input                                  | next                                   |
 //! |--------------------|----------------------------------------|----------------------------------------|
-//! | Running            | reload `r`/`R`, binary unchanged       | ReExec (the options are checked first; refused: Running, error logged and in stats) |
+//! | Running            | reload `r`/`R`, binary unchanged       | ReExec (the options are checked first, and what was read goes to the new image; refused: Running, error logged and in stats) |
 //! | Running            | reload `r`/`R`, binary replaced        | Checking: the new binary runs `--check-config` |
 //! | Running            | reload `w`/`W`/`c`                     | Running, generation + 1, slots retargeted |
 //! | Running            | `c` while a chain runs                 | Running, ignored                       |
@@ -62,6 +62,10 @@ pub enum Phase {
         asked: Now,
         /// FIFO commands read after the one that asked for it: the next image runs them.
         leftover: Vec<u8>,
+        /// The configuration this image checked for it (the binary is unchanged): handed to
+        /// the next image, which then does not read it again. `None` after a new binary's
+        /// `--check-config`: the new image reads its configuration itself.
+        checked: Option<Box<super::handoff::Checked>>,
     },
     Stopping {
         brutal: bool,
@@ -419,13 +423,14 @@ impl Master {
             Decision::Ignore(why) => log!("{cause}: {why}; ignored"),
             // The binary on disk is the one running now: it starts fine, so only the options
             // need checking, and that is cheap enough to do here.
-            Decision::ReExec => match crate::cli::Config::load(&self.argv) {
-                Ok(_) => {
+            Decision::ReExec => match super::handoff::Checked::read(&self.argv) {
+                Ok(checked) => {
                     self.phase = Phase::ReExec {
                         kind,
                         cause: cause.to_string(),
                         asked: now,
                         leftover: Vec::new(),
+                        checked: Some(Box::new(checked)),
                     }
                 }
                 Err(e) => self.refuse_reload(kind, cause, e.to_string().replace('\n', " "), now),
@@ -492,6 +497,7 @@ impl Master {
                 cause: check.cause,
                 asked: check.asked,
                 leftover: Vec::new(),
+                checked: None,
             };
             return;
         }

@@ -317,3 +317,27 @@ fn the_checker_pipe_is_drained_and_its_output_bounded() {
     assert_eq!(msg.len(), 8192, "the first 8 KiB are kept");
     assert!(msg.bytes().all(|b| b == b'x'));
 }
+
+/// The next check is prepared once per image, after the instance has been quiet for
+/// PREPARE_AFTER; anything that is not quiet starts the wait again.
+#[test]
+fn the_next_check_is_prepared_once_after_a_quiet_spell() {
+    let t0 = Instant::now();
+    let mut r = Reloads::default();
+    assert!(!r.prepare_due(false, t0), "not quiet: nothing");
+    assert_eq!(r.prepare_at, None);
+    assert!(!r.prepare_due(true, t0), "quiet: the wait starts");
+    assert_eq!(r.prepare_at, Some(t0 + PREPARE_AFTER));
+    assert!(!r.prepare_due(true, t0 + PREPARE_AFTER / 2));
+    assert!(!r.prepare_due(false, t0 + PREPARE_AFTER / 2), "busy again");
+    assert_eq!(r.prepare_at, None, "the wait starts over");
+    let t1 = t0 + PREPARE_AFTER;
+    assert!(!r.prepare_due(true, t1));
+    assert!(r.prepare_due(true, t1 + PREPARE_AFTER), "quiet long enough");
+    assert_eq!(r.prepare_at, None, "a fired deadline is not offered again");
+    assert!(
+        !r.prepare_due(true, t1 + PREPARE_AFTER * 3),
+        "once per image"
+    );
+    assert_eq!(r.prepare_at, None);
+}

@@ -34,6 +34,7 @@ fn reexec() -> Phase {
             unix_ms: 0,
         },
         leftover: Vec::new(),
+        checked: None,
     }
 }
 
