@@ -1362,7 +1362,11 @@ impl Engine {
             epoll.as_raw_fd(),
             libc::EPOLL_CTL_ADD,
             signals.as_raw_fd(),
-            libc::EPOLLIN as u32,
+            // Edge-triggered: one thread is woken per signal (`on_signals` reads them all).
+            // Level-triggered, the signal stayed ready until read, and epoll woke each of
+            // the threads waiting in turn: a stop signal to 16 workers woke 128 threads
+            // while the master was still sending them.
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
             SIGNAL_TOKEN,
         )?;
         // SAFETY: a new eventfd we own.
@@ -2960,6 +2964,7 @@ impl Engine {
             ));
         }
         log(&format!("drained after {reason}, exiting"));
+        yield_cpu();
         Python::with_gil(|py| {
             for stream in ["stdout", "stderr"] {
                 if let Ok(s) = py.import("sys").and_then(|m| m.getattr(stream)) {
@@ -2969,6 +2974,36 @@ impl Engine {
         });
         // SAFETY: leaving the process; _exit runs no destructor that could touch Python.
         unsafe { libc::_exit(0) }
+    }
+}
+
+/// A drained worker's last act, its exit (the kernel tearing down a Python process), yields
+/// the CPU to the workers that serve: every thread of ours goes to the lowest priority
+/// (nice 19; `setpriority` on Linux sets one thread). A rollback (or reload) retires 16
+/// workers at once while the ones taking over wake: on 2 cores those 16 exits held the CPU
+/// for milliseconds in which the woken workers, and the retiring ones still to read their
+/// stop signal, waited.
+fn yield_cpu() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for t in tasks.flatten() {
+        if let Some(tid) = t
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::id_t>().ok())
+        {
+            // SAFETY: setpriority on one of our own threads; lowering needs no privilege.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+            }
+        }
+    }
+    // Woken by its stop signal, this worker had preempted the master, which was sending the
+    // other workers theirs: the master (and whoever serves) runs first, the exit after.
+    // SAFETY: sched_yield has no arguments and cannot fail in a way that matters here.
+    unsafe {
+        libc::sched_yield();
     }
 }
 
