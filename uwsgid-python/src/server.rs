@@ -2980,14 +2980,15 @@ impl Engine {
 /// A drained worker's last act, its exit (the kernel tearing down a Python process, 0.7 to
 /// 1 ms of CPU), yields the CPU to the processes that serve: every thread of ours goes to
 /// the lowest priority (nice 19; `setpriority` on Linux sets one thread), then the CPU is
-/// yielded once. A rollback retires 16 workers at once while the snapshot's wake: their
-/// exits, at the priority of the stop signal's wake-up, ran in the window in which the woken
-/// workers (and a client's next connection) waited for the CPU, and each had preempted the
-/// master while it was still sending the others their signals (a `kill` took up to 1.2 ms in
-/// the master that way). Measured interleaved on the shared 2-core machine, 16 workers: 9.6
-/// ms median with this against 15.1 without (yield alone: 17.1). The cost: on a busy machine
-/// the exit, which the master waits for to complete a reload, can take tens of milliseconds
-/// more (nothing is left for it to serve).
+/// yielded once. A rollback retires 16 workers at once while the snapshot's workers wake:
+/// their exits, at the priority of the stop signal's wake-up, ran in the window in which the
+/// woken workers (and a client's next connection) waited for the CPU, and each had preempted
+/// the master while it was still sending the others their signals (a `kill` took up to 1.2 ms
+/// in the master that way). Measured interleaved on the shared 2-core machine, 16 workers:
+/// 9.6 ms median with this, 17.1 with the yield alone, 15.5 with neither this nor the
+/// rollback's stop-first order (`master::snapshot`) and the edge-triggered signalfd. The
+/// cost: on a busy machine the exit, which the master waits for to complete a reload, can
+/// take tens of milliseconds more (nothing is left for it to serve).
 fn yield_cpu() {
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
