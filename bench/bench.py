@@ -607,6 +607,15 @@ class SnapUwsgi(SnapMixin, Uwsgi):
         return a
 
 
+def loadavg_1m():
+    """The 1-minute load average (None where /proc/loadavg cannot be read)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def time_to_release(server, release, t0, timeout=60.0):
     """Milliseconds from t0 until the server answers `release` on every probe: the time the
     first answer of the final run of 2 x workers consecutive probes (fresh connections, one at
@@ -1975,7 +1984,8 @@ class Bench:
             ours = SnapUwsgid(self.workdir, n, "snap-" + label, python)
             theirs = SnapUwsgi(self.workdir, n, "snap-" + label, python)
             res = out.setdefault(label, {"rollback_ms": [], "graceful_ms": [],
-                                         "uwsgi_graceful_ms": [], "self_ms": []})
+                                         "uwsgi_graceful_ms": [], "self_ms": [],
+                                         "loadavg_1m": []})
             try:
                 for srv in (ours, theirs):
                     srv.start()
@@ -1991,6 +2001,9 @@ class Bench:
                         raise RuntimeError("uwsgid never answered new")
                     ours.set_release("old")  # what is on disk after a rollback
                     settle(ours, 90)
+                    # A rollback takes milliseconds: what else the machine ran then shows.
+                    load = loadavg_1m()
+                    res["loadavg_1m"].append(load)
                     t0 = now()
                     fifo_write(ours.fifo, b"b")
                     ms = time_to_release(ours, "old", t0)
@@ -1999,8 +2012,8 @@ class Bench:
                     last = (doc.get("uwsgid") or {}).get("last_reload") or {}
                     res["self_ms"].append(last.get("duration_ms")
                                           if last.get("kind") == "rollback" else None)
-                    log("uwsgid %s rollback (16 workers): %s" % (
-                        label, "%.1f ms" % ms if ms is not None else "timeout"))
+                    log("uwsgid %s rollback (16 workers): %s (load average %s)" % (
+                        label, "%.1f ms" % ms if ms is not None else "timeout", load))
                     # uwsgid: forward again (untimed), then a graceful reload back (timed).
                     settle(ours, 90)
                     ours.set_release("new")

@@ -113,6 +113,9 @@ const MAX_SLEEP_MS: u64 = 600_000;
 /// The most one `/alloc?mb=N` demo request allocates.
 const MAX_ALLOC_MB: usize = 512;
 const SIGNAL_TOKEN: u64 = u64::MAX;
+/// Connections a worker that starts draining takes from each listener's backlog before it
+/// closes its copies (see the SIGHUP branch of `Worker::handle_signals`).
+const DRAIN_ACCEPT: usize = 16;
 /// The master's "park" signal (`master::snapshot::PARK_SIGNAL`).
 pub const PARK_SIGNAL: i32 = libc::SIGTTOU;
 const LISTENER_BASE: u64 = 1 << 40;
@@ -518,6 +521,13 @@ impl<'a> Worker<'a> {
                 libc::SIGHUP if !self.draining => {
                     self.draining = true;
                     self.stop_accepting();
+                    // What waits in the backlog now is taken and served before our copies
+                    // close: the wake-up of a connection may have gone to us alone (an event
+                    // of this turn, after this signal, that `accept` would find no listener
+                    // for), and no other worker would be woken for it.
+                    for index in 0..self.setup.listeners.len() {
+                        self.accept_some(index, DRAIN_ACCEPT);
+                    }
                     // Our copies of the listeners are no longer needed; the master keeps its own.
                     for fd in std::mem::take(&mut self.setup.listeners) {
                         // SAFETY: closing our inherited listener fds, which nothing else here uses.
@@ -610,15 +620,21 @@ impl<'a> Worker<'a> {
     }
 
     fn accept(&mut self, index: usize) {
+        // Parking: a connection epoll woke us for before the listeners left our set is still
+        // taken (the wakeup went to us alone) and served; it holds the park until answered.
+        let forced = if self.parking { 1 } else { 0 };
+        self.accept_some(index, forced);
+    }
+
+    /// Accept on listener `index` while we accept (64 at most), or `forced` connections
+    /// even when we do not (a park or a drain taking what its wake-up left to it).
+    fn accept_some(&mut self, index: usize, forced: usize) {
         let Some(&lfd) = self.setup.listeners.get(index) else {
             return;
         };
         let uwsgi = self.setup.uwsgi.listeners.contains(&lfd);
-        // Parking: a connection epoll woke us for before the listeners left our set is still
-        // taken (the wakeup went to us alone) and served; it holds the park until answered.
-        let parking = self.parking;
-        for i in 0..64 {
-            if !(self.accepting || (parking && i == 0)) {
+        for i in 0..64.max(forced) {
+            if !(self.accepting || i < forced) {
                 return;
             }
             // SAFETY: all-zero is a valid sockaddr_storage.

@@ -183,8 +183,39 @@ impl Master {
             .into_iter()
             .collect();
         let restored = self.table.restore(g, now.at);
+        // The restored slots' current workers retire here, not in the next `settle`, and
+        // for native Python workers before the snapshot wakes. A worker keeps taking new
+        // connections until it has read its stop signal; a SIGCONT wakes every thread of a
+        // native Python worker (8 by default), and stop signals sent after 16 SIGCONTs
+        // waited behind 128 woken threads for the CPU, so the old answers came last (a
+        // rollback of 16 Python workers took 8.9 ms, median; 4.4 ms stop first, measured
+        // interleaved on a loaded 2-core machine). Meanwhile a new connection waits in the
+        // listen queue, which the woken workers take on waking. A built-in worker wakes one
+        // thread: SIGCONT first is the faster order there (2.5 ms against 3.1 ms).
+        let slots: Vec<SlotId> = restored.iter().map(|&(id, _)| id).collect();
+        let current: Vec<i32> = self
+            .table
+            .replaced()
+            .into_iter()
+            .filter(|&pid| {
+                self.table
+                    .worker(pid)
+                    .is_some_and(|w| w.generation != g && slots.contains(&w.slot))
+            })
+            .collect();
+        let stop_first = !matches!(self.config.worker, WorkerKind::Builtin);
+        if stop_first {
+            for &pid in &current {
+                self.retire(pid, now);
+            }
+        }
         for &(_, pid) in &restored {
             sys::kill(pid, libc::SIGCONT);
+        }
+        if !stop_first {
+            for &pid in &current {
+                self.retire(pid, now);
+            }
         }
         // Parking workers of the snapshot (none once a reload completed) stop, as do
         // parked workers of other generations.
@@ -192,7 +223,6 @@ impl Master {
             self.retire(pid, now);
         }
         self.systemd_reloading();
-        let slots: Vec<SlotId> = restored.iter().map(|&(id, _)| id).collect();
         let missing = self.table.slots.len() - slots.len();
         log!(
             "rollback: generation {g} restored in {} of {} slot(s) (SIGCONT), generation(s) {from:?} retire{}",
