@@ -46,8 +46,8 @@ fn silent_client_taken(d: &Daemon) -> bool {
     let mut silent = TcpStream::connect(&d.addr).unwrap();
     let (status, _) = d.get("/").unwrap();
     assert_eq!(status, 200);
-    let taken = server_side_inode(&silent)
-        .is_some_and(|inode| socket_inodes(worker).contains(&inode));
+    let taken =
+        server_side_inode(&silent).is_some_and(|inode| socket_inodes(worker).contains(&inode));
     silent
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
@@ -73,7 +73,10 @@ fn a_silent_tcp_client_waits_in_the_kernel_until_it_sends() {
 #[test]
 fn no_defer_accept_hands_over_connections_at_once_and_follows_a_reload() {
     let dir = TestDir::new("no-defer-accept");
-    let ini = dir.write("app.ini", "[uwsgi]\nprocesses = 1\nno-defer-accept = true\n");
+    let ini = dir.write(
+        "app.ini",
+        "[uwsgi]\nprocesses = 1\nno-defer-accept = true\n",
+    );
     let d = Daemon::start(&dir, &["--ini", ini.to_str().unwrap()]);
     assert!(
         silent_client_taken(&d),

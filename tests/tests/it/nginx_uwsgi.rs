@@ -24,11 +24,22 @@ pub(crate) fn stdlib_runner() -> bool {
 
 /// Every pid runs the Python worker program of this pass: `uwsgid-python` (the native worker),
 /// or `python3` under `UWSGID_PYTHON_WORKER=stdlib`.
+/// A pid just forked by the master (a standby zygote started after the workers were ready)
+/// runs the master's program until its `execve`: that one is looked at again, for 10 s at most.
 pub(crate) fn assert_python_program(pids: &[i32]) {
     assert!(!pids.is_empty(), "no Python worker to look at");
+    let master_exe = std::fs::canonicalize(uwsgi_tests::bin("uwsgid")).ok();
     for pid in pids {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .unwrap_or_else(|e| panic!("/proc/{pid}/exe: {e}"));
+        let read = || {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .unwrap_or_else(|e| panic!("/proc/{pid}/exe: {e}"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut exe = read();
+        while Some(&exe) == master_exe.as_ref() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            exe = read();
+        }
         let name = exe
             .file_name()
             .unwrap_or_default()
