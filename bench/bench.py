@@ -580,7 +580,8 @@ class SnapUwsgid(SnapMixin, Uwsgid):
              "--master-fifo", self.fifo, "--safe-pidfile", self.pidfile,
              "--logto", self.logfile, "--auto-snapshot"]
         if self.python:
-            a += ["--wsgi-file", self.app]
+            # 1 thread per worker, as uWSGI's side (no --threads) runs: like for like
+            a += ["--wsgi-file", self.app, "--threads", "1"]
             if os.path.exists(SYSTEM_PYTHON):
                 a += ["--python", SYSTEM_PYTHON]
         else:
