@@ -50,6 +50,23 @@ fn sockopt_int(fd: RawFd, level: i32, opt: i32) -> io::Result<i32> {
     Ok(value)
 }
 
+fn set_sockopt_int(fd: RawFd, level: i32, opt: i32, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt reads an int from a live local.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The local address of a socket, as text.
 pub fn local_name(fd: RawFd) -> io::Result<String> {
     // SAFETY: sockaddr_storage is large enough for any address; getsockname fills `len` bytes.
@@ -107,6 +124,13 @@ fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
 fn finish(fd: OwnedFd, configured: String, created_path: Option<PathBuf>) -> io::Result<Listener> {
     crate::sys::set_nonblocking(fd.as_raw_fd())?;
     crate::sys::set_cloexec(fd.as_raw_fd(), true)?;
+    // TCP_NODELAY on a TCP listener (bound, inherited or passed by systemd): every connection
+    // accepted from it inherits it, so no worker sets it per connection.
+    if sockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)
+        .is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6)
+    {
+        set_sockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    }
     let name = local_name(fd.as_raw_fd())?;
     Ok(Listener {
         configured,
@@ -214,21 +238,8 @@ pub const DEFER_ACCEPT_SECS: libc::c_int = 1;
 
 /// Set (or clear) `TCP_DEFER_ACCEPT` on a TCP listener.
 pub fn set_defer_accept(fd: RawFd, on: bool) -> io::Result<()> {
-    let secs: libc::c_int = if on { DEFER_ACCEPT_SECS } else { 0 };
-    // SAFETY: setsockopt reads an int from a live local.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            &secs as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let secs = if on { DEFER_ACCEPT_SECS } else { 0 };
+    set_sockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// Bind a configured listener.

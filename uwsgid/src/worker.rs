@@ -679,17 +679,7 @@ impl<'a> Worker<'a> {
                     }
                 }
             }
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt reads an int; fails harmlessly on Unix sockets.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    &one as *const _ as *const libc::c_void,
-                    4,
-                );
-            }
+            // TCP_NODELAY comes from the listener (`listener::finish`).
             let conn = Conn {
                 fd,
                 inbuf: Vec::new(),
