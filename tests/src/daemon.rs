@@ -223,6 +223,13 @@ impl Daemon {
             .collect()
     }
 
+    /// The pid of the one worker (`--processes 1`); panics if there are more or none.
+    pub fn only_worker(&self) -> i32 {
+        let pids = self.worker_pids();
+        assert_eq!(pids.len(), 1, "one worker expected: {pids:?}");
+        pids[0] as i32
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: signalling the daemon we started, by its pid.
         let ret = unsafe { libc::kill(self.pid, sig) };

@@ -95,21 +95,6 @@ fn epoll_ctl(ep: RawFd, op: i32, fd: RawFd, events: u32, token: u64) -> io::Resu
 }
 
 /// Wait until `fd` is readable (`POLLIN`) or writable, at most `timeout`.
-/// Set TCP_NODELAY on a TCP socket (a listener's connections inherit it); true if it took.
-fn set_nodelay(fd: RawFd) -> bool {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads an int from a live local.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
-}
-
 fn wait_fd(fd: RawFd, events: i16, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -136,58 +121,20 @@ fn wait_fd(fd: RawFd, events: i16, timeout: Duration) -> io::Result<()> {
     }
 }
 
-/// Send every byte of `parts` in order (writev), waiting at most `timeout` for each progress.
+/// Send every byte of `parts` in order (one `sendmsg` of what is left at a time), waiting at
+/// most `timeout` for each progress.
 fn send_all(fd: RawFd, parts: &[&[u8]], timeout: Duration) -> io::Result<u64> {
-    let mut idx = 0;
-    let mut off = 0;
-    let mut total = 0u64;
-    while idx < parts.len() {
-        if off >= parts[idx].len() {
-            idx += 1;
-            off = 0;
-            continue;
-        }
-        let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len() - idx);
-        for (k, p) in parts[idx..].iter().enumerate() {
-            let p = if k == 0 { &p[off..] } else { p };
-            if !p.is_empty() {
-                iov.push(libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
-                });
-            }
-        }
-        // SAFETY: msghdr over iovecs pointing into `parts`, alive for the call.
-        let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iov.len() as _;
-            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLOUT, timeout)?,
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(e),
-            }
-            continue;
-        }
-        let mut n = n as usize;
-        total += n as u64;
-        while n > 0 && idx < parts.len() {
-            let room = parts[idx].len() - off;
-            if n >= room {
-                n -= room;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut sent = 0;
+    while sent < total {
+        match send_once(fd, &skip_bytes(parts, sent)) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLOUT, timeout)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(total)
+    Ok(total as u64)
 }
 
 /// One non-blocking `sendmsg` of `parts`: the bytes it took (WouldBlock if none).
@@ -1171,8 +1118,6 @@ struct Engine {
     accept_batch: usize,
     /// Per listener (by index): speaks the uwsgi protocol (named `uwsgi=ADDR`).
     uwsgi_listeners: Vec<bool>,
-    /// TCP listeners with TCP_NODELAY set, which their connections inherit.
-    nodelay_listeners: Vec<RawFd>,
     /// The largest uwsgi vars block (`--buffer-size`, uWSGI's 4096 by default).
     uwsgi_buffer: usize,
     /// TCP peers besides loopback that may speak uwsgi (`--uwsgi-allow`).
@@ -1490,16 +1435,10 @@ impl Engine {
         )?;
         let mut ls = Vec::new();
         let mut uwsgi_listeners = Vec::new();
-        let mut nodelay_listeners = Vec::new();
         for (fd, name) in listeners {
             // SAFETY: the runner's socket gave this fd up to us (detach).
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let local = sockname(fd.as_raw_fd(), false);
-            // On a TCP listener TCP_NODELAY is set once: every connection accepted from it
-            // inherits it, which spares a setsockopt per connection (a Unix one has no Nagle).
-            if !local.1.is_empty() && set_nodelay(fd.as_raw_fd()) {
-                nodelay_listeners.push(fd.as_raw_fd());
-            }
             // uwsgid names its uwsgi listeners `uwsgi=ADDR` in LISTEN_FDNAMES.
             uwsgi_listeners.push(name.starts_with("uwsgi="));
             ls.push((fd, local));
@@ -1548,7 +1487,6 @@ impl Engine {
             board: Board::open(),
             accept_batch: ACCEPT_BATCH,
             uwsgi_listeners,
-            nodelay_listeners,
             uwsgi_buffer,
             uwsgi_allow,
             head_max: s.buffer_size.map_or(MAX_HEAD, |b| b.max(HEADER_MIN)),
@@ -1918,10 +1856,7 @@ impl Engine {
                     return true;
                 }
             }
-            let tcp = matches!(ss.ss_family as i32, libc::AF_INET | libc::AF_INET6);
-            if tcp && !self.nodelay_listeners.contains(&lfd) {
-                set_nodelay(fd.as_raw_fd());
-            }
+            // TCP_NODELAY comes from the listener (uwsgid's `listener::finish`).
             let raw = fd.as_raw_fd();
             let conn = Box::new(Conn {
                 fd,

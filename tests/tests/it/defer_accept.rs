@@ -33,16 +33,10 @@ fn server_side_inode(client: &TcpStream) -> Option<String> {
     })
 }
 
-fn only_worker(d: &Daemon) -> i32 {
-    let pids = d.worker_pids();
-    assert_eq!(pids.len(), 1, "one worker expected: {pids:?}");
-    pids[0] as i32
-}
-
 /// Whether the worker holds a silent client's connection once a later request is answered;
 /// the silent client is then answered too.
 fn silent_client_taken(d: &Daemon) -> bool {
-    let worker = only_worker(d);
+    let worker = d.only_worker();
     let mut silent = TcpStream::connect(&d.addr).unwrap();
     let (status, _) = d.get("/").unwrap();
     assert_eq!(status, 200);

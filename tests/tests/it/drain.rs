@@ -87,13 +87,6 @@ impl Client {
     }
 }
 
-/// The one worker's pid.
-fn only_worker(d: &Daemon) -> i32 {
-    let pids = d.worker_pids();
-    assert_eq!(pids.len(), 1, "one worker expected: {pids:?}");
-    pids[0] as i32
-}
-
 /// Reload gracefully and return once the stats show `old` draining (the master signalled it),
 /// or `old` is gone already (a worker that closed its clients at once and exited).
 fn reload_until_draining(d: &Daemon, old: i32) -> Instant {
@@ -110,7 +103,7 @@ fn reload_until_draining(d: &Daemon, old: i32) -> Instant {
 
 /// The scenario, on a daemon with one worker of the kind under test (`kind`, for messages).
 fn late_clients_are_answered(d: &Daemon, kind: &str) {
-    let old = only_worker(d);
+    let old = d.only_worker();
     // (b) A keep-alive client with one answer behind it.
     let mut keep = Client::open(&d.addr);
     let (status, body, closing) = keep.get_pid().unwrap();
@@ -149,7 +142,7 @@ fn late_clients_are_answered(d: &Daemon, kind: &str) {
     assert!(!alive(old), "{kind}: the old worker exits");
 
     // A silent keep-alive client is closed after the grace, and not long after it.
-    let old = only_worker(d);
+    let old = d.only_worker();
     let mut silent = Client::open(&d.addr);
     let (status, body, _) = silent.get_pid().unwrap();
     assert_eq!((status, body), (200, old.to_string()));
