@@ -66,6 +66,8 @@ const ACCEPT_BATCH: usize = 1;
 const DRAIN_ACCEPT: usize = 16;
 /// The timerfd that ends an accept pause (see [`Engine::yield_accepts`]).
 const ACCEPT_TIMER_TOKEN: u64 = u64::MAX - 1;
+/// A set's kick eventfd (see `Engine::kicks`).
+const KICK_TOKEN: u64 = u64::MAX - 2;
 /// An accept pause per connection held, and its longest.
 const YIELD_PER_CONN: Duration = Duration::from_micros(200);
 const YIELD_MAX: Duration = Duration::from_millis(2);
@@ -1078,7 +1080,17 @@ struct Engine {
     app: Py<PyAny>,
     errors: Py<PyAny>,
     file_wrapper: Py<PyAny>,
-    epoll: OwnedFd,
+    /// Two epoll sets: the threads wait in `epolls[active]`. With `--auto-snapshot` the other
+    /// one, the standby, holds a registration of each listener that nobody waits in, made
+    /// when this worker started: a resumed snapshot makes it the active set and so takes new
+    /// connections before the workers it replaces (see [`Engine::resume_accepting`]).
+    epolls: [OwnedFd; 2],
+    active: AtomicUsize,
+    /// Per set, an eventfd made readable when the threads leave that set: it wakes each
+    /// thread still waiting in it, which then waits in the active one.
+    kicks: [OwnedFd; 2],
+    /// The standby set holds the listeners.
+    standby: AtomicBool,
     signals: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
@@ -1405,20 +1417,6 @@ impl Engine {
                 libc::SFD_NONBLOCK | libc::SFD_CLOEXEC,
             ))?)
         };
-        // SAFETY: a new epoll fd we own.
-        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            signals.as_raw_fd(),
-            // Edge-triggered: one thread is woken per signal (`on_signals` reads them all).
-            // Level-triggered, the signal stayed ready until read, and epoll woke each of
-            // the threads waiting in turn: a stop signal to 16 workers woke 128 threads
-            // while the master was still sending them.
-            (libc::EPOLLIN | libc::EPOLLET) as u32,
-            SIGNAL_TOKEN,
-        )?;
-        // SAFETY: a new eventfd we own.
         // SAFETY: a new timerfd we own.
         let accept_timer = unsafe {
             OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
@@ -1426,13 +1424,43 @@ impl Engine {
                 libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
             ))?)
         };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            accept_timer.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            ACCEPT_TIMER_TOKEN,
-        )?;
+        let new_set = || -> io::Result<(OwnedFd, OwnedFd)> {
+            // SAFETY: a new epoll fd and a new eventfd we own.
+            let (ep, kick) = unsafe {
+                (
+                    OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?),
+                    OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                        0,
+                        libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+                    ))?),
+                )
+            };
+            let add = |fd: RawFd, events: i32, token: u64| {
+                epoll_ctl(
+                    ep.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    fd,
+                    events as u32,
+                    token,
+                )
+            };
+            // Edge-triggered: one thread is woken per signal (`on_signals` reads them all).
+            // Level-triggered, the signal stayed ready until read, and epoll woke each of
+            // the threads waiting in turn: a stop signal to 16 workers woke 128 threads
+            // while the master was still sending them. (Both sets hold the signalfd and
+            // the timer: epoll reports neither unless it is readable when harvested.)
+            add(
+                signals.as_raw_fd(),
+                libc::EPOLLIN | libc::EPOLLET,
+                SIGNAL_TOKEN,
+            )?;
+            add(accept_timer.as_raw_fd(), libc::EPOLLIN, ACCEPT_TIMER_TOKEN)?;
+            // Level-triggered: once readable, it wakes every thread waiting in this set.
+            add(kick.as_raw_fd(), libc::EPOLLIN, KICK_TOKEN)?;
+            Ok((ep, kick))
+        };
+        let (ep0, kick0) = new_set()?;
+        let (ep1, kick1) = new_set()?;
         let mut ls = Vec::new();
         let mut uwsgi_listeners = Vec::new();
         for (fd, name) in listeners {
@@ -1457,7 +1485,10 @@ impl Engine {
             app,
             errors,
             file_wrapper,
-            epoll,
+            epolls: [ep0, ep1],
+            active: AtomicUsize::new(0),
+            kicks: [kick0, kick1],
+            standby: AtomicBool::new(false),
             signals,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
@@ -1495,7 +1526,83 @@ impl Engine {
         if let Some(b) = &e.board {
             b.cell();
         }
+        // Before any later generation exists (its workers register after us).
+        if std::env::var_os("UWSGID_AUTO_SNAPSHOT").is_some_and(|v| v == "1") {
+            e.register_standby();
+        }
         Ok(e)
+    }
+
+    /// The set the threads wait in.
+    fn ep(&self) -> RawFd {
+        self.epolls[self.active.load(SeqCst)].as_raw_fd()
+    }
+
+    /// Register the listeners in the standby set, which nobody waits in: an exclusive
+    /// wake-up passes over it (epoll wakes the first registration whose set has a thread
+    /// waiting), so it takes nothing, and it keeps this worker's place in each listener's
+    /// wait queue, ahead of every worker started after now.
+    fn register_standby(&self) {
+        let standby = self.epolls[1 - self.active.load(SeqCst)].as_raw_fd();
+        let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ok = !ls.is_empty();
+        for (i, (fd, _)) in ls.iter().enumerate() {
+            let ev = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+            let token = LISTENER_TOKEN + i as u64;
+            if let Err(e) = epoll_ctl(standby, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), ev, token) {
+                log(&format!("listener {i}: standby epoll: {e}"));
+                ok = false;
+            }
+        }
+        self.standby.store(ok, SeqCst);
+    }
+
+    /// Leave the standby set's registrations (a drain: our listener copies close, but the
+    /// registrations would live as long as the master's copies).
+    fn drop_standby(&self, ls: &[(OwnedFd, (String, String))]) {
+        if self.standby.swap(false, SeqCst) {
+            let standby = self.epolls[1 - self.active.load(SeqCst)].as_raw_fd();
+            for (fd, _) in ls {
+                let _ = epoll_ctl(standby, libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+            }
+        }
+    }
+
+    /// Accept again after a park. With a standby set, it becomes the active one: its
+    /// registrations date from this worker's start, so epoll offers each new connection to
+    /// us (and the rest of the snapshot) before the generation that replaced us, whose
+    /// workers may not have read their stop signal yet (with a registration made now, they
+    /// kept answering for milliseconds after our first answer). The threads still waiting
+    /// in the old set are moved by its kick; it then becomes the standby for a next park.
+    /// Parked workers hold no connection, so no connection is registered in the old set.
+    fn resume_accepting(&self) {
+        if !self.standby.load(SeqCst) {
+            self.set_accepting(true);
+            return;
+        }
+        {
+            let mut acc = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+            if *acc || self.draining.load(SeqCst) || self.accept_paused.load(SeqCst) {
+                drop(acc);
+                self.set_accepting(true);
+                return;
+            }
+            let old = self.active.load(SeqCst);
+            let new = 1 - old;
+            let mut buf = [0u8; 8];
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: reading the new set's eventfd counter into an 8-byte buffer (it was
+            // kicked when left), adding 1 to the old one's; both are our non-blocking fds.
+            unsafe {
+                libc::read(self.kicks[new].as_raw_fd(), buf.as_mut_ptr().cast(), 8);
+                self.active.store(new, SeqCst);
+                *acc = true;
+                libc::write(self.kicks[old].as_raw_fd(), one.as_ptr().cast(), 8);
+            }
+        }
+        // A thread not yet moved may take a connection from the new registration in the
+        // old set: it accepts and serves it like any other (we accept).
+        self.register_standby();
     }
 
     fn set_accepting(&self, on: bool) {
@@ -1507,20 +1614,14 @@ impl Engine {
         for (i, (fd, _)) in ls.iter().enumerate() {
             let r = if on {
                 epoll_ctl(
-                    self.epoll.as_raw_fd(),
+                    self.ep(),
                     libc::EPOLL_CTL_ADD,
                     fd.as_raw_fd(),
                     (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
                     LISTENER_TOKEN + i as u64,
                 )
             } else {
-                epoll_ctl(
-                    self.epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    fd.as_raw_fd(),
-                    0,
-                    0,
-                )
+                epoll_ctl(self.ep(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
             };
             if let Err(e) = r {
                 log(&format!("listener {i}: epoll: {e}"));
@@ -1539,14 +1640,7 @@ impl Engine {
                 SWEEP.as_millis() as i32
             };
             // SAFETY: events is a valid buffer of `max` entries.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    max as i32,
-                    tick,
-                )
-            };
+            let n = unsafe { libc::epoll_wait(self.ep(), events.as_mut_ptr(), max as i32, tick) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -1563,6 +1657,8 @@ impl Engine {
                     self.on_signals();
                 } else if token == ACCEPT_TIMER_TOKEN {
                     self.resume_accepts();
+                } else if token == KICK_TOKEN {
+                    // This set was left: the next wait is in the active one.
                 } else if token >= LISTENER_TOKEN {
                     self.accept((token - LISTENER_TOKEN) as usize);
                 } else {
@@ -1620,13 +1716,7 @@ impl Engine {
         if *acc {
             let ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             for (fd, _) in ls.iter() {
-                let _ = epoll_ctl(
-                    self.epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    fd.as_raw_fd(),
-                    0,
-                    0,
-                );
+                let _ = epoll_ctl(self.ep(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
             }
             *acc = false;
         }
@@ -1671,10 +1761,14 @@ impl Engine {
         // from `kill` still running, took the lines below for the resume (accepting again,
         // no longer draining), and a thread accepted and read a connection before the stop
         // reached it: that client waited unanswered as long as the snapshot stayed parked.
+        // Woken by the SIGCONT, we wait for the CPU instead of preempting the master
+        // while it wakes the rest of the snapshot (`uwsgid::sys::set_batch`).
+        uwsgid::sys::set_batch_all(true);
         // SAFETY: raise only sends SIGSTOP to this thread of our own process.
         unsafe {
             libc::raise(libc::SIGSTOP);
         }
+        uwsgid::sys::set_batch_all(false);
         let resumed = {
             let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
             self.stopping.store(false, SeqCst);
@@ -1687,7 +1781,11 @@ impl Engine {
             r
         };
         if resumed {
-            self.set_accepting(true);
+            self.resume_accepting();
+            // The master retires our slot's current worker once it hears this.
+            if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
+                let _ = uwsgid::notify::send(&addr, b"READY=1\nSTATUS=resumed by a rollback");
+            }
         }
     }
 
@@ -1716,16 +1814,11 @@ impl Engine {
             let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             if *acc {
                 for (fd, _) in ls.iter() {
-                    let _ = epoll_ctl(
-                        self.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_DEL,
-                        fd.as_raw_fd(),
-                        0,
-                        0,
-                    );
+                    let _ = epoll_ctl(self.ep(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
                 }
                 *acc = false;
             }
+            self.drop_standby(&ls);
             // Our copies only (closed below): the master and other workers keep theirs.
             std::mem::take(&mut *ls)
         };
@@ -1758,14 +1851,27 @@ impl Engine {
     /// accepting, no other worker is woken for that connection, and with every client
     /// waiting on one it would stay in the backlog. Served like the requests in flight
     /// (answered with `Connection: close`).
+    ///
+    /// What waits is accepted first, then served: accepting one, serving it, then looking
+    /// again took, from a client that reconnects at once, each next connection it made
+    /// while we served (a rollback's current worker kept answering with the replaced code
+    /// long after the snapshot was back).
     fn accept_pending(&self, listeners: &[(RawFd, (String, String))]) {
         for (i, (fd, local)) in listeners.iter().enumerate() {
             let uwsgi = self.uwsgi_listeners.get(i).copied().unwrap_or(false);
-            for _ in 0..DRAIN_ACCEPT {
-                if !self.accept_from(*fd, local, uwsgi) {
-                    break;
+            // Held until every connection taken here is in the table (see `accept_from`).
+            let held = InAccept::enter(&self.in_accept);
+            let mut taken = Vec::new();
+            while taken.len() < DRAIN_ACCEPT {
+                match self.accept_one(*fd) {
+                    Some(c) => taken.push(c),
+                    None => break,
                 }
             }
+            for (cfd, ss) in taken {
+                self.take(cfd, ss, local, uwsgi, InAccept::enter(&self.in_accept));
+            }
+            drop(held);
         }
     }
 
@@ -1795,19 +1901,30 @@ impl Engine {
     /// Accept one connection on listener `lfd` (its address `local`) and serve what it has;
     /// false when there was none to take (or no room), so the caller stops.
     fn accept_from(&self, lfd: RawFd, local: &(String, String), uwsgi: bool) -> bool {
+        // Counted from before accept4 until the connection is in the table, so that a
+        // drain or park never ends with a connection accepted but not yet seen.
+        let guard = InAccept::enter(&self.in_accept);
+        match self.accept_one(lfd) {
+            Some((fd, ss)) => {
+                self.take(fd, ss, local, uwsgi, guard);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One accept4 on `lfd` (the caller holds an [`InAccept`]); `None` when there was none
+    /// to take, or no room. While parking, a connection epoll handed us before the
+    /// listeners left our set is still accepted and served (its wakeup went to us alone);
+    /// only the instant the process stops itself refuses it.
+    fn accept_one(&self, lfd: RawFd) -> Option<(OwnedFd, libc::sockaddr_storage)> {
         {
-            // Counted from before accept4 until the connection is in the table, so that a
-            // drain or park never ends with a connection accepted but not yet seen.
-            // While parking, a connection epoll handed us before the listeners left our set
-            // is still accepted and served (its wakeup went to us alone); only the instant the
-            // process stops itself refuses it.
-            let guard = InAccept::enter(&self.in_accept);
             if self.stopping.load(SeqCst) {
-                return false;
+                return None;
             }
             if self.table.lock().unwrap_or_else(|p| p.into_inner()).live >= self.max_conns {
                 self.set_accepting(false);
-                return false;
+                return None;
             }
             // SAFETY: sockaddr_storage is plain data; accept4 returns a new fd we own.
             let (fd, ss) = unsafe {
@@ -1835,10 +1952,24 @@ impl Engine {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                return false;
+                return None;
             }
             // SAFETY: fd was just returned by accept4.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            Some((unsafe { OwnedFd::from_raw_fd(fd) }, ss))
+        }
+    }
+
+    /// A connection `accept_one` took: into the table (then `guard` is dropped), and served
+    /// at once when its request is there.
+    fn take(
+        &self,
+        fd: OwnedFd,
+        ss: libc::sockaddr_storage,
+        local: &(String, String),
+        uwsgi: bool,
+        guard: InAccept<'_>,
+    ) {
+        {
             let peer = addr_text(&ss);
             if uwsgi && matches!(ss.ss_family as i32, libc::AF_INET | libc::AF_INET6) {
                 // The uwsgi protocol has no authentication: TCP peers other than loopback
@@ -1853,7 +1984,7 @@ impl Engine {
                          uwsgi unless --uwsgi-allow names them",
                         peer.0
                     ));
-                    return true;
+                    return;
                 }
             }
             // TCP_NODELAY comes from the listener (uwsgid's `listener::finish`).
@@ -1896,15 +2027,12 @@ impl Engine {
                 After::Rearm => {
                     self.release(token, Some(conn));
                     let ev = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
-                    if epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, ev, token)
-                        .is_err()
-                    {
+                    if epoll_ctl(self.ep(), libc::EPOLL_CTL_ADD, raw, ev, token).is_err() {
                         self.close_token(token);
                     }
                 }
             }
         }
-        true
     }
 
     /// Let the other workers take the next connections for a moment when this one already
@@ -2025,7 +2153,7 @@ impl Engine {
             After::Rearm => {
                 self.release(token, Some(conn));
                 let ev = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
-                if epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, raw, ev, token).is_err() {
+                if epoll_ctl(self.ep(), libc::EPOLL_CTL_MOD, raw, ev, token).is_err() {
                     self.close_token(token);
                 }
             }

@@ -50,6 +50,11 @@ pub fn set_instance_env(config: &crate::cli::Config, words: &[String]) {
             vars.push(("UWSGID_STARTED_ON", t.as_secs().to_string()));
         }
     }
+    if config.auto_snapshot {
+        // Native Python workers then keep a standby registration of the listeners
+        // (uwsgid-python's `Engine::resume_accepting`).
+        vars.push(("UWSGID_AUTO_SNAPSHOT", "1".to_string()));
+    }
     if let Some(fifo) = config.fifos.first() {
         let abs = std::path::absolute(fifo).unwrap_or_else(|_| fifo.clone());
         vars.push(("UWSGID_MASTER_FIFO", abs.to_string_lossy().into_owned()));

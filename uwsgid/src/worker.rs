@@ -138,6 +138,8 @@ pub struct WorkerSetup<'a> {
     pub uwsgi: UwsgiSetup,
     /// Static maps, request log ([`crate::options`]).
     pub serve: crate::options::ServeOptions,
+    /// `--auto-snapshot`: keep a standby registration of the listeners (see `Worker::epolls`).
+    pub standby: bool,
 }
 
 /// The uwsgi side of a worker: listeners that speak it (nginx's `uwsgi_pass`), the TCP peers
@@ -248,7 +250,15 @@ const READ_INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 
 struct Worker<'a> {
     setup: WorkerSetup<'a>,
-    epoll: OwnedFd,
+    /// Two epoll sets; we wait in `epolls[active]`. With `--auto-snapshot` the other one, the
+    /// standby, holds a registration of each listener made at our start, which nobody
+    /// waits in: an exclusive wake-up passes over it, and after a park our SIGCONT makes it
+    /// the active set, so new connections come to us before the generation that replaced
+    /// us (registered after us in each listener's wait queue) while it retires.
+    epolls: [OwnedFd; 2],
+    active: usize,
+    /// The standby set holds the listeners.
+    standby: bool,
     signals: OwnedFd,
     /// The master that forked us: stop and drain signals count only from it.
     master_pid: i32,
@@ -348,19 +358,28 @@ impl<'a> Worker<'a> {
             libc::sigdelset(&mut set, libc::SIGCHLD);
         }
         let signals = crate::sys::signalfd(&set)?;
-        // SAFETY: epoll_create1 returns a new fd that we own.
-        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            signals.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            SIGNAL_TOKEN,
-        )?;
+        let new_set = || -> io::Result<OwnedFd> {
+            // SAFETY: epoll_create1 returns a new fd that we own.
+            let epoll =
+                unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+            let (ep, sfd) = (epoll.as_raw_fd(), signals.as_raw_fd());
+            epoll_ctl(
+                ep,
+                libc::EPOLL_CTL_ADD,
+                sfd,
+                libc::EPOLLIN as u32,
+                SIGNAL_TOKEN,
+            )?;
+            Ok(epoll)
+        };
+        let epolls = [new_set()?, new_set()?];
         let reqlog = crate::reqlog::Log::new(&setup.serve.reqlog);
+        let standby = setup.standby;
         let mut worker = Worker {
             setup,
-            epoll,
+            epolls,
+            active: 0,
+            standby: false,
             signals,
             // SAFETY: getppid cannot fail; a built-in worker is forked by the master itself.
             master_pid: unsafe { libc::getppid() },
@@ -384,10 +403,57 @@ impl<'a> Worker<'a> {
         worker.log_epoch = worker.setup.log_epoch;
         worker.check_log();
         worker.paused = worker.setup.board.paused();
+        if standby {
+            worker.register_standby();
+        }
         if !worker.paused {
             worker.start_accepting()?;
         }
         Ok(worker)
+    }
+
+    /// The set we wait in.
+    fn ep(&self) -> RawFd {
+        self.epolls[self.active].as_raw_fd()
+    }
+
+    /// Register the listeners in the standby set (see `Worker::epolls`).
+    fn register_standby(&mut self) {
+        let standby = self.epolls[1 - self.active].as_raw_fd();
+        let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        let mut ok = !self.setup.listeners.is_empty();
+        for (i, &fd) in self.setup.listeners.iter().enumerate() {
+            if let Err(e) = epoll_ctl(
+                standby,
+                libc::EPOLL_CTL_ADD,
+                fd,
+                events,
+                LISTENER_BASE + i as u64,
+            ) {
+                crate::log!("listener {i}: standby epoll: {e}");
+                ok = false;
+            }
+        }
+        self.standby = ok;
+    }
+
+    /// Accept again after a park: through the standby set when there is one (its
+    /// registrations date from our start), which the set we leave becomes for a next park.
+    /// No connection is registered in the set we leave: a worker parks holding none.
+    fn resume_accepting(&mut self) -> io::Result<()> {
+        let blocked = self.accepting
+            || self.draining
+            || self.paused
+            || self.parking
+            || self.accept_retry.is_some()
+            || self.open_conns >= MAX_CONNECTIONS;
+        if !self.standby || blocked {
+            return self.start_accepting();
+        }
+        self.active = 1 - self.active;
+        self.accepting = true;
+        self.register_standby();
+        Ok(())
     }
 
     fn cell(&self) -> &Cell {
@@ -407,7 +473,7 @@ impl<'a> Worker<'a> {
         for (i, &fd) in self.setup.listeners.iter().enumerate() {
             let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
             epoll_ctl(
-                self.epoll.as_raw_fd(),
+                self.ep(),
                 libc::EPOLL_CTL_ADD,
                 fd,
                 events,
@@ -423,7 +489,7 @@ impl<'a> Worker<'a> {
             return;
         }
         for &fd in &self.setup.listeners {
-            let _ = epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, 0, 0);
+            let _ = epoll_ctl(self.ep(), libc::EPOLL_CTL_DEL, fd, 0, 0);
         }
         self.accepting = false;
     }
@@ -459,12 +525,7 @@ impl<'a> Worker<'a> {
             let timeout = self.next_timeout();
             // SAFETY: events is a valid buffer of the given length.
             let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    timeout,
-                )
+                libc::epoll_wait(self.ep(), events.as_mut_ptr(), events.len() as i32, timeout)
             };
             if n < 0 {
                 let err = io::Error::last_os_error();
@@ -528,7 +589,14 @@ impl<'a> Worker<'a> {
                     for index in 0..self.setup.listeners.len() {
                         self.accept_some(index, DRAIN_ACCEPT);
                     }
-                    // Our copies of the listeners are no longer needed; the master keeps its own.
+                    // Our copies of the listeners are no longer needed; the master keeps its own
+                    // (so the standby registrations would outlive our copies: they go first).
+                    if std::mem::take(&mut self.standby) {
+                        let standby = self.epolls[1 - self.active].as_raw_fd();
+                        for &fd in &self.setup.listeners {
+                            let _ = epoll_ctl(standby, libc::EPOLL_CTL_DEL, fd, 0, 0);
+                        }
+                    }
                     for fd in std::mem::take(&mut self.setup.listeners) {
                         // SAFETY: closing our inherited listener fds, which nothing else here uses.
                         unsafe {
@@ -607,16 +675,25 @@ impl<'a> Worker<'a> {
     fn park(&mut self) -> io::Result<()> {
         self.reqlog.flush();
         self.cell().state.store(scoreboard::IDLE, Relaxed);
+        // Woken by the SIGCONT, we wait for the CPU instead of preempting the master
+        // while it wakes the rest of the snapshot (`sys::set_batch`).
+        crate::sys::set_batch(0, true);
         // SAFETY: raise only sends a signal to ourselves.
         unsafe {
             libc::raise(libc::SIGSTOP);
         }
+        crate::sys::set_batch(0, false);
         self.parking = false;
         if !self.closing() {
             self.closing_since = None;
         }
         self.handle_signals()?;
-        self.start_accepting()
+        self.resume_accepting()?;
+        // The master retires our slot's current worker once it hears this.
+        if self.accepting {
+            self.notify_ready();
+        }
+        Ok(())
     }
 
     fn accept(&mut self, index: usize) {
@@ -714,7 +791,7 @@ impl<'a> Worker<'a> {
                 self.stop_accepting();
             }
             if epoll_ctl(
-                self.epoll.as_raw_fd(),
+                self.ep(),
                 libc::EPOLL_CTL_ADD,
                 raw,
                 READ_INTEREST,
@@ -952,13 +1029,7 @@ impl<'a> Worker<'a> {
         if want != conn.interest {
             conn.interest = want;
             let raw = conn.fd.as_raw_fd();
-            let _ = epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                raw,
-                want,
-                idx as u64,
-            );
+            let _ = epoll_ctl(self.ep(), libc::EPOLL_CTL_MOD, raw, want, idx as u64);
         }
     }
 

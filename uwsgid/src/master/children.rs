@@ -3,7 +3,7 @@
 //! concerned and tells the reload under way about failed starts.
 
 use super::step::{freeze_when_ready, Phase};
-use super::table::{Exit, Expired, SlotId};
+use super::table::{Exit, Expired, SlotId, WorkerState};
 use super::{Master, Now};
 use crate::cli::WorkerKind;
 use crate::notify::NotifyMessage;
@@ -138,7 +138,18 @@ impl Master {
             w.status_text = Some(s);
         }
         if msg.ready {
-            if let Some(w) = self.table.set_ready(pid, now.at) {
+            let resumed = match w.state {
+                WorkerState::Resuming { since } => Some(since),
+                _ => None,
+            };
+            if let (Some(since), Some(w)) = (resumed, self.table.set_ready(pid, now.at)) {
+                log!(
+                    "worker {} (pid {pid}, generation {}) accepts again {:.1} ms after its SIGCONT: its slot's current worker retires",
+                    w.slot,
+                    w.generation,
+                    now.at.saturating_duration_since(since).as_secs_f64() * 1e3
+                );
+            } else if let Some(w) = self.table.set_ready(pid, now.at) {
                 log_event!("worker_ready", worker = w.slot.get(), pid = pid, generation = w.generation;
                     "worker {} (pid {pid}, generation {}) ready in {:.1} ms",
                     w.slot,
@@ -206,6 +217,11 @@ impl Master {
                         sys::kill(pid, libc::SIGSTOP);
                     }
                 }
+                Expired::Resumed(pid) => log!(
+                    "worker {} (pid {pid}) restored by the rollback counted serving after {:.1}s (it sent no READY=1): its slot's current worker retires",
+                    w(pid).unwrap_or_default(),
+                    super::table::RESUME_GRACE.as_secs_f64()
+                ),
                 Expired::StartTimeout(pid) => {
                     log!(
                         "worker {} (pid {pid}) not ready after {}s: SIGKILL",

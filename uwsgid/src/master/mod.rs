@@ -307,6 +307,7 @@ impl Master {
             self.phase.next_deadline(now.at),
             self.ticker.next_deadline(&self.config.recycle, now.at),
             self.snapshot_deadline(),
+            self.rollback_deadline(),
             self.reloads.prepare_at,
         ]
         .into_iter()

@@ -36,7 +36,8 @@ impl Table {
                 id: w.slot.get(),
                 generation: w.generation,
                 cell: w.cell,
-                ready: w.is_ready(),
+                // A restored worker not yet heard from serves (its listeners are open).
+                ready: w.is_ready() || matches!(w.state, WorkerState::Resuming { .. }),
                 retiring: matches!(w.state, WorkerState::Draining { .. } | WorkerState::Killed),
                 deadline_unix_ms: match w.state {
                     WorkerState::Draining { deadline, .. }

@@ -229,6 +229,7 @@ impl Master {
                 log_epoch,
                 serve: self.config.serve.clone(),
                 uwsgi: crate::worker::UwsgiSetup::of(&self.listeners, &self.config),
+                standby: self.snapshots_on(),
             }),
             Child::Worker {
                 id,

@@ -352,7 +352,9 @@ impl Master {
                 entry.rss = rss;
                 entry.vsz = vsz;
                 entry.status = match (&w.state, busy, self.paused) {
-                    (WorkerState::Starting { .. }, _, _) => "starting",
+                    (WorkerState::Starting { .. } | WorkerState::Resuming { .. }, _, _) => {
+                        "starting"
+                    }
                     (_, true, _) => "busy",
                     (_, false, true) => "pause",
                     _ => "idle",
@@ -361,7 +363,7 @@ impl Master {
                 ext.generation = w.generation;
                 ext.ready = w.is_ready();
                 ext.state = match w.state {
-                    WorkerState::Starting { .. } => "starting",
+                    WorkerState::Starting { .. } | WorkerState::Resuming { .. } => "starting",
                     WorkerState::Ready => "ready",
                     _ => "stopping",
                 }

@@ -326,6 +326,9 @@ impl Master {
         self.spawn_missing(now);
         self.stop_unused_zygotes(now);
         for pid in self.table.replaced() {
+            if self.retire_not_before(pid).is_some_and(|t| now.at < t) {
+                continue;
+            }
             if !self.try_park(pid, now) {
                 self.retire(pid, now);
             }

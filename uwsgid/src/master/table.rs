@@ -78,7 +78,17 @@ pub enum WorkerState {
     Parked {
         since: Instant,
     },
+    /// Restored by a rollback (`SIGCONT` sent at `since`), not yet heard from: it holds its
+    /// slot, but the slot's current worker serves on until this one says it accepts again
+    /// (`READY=1`), or [`RESUME_GRACE`] has passed.
+    Resuming {
+        since: Instant,
+    },
 }
+
+/// How long a rollback's restored worker may take to say it accepts again before it is
+/// counted as serving anyway (a worker of an image from before `READY=1` on resume).
+pub const RESUME_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -97,11 +107,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starting or ready: it holds (or will hold) its slot.
+    /// Starting, resuming or ready: it holds (or will hold) its slot.
     pub fn alive_for_slot(&self) -> bool {
         matches!(
             self.state,
-            WorkerState::Starting { .. } | WorkerState::Ready
+            WorkerState::Starting { .. } | WorkerState::Resuming { .. } | WorkerState::Ready
         )
     }
 
@@ -109,8 +119,12 @@ impl Worker {
         self.state == WorkerState::Ready
     }
 
+    /// Not serving yet: spawned and not ready, or restored by a rollback and not heard from.
     pub fn is_starting(&self) -> bool {
-        matches!(self.state, WorkerState::Starting { .. })
+        matches!(
+            self.state,
+            WorkerState::Starting { .. } | WorkerState::Resuming { .. }
+        )
     }
 
     /// Parking or parked: part of the snapshot.
@@ -181,6 +195,8 @@ pub enum Expired {
     Mercy(i32),
     /// An exec worker that sent no READY=1 counted ready after its grace.
     Grace(i32),
+    /// A restored worker that sent no READY=1 counted serving after [`RESUME_GRACE`].
+    Resumed(i32),
     /// Not ready after the start timeout: SIGKILL (its exit counts as a failed start).
     StartTimeout(i32),
 }
@@ -430,8 +446,7 @@ impl Table {
                 continue;
             }
             let w = &mut self.workers[i];
-            w.state = WorkerState::Ready;
-            w.ready_at = Some(now);
+            w.state = WorkerState::Resuming { since: now };
             self.retarget(id, g);
             out.push((id, pid));
         }
@@ -650,6 +665,11 @@ impl Table {
                     w.state = WorkerState::Killed;
                     out.push(Expired::Mercy(w.pid));
                 }
+                WorkerState::Resuming { since } if now >= since + RESUME_GRACE => {
+                    w.state = WorkerState::Ready;
+                    w.ready_at = Some(now);
+                    out.push(Expired::Resumed(w.pid));
+                }
                 WorkerState::Starting { killed: false } => {
                     if grace.is_some_and(|g| now >= w.spawned + g) {
                         w.state = WorkerState::Ready;
@@ -680,6 +700,7 @@ impl Table {
                 Some(deadline)
             }
             WorkerState::Starting { killed: false } => Some(w.spawned + start),
+            WorkerState::Resuming { since } => Some(since + RESUME_GRACE),
             _ => None,
         });
         let slots = self.slots.iter().flat_map(|s| {
