@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use uwsgi_tests::ctl::{ctl, eventually, http_get, TempDir, Uwsgid};
+use uwsgi_tests::poll::wait_for;
 use uwsgi_tests::{Daemon, TestDir};
 
 /// Requests on fresh connections, one after the other, until stopped: (answered, failures).
@@ -410,6 +411,9 @@ fn builtin_rollback_after_a_graceful_reload_to_another_static_dir_restores_every
     requests.finish();
     let log = d.log_text();
     assert!(log.contains("rollback to generation 1 complete"), "{log}");
+    // Each restored worker said it accepts again (READY=1 after its SIGCONT) before its
+    // slot's current worker retired.
+    assert_eq!(d.log_count("accepts again"), 4, "{log}");
 }
 
 const APP_V: &str = "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'VERSION']\n";
@@ -447,6 +451,59 @@ fn python_rollback_after_a_workers_reload_to_another_app_restores_every_slot() {
     assert_restored(&d, 1, &old, "/", "old");
     requests.more(20);
     requests.finish();
+    assert_eq!(d.log_count("accepts again"), 4, "{}", d.log_text());
+}
+
+/// The restored workers are ahead of the generation they replace in the listeners' wait
+/// queues (their standby registrations date from their start), so once they accept again
+/// every new connection is theirs, also in the moment (`ROLLBACK_OVERLAP`) before the
+/// current workers retire: one client at a time, as the rollback bench probes.
+/// `release(dir, r)` writes the configuration (`snap.ini`) and files of release `r`.
+fn restored_workers_answer_first(name: &str, path: &str, release: impl Fn(&TestDir, &str)) {
+    let dir = TestDir::new(name);
+    release(&dir, "old");
+    let d = Daemon::start(&dir, &["--ini", dir.join("snap.ini").to_str().unwrap()]);
+    let old = pids_of(&d.stats(), 1);
+    release(&dir, "new");
+    d.fifo_write(b"r");
+    assert_eq!(wait_parked(&d, 1, 4), old);
+    assert_eq!(d.get(path).unwrap().1.trim(), "new");
+    d.fifo_write(b"b");
+    wait_for(
+        "4 restored workers accepting",
+        Duration::from_secs(20),
+        || (d.log_count("accepts again") == 4).then_some(()),
+    );
+    let answers: Vec<String> = (0..30)
+        .map(|_| d.get(path).unwrap().1.trim().to_string())
+        .collect();
+    assert!(answers.iter().all(|a| a == "old"), "{answers:?}");
+    assert_restored(&d, 1, &old, path, "old");
+}
+
+#[test]
+fn builtin_restored_workers_take_new_connections_before_the_replaced_generation() {
+    restored_workers_answer_first("snap-first-builtin", "/v.txt", |dir, r| {
+        let files = dir.join(r);
+        fs::create_dir_all(&files).unwrap();
+        fs::write(files.join("v.txt"), r).unwrap();
+        snapshot_ini(dir, &format!("check-static = {}\n", files.display()));
+    });
+}
+
+#[test]
+fn python_restored_workers_take_new_connections_before_the_replaced_generation() {
+    let python = crate::exec_support::python();
+    restored_workers_answer_first("snap-first-python", "/", |dir, r| {
+        let app = dir.write("app.py", &APP_V.replace("VERSION", r));
+        snapshot_ini(
+            dir,
+            &format!(
+                "wsgi-file = {}\npython = {python}\nthreads = 1\n",
+                app.display()
+            ),
+        );
+    });
 }
 
 #[test]

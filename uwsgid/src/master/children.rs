@@ -142,14 +142,15 @@ impl Master {
                 WorkerState::Resuming { since } => Some(since),
                 _ => None,
             };
-            if let (Some(since), Some(w)) = (resumed, self.table.set_ready(pid, now.at)) {
+            let w = self.table.set_ready(pid, now.at);
+            if let (Some(since), Some(w)) = (resumed, w) {
                 log!(
                     "worker {} (pid {pid}, generation {}) accepts again {:.1} ms after its SIGCONT: its slot's current worker retires",
                     w.slot,
                     w.generation,
                     now.at.saturating_duration_since(since).as_secs_f64() * 1e3
                 );
-            } else if let Some(w) = self.table.set_ready(pid, now.at) {
+            } else if let Some(w) = w {
                 log_event!("worker_ready", worker = w.slot.get(), pid = pid, generation = w.generation;
                     "worker {} (pid {pid}, generation {}) ready in {:.1} ms",
                     w.slot,

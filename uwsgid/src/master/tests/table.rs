@@ -402,6 +402,20 @@ fn a_rollback_restores_parked_workers_and_replaces_the_current_ones() {
     assert_eq!(restored, vec![(id(1), 10), (id(2), 11)]);
     assert_eq!(t.slots[0].target, 1);
     assert!(t.snapshot_generation().is_none());
+    // Resuming: the current workers serve on until the restored ones say they accept.
+    assert!(t.replaced().is_empty());
+    assert!(t.missing(t0).is_empty());
+    assert_eq!(
+        t.next_deadline(t0, None, Duration::from_secs(60)),
+        Some(t0 + RESUME_GRACE)
+    );
+    assert!(t.set_ready(10, t0).is_some());
+    assert_eq!(t.replaced(), vec![20]);
+    // One that never says so counts as serving after the grace.
+    assert!(matches!(
+        t.expire(t0 + RESUME_GRACE, None, Duration::from_secs(60))[..],
+        [Expired::Resumed(11)]
+    ));
     let mut replaced = t.replaced();
     replaced.sort();
     assert_eq!(replaced, vec![20, 21]);
