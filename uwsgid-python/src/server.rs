@@ -29,7 +29,9 @@
 //! threads are not woken and joined first: the master's reload waits for this exit). The
 //! master's park signal (`uwsgid::worker::PARK_SIGNAL`, `--auto-snapshot`) drains the same
 //! way but keeps the listeners and, once idle, stops the process (SIGSTOP) until a
-//! rollback's SIGCONT; a stop signal read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
+//! rollback's SIGCONT, after which it accepts through its standby epoll set (ahead of the
+//! generation it replaces: [`Engine::resume_accepting`]) and says `READY=1`; a stop signal
+//! read after it turns it into a drain. SIGINT and SIGQUIT exit at once (128 + signal). SIGUSR2 dumps every thread's
 //! Python stack to the log (`faulthandler`); a fatal signal (SIGSEGV in a C extension) logs
 //! the Python stacks before the worker dies.
 

@@ -11,7 +11,8 @@
 //! open connections like a graceful stop does, without exiting. [`PARK_SIGNAL`] from the master
 //! (`--auto-snapshot`) parks: drain like SIGHUP without closing the listeners, then stop
 //! ourselves (`SIGSTOP`) once no connection is left; after the SIGCONT that follows, pending
-//! signals are read first (a stop retires us), then we accept again.
+//! signals are read first (a stop retires us), then we accept again, through the standby
+//! epoll set (`Worker::epolls`: ahead of the generation that replaced us), and say `READY=1`.
 //!
 //! Timeouts, so that no client holds a worker's connection slot forever: a request head must
 //! arrive within [`HEAD_TIMEOUT`] of its first byte, an idle keep-alive connection is closed
