@@ -1653,10 +1653,28 @@ impl Engine {
             }
             // Counted while this thread acts on what epoll gave it: a park waits for it.
             let busy_events = InAccept::enter(&self.in_events);
+            // Whether epoll may have handed us a listener's wake-up in this turn that no
+            // other worker got, for a drain read in it (`Engine::start_drain`): another
+            // thread may hold one, a full batch may have left one queued, or this batch has
+            // a listener's event before the signal's. One after it is not ours: the signal
+            // woke us and took us off the set's waiters, so epoll passed over us for that
+            // connection (noting it ready here too) and woke the next worker waiting.
+            let batch = &events[..n as usize];
+            let at = |want: &dyn Fn(u64) -> bool| {
+                batch.iter().position(|e| {
+                    let token = e.u64;
+                    want(token)
+                })
+            };
+            let listener = at(&|t| (LISTENER_TOKEN..KICK_TOKEN).contains(&t));
+            let signal = at(&|t| t == SIGNAL_TOKEN);
+            let woken = self.threads > 1
+                || n as usize == max
+                || matches!((listener, signal), (Some(l), Some(s)) if l < s);
             for ev in &events[..n as usize] {
                 let token = ev.u64;
                 if token == SIGNAL_TOKEN {
-                    self.on_signals();
+                    self.on_signals(woken);
                 } else if token == ACCEPT_TIMER_TOKEN {
                     self.resume_accepts();
                 } else if token == KICK_TOKEN {
@@ -1672,7 +1690,8 @@ impl Engine {
         }
     }
 
-    fn on_signals(&self) {
+    /// `woken`: a drain takes what waits on the listeners first (see `Engine::start_drain`).
+    fn on_signals(&self, woken: bool) {
         loop {
             // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
             let (n, sig) = unsafe {
@@ -1693,11 +1712,14 @@ impl Engine {
                     unsafe { libc::_exit(128 + sig) }
                 }
                 uwsgid::worker::PARK_SIGNAL => self.start_park(),
-                libc::SIGTERM | libc::SIGHUP => self.start_drain(if sig == libc::SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGHUP"
-                }),
+                libc::SIGTERM | libc::SIGHUP => self.start_drain(
+                    if sig == libc::SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGHUP"
+                    },
+                    woken,
+                ),
                 _ => {}
             }
         }
@@ -1800,7 +1822,10 @@ impl Engine {
             .get_or_insert_with(Instant::now);
     }
 
-    fn start_drain(&self, why: &str) {
+    /// `woken`: epoll may have given us a listener's wake-up that no other worker got; only
+    /// then is what waits in the backlog taken and served here (else a connection queued for
+    /// a restored worker of a rollback, woken and not yet running, went to this retiring one).
+    fn start_drain(&self, why: &str, woken: bool) {
         // A stop while parking (or parked) turns the park into a drain.
         {
             let mut park = self.park.lock().unwrap_or_else(|p| p.into_inner());
@@ -1828,7 +1853,9 @@ impl Engine {
             .iter()
             .map(|(fd, local)| (fd.as_raw_fd(), local.clone()))
             .collect();
-        self.accept_pending(&pending);
+        if woken {
+            self.accept_pending(&pending);
+        }
         drop(taken);
         if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
             let _ = uwsgid::notify::send(

@@ -260,6 +260,8 @@ struct Worker<'a> {
     active: usize,
     /// The standby set holds the listeners.
     standby: bool,
+    /// Epoll may have handed us a listener's wake-up in this turn (see `run`).
+    woken: bool,
     signals: OwnedFd,
     /// The master that forked us: stop and drain signals count only from it.
     master_pid: i32,
@@ -381,6 +383,7 @@ impl<'a> Worker<'a> {
             epolls,
             active: 0,
             standby: false,
+            woken: true,
             signals,
             // SAFETY: getppid cannot fail; a built-in worker is forked by the master itself.
             master_pid: unsafe { libc::getppid() },
@@ -535,6 +538,24 @@ impl<'a> Worker<'a> {
                 }
                 return Err(err);
             }
+            // Whether epoll may have handed us a listener's wake-up in this turn that no
+            // other worker got, for a drain read in it: a full batch may have left one
+            // queued, or this batch has a listener's event before the signal's. One after
+            // it is not ours: the signal woke us and took us off the set's waiters, so epoll
+            // passed over us for that connection (noting it ready here too) and woke the
+            // next worker waiting (a rollback's restored worker, which a drain taking the
+            // backlog here would have robbed).
+            let batch = &events[..n as usize];
+            let first = |want: &dyn Fn(u64) -> bool| {
+                batch.iter().position(|e| {
+                    let token = e.u64;
+                    want(token)
+                })
+            };
+            let listener = first(&|t| t >= LISTENER_BASE && t != SIGNAL_TOKEN);
+            let signal = first(&|t| t == SIGNAL_TOKEN);
+            self.woken = n as usize == events.len()
+                || matches!((listener, signal), (Some(l), Some(s)) if l < s);
             for ev in &events[..n as usize] {
                 let (token, flags) = (ev.u64, ev.events);
                 if token == SIGNAL_TOKEN {
@@ -584,11 +605,13 @@ impl<'a> Worker<'a> {
                     self.draining = true;
                     self.stop_accepting();
                     // What waits in the backlog now is taken and served before our copies
-                    // close: the wake-up of a connection may have gone to us alone (an event
-                    // of this turn, after this signal, that `accept` would find no listener
-                    // for), and no other worker would be woken for it.
-                    for index in 0..self.setup.listeners.len() {
-                        self.accept_some(index, DRAIN_ACCEPT);
+                    // close when the wake-up of a connection may have gone to us alone (an
+                    // event of this turn, before this signal, that `accept` would find no
+                    // listener for): no other worker would be woken for it.
+                    if self.woken {
+                        for index in 0..self.setup.listeners.len() {
+                            self.accept_some(index, DRAIN_ACCEPT);
+                        }
                     }
                     // Our copies of the listeners are no longer needed; the master keeps its own
                     // (so the standby registrations would outlive our copies: they go first).
@@ -684,6 +707,8 @@ impl<'a> Worker<'a> {
             libc::raise(libc::SIGSTOP);
         }
         crate::sys::set_batch(0, false);
+        // Stopped, we waited for nothing: a stop read now takes no listener's wake-up.
+        self.woken = false;
         self.parking = false;
         if !self.closing() {
             self.closing_since = None;
