@@ -68,6 +68,9 @@ const ACCEPT_BATCH: usize = 1;
 const DRAIN_ACCEPT: usize = 16;
 /// The timerfd that ends an accept pause (see [`Engine::yield_accepts`]).
 const ACCEPT_TIMER_TOKEN: u64 = u64::MAX - 1;
+/// How long after a rollback's SIGCONT a restored worker does not yield accepts (see
+/// `Engine::yield_accepts`): the replaced generation retires 50 ms after it is back.
+const NO_YIELD_AFTER_RESUME: Duration = Duration::from_secs(1);
 /// A set's kick eventfd (see `Engine::kicks`).
 const KICK_TOKEN: u64 = u64::MAX - 2;
 /// An accept pause per connection held, and its longest.
@@ -1093,6 +1096,8 @@ struct Engine {
     kicks: [OwnedFd; 2],
     /// The standby set holds the listeners.
     standby: AtomicBool,
+    /// When a rollback's SIGCONT last made the standby set the active one.
+    resumed_at: Mutex<Option<Instant>>,
     signals: OwnedFd,
     listeners: Mutex<Vec<(OwnedFd, (String, String))>>,
     accepting: Mutex<bool>,
@@ -1491,6 +1496,7 @@ impl Engine {
             active: AtomicUsize::new(0),
             kicks: [kick0, kick1],
             standby: AtomicBool::new(false),
+            resumed_at: Mutex::new(None),
             signals,
             listeners: Mutex::new(ls),
             accepting: Mutex::new(false),
@@ -1597,8 +1603,12 @@ impl Engine {
             // kicked when left), adding 1 to the old one's; both are our non-blocking fds.
             unsafe {
                 libc::read(self.kicks[new].as_raw_fd(), buf.as_mut_ptr().cast(), 8);
-                self.active.store(new, SeqCst);
-                *acc = true;
+            }
+            self.active.store(new, SeqCst);
+            *acc = true;
+            *self.resumed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            // SAFETY: as above.
+            unsafe {
                 libc::write(self.kicks[old].as_raw_fd(), one.as_ptr().cast(), 8);
             }
         }
@@ -2076,6 +2086,13 @@ impl Engine {
     /// at once (`Connection: close`) leaves nothing held: no pause.
     fn yield_accepts(&self) {
         if !self.peers || self.draining.load(SeqCst) {
+            return;
+        }
+        // Not while a rollback's replaced workers may still wait: a yield leaves the
+        // listeners and registers them again, behind those workers in the wait queues, which
+        // then took the connections (`resume_accepting`).
+        let resumed = *self.resumed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if resumed.is_some_and(|t| t.elapsed() < NO_YIELD_AFTER_RESUME) {
             return;
         }
         let held = self.table.lock().unwrap_or_else(|p| p.into_inner()).live;
