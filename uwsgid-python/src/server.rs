@@ -1663,24 +1663,15 @@ impl Engine {
             }
             // Counted while this thread acts on what epoll gave it: a park waits for it.
             let busy_events = InAccept::enter(&self.in_events);
-            // Whether epoll may have handed us a listener's wake-up in this turn that no
-            // other worker got, for a drain read in it (`Engine::start_drain`): another
-            // thread may hold one, a full batch may have left one queued, or this batch has
-            // a listener's event before the signal's. One after it is not ours: the signal
-            // woke us and took us off the set's waiters, so epoll passed over us for that
-            // connection (noting it ready here too) and woke the next worker waiting.
-            let batch = &events[..n as usize];
-            let at = |want: &dyn Fn(u64) -> bool| {
-                batch.iter().position(|e| {
-                    let token = e.u64;
-                    want(token)
-                })
-            };
-            let listener = at(&|t| (LISTENER_TOKEN..KICK_TOKEN).contains(&t));
-            let signal = at(&|t| t == SIGNAL_TOKEN);
+            // For a drain read in this batch (`Engine::start_drain`); another thread of
+            // ours may hold a listener's wake-up too.
             let woken = self.threads > 1
-                || n as usize == max
-                || matches!((listener, signal), (Some(l), Some(s)) if l < s);
+                || uwsgid::worker::listener_wake_is_ours(
+                    events[..n as usize].iter().map(|e| e.u64),
+                    |t| (LISTENER_TOKEN..KICK_TOKEN).contains(&t),
+                    SIGNAL_TOKEN,
+                    n as usize == max,
+                );
             for ev in &events[..n as usize] {
                 let token = ev.u64;
                 if token == SIGNAL_TOKEN {
@@ -3177,20 +3168,11 @@ impl Engine {
 /// cost: on a busy machine the exit, which the master waits for to complete a reload, can
 /// take tens of milliseconds more (nothing is left for it to serve).
 fn yield_cpu() {
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for t in tasks.flatten() {
-            let tid = t
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<libc::id_t>().ok());
-            if let Some(tid) = tid {
-                // SAFETY: setpriority on one of our own threads; lowering needs no privilege.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-                }
-            }
-        }
-    }
+    // SAFETY: setpriority on one of our own threads (0: this one); lowering needs no
+    // privilege.
+    uwsgid::sys::each_thread(|tid| unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    });
     // SAFETY: sched_yield has no arguments; its result does not matter here.
     unsafe {
         libc::sched_yield();

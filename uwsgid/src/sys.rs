@@ -377,18 +377,24 @@ pub fn set_batch(tid: i32, batch: bool) {
     }
 }
 
-/// [`set_batch`] for every thread of this process.
-pub fn set_batch_all(batch: bool) {
+/// Call `f` with the id of every thread of this process (`/proc/self/task`), or with 0 (the
+/// calling thread) where that cannot be read.
+pub fn each_thread(mut f: impl FnMut(i32)) {
     match std::fs::read_dir("/proc/self/task") {
         Ok(tasks) => {
             for t in tasks.flatten() {
                 if let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    set_batch(tid, batch);
+                    f(tid);
                 }
             }
         }
-        Err(_) => set_batch(0, batch),
+        Err(_) => f(0),
     }
+}
+
+/// [`set_batch`] for every thread of this process.
+pub fn set_batch_all(batch: bool) {
+    each_thread(|tid| set_batch(tid, batch));
 }
 
 /// Reap one exited child without blocking: `(pid, raw status)`.

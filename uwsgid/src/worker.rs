@@ -341,6 +341,33 @@ pub fn run(setup: WorkerSetup<'_>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Whether epoll may have handed this worker a listener's wake-up that no other worker got,
+/// judged from one batch of events (their tokens, in order; `full`: the batch filled the
+/// buffer, so more may be queued): a drain read in it then takes the listeners' backlog.
+/// Only a listener's event before the stop signal's counts: one after it is not ours, since
+/// the signal woke us and took us off the set's waiters, so epoll passed over us for that
+/// connection (noting it ready here too) and woke the next worker waiting (a rollback's
+/// restored worker, which a drain taking the backlog would have robbed).
+pub fn listener_wake_is_ours(
+    tokens: impl Iterator<Item = u64>,
+    is_listener: impl Fn(u64) -> bool,
+    signal: u64,
+    full: bool,
+) -> bool {
+    if full {
+        return true;
+    }
+    for t in tokens {
+        if t == signal {
+            return false;
+        }
+        if is_listener(t) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether a worker acts on signal `sig` sent by `from`: SIGTERM, SIGINT, SIGHUP and SIGQUIT
 /// only when the master sent them (a signal to the whole process group, or from the terminal,
 /// reaches the master too, and it decides), or once the master is gone (`parent` is no longer
@@ -445,13 +472,7 @@ impl<'a> Worker<'a> {
     /// registrations date from our start), which the set we leave becomes for a next park.
     /// No connection is registered in the set we leave: a worker parks holding none.
     fn resume_accepting(&mut self) -> io::Result<()> {
-        let blocked = self.accepting
-            || self.draining
-            || self.paused
-            || self.parking
-            || self.accept_retry.is_some()
-            || self.open_conns >= MAX_CONNECTIONS;
-        if !self.standby || blocked {
+        if !self.standby || !self.may_accept() {
             return self.start_accepting();
         }
         self.active = 1 - self.active;
@@ -464,14 +485,18 @@ impl<'a> Worker<'a> {
         self.setup.board.cell(self.setup.cell)
     }
 
-    fn start_accepting(&mut self) -> io::Result<()> {
-        if self.accepting
+    /// Not accepting, and nothing keeps us from it.
+    fn may_accept(&self) -> bool {
+        !(self.accepting
             || self.draining
             || self.paused
             || self.parking
             || self.accept_retry.is_some()
-            || self.open_conns >= MAX_CONNECTIONS
-        {
+            || self.open_conns >= MAX_CONNECTIONS)
+    }
+
+    fn start_accepting(&mut self) -> io::Result<()> {
+        if !self.may_accept() {
             return Ok(());
         }
         for (i, &fd) in self.setup.listeners.iter().enumerate() {
@@ -538,24 +563,12 @@ impl<'a> Worker<'a> {
                 }
                 return Err(err);
             }
-            // Whether epoll may have handed us a listener's wake-up in this turn that no
-            // other worker got, for a drain read in it: a full batch may have left one
-            // queued, or this batch has a listener's event before the signal's. One after
-            // it is not ours: the signal woke us and took us off the set's waiters, so epoll
-            // passed over us for that connection (noting it ready here too) and woke the
-            // next worker waiting (a rollback's restored worker, which a drain taking the
-            // backlog here would have robbed).
-            let batch = &events[..n as usize];
-            let first = |want: &dyn Fn(u64) -> bool| {
-                batch.iter().position(|e| {
-                    let token = e.u64;
-                    want(token)
-                })
-            };
-            let listener = first(&|t| t >= LISTENER_BASE && t != SIGNAL_TOKEN);
-            let signal = first(&|t| t == SIGNAL_TOKEN);
-            self.woken = n as usize == events.len()
-                || matches!((listener, signal), (Some(l), Some(s)) if l < s);
+            self.woken = listener_wake_is_ours(
+                events[..n as usize].iter().map(|e| e.u64),
+                |t| t >= LISTENER_BASE,
+                SIGNAL_TOKEN,
+                n as usize == events.len(),
+            );
             for ev in &events[..n as usize] {
                 let (token, flags) = (ev.u64, ev.events);
                 if token == SIGNAL_TOKEN {
@@ -1489,6 +1502,17 @@ mod signal_tests {
         }
         assert!(acts_on(libc::SIGUSR1, 99, 10, 10));
         assert!(acts_on(libc::SIGWINCH, 0, 10, 10));
+    }
+
+    #[test]
+    fn a_listener_wake_is_ours_only_before_the_signal_or_in_a_full_batch() {
+        use super::listener_wake_is_ours as ours;
+        let (sig, l) = (u64::MAX, 1u64 << 40);
+        let is_l = |t: u64| t == l;
+        assert!(ours([l, sig].into_iter(), is_l, sig, false));
+        assert!(!ours([sig, l].into_iter(), is_l, sig, false));
+        assert!(!ours([7, sig].into_iter(), is_l, sig, false));
+        assert!(ours([sig].into_iter(), is_l, sig, true));
     }
 }
 

@@ -70,12 +70,7 @@ impl Master {
     /// older snapshot, if any, is retired. False if the caller must retire it.
     pub(super) fn try_park(&mut self, pid: i32, now: Now) -> bool {
         // A rollback's replaced workers retire: they are the generation rolled back from.
-        let rollback = self
-            .reloads
-            .current
-            .as_ref()
-            .is_some_and(|r| r.kind == ReloadKind::Rollback);
-        if rollback || !self.snapshots_on() || !self.table.parkable(pid) {
+        if self.rollback_to().is_some() || !self.snapshots_on() || !self.table.parkable(pid) {
             return false;
         }
         let Some(g) = self.table.worker(pid).map(|w| w.generation) else {
@@ -164,23 +159,27 @@ impl Master {
     /// Not before when `pid`, replaced in its slot, may retire: during a rollback,
     /// [`ROLLBACK_OVERLAP`] after the slot's restored worker was ready; `None` otherwise.
     pub(super) fn retire_not_before(&self, pid: i32) -> Option<std::time::Instant> {
-        let r = self.reloads.current.as_ref()?;
-        if r.kind != ReloadKind::Rollback {
-            return None;
-        }
+        let g = self.rollback_to()?;
         let slot = self.table.worker(pid)?.slot;
         let ready = self
             .table
             .workers
             .iter()
-            .filter(|w| w.slot == slot && w.generation == r.generation && w.is_ready())
+            .filter(|w| w.slot == slot && w.generation == g && w.is_ready())
             .filter_map(|w| w.ready_at)
             .max()?;
         Some(ready + ROLLBACK_OVERLAP)
     }
 
+    /// The generation a rollback under way restores.
+    fn rollback_to(&self) -> Option<u64> {
+        let r = self.reloads.current.as_ref()?;
+        (r.kind == ReloadKind::Rollback).then_some(r.generation)
+    }
+
     /// The next [`Master::retire_not_before`] to come.
     pub(super) fn rollback_deadline(&self) -> Option<std::time::Instant> {
+        self.rollback_to()?;
         self.table
             .replaced()
             .into_iter()
